@@ -1,0 +1,92 @@
+"""`RunConfig`: every knob of one training run, validated in one place."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from toolkit import ToolkitError
+
+MODELS = ("vae", "ae")
+DATASETS = ("fashion-mnist", "mnist")
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+class ConfigError(ToolkitError):
+    """A configuration value is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str = "vae"
+    dataset: str = "fashion-mnist"
+    latent_dim: int = 20
+    hidden: tuple[int, ...] = (400,)
+    likelihood: str = "bernoulli"
+    beta: float = 1.0
+    warmup_epochs: int = 0
+    free_bits: float = 0.0
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    patience: int = 5
+    seed: int = 42
+    limit: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        for name, problem in self._problems():
+            raise ConfigError(f"{name}: {problem}")
+
+    def _problems(self):
+        choices = {"model": MODELS, "dataset": DATASETS, "likelihood": LIKELIHOODS}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                yield name, f"unknown value {value!r}; choose one of {', '.join(allowed)}"
+        positive = ("latent_dim", "epochs", "batch_size", "lr")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                yield name, f"must be > 0, got {getattr(self, name)}"
+        for name in ("beta", "free_bits", "warmup_epochs", "patience"):
+            if getattr(self, name) < 0:
+                yield name, f"must be >= 0, got {getattr(self, name)}"
+        if not self.hidden or any(h <= 0 for h in self.hidden):
+            yield "hidden", f"needs one or more positive layer sizes, got {self.hidden}"
+        if self.limit is not None and self.limit <= 0:
+            yield "limit", f"must be > 0 when given, got {self.limit}"
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string params for MLflow; `hidden` is written as '400' or '256,128'."""
+        params = dataclasses.asdict(self)
+        params["hidden"] = ",".join(str(h) for h in self.hidden)
+        return {k: str(v) for k, v in params.items()}
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> "RunConfig":
+        """Inverse of `to_params`; unknown keys (e.g. from other tools) are ignored."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name not in params:
+                continue
+            raw = params[field.name]
+            values[field.name] = _parse(field.name, raw, cls.__dataclass_fields__[field.name].default)
+        return cls(**values)
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """'256,128' -> (256, 128), with a clear error for anything else."""
+    try:
+        return tuple(int(part) for part in str(text).split(","))
+    except ValueError:
+        raise ConfigError(f"hidden: expected comma-separated integers like '400' or '256,128', got {text!r}") from None
+
+
+def _parse(name: str, raw: str, default):
+    if name == "hidden":
+        return parse_hidden(raw)
+    if name == "limit":
+        return None if raw == "None" else int(raw)
+    try:
+        return type(default)(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: cannot read {raw!r} as {type(default).__name__}") from None

@@ -1,0 +1,51 @@
+"""Metrics of a trained model on one split, per example and in nats."""
+from __future__ import annotations
+
+import torch
+
+from toolkit.objectives import kl_per_dim, reconstruction_nll
+
+EVAL_SEED = 0  # the posterior sample used for the ELBO is fixed, so reloading a model reproduces its metrics
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: unit u is active when Cov_x(E_q[z_u]) > 0.01
+BATCH = 2000
+
+
+@torch.no_grad()
+def elbo_metrics(model, split, likelihood: str, beta: float = 1.0) -> dict[str, float]:
+    """recon, mse (per pixel, from the posterior mean) and loss; for a VAE also kl, neg_elbo,
+    kl_dim/NN and active_units. The AE gets no KL keys at all."""
+    was_training = model.training
+    model.eval()
+    device = split.images.device
+    generator = torch.Generator(device=device).manual_seed(EVAL_SEED)
+    recon = kl = sq_err = 0.0
+    kl_dims, mus = 0.0, []
+    for x, _ in split.batches(BATCH):
+        out = model(x, generator)
+        recon += reconstruction_nll(out.logits, x, likelihood).sum()
+        sq_err += (torch.sigmoid(model.decode(out.mu)) - x).pow(2).sum()
+        if out.logvar is not None:
+            dims = kl_per_dim(out.mu, out.logvar)
+            kl_dims = kl_dims + dims.sum(0)
+            mus.append(out.mu)
+    model.train(was_training)
+    n = len(split)
+    metrics = {"recon": float(recon) / n, "mse": float(sq_err) / (n * split.images.shape[1])}
+    if not mus:
+        metrics["loss"] = metrics["recon"]
+        return metrics
+    kl_dims = kl_dims / n
+    kl = float(kl_dims.sum())
+    metrics.update(kl=kl, neg_elbo=metrics["recon"] + kl, loss=metrics["recon"] + beta * kl,
+                   active_units=active_units(torch.cat(mus)))
+    metrics.update({kl_dim_key(d): float(v) for d, v in enumerate(kl_dims)})
+    return metrics
+
+
+def active_units(mu: torch.Tensor) -> int:
+    """Number of latent dimensions whose posterior mean varies across the data by more than 0.01."""
+    return int((mu.var(0, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum())
+
+
+def kl_dim_key(d: int) -> str:
+    return f"kl_dim/{d:02d}"

@@ -1,0 +1,137 @@
+"""The tracking store: `mlruns/mlflow.db` (SQLite) plus `mlruns/artifacts/`, or whatever
+`MLFLOW_TRACKING_URI` names (an `mlflow server` for many machines)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote
+
+import torch
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+from toolkit import ToolkitError
+from toolkit.config import RunConfig
+from toolkit.models import build, default_device
+
+STORE_DIR = Path("mlruns")
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(STORE_DIR / 'mlflow.db').resolve()}"
+
+
+def artifact_root(uri: str) -> Path | None:
+    """Artifacts of a local SQLite store go beside the database; a server chooses its own."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(uri.removeprefix("sqlite:///"))).resolve().parent / "artifacts"
+
+
+def client() -> MlflowClient:
+    uri = tracking_uri()
+    if artifact_root(uri):
+        artifact_root(uri).mkdir(parents=True, exist_ok=True)
+    try:
+        return MlflowClient(uri)
+    except Exception as exc:  # a wrong URI fails deep inside SQLAlchemy; say which setting to fix
+        raise ToolkitError(f"cannot open the MLflow store {uri!r} ({type(exc).__name__}: {exc}); "
+                           "check MLFLOW_TRACKING_URI") from None
+
+
+def experiment_id(mlflow_client: MlflowClient, name: str) -> str:
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    root = artifact_root(tracking_uri())
+    location = str(root / name) if root else None
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=location)
+    except Exception:  # another worker created it first
+        found = mlflow_client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def git_tags() -> dict[str, str]:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  cwd=Path(__file__).parent).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return {"git_commit": commit, "mlflow.source.git.commit": commit,
+            "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no")))}
+
+
+class Run:
+    """One MLflow run, written through the client (no global 'active run' state)."""
+
+    def __init__(self, mlflow_client: MlflowClient, run_id: str):
+        self.client, self.run_id = mlflow_client, run_id
+
+    def log_params(self, params: dict[str, str]):
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0):
+        """All metrics of one step in a single call."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]):
+        """Trainer callback: the epoch's metrics, with the epoch as the step."""
+        self.log_metrics(metrics, step=epoch)
+
+    def log_figure(self, fig, name: str):
+        import matplotlib.pyplot as plt
+        self.client.log_figure(self.run_id, fig, f"figures/{name}.png")
+        plt.close(fig)
+
+    def log_json(self, data, name: str):
+        self.client.log_dict(self.run_id, data, name)
+
+    def log_model(self, model, config: RunConfig):
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(model.state_dict(), Path(tmp) / "weights.pt")
+            (Path(tmp) / "config.json").write_text(json.dumps(config.to_params(), indent=1))
+            self.client.log_artifacts(self.run_id, tmp, "model")
+
+
+@contextmanager
+def start_run(experiment: str, run_name: str, tags: dict[str, str] | None = None):
+    """Yield a `Run`; it ends FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED (any other error)."""
+    mlflow_client = client()
+    run = mlflow_client.create_run(experiment_id(mlflow_client, experiment), run_name=run_name,
+                                   tags={**git_tags(), **(tags or {})})
+    handle = Run(mlflow_client, run.info.run_id)
+    try:
+        yield handle
+    except KeyboardInterrupt:
+        mlflow_client.set_terminated(handle.run_id, RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        mlflow_client.set_terminated(handle.run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    mlflow_client.set_terminated(handle.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def load_model(run_id: str, device: torch.device | None = None):
+    """The model a run logged, with its weights, in eval mode, and its RunConfig."""
+    mlflow_client = client()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = Path(mlflow_client.download_artifacts(run_id, "model", tmp))
+        except Exception as exc:
+            raise ToolkitError(f"run {run_id}: no model artifact in the store ({type(exc).__name__})") from None
+        config = RunConfig.from_params(json.loads((path / "config.json").read_text()))
+        device = device or default_device()
+        model = build(config, device)
+        model.load_state_dict(torch.load(path / "weights.pt", map_location=device, weights_only=True))
+    return model.eval(), config
