@@ -54,7 +54,7 @@ def cmd_ui(args):
     from toolkit.tracking import artifact_root, tracking_uri
 
     uri = tracking_uri()
-    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
     if artifact_root(uri):
         command += ["--default-artifact-root", artifact_root(uri).as_uri()]
     print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it", flush=True)

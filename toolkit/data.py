@@ -70,7 +70,7 @@ def candidate_dirs(dataset: str, data_dir: str | os.PathLike | None = None) -> l
         dirs.append(Path(data_dir))
     if os.environ.get("TOOLKIT_DATA_DIR"):
         dirs.append(Path(os.environ["TOOLKIT_DATA_DIR"]))
-    dirs.append(Path("data"))
+    dirs.append(Path.cwd() / "data")
     dirs.append(Path("/usr/share/datasets") / dataset)
     return dirs
 

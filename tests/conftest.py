@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny IDX files written by the tests, the real Fashion-MNIST, a private MLflow store."""
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.data import FILES
+
+REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array in the IDX format (magic 0x08 0x<ndim>, big-endian sizes)."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_set(directory: Path, n_train=200, n_test=50, gz=True, fill=None, side=28) -> Path:
+    """Write the four IDX files; `fill` sets every pixel to one value so tests can tell sets apart."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, (n, side, side)) if fill is None else np.full((n, side, side), fill)
+        labels = rng.integers(0, 10, n)
+        for kind, array in (("images", images), ("labels", labels)):
+            name = FILES[f"{split}_{kind}"]
+            data = idx_bytes(array)
+            if gz:
+                (directory / (name + ".gz")).write_bytes(gzip.compress(data))
+            else:
+                (directory / name).write_bytes(data)
+    return directory
+
+
+@pytest.fixture
+def tmp_cwd(tmp_path, monkeypatch):
+    """Run in an empty directory with no TOOLKIT_DATA_DIR, so ./data and the env are under test control."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TOOLKIT_DATA_DIR", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A private MLflow store for the test; returns its tracking URI."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The real Fashion-MNIST from Debian's dataset-fashion-mnist; its absence is a failure, not a skip."""
+    if not (REAL_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"real Fashion-MNIST missing at {REAL_FASHION_MNIST}: apt-get install dataset-fashion-mnist")
+    return REAL_FASHION_MNIST
+
+
+@pytest.fixture
+def cli_env(store):
+    """Environment for running the `toolkit` command as a subprocess against the private store."""
+    return {**os.environ, "MLFLOW_TRACKING_URI": store}

@@ -1,0 +1,147 @@
+"""The real `toolkit train` command on real Fashion-MNIST, read back from the MLflow store."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from toolkit.evaluate import elbo_metrics
+from toolkit.data import load_splits
+from toolkit.tracking import load_model
+
+TOOLKIT = str(Path(sys.executable).parent / "toolkit")
+EPOCHS, LIMIT, LATENT = 2, 2000, 6
+EPOCH_METRICS = ["train/loss", "train/recon", "train/kl", "val/loss", "val/recon", "val/kl", "val/mse",
+                 "val/active_units", "beta_eff"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, real_data):
+    """Train a VAE and an AE with the real command into a private store; return (uri, runs)."""
+    root = tmp_path_factory.mktemp("e2e")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    for model in ("vae", "ae"):
+        subprocess.run([TOOLKIT, "train", "--model", model, "--epochs", str(EPOCHS), "--limit", str(LIMIT),
+                        "--latent-dim", str(LATENT), "--data-dir", str(real_data), "--experiment", "e2e",
+                        "--quiet"], check=True, env=env, cwd=root, timeout=600)
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["e2e"])
+    return uri, {row["params.model"]: row for _, row in runs.iterrows()}
+
+
+def test_both_runs_finished_with_every_param_and_tag(trained):
+    _, runs = trained
+    assert set(runs) == {"vae", "ae"}
+    for model, run in runs.items():
+        assert run["status"] == "FINISHED"
+        assert run["params.epochs"] == str(EPOCHS) and run["params.limit"] == str(LIMIT)
+        for param in ("latent_dim", "hidden", "likelihood", "beta", "warmup_epochs", "free_bits", "batch_size",
+                      "lr", "patience", "seed", "dataset"):
+            assert isinstance(run[f"params.{param}"], str)
+        assert run["tags.model"] == model and run["tags.dataset"] == "fashion-mnist"
+        assert len(run["tags.git_commit"]) > 0
+
+
+def test_vae_logs_every_epoch_metric_and_every_kl_dimension(trained):
+    uri, runs = trained
+    client = MlflowClient(uri)
+    run_id = runs["vae"]["run_id"]
+    keys = EPOCH_METRICS + [f"val/kl_dim/{d:02d}" for d in range(LATENT)]
+    for key in keys:
+        assert [m.step for m in client.get_metric_history(run_id, key)] == list(range(1, EPOCHS + 1)), key
+    for key in ("test/neg_elbo", "test/recon", "test/kl", "test/mse", "test/active_units", "test/kl_dim/05"):
+        assert runs["vae"][f"metrics.{key}"] > 0
+    vae = runs["vae"]
+    assert vae["metrics.test/neg_elbo"] == pytest.approx(vae["metrics.test/recon"] + vae["metrics.test/kl"])
+
+
+def test_ae_logs_no_kl_metrics(trained):
+    uri, runs = trained
+    logged = MlflowClient(uri).get_run(runs["ae"]["run_id"]).data.metrics
+    assert "val/recon" in logged and "test/mse" in logged
+    assert not [k for k in logged if "kl" in k or k == "beta_eff"]
+
+
+def test_artifacts_hold_model_figure_and_kl_per_dim(trained):
+    uri, runs = trained
+    client = MlflowClient(uri)
+    for model, run in runs.items():
+        paths = {a.path for a in client.list_artifacts(run["run_id"])}
+        paths |= {a.path for p in ("model", "figures") for a in client.list_artifacts(run["run_id"], p)}
+        assert {"model/weights.pt", "model/config.json", "figures/loss_curves.png"} <= paths
+        assert ("kl_per_dim.json" in paths) == (model == "vae")
+        assert Path(run["artifact_uri"]).is_relative_to(Path(uri.removeprefix("sqlite:///")).parent / "artifacts")
+
+
+def test_model_loaded_from_the_store_reproduces_the_logged_test_metrics(trained, real_data, monkeypatch):
+    uri, runs = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    test = load_splits("fashion-mnist", real_data, download=False).test
+    for model_name, run in runs.items():
+        model, config = load_model(run["run_id"], torch.device("cpu"))
+        assert config.model == model_name and config.latent_dim == LATENT
+        metrics = elbo_metrics(model, test, config.likelihood, config.beta)
+        assert metrics["recon"] == pytest.approx(run["metrics.test/recon"], rel=1e-6)
+        if model_name == "vae":
+            assert metrics["neg_elbo"] == pytest.approx(run["metrics.test/neg_elbo"], rel=1e-6)
+
+
+def _run_status(uri, experiment):
+    runs = mlflow.search_runs(experiment_names=[experiment], search_all_experiments=False)
+    return list(runs["status"])
+
+
+def test_a_diverging_run_ends_failed_with_a_clear_error(real_data, store, tmp_cwd):
+    result = subprocess.run([TOOLKIT, "train", "--epochs", "2", "--limit", "500", "--lr", "1e6",
+                             "--data-dir", str(real_data), "--experiment", "nan", "--quiet"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "non-finite" in result.stderr and "Traceback" not in result.stderr
+    mlflow.set_tracking_uri(store)
+    assert _run_status(store, "nan") == ["FAILED"]
+
+
+def test_an_interrupted_run_ends_killed(real_data, store, tmp_cwd):
+    process = subprocess.Popen([TOOLKIT, "train", "--epochs", "500", "--limit", "500", "--data-dir",
+                                str(real_data), "--experiment", "interrupted", "--quiet"], stderr=subprocess.PIPE)
+    mlflow.set_tracking_uri(store)
+    client = MlflowClient(store)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until training has logged an epoch
+        runs = mlflow.search_runs(experiment_names=["interrupted"])
+        if len(runs) and client.get_metric_history(runs["run_id"][0], "val/loss"):
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert _run_status(store, "interrupted") == ["KILLED"]
+
+
+def test_ui_serves_the_store(store, tmp_cwd):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([TOOLKIT, "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}" in process.stdout.readline()
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert time.time() < deadline, "the MLflow UI did not answer within 90 s"
+                time.sleep(1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)

@@ -1,0 +1,69 @@
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from toolkit.models import Output
+from toolkit.objectives import beta_at, kl_per_dim, loss_terms, reconstruction_nll
+
+
+def test_kl_per_dimension_matches_the_closed_form():
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(5, 7), torch.randn(5, 7)
+    expected = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0))
+    assert torch.allclose(kl_per_dim(mu, logvar), expected, atol=1e-6)
+    assert torch.all(kl_per_dim(torch.zeros(2, 3), torch.zeros(2, 3)) == 0)
+
+
+def test_bernoulli_nll_is_binary_cross_entropy_summed_over_pixels():
+    x = torch.tensor([[1.0, 0.0, 0.5]])
+    logits = torch.tensor([[0.0, 2.0, -1.0]])
+    p = torch.sigmoid(logits)
+    expected = -(x * p.log() + (1 - x) * (1 - p).log()).sum(-1)
+    assert torch.allclose(reconstruction_nll(logits, x, "bernoulli"), expected)
+
+
+def test_gaussian_nll_is_squared_error_summed_over_pixels():
+    x = torch.tensor([[1.0, 0.0], [0.2, 0.4]])
+    logits = torch.zeros(2, 2)  # sigmoid -> 0.5
+    assert torch.allclose(reconstruction_nll(logits, x, "gaussian"), torch.tensor([0.5, 0.1]))
+
+
+def _output(mu, logvar):
+    return Output(torch.zeros(mu.shape[0], 4), mu, mu, logvar)
+
+
+def test_free_bits_floor_each_dimension_in_the_objective_but_not_in_the_reported_kl():
+    mu = torch.tensor([[0.1, 2.0], [0.1, 2.0]], requires_grad=True)  # KL_0 = 0.005, KL_1 = 2
+    logvar = torch.zeros(2, 2)
+    x = torch.full((2, 4), 0.5)
+    terms = loss_terms(_output(mu, logvar), x, "gaussian", beta=1.0, free_bits=0.5)
+    recon = reconstruction_nll(torch.zeros(2, 4), x, "gaussian").mean()
+    assert terms.loss.item() == pytest.approx(recon.item() + 0.5 + 2.0)
+    assert terms.kl.tolist() == pytest.approx([2.005, 2.005])
+    terms.loss.backward()
+    assert mu.grad[:, 0].abs().sum() == 0  # a dimension under the floor gets no KL gradient
+    assert mu.grad[:, 1].abs().sum() > 0
+
+
+def test_beta_weights_the_kl_term():
+    mu, logvar = torch.ones(3, 2), torch.zeros(3, 2)
+    x = torch.full((3, 4), 0.5)
+    t1 = loss_terms(_output(mu, logvar), x, "bernoulli", beta=1.0, free_bits=0.0)
+    t4 = loss_terms(_output(mu, logvar), x, "bernoulli", beta=4.0, free_bits=0.0)
+    assert (t4.loss - t1.loss).item() == pytest.approx(3 * t1.kl.mean().item())
+
+
+def test_warmup_ramps_linearly_per_step_then_holds():
+    steps = 10
+    assert beta_at(0, steps, beta=2.0, warmup_epochs=3) == 0.0
+    assert beta_at(15, steps, beta=2.0, warmup_epochs=3) == pytest.approx(1.0)
+    assert beta_at(16, steps, beta=2.0, warmup_epochs=3) > beta_at(15, steps, beta=2.0, warmup_epochs=3)
+    assert beta_at(30, steps, beta=2.0, warmup_epochs=3) == 2.0
+    assert beta_at(99, steps, beta=2.0, warmup_epochs=3) == 2.0
+    assert beta_at(0, steps, beta=2.0, warmup_epochs=0) == 2.0
+
+
+def test_ae_terms_have_no_kl():
+    out = Output(torch.zeros(2, 4), torch.zeros(2, 3), torch.zeros(2, 3), None)
+    terms = loss_terms(out, torch.full((2, 4), 0.5), "bernoulli", beta=1.0, free_bits=0.5)
+    assert terms.kl_dims is None and terms.loss.item() == pytest.approx(terms.recon.mean().item())

@@ -1,0 +1,86 @@
+import math
+
+import pytest
+import torch
+
+from toolkit.config import RunConfig
+from toolkit.data import Split, Splits
+from toolkit.evaluate import active_units, elbo_metrics
+from toolkit.models import build
+from toolkit.train import TrainingDiverged, fit
+
+
+def synthetic_splits(n=256, seed=0) -> Splits:
+    """Blurry stripes with a random offset: learnable, so losses move within a few epochs."""
+    g = torch.Generator().manual_seed(seed)
+    def make(count):
+        offsets = torch.randint(0, 28, (count, 1), generator=g)
+        cols = torch.arange(28).repeat(28)
+        images = ((cols - offsets).abs() < 4).float() * 0.9 + 0.05 * torch.rand(count, 784, generator=g)
+        return Split(images, torch.zeros(count, dtype=torch.long))
+    return Splits(make(n), make(n // 4), make(n // 4), source=None)
+
+
+def config(**overrides):
+    return RunConfig(**{"latent_dim": 4, "hidden": (32,), "epochs": 3, "batch_size": 32, **overrides})
+
+
+def train(cfg, splits=None, callbacks=()):
+    splits = splits or synthetic_splits()
+    model = build(cfg, torch.device("cpu"))
+    return model, fit(model, splits, cfg, callbacks, quiet=True), splits
+
+
+def test_same_seed_and_config_give_identical_metrics():
+    _, first, _ = train(config())
+    _, second, _ = train(config())
+    _, other, _ = train(config(seed=7))
+    assert first.history == second.history
+    assert first.history != other.history
+
+
+def test_every_epoch_reports_the_documented_metrics():
+    seen = []
+    _, result, _ = train(config(), callbacks=[lambda epoch, m: seen.append((epoch, sorted(m)))])
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    keys = set(seen[0][1])
+    assert {"train/loss", "train/recon", "train/kl", "val/loss", "val/recon", "val/kl", "val/mse",
+            "val/active_units", "beta_eff"} <= keys
+    assert {f"val/kl_dim/{d:02d}" for d in range(4)} <= keys
+    assert result.history[-1]["val/loss"] < result.history[0]["val/loss"]
+
+
+def test_ae_reports_no_kl_at_all():
+    _, result, _ = train(config(model="ae"))
+    assert not [k for k in result.history[0] if "kl" in k or k == "beta_eff"]
+
+
+def test_warmup_logs_the_epoch_mean_of_a_per_step_ramp():
+    _, result, _ = train(config(warmup_epochs=2, epochs=3, beta=1.0))
+    betas = [h["beta_eff"] for h in result.history]
+    steps = 8  # 256 examples / batch 32
+    assert betas[0] == pytest.approx(sum(range(steps)) / steps / (2 * steps))
+    assert betas[1] == pytest.approx(sum(range(steps, 2 * steps)) / steps / (2 * steps))
+    assert betas[2] == 1.0
+
+
+def test_best_weights_are_restored_after_early_stopping():
+    cfg = config(epochs=30, patience=2, lr=3e-2)
+    model, result, splits = train(cfg)
+    best = min(h["val/loss"] for h in result.history)
+    assert result.best_val_loss == best
+    assert elbo_metrics(model, splits.val, cfg.likelihood, cfg.beta)["loss"] == pytest.approx(best, rel=1e-5)
+    if result.stopped_early:
+        assert len(result.history) - result.best_epoch == cfg.patience
+
+
+def test_non_finite_loss_stops_with_a_clear_error():
+    splits = synthetic_splits()
+    splits.train.images[3, 5] = math.nan
+    with pytest.raises(TrainingDiverged, match="epoch 1: .*non-finite"):
+        train(config(), splits)
+
+
+def test_active_units_count_dimensions_whose_mean_varies():
+    mu = torch.stack([torch.randn(1000), 0.01 * torch.randn(1000), torch.zeros(1000)], dim=1)
+    assert active_units(mu) == 1
