@@ -1,0 +1,122 @@
+"""Training speed: the toolkit's trainer against a seed-style loop, and the cost of MLflow logging.
+
+Both sides train the seed VAE (784-400-20, Bernoulli, Adam 1e-3, batch 128) for 2 epochs on the
+real Fashion-MNIST in this one process and evaluate once per epoch (the toolkit on its 6k
+validation split, the seed loop on the 10k test set, as the seeds did). Run: `make bench`.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from toolkit.config import RunConfig
+from toolkit.data import FILES, find_files, load_splits
+from toolkit.models import build
+from toolkit.tracking import start_run
+from toolkit.train import fit
+
+
+class SeedVAE(nn.Module):
+    """The seed notebooks' model: sigmoid output, BCE summed over the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+        self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x.view(-1, 784)))
+        mu, logvar = self.fc21(h), self.fc22(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+
+
+def seed_loss(recon, x, mu, logvar):
+    bce = F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
+    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def seed_style(root: Path, epochs: int) -> float:
+    """Examples per second of the seed loop: torchvision dataset, DataLoader, ToTensor."""
+    torch.manual_seed(0)
+    train = datasets.FashionMNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
+    test = datasets.FashionMNIST(str(root), train=False, download=False, transform=transforms.ToTensor())
+    train_loader = DataLoader(train, batch_size=128, shuffle=True)
+    test_loader = DataLoader(test, batch_size=128)
+    model = SeedVAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for x, _ in train_loader:
+            optimizer.zero_grad()
+            recon, mu, logvar = model(x)
+            loss = seed_loss(recon, x, mu, logvar)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            for x, _ in test_loader:
+                recon, mu, logvar = model(x)
+                seed_loss(recon, x, mu, logvar)
+    return epochs * len(train) / (time.perf_counter() - start)
+
+
+def toolkit_epoch_seconds(splits, config, callbacks=()) -> float:
+    model = build(config, torch.device("cpu"))
+    start = time.perf_counter()
+    fit(model, splits, config, callbacks, quiet=True)
+    return (time.perf_counter() - start) / config.epochs
+
+
+def torchvision_root(tmp: Path) -> Path:
+    """A torchvision-layout copy (decompressed, as torchvision wants) of the IDX files the toolkit finds."""
+    raw = tmp / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for path in find_files("fashion-mnist", download=False).values():
+        target = raw / path.name.removesuffix(".gz")
+        if path.suffix == ".gz":
+            with gzip.open(path) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        else:
+            shutil.copy(path, target)
+    assert len(list(raw.iterdir())) == len(FILES)
+    return tmp
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    config = RunConfig(epochs=args.epochs, patience=0)
+    splits = load_splits("fashion-mnist", device="cpu", download=False)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs each")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        seed_rate = seed_style(torchvision_root(Path(tmp)), args.epochs)
+        toolkit_rate = len(splits.train) / toolkit_epoch_seconds(splits, config)
+        print(f"seed-style loop : {seed_rate:8.0f} examples/s")
+        print(f"toolkit trainer : {toolkit_rate:8.0f} examples/s")
+        print(f"speed-up        : {toolkit_rate / seed_rate:8.2f}x  (target >= 2.0x)")
+
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        without = toolkit_epoch_seconds(splits, config)
+        with start_run("bench", "tracking-overhead") as run:
+            with_logging = toolkit_epoch_seconds(splits, config, [run.log_epoch])
+        print(f"epoch without MLflow: {without:6.2f} s, with: {with_logging:6.2f} s, "
+              f"overhead {100 * (with_logging / without - 1):+.1f}%  (target <= 5%)")
+
+
+if __name__ == "__main__":
+    main()
