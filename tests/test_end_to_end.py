@@ -130,7 +130,8 @@ def test_ui_serves_the_store(store, tmp_cwd):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    process = subprocess.Popen([TOOLKIT, "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([TOOLKIT, "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its own process group: the server's workers stop with it
     try:
         assert f"http://127.0.0.1:{port}" in process.stdout.readline()
         deadline = time.time() + 90
@@ -143,5 +144,9 @@ def test_ui_serves_the_store(store, tmp_cwd):
                 assert time.time() < deadline, "the MLflow UI did not answer within 90 s"
                 time.sleep(1)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
-import subprocess
 import sys
 
 from toolkit import ToolkitError
@@ -58,7 +58,7 @@ def cmd_ui(args):
     if artifact_root(uri):
         command += ["--default-artifact-root", artifact_root(uri).as_uri()]
     print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
-    subprocess.run(command, check=False)
+    os.execv(sys.executable, command)  # the UI takes over this process, so signals reach it directly
 
 
 def parser() -> argparse.ArgumentParser:
@@ -79,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None):
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     try:
         args.func(args)
     except ToolkitError as exc:
