@@ -1,0 +1,50 @@
+"""Latent samplers: the priors, the fitted Gaussian and the mixture, and reproducible generation."""
+import pytest
+import torch
+
+from toolkit.config import RunConfig
+from toolkit.models import build
+from toolkit.samplers import FittedGaussian, FittedMixture, LaplacePrior, NormalPrior, default_sampler, generate
+
+
+def draw(sampler, n=200_000, seed=0):
+    return sampler(n, torch.Generator().manual_seed(seed))
+
+
+def test_laplace_prior_has_unit_variance_and_heavy_tails():
+    z = draw(LaplacePrior(2))
+    assert z.mean().item() == pytest.approx(0, abs=0.01)
+    assert z.var().item() == pytest.approx(1, abs=0.02)
+    kurtosis = (z.pow(4).mean() / z.var() ** 2).item()
+    assert kurtosis == pytest.approx(6, abs=0.3)  # a Gaussian's is 3
+
+
+def test_fitted_gaussian_recovers_mean_and_covariance():
+    cov = torch.tensor([[2.0, 0.8], [0.8, 1.0]])
+    codes = torch.distributions.MultivariateNormal(torch.tensor([3.0, -1.0]), cov).sample((50_000,))
+    z = draw(FittedGaussian(codes))
+    torch.testing.assert_close(z.mean(0), torch.tensor([3.0, -1.0]), atol=0.03, rtol=0)
+    torch.testing.assert_close(torch.cov(z.T), cov, atol=0.05, rtol=0)
+
+
+def test_fitted_mixture_finds_separate_clusters_and_mixes_its_draws():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-10.0, 0.0], [10.0, 0.0]])
+    codes = centres[torch.arange(2000) % 2] + 0.1 * torch.randn(2000, 2, generator=g)
+    z = draw(FittedMixture(codes, components=2), n=1000)
+    assert ((z[:, 0].abs() - 10).abs() < 1).all()  # every sample near a centre, none in between
+    assert 0.4 < (z[:500, 0] > 0).float().mean() < 0.6  # components interleaved, not in blocks
+
+
+def test_default_sampler_is_the_prior_for_a_vae_and_a_fitted_gaussian_for_an_ae():
+    vae, ae = (build(RunConfig(model=m, latent_dim=3, hidden=(8,)), "cpu") for m in ("vae", "ae"))
+    assert isinstance(default_sampler(vae, torch.rand(10, 784)), NormalPrior)
+    assert isinstance(default_sampler(ae, torch.rand(10, 784)), FittedGaussian)
+
+
+def test_generation_is_reproducible_from_its_seed():
+    model = build(RunConfig(latent_dim=3, hidden=(8,)), "cpu")
+    prior = NormalPrior(3)
+    first, again, other = (generate(model, prior, 5, seed) for seed in (1, 1, 2))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert first.shape == (5, 784) and 0 <= first.min() and first.max() <= 1

@@ -1,0 +1,94 @@
+"""Ways to draw latent codes, and the images they decode to.
+
+The VAE's own sampler is its prior N(0, I). An AE has no prior, so (as in the seeds) a Gaussian
+is fitted to its training-set codes; a 10-component Gaussian mixture (Ghosh et al. 2020) can be
+fitted instead, for either model.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from sklearn.mixture import GaussianMixture
+
+BATCH = 2000
+
+
+@torch.no_grad()
+def latent_means(model, images: torch.Tensor) -> torch.Tensor:
+    """The encoder's mean code (the AE's code) for every image, in batches."""
+    return torch.cat([model.encode(images[i:i + BATCH])[0] for i in range(0, len(images), BATCH)])
+
+
+@torch.no_grad()
+def decode_images(model, z: torch.Tensor) -> torch.Tensor:
+    """Mean images (pixel probabilities) for the codes `z`."""
+    return torch.cat([torch.sigmoid(model.decode(z[i:i + BATCH])) for i in range(0, len(z), BATCH)])
+
+
+class NormalPrior:
+    """The VAE's prior N(0, I)."""
+
+    title = "N(0, I) prior"
+
+    def __init__(self, dim: int):
+        self.dim = dim
+
+    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.dim, generator=generator)
+
+
+class LaplacePrior(NormalPrior):
+    """Independent Laplace codes with unit variance (scale 1/sqrt 2), drawn by inverting the CDF."""
+
+    title = "Laplace prior (unit variance)"
+
+    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        u = torch.rand(n, self.dim, generator=generator) - 0.5
+        return -torch.sign(u) * torch.log1p(-2 * u.abs()) / math.sqrt(2)
+
+
+class FittedGaussian:
+    """A full-covariance Gaussian fitted to codes."""
+
+    title = "Gaussian fitted to training codes"
+
+    def __init__(self, codes: torch.Tensor):
+        codes = codes.double().cpu()
+        self.mean = codes.mean(0)
+        cov = torch.cov(codes.T) + 1e-6 * torch.eye(codes.shape[1], dtype=codes.dtype)
+        self.chol = torch.linalg.cholesky(cov)
+
+    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        eps = torch.randn(n, len(self.mean), generator=generator, dtype=torch.float64)
+        return (self.mean + eps @ self.chol.T).float()
+
+
+class FittedMixture:
+    """A full-covariance Gaussian mixture fitted to codes (Ghosh et al. 2020 use 10 components)."""
+
+    title = "10-component GMM fitted to training codes"
+
+    def __init__(self, codes: torch.Tensor, components: int = 10, seed: int = 0):
+        codes = codes.double().cpu().numpy()
+        self.gmm = GaussianMixture(min(components, len(codes)), covariance_type="full", random_state=seed,
+                                   reg_covar=1e-5)
+        self.gmm.fit(codes)
+
+    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        self.gmm.random_state = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        z, _ = self.gmm.sample(n)  # grouped by component; shuffled so any prefix is a fair sample
+        return torch.from_numpy(z[torch.randperm(n, generator=generator).numpy()]).float()
+
+
+def default_sampler(model, train_images: torch.Tensor):
+    """The VAE's prior, or a Gaussian fitted to the AE's training codes (the seeds' method)."""
+    if model.variational:
+        return NormalPrior(model.latent_dim)
+    return FittedGaussian(latent_means(model, train_images))
+
+
+def generate(model, sampler, n: int, seed: int = 0) -> torch.Tensor:
+    """`n` images from `sampler`'s codes, reproducible from `seed`."""
+    z = sampler(n, torch.Generator().manual_seed(seed))
+    return decode_images(model, z.to(next(model.parameters()).device))
