@@ -63,3 +63,16 @@ def real_data() -> Path:
 def cli_env(store):
     """Environment for running the `toolkit` command as a subprocess against the private store."""
     return {**os.environ, "MLFLOW_TRACKING_URI": store}
+
+
+@pytest.fixture(scope="session")
+def real_subset(tmp_path_factory, real_data) -> Path:
+    """The first 3,000 real training and 500 real test images, written as IDX files."""
+    from toolkit.data import IMAGES_MAGIC, LABELS_MAGIC, find_files, read_idx
+
+    directory = tmp_path_factory.mktemp("fashion-subset")
+    files = find_files("fashion-mnist", real_data, download=False)
+    for key, path in files.items():
+        array = read_idx(path, IMAGES_MAGIC if key.endswith("images") else LABELS_MAGIC)
+        (directory / FILES[key]).write_bytes(idx_bytes(array[:3000 if key.startswith("train") else 500]))
+    return directory

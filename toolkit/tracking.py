@@ -20,6 +20,7 @@ from toolkit.config import RunConfig
 from toolkit.models import build, default_device
 
 STORE_DIR = Path("mlruns")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reading cached references is routine
 
 
 def tracking_uri() -> str:
@@ -96,6 +97,11 @@ class Run:
 
     def log_json(self, data, name: str):
         self.client.log_dict(self.run_id, data, name)
+
+    def log_bytes(self, data: bytes, name: str):
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / name).write_bytes(data)
+            self.client.log_artifact(self.run_id, str(Path(tmp) / name))
 
     def log_model(self, model, config: RunConfig):
         with tempfile.TemporaryDirectory() as tmp:
