@@ -1,10 +1,109 @@
-"""Pure functions from arrays or models to matplotlib Figures; saving and logging live elsewhere."""
+"""Pure functions from models or arrays to matplotlib Figures; saving and logging live elsewhere."""
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
+
+from toolkit.samplers import decode_images, latent_means  # noqa: E402
+
+TSNE_IMAGES = 2000  # t-SNE runs on the first 2,000 test images: the same subset for every run
+
+
+def _as_numpy(images) -> np.ndarray:
+    return images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+
+
+def image_grid(images, rows: int, title: str, row_labels: list[str] | None = None):
+    """Images (N, 784) in [0, 1] laid out in `rows` rows, one axis per image."""
+    images = _as_numpy(images).reshape(-1, 28, 28)
+    cols = int(np.ceil(len(images) / rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9 + 0.5), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.axis("on" if row_labels and i % cols == 0 else "off")
+        if row_labels and i % cols == 0:
+            ax.set_ylabel(row_labels[i // cols], rotation=0, ha="right", va="center")
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+    fig.suptitle(title)
+    return fig
+
+
+def reconstructions(model, images):
+    """Originals above their reconstructions from the posterior mean."""
+    recon = decode_images(model, latent_means(model, images))
+    return image_grid(torch.cat([images, recon]), 2, "reconstructions", ["original", "reconstruction"])
+
+
+def samples(model, z: torch.Tensor, title: str):
+    return image_grid(decode_images(model, z), int(np.sqrt(len(z))), title)
+
+
+def interpolation(model, start: torch.Tensor, end: torch.Tensor, steps: int = 10):
+    """Decoded images along the straight line between the latent means of two images."""
+    z = latent_means(model, torch.stack([start, end]))
+    weights = torch.linspace(0, 1, steps, device=z.device)[:, None]
+    return image_grid(decode_images(model, (1 - weights) * z[0] + weights * z[1]), 1, "interpolation")
+
+
+def _scatter(points: np.ndarray, labels, title: str):
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    scatter = ax.scatter(points[:, 0], points[:, 1], c=_as_numpy(labels), cmap="tab10", s=3, alpha=0.7)
+    ax.legend(*scatter.legend_elements(), title="class", fontsize="small", loc="best", markerscale=0.8)
+    ax.set(title=title, xticks=[], yticks=[])
+    return fig
+
+
+def latent_pca(model, images, labels):
+    """First two principal components of the latent means, coloured by class."""
+    mu = _as_numpy(latent_means(model, images))
+    points = PCA(2).fit_transform(mu) if mu.shape[1] > 2 else mu
+    return _scatter(points, labels, "latent means: PCA")
+
+
+def latent_tsne(model, images, labels, seed: int = 0):
+    """t-SNE of the latent means of the first 2,000 images, coloured by class."""
+    mu = _as_numpy(latent_means(model, images[:TSNE_IMAGES]))
+    points = TSNE(2, init="pca", random_state=seed, perplexity=30).fit_transform(mu)
+    return _scatter(points, labels[:TSNE_IMAGES], "latent means: t-SNE")
+
+
+def manifold(model, side: int = 15):
+    """Decoded images on a grid of Normal quantiles, for a 2-D latent space."""
+    grid = torch.distributions.Normal(0, 1).icdf(torch.linspace(0.05, 0.95, side))
+    z = torch.cartesian_prod(grid.flip(0), grid)[:, [1, 0]]  # rows: z2 from high to low; columns: z1
+    return image_grid(decode_images(model, z.to(next(model.parameters()).device)), side, "2-D latent manifold")
+
+
+def kl_bars(kl_per_dim):
+    """KL of each latent dimension at the end: collapsed dimensions sit near zero."""
+    kl = np.asarray(kl_per_dim)
+    fig, ax = plt.subplots(figsize=(max(4, 0.3 * len(kl)), 3))
+    ax.bar(np.arange(len(kl)), kl)
+    ax.set(title="KL per latent dimension (test)", xlabel="dimension", ylabel="nats")
+    fig.tight_layout()
+    return fig
+
+
+def kl_heatmap(kl_by_epoch):
+    """KL of each dimension (rows) over epochs (columns): the picture of posterior collapse."""
+    matrix = np.asarray(kl_by_epoch).T
+    fig, ax = plt.subplots(figsize=(max(4, 0.25 * matrix.shape[1] + 2), max(3, 0.2 * matrix.shape[0] + 1)))
+    image = ax.imshow(matrix, aspect="auto", cmap="viridis", origin="lower",
+                      extent=(0.5, matrix.shape[1] + 0.5, -0.5, matrix.shape[0] - 0.5))
+    fig.colorbar(image, ax=ax, label="nats")
+    ax.set(title="KL per dimension over epochs (validation)", xlabel="epoch", ylabel="dimension")
+    fig.tight_layout()
+    return fig
 
 
 def loss_curves(history: list[dict[str, float]]):

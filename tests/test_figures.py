@@ -1,0 +1,72 @@
+"""Each figure function returns a figure with the expected panels for small inputs."""
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from toolkit import figures
+from toolkit.config import RunConfig
+from toolkit.models import build
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def model(kind="vae", latent_dim=3):
+    torch.manual_seed(0)
+    return build(RunConfig(model=kind, latent_dim=latent_dim, hidden=(16,)), "cpu")
+
+
+def images_shown(fig) -> int:
+    return sum(len(ax.images) for ax in fig.axes)
+
+
+def test_reconstructions_put_originals_above_reconstructions():
+    fig = figures.reconstructions(model(), torch.rand(7, 784))
+    assert images_shown(fig) == 14
+    rows = sorted({round(ax.get_position().y0, 3) for ax in fig.axes if ax.images})
+    assert len(rows) == 2
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == ["original", "reconstruction"]
+
+
+def test_samples_fill_a_square_grid():
+    fig = figures.samples(model(), torch.randn(16, 3), "samples: N(0, I) prior")
+    assert images_shown(fig) == 16 and fig._suptitle.get_text() == "samples: N(0, I) prior"
+
+
+def test_interpolation_shows_every_step():
+    assert images_shown(figures.interpolation(model("ae"), torch.rand(784), torch.rand(784), steps=8)) == 8
+
+
+def test_latent_pca_plots_one_point_per_image():
+    fig = figures.latent_pca(model(latent_dim=5), torch.rand(40, 784), torch.arange(40) % 10)
+    assert len(fig.axes[0].collections[0].get_offsets()) == 40
+
+
+def test_latent_tsne_uses_the_fixed_subset(monkeypatch):
+    monkeypatch.setattr(figures, "TSNE_IMAGES", 35)
+    fig = figures.latent_tsne(model(), torch.rand(50, 784), torch.arange(50) % 10)
+    assert len(fig.axes[0].collections[0].get_offsets()) == 35
+
+
+def test_manifold_is_a_side_by_side_grid():
+    assert images_shown(figures.manifold(model(latent_dim=2), side=5)) == 25
+
+
+def test_kl_bars_have_one_bar_per_dimension():
+    assert len(figures.kl_bars([0.0, 1.5, 2.0, 0.01]).axes[0].patches) == 4
+
+
+def test_kl_heatmap_has_dimensions_as_rows_and_epochs_as_columns():
+    fig = figures.kl_heatmap([[1.0, 0.0, 2.0], [1.5, 0.0, 2.5]])  # 2 epochs x 3 dimensions
+    assert fig.axes[0].images[0].get_array().shape == (3, 2)
+
+
+@pytest.mark.parametrize("panels", [["loss", "recon", "kl"], ["loss", "recon"]])  # VAE, AE
+def test_loss_curves_show_train_and_validation(panels):
+    history = [{f"{split}/{name}": float(epoch) for split in ("train", "val") for name in panels} for epoch in range(3)]
+    fig = figures.loss_curves(history)
+    assert [ax.get_title() for ax in fig.axes] == panels
+    assert all(len(ax.lines) == 2 and len(ax.lines[0].get_xdata()) == 3 for ax in fig.axes)
