@@ -23,6 +23,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/eval_speed.py
 
 ui: install
 	$(BIN)/toolkit ui

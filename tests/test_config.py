@@ -10,6 +10,7 @@ from toolkit.config import ConfigError, RunConfig
     ("latent_dim", 0), ("latent_dim", -3), ("beta", -0.1), ("free_bits", -1.0), ("lr", 0.0),
     ("dataset", "cifar10"), ("model", "gan"), ("likelihood", "poisson"), ("epochs", 0),
     ("batch_size", 0), ("hidden", (400, 0)), ("limit", 0), ("warmup_epochs", -1),
+    ("fid", "kid"), ("fid_samples", 0), ("sampler", "flow"), ("iw_samples", -1),
 ])
 def test_invalid_value_is_refused_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"^{field}: "):
@@ -17,7 +18,8 @@ def test_invalid_value_is_refused_naming_the_field(field, value):
 
 
 def test_params_round_trip_through_strings():
-    config = RunConfig(model="ae", hidden=(256, 128), beta=0.25, limit=500, free_bits=0.1)
+    config = RunConfig(model="ae", hidden=(256, 128), beta=0.25, limit=500, free_bits=0.1, fid="off",
+                       sampler="gmm", iw_samples=0)
     params = config.to_params()
     assert all(isinstance(v, str) for v in params.values())
     assert params["hidden"] == "256,128"

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -19,27 +20,38 @@ from toolkit.tracking import load_model
 
 TOOLKIT = str(Path(sys.executable).parent / "toolkit")
 EPOCHS, LIMIT, LATENT = 2, 2000, 6
+FID_SAMPLES, IW_SAMPLES = 1000, 20
 EPOCH_METRICS = ["train/loss", "train/recon", "train/kl", "val/loss", "val/recon", "val/kl", "val/mse",
                  "val/active_units", "beta_eff"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, real_data):
-    """Train a VAE and an AE with the real command into a private store; return (uri, runs)."""
+    """Train a VAE and an AE with the real command into a private store; return (uri, runs, stderr).
+
+    The VAE asks for Inception FID with an unusable weights file (the run must still finish);
+    the AE adds samples from a fitted Gaussian mixture.
+    """
     root = tmp_path_factory.mktemp("e2e")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    (root / "garbage.pth").write_bytes(b"not a state dict")
+    extra = {"vae": ["--fid", "inception", "--fid-weights", str(root / "garbage.pth"), "--iw-samples", str(IW_SAMPLES)],
+             "ae": ["--sampler", "gmm"]}
+    stderr = {}
     for model in ("vae", "ae"):
-        subprocess.run([TOOLKIT, "train", "--model", model, "--epochs", str(EPOCHS), "--limit", str(LIMIT),
-                        "--latent-dim", str(LATENT), "--data-dir", str(real_data), "--experiment", "e2e",
-                        "--quiet"], check=True, env=env, cwd=root, timeout=600)
+        stderr[model] = subprocess.run(
+            [TOOLKIT, "train", "--model", model, "--epochs", str(EPOCHS), "--limit", str(LIMIT), "--latent-dim",
+             str(LATENT), "--data-dir", str(real_data), "--experiment", "e2e", "--fid-samples", str(FID_SAMPLES),
+             "--quiet", *extra[model]], check=True, env=env, cwd=root, timeout=900, capture_output=True, text=True,
+        ).stderr
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["e2e"])
-    return uri, {row["params.model"]: row for _, row in runs.iterrows()}
+    return uri, {row["params.model"]: row for _, row in runs.iterrows()}, stderr
 
 
 def test_both_runs_finished_with_every_param_and_tag(trained):
-    _, runs = trained
+    _, runs, _ = trained
     assert set(runs) == {"vae", "ae"}
     for model, run in runs.items():
         assert run["status"] == "FINISHED"
@@ -52,7 +64,7 @@ def test_both_runs_finished_with_every_param_and_tag(trained):
 
 
 def test_vae_logs_every_epoch_metric_and_every_kl_dimension(trained):
-    uri, runs = trained
+    uri, runs, _ = trained
     client = MlflowClient(uri)
     run_id = runs["vae"]["run_id"]
     keys = EPOCH_METRICS + [f"val/kl_dim/{d:02d}" for d in range(LATENT)]
@@ -65,25 +77,73 @@ def test_vae_logs_every_epoch_metric_and_every_kl_dimension(trained):
 
 
 def test_ae_logs_no_kl_metrics(trained):
-    uri, runs = trained
+    uri, runs, _ = trained
     logged = MlflowClient(uri).get_run(runs["ae"]["run_id"]).data.metrics
     assert "val/recon" in logged and "test/mse" in logged
     assert not [k for k in logged if "kl" in k or k == "beta_eff"]
 
 
-def test_artifacts_hold_model_figure_and_kl_per_dim(trained):
-    uri, runs = trained
+FIGURES = {"reconstructions", "samples_normal_prior", "samples_laplace_prior", "interpolation", "latent_pca",
+           "latent_tsne", "loss_curves"}
+EXTRA_FIGURES = {"vae": {"kl_per_dim", "kl_heatmap"}, "ae": {"samples_fitted_gaussian", "samples_gmm"}}
+
+
+def test_artifacts_hold_the_model_every_figure_and_kl_per_dim(trained):
+    uri, runs, _ = trained
     client = MlflowClient(uri)
     for model, run in runs.items():
         paths = {a.path for a in client.list_artifacts(run["run_id"])}
         paths |= {a.path for p in ("model", "figures") for a in client.list_artifacts(run["run_id"], p)}
-        assert {"model/weights.pt", "model/config.json", "figures/loss_curves.png"} <= paths
+        assert {"model/weights.pt", "model/config.json"} <= paths
+        figures = {p.removeprefix("figures/").removesuffix(".png") for p in paths if p.startswith("figures/")}
+        assert figures == FIGURES | EXTRA_FIGURES[model]
         assert ("kl_per_dim.json" in paths) == (model == "vae")
         assert Path(run["artifact_uri"]).is_relative_to(Path(uri.removeprefix("sqlite:///")).parent / "artifacts")
 
 
+def test_fids_are_named_after_the_domain_extractor_and_tagged_with_its_hash(trained):
+    _, runs, _ = trained
+    expected = {"vae": {"samples", "recon"}, "ae": {"samples", "samples_gmm", "recon"}}
+    hashes = set()
+    for model, run in runs.items():
+        fids = {k.removeprefix("metrics.") for k in run.index if k.startswith("metrics.fid/") and pd.notna(run[k])}
+        assert fids == {f"fid/fmnist-cnn/{name}" for name in expected[model]}
+        assert all(run[f"metrics.{k}"] > 0 for k in fids)
+        hashes.add(run["tags.fid/fmnist-cnn/extractor_hash"])
+    assert len(hashes) == 1
+
+
+def test_domain_extractor_is_trained_once_on_the_full_split_and_is_accurate(trained):
+    uri, runs, _ = trained
+    mlflow.set_tracking_uri(uri)
+    references = mlflow.search_runs(experiment_names=["fid-references"])
+    assert len(references) == 1
+    reference = references.iloc[0]
+    assert reference["tags.extractor"] == "fmnist-cnn"
+    assert reference["tags.extractor_hash"] == runs["vae"]["tags.fid/fmnist-cnn/extractor_hash"]
+    assert reference["metrics.test_accuracy"] >= 0.90
+    floor = reference["metrics.fid/fmnist-cnn/real_floor"]
+    assert 0 < floor < min(run["metrics.fid/fmnist-cnn/recon"] for run in runs.values())
+
+
+def test_unusable_inception_weights_give_a_warning_and_the_run_still_finishes(trained):
+    _, runs, stderr = trained
+    assert "warning: Inception FID skipped" in stderr["vae"] and "--fid-weights" in stderr["vae"]
+    assert "Traceback" not in stderr["vae"]
+    assert runs["vae"]["status"] == "FINISHED" and "Inception" in runs["vae"]["tags.fid/skipped"]
+    assert not [k for k in runs["vae"].index if "inception" in k]
+
+
+def test_vae_logs_an_importance_weighted_bound_tighter_than_its_elbo(trained):
+    _, runs, _ = trained
+    vae, ae = runs["vae"], runs["ae"]
+    assert int(vae["params.iw_samples"]) == IW_SAMPLES
+    assert vae["metrics.test/neg_elbo"] - 30 < vae["metrics.test/nll_iw"] < vae["metrics.test/neg_elbo"]
+    assert pd.isna(ae["metrics.test/nll_iw"])  # the AE has no such metric
+
+
 def test_model_loaded_from_the_store_reproduces_the_logged_test_metrics(trained, real_data, monkeypatch):
-    uri, runs = trained
+    uri, runs, _ = trained
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     test = load_splits("fashion-mnist", real_data, download=False).test
     for model_name, run in runs.items():
@@ -102,7 +162,7 @@ def _run_status(uri, experiment):
 
 def test_a_diverging_run_ends_failed_with_a_clear_error(real_data, store, tmp_cwd):
     result = subprocess.run([TOOLKIT, "train", "--epochs", "2", "--limit", "500", "--lr", "1e6",
-                             "--data-dir", str(real_data), "--experiment", "nan", "--quiet"],
+                             "--data-dir", str(real_data), "--experiment", "nan", "--fid", "off", "--quiet"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "non-finite" in result.stderr and "Traceback" not in result.stderr
@@ -112,7 +172,8 @@ def test_a_diverging_run_ends_failed_with_a_clear_error(real_data, store, tmp_cw
 
 def test_an_interrupted_run_ends_killed(real_data, store, tmp_cwd):
     process = subprocess.Popen([TOOLKIT, "train", "--epochs", "500", "--limit", "500", "--data-dir",
-                                str(real_data), "--experiment", "interrupted", "--quiet"], stderr=subprocess.PIPE)
+                                str(real_data), "--experiment", "interrupted", "--fid", "off", "--quiet"],
+                               stderr=subprocess.PIPE)
     mlflow.set_tracking_uri(store)
     client = MlflowClient(store)
     deadline = time.time() + 120

@@ -7,7 +7,7 @@ import signal
 import sys
 
 from toolkit import ToolkitError
-from toolkit.config import DATASETS, LIKELIHOODS, MODELS, RunConfig, parse_hidden
+from toolkit.config import DATASETS, FID_MODES, LIKELIHOODS, MODELS, SAMPLERS, RunConfig, parse_hidden
 
 
 def _interrupt(signum, frame):
@@ -31,6 +31,15 @@ def add_run_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--data-dir", default=None, help="directory holding the IDX files")
+    parser.add_argument("--fid", default=d.fid, help=f"one of {', '.join(FID_MODES)}: auto scores with the "
+                        "domain CNN always and Inception too when its weights and a GPU are here")
+    parser.add_argument("--fid-samples", type=int, default=d.fid_samples, help="generated images per FID")
+    parser.add_argument("--sampler", default=d.sampler, help=f"one of {', '.join(SAMPLERS)}: gmm adds FID of "
+                        "samples from a 10-component Gaussian mixture fitted to the training codes")
+    parser.add_argument("--iw-samples", type=int, default=d.iw_samples,
+                        help="K of the importance-weighted NLL bound (VAE); 0 skips it")
+    parser.add_argument("--fid-weights", default=None,
+                        help="pytorch-fid Inception weights file (or set TOOLKIT_FID_WEIGHTS)")
 
 
 def config_from_args(args) -> RunConfig:
@@ -38,7 +47,8 @@ def config_from_args(args) -> RunConfig:
                      hidden=parse_hidden(args.hidden), likelihood=args.likelihood, beta=args.beta,
                      warmup_epochs=args.warmup_epochs, free_bits=args.free_bits, epochs=args.epochs,
                      batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
-                     limit=args.limit)
+                     limit=args.limit, fid=args.fid, fid_samples=args.fid_samples, sampler=args.sampler,
+                     iw_samples=args.iw_samples)
 
 
 def cmd_train(args):
@@ -46,7 +56,7 @@ def cmd_train(args):
     from toolkit.tracking import tracking_uri
 
     config = config_from_args(args)  # refuses bad values before any data is read
-    run_id = train_run(config, args.experiment, args.data_dir, args.quiet)
+    run_id = train_run(config, args.experiment, args.data_dir, args.quiet, fid_weights=args.fid_weights)
     print(f"run {run_id} finished; store {tracking_uri()}; browse with `toolkit ui`")
 
 

@@ -9,6 +9,8 @@ from toolkit import ToolkitError
 MODELS = ("vae", "ae")
 DATASETS = ("fashion-mnist", "mnist")
 LIKELIHOODS = ("bernoulli", "gaussian")
+FID_MODES = ("auto", "inception", "off")  # auto: the domain CNN always, Inception too when it is cheap
+SAMPLERS = ("default", "gmm")  # default: the VAE's prior, a Gaussian fitted to the AE's codes
 
 
 class ConfigError(ToolkitError):
@@ -31,6 +33,10 @@ class RunConfig:
     patience: int = 5
     seed: int = 42
     limit: int | None = None
+    fid: str = "auto"
+    fid_samples: int = 10_000
+    sampler: str = "default"
+    iw_samples: int = 100  # 0 skips the importance-weighted bound
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -38,16 +44,17 @@ class RunConfig:
             raise ConfigError(f"{name}: {problem}")
 
     def _problems(self):
-        choices = {"model": MODELS, "dataset": DATASETS, "likelihood": LIKELIHOODS}
+        choices = {"model": MODELS, "dataset": DATASETS, "likelihood": LIKELIHOODS, "fid": FID_MODES,
+                   "sampler": SAMPLERS}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
                 yield name, f"unknown value {value!r}; choose one of {', '.join(allowed)}"
-        positive = ("latent_dim", "epochs", "batch_size", "lr")
+        positive = ("latent_dim", "epochs", "batch_size", "lr", "fid_samples")
         for name in positive:
             if not getattr(self, name) > 0:
                 yield name, f"must be > 0, got {getattr(self, name)}"
-        for name in ("beta", "free_bits", "warmup_epochs", "patience"):
+        for name in ("beta", "free_bits", "warmup_epochs", "patience", "iw_samples"):
             if getattr(self, name) < 0:
                 yield name, f"must be >= 0, got {getattr(self, name)}"
         if not self.hidden or any(h <= 0 for h in self.hidden):

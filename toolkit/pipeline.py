@@ -1,13 +1,21 @@
 """One tracked run from start to end: config -> data -> model -> fit -> evaluate -> MLflow."""
 from __future__ import annotations
 
-from toolkit import figures
+import sys
+
+import torch
+
+from toolkit import figures, fid
 from toolkit.config import RunConfig
 from toolkit.data import load_splits
-from toolkit.evaluate import elbo_metrics, kl_dim_key
+from toolkit.evaluate import EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.models import build, default_device
+from toolkit.samplers import (FittedMixture, LaplacePrior, NormalPrior, decode_images, default_sampler,
+                              generate, latent_means)
 from toolkit.tracking import start_run
 from toolkit.train import fit
+
+FIGURE_SAMPLES = 64  # an 8 x 8 grid
 
 
 def run_name(config: RunConfig) -> str:
@@ -16,25 +24,90 @@ def run_name(config: RunConfig) -> str:
 
 
 def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, quiet: bool = False,
-              tags: dict[str, str] | None = None, callbacks=()) -> str:
+              tags: dict[str, str] | None = None, callbacks=(), fid_weights: str | None = None) -> str:
     """Train, evaluate and log one run; returns its MLflow run id.
 
-    Data are loaded before the run is created, so a missing dataset leaves no empty run behind.
+    Data and FID references are prepared before the run is created, so a missing dataset or
+    weights file leaves no empty run behind. References use the full training split even when
+    `config.limit` trims the model's, so every run of a dataset is scored by the same extractor.
     """
     device = default_device()
     splits = load_splits(config.dataset, data_dir, config.limit, device)
+    full = splits if config.limit is None else load_splits(config.dataset, data_dir, None, device)
+    references, skipped = fid.references(config.dataset, full, config.fid, fid_weights)
+    for reason in skipped:
+        print(f"warning: {reason}", file=sys.stderr)
     model = build(config, device)
     run_tags = {"model": config.model, "dataset": config.dataset, "data_dir": str(splits.source.resolve()),
-                **(tags or {})}
+                **{f"fid/{r.extractor.name}/extractor_hash": r.extractor.content_hash for r in references},
+                **{f"fid/{r.extractor.name}/reference_run": r.run_id for r in references},
+                **({"fid/skipped": " | ".join(skipped)} if skipped else {}), **(tags or {})}
     with start_run(experiment or config.dataset, run_name(config), run_tags) as run:
         run.log_params(config.to_params())
         result = fit(model, splits, config, [run.log_epoch, *callbacks], quiet)
         test = elbo_metrics(model, splits.test, config.likelihood, config.beta)
-        run.log_metrics({f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch})
+        metrics = {f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch}
+        if model.variational and config.iw_samples:
+            metrics["test/nll_iw"] = iw_nll(model, splits.test, config.likelihood, config.iw_samples)
+        run.log_metrics(metrics)
         run.log_model(model, config)
+        samplers = generation_samplers(model, config, splits.train.images)
+        run.log_metrics(fid_metrics(model, samplers, splits.test.images, references, config.fid_samples))
         if model.variational:
-            per_dim = [test[kl_dim_key(d)] for d in range(config.latent_dim)]
-            run.log_json({"test": per_dim, "val_by_epoch": [[h[f"val/{kl_dim_key(d)}"] for d in range(config.latent_dim)]
-                                                          for h in result.history]}, "kl_per_dim.json")
-        run.log_figure(figures.loss_curves(result.history), "loss_curves")
+            run.log_json({"test": per_dim(test, "", config.latent_dim),
+                          "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in result.history]},
+                         "kl_per_dim.json")
+        for name, figure in run_figures(model, config, splits.test, samplers, result.history, test):
+            run.log_figure(figure, name)
         return run.run_id
+
+
+def per_dim(metrics: dict[str, float], prefix: str, latent_dim: int) -> list[float]:
+    """The KL of every latent dimension from a metrics dict, e.g. prefix 'val/'."""
+    return [metrics[f"{prefix}{kl_dim_key(d)}"] for d in range(latent_dim)]
+
+
+def generation_samplers(model, config: RunConfig, train_images: torch.Tensor) -> dict:
+    """Samplers whose images are scored by FID, keyed by the metric's suffix."""
+    samplers = {"samples": default_sampler(model, train_images)}
+    if config.sampler == "gmm":
+        samplers["samples_gmm"] = FittedMixture(latent_means(model, train_images), seed=config.seed)
+    return samplers
+
+
+def fid_metrics(model, samplers: dict, test_images: torch.Tensor, references, n: int) -> dict[str, float]:
+    """`fid/<extractor>/<name>` for generated images and for reconstructions of the test set."""
+    if not references:
+        return {}
+    images = {name: generate(model, sampler, n, EVAL_SEED) for name, sampler in samplers.items()}
+    images["recon"] = decode_images(model, latent_means(model, test_images))
+    return {f"fid/{ref.extractor.name}/{name}": ref.fid(x) for ref in references for name, x in images.items()}
+
+
+def showcase_indices(labels: torch.Tensor) -> torch.Tensor:
+    """The first test image of each class: the same pictures for every run of a dataset."""
+    return torch.stack([(labels == c).nonzero()[0, 0] for c in labels.unique()])
+
+
+def run_figures(model, config: RunConfig, test, samplers: dict, history, test_metrics):
+    """(name, figure) pairs logged under figures/ for every run."""
+    shown = test.images[showcase_indices(test.labels)]
+    draw = {"samples_normal_prior": NormalPrior(config.latent_dim),
+            "samples_laplace_prior": LaplacePrior(config.latent_dim)}
+    if not model.variational:
+        draw["samples_fitted_gaussian"] = samplers["samples"]
+    if "samples_gmm" in samplers:
+        draw["samples_gmm"] = samplers["samples_gmm"]
+    yield "reconstructions", figures.reconstructions(model, shown)
+    for name, sampler in draw.items():
+        z = sampler(FIGURE_SAMPLES, torch.Generator().manual_seed(EVAL_SEED))
+        yield name, figures.samples(model, z.to(test.images.device), f"samples: {sampler.title}")
+    yield "interpolation", figures.interpolation(model, shown[0], shown[-1])
+    yield "latent_pca", figures.latent_pca(model, test.images, test.labels)
+    yield "latent_tsne", figures.latent_tsne(model, test.images, test.labels)
+    if config.latent_dim == 2:
+        yield "manifold", figures.manifold(model)
+    if model.variational:
+        yield "kl_per_dim", figures.kl_bars(per_dim(test_metrics, "", config.latent_dim))
+        yield "kl_heatmap", figures.kl_heatmap([per_dim(h, "val/", config.latent_dim) for h in history])
+    yield "loss_curves", figures.loss_curves(history)
