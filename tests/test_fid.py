@@ -1,5 +1,4 @@
 """Fréchet distances, the domain extractor and its cache, and the Inception fallbacks."""
-import mlflow
 import numpy as np
 import pytest
 import torch
@@ -7,7 +6,7 @@ import torchvision
 from pytorch_fid import inception as pytorch_fid_inception
 
 from conftest import write_idx_set
-from toolkit import fid
+from toolkit import fid, tracking
 from toolkit.config import RunConfig
 from toolkit.data import load_splits
 from toolkit.models import build
@@ -51,7 +50,8 @@ def test_the_domain_extractor_is_trained_once_and_reused(tmp_path, store, monkey
                                first.extractor.features(splits.test.images), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(second.statistics[0], first.statistics[0])
     assert second.floor == first.floor
-    assert len(mlflow.search_runs(experiment_names=[fid.REFERENCE_EXPERIMENT])) == 1
+    mlflow_client = tracking.client()
+    assert len(mlflow_client.search_runs([tracking.experiment_id(mlflow_client, fid.REFERENCE_EXPERIMENT)])) == 1
 
 
 def test_other_images_get_their_own_extractor(tmp_path, store):

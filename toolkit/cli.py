@@ -3,15 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 
-from toolkit import ToolkitError
+from toolkit import ToolkitError, stop_on_signals
 from toolkit.config import DATASETS, FID_MODES, LIKELIHOODS, MODELS, SAMPLERS, RunConfig, parse_hidden
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser):
@@ -56,8 +51,8 @@ def cmd_train(args):
     from toolkit.tracking import tracking_uri
 
     config = config_from_args(args)  # refuses bad values before any data is read
-    run_id = train_run(config, args.experiment, args.data_dir, args.quiet, fid_weights=args.fid_weights)
-    print(f"run {run_id} finished; store {tracking_uri()}; browse with `toolkit ui`")
+    result = train_run(config, args.experiment, args.data_dir, args.quiet, fid_weights=args.fid_weights)
+    print(f"run {result.run_id} finished; store {tracking_uri()}; browse with `toolkit ui`")
 
 
 def cmd_ui(args):
@@ -88,8 +83,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+    stop_on_signals()
     try:
         args.func(args)
     except ToolkitError as exc:

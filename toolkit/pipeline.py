@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -23,9 +25,17 @@ def run_name(config: RunConfig) -> str:
     return name + f"-beta{config.beta:g}" if config.model == "vae" else name
 
 
+@dataclass
+class RunResult:
+    run_id: str
+    best: dict[str, float]  # the metrics of the epoch whose weights were kept
+    final: dict[str, float]  # test metrics and FIDs
+
+
 def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, quiet: bool = False,
-              tags: dict[str, str] | None = None, callbacks=(), fid_weights: str | None = None) -> str:
-    """Train, evaluate and log one run; returns its MLflow run id.
+              tags: dict[str, str] | None = None, callbacks=(), fid_weights: str | None = None,
+              on_start: Callable[[str], None] | None = None) -> RunResult:
+    """Train, evaluate and log one run. `on_start` receives the run id as soon as the run exists.
 
     Data and FID references are prepared before the run is created, so a missing dataset or
     weights file leaves no empty run behind. References use the full training split even when
@@ -43,23 +53,25 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
                 **{f"fid/{r.extractor.name}/reference_run": r.run_id for r in references},
                 **({"fid/skipped": " | ".join(skipped)} if skipped else {}), **(tags or {})}
     with start_run(experiment or config.dataset, run_name(config), run_tags) as run:
+        if on_start:
+            on_start(run.run_id)
         run.log_params(config.to_params())
         result = fit(model, splits, config, [run.log_epoch, *callbacks], quiet)
         test = elbo_metrics(model, splits.test, config.likelihood, config.beta)
         metrics = {f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch}
         if model.variational and config.iw_samples:
             metrics["test/nll_iw"] = iw_nll(model, splits.test, config.likelihood, config.iw_samples)
-        run.log_metrics(metrics)
         run.log_model(model, config)
         samplers = generation_samplers(model, config, splits.train.images)
-        run.log_metrics(fid_metrics(model, samplers, splits.test.images, references, config.fid_samples))
+        metrics |= fid_metrics(model, samplers, splits.test.images, references, config.fid_samples)
+        run.log_metrics(metrics)
         if model.variational:
             run.log_json({"test": per_dim(test, "", config.latent_dim),
                           "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in result.history]},
                          "kl_per_dim.json")
         for name, figure in run_figures(model, config, splits.test, samplers, result.history, test):
             run.log_figure(figure, name)
-        return run.run_id
+        return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
 
 
 def per_dim(metrics: dict[str, float], prefix: str, latent_dim: int) -> list[float]:

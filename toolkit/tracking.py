@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import torch
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from toolkit import ToolkitError
@@ -98,10 +98,17 @@ class Run:
     def log_json(self, data, name: str):
         self.client.log_dict(self.run_id, data, name)
 
+    def log_text(self, text: str, name: str):
+        self.client.log_text(self.run_id, text, name)
+
     def log_bytes(self, data: bytes, name: str):
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / name).write_bytes(data)
             self.client.log_artifact(self.run_id, str(Path(tmp) / name))
+
+    def end(self, status: str):
+        """Mark the run FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(self.run_id, status)
 
     def log_model(self, model, config: RunConfig):
         with tempfile.TemporaryDirectory() as tmp:
@@ -110,22 +117,40 @@ class Run:
             self.client.log_artifacts(self.run_id, tmp, "model")
 
 
+class RunStopped(Exception):
+    """Raised inside a run to end it early on purpose (a pruned trial): the run ends KILLED."""
+
+
 @contextmanager
 def start_run(experiment: str, run_name: str, tags: dict[str, str] | None = None):
-    """Yield a `Run`; it ends FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED (any other error)."""
+    """Yield a new `Run`; it ends FINISHED, KILLED (Ctrl-C, SIGTERM, RunStopped) or FAILED (any other error)."""
     mlflow_client = client()
     run = mlflow_client.create_run(experiment_id(mlflow_client, experiment), run_name=run_name,
                                    tags={**git_tags(), **(tags or {})})
-    handle = Run(mlflow_client, run.info.run_id)
+    with _ending(Run(mlflow_client, run.info.run_id)) as handle:
+        yield handle
+
+
+@contextmanager
+def continue_run(run_id: str):
+    """Yield an existing run, RUNNING again, that ends like one from `start_run` (a resumed study's parent)."""
+    mlflow_client = client()
+    mlflow_client.update_run(run_id, status="RUNNING")
+    with _ending(Run(mlflow_client, run_id)) as handle:
+        yield handle
+
+
+@contextmanager
+def _ending(handle: Run):
     try:
         yield handle
-    except KeyboardInterrupt:
-        mlflow_client.set_terminated(handle.run_id, RunStatus.to_string(RunStatus.KILLED))
+    except (KeyboardInterrupt, RunStopped):
+        handle.end("KILLED")
         raise
     except BaseException:
-        mlflow_client.set_terminated(handle.run_id, RunStatus.to_string(RunStatus.FAILED))
+        handle.end("FAILED")
         raise
-    mlflow_client.set_terminated(handle.run_id, RunStatus.to_string(RunStatus.FINISHED))
+    handle.end("FINISHED")
 
 
 def load_model(run_id: str, device: torch.device | None = None):
