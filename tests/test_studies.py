@@ -1,0 +1,206 @@
+"""The study engine: parent and child runs, resume, pruning, crash safety, workers, PostgreSQL."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from conftest import write_idx_set
+from toolkit import ToolkitError, studies, tracking
+from toolkit.config import RunConfig
+from toolkit.studies import Settings, Study, run_study
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = RunConfig(latent_dim=2, hidden=(16,), epochs=1, fid="off", iw_samples=0)
+GRID6 = {f"beta{beta:g}": {"beta": beta} for beta in (0.5, 1, 2, 4, 8, 16)}
+
+
+def latent_space(trial):
+    return {"latent_dim": trial.suggest_int("latent_dim", 2, 4)}
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    return str(write_idx_set(tmp_path / "data", n_train=300, n_test=60))
+
+
+@pytest.fixture
+def storage(tmp_path, store):
+    return f"sqlite:///{tmp_path / 'optuna.db'}"
+
+
+def children(name: str) -> list:
+    mlflow_client = tracking.client()
+    return mlflow_client.search_runs([tracking.experiment_id(mlflow_client, name)], "tags.trial != ''")
+
+
+def parents(name: str) -> list:
+    mlflow_client = tracking.client()
+    return [run for run in mlflow_client.search_runs([tracking.experiment_id(mlflow_client, name)])
+            if "trial" not in run.data.tags]
+
+
+def trials(name: str, storage: str):
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def test_a_three_trial_study_logs_a_parent_with_three_children_and_a_rerun_adds_nothing(tiny_data, storage):
+    study = Study("three", TINY, space=latent_space, trials=3, pruner="none")
+    run_study(study, Settings(storage, data_dir=tiny_data))
+    [parent] = parents("three")
+    runs = children("three")
+    assert parent.info.status == "FINISHED" and len(runs) == 3
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and run.data.tags["study"] == "three"
+        assert run.data.params["latent_dim"] in {"2", "3", "4"} and run.data.params["epochs"] == "1"
+        assert "val/loss" in run.data.metrics and "test/recon" in run.data.metrics
+    finished = trials("three", storage)
+    assert [t.state for t in finished] == [TrialState.COMPLETE] * 3
+    assert {t.user_attrs["mlflow_run_id"] for t in finished} == {run.info.run_id for run in runs}
+    artifacts = [a.path for a in tracking.client().list_artifacts(parent.info.run_id)]
+    assert "summary.md" in artifacts
+
+    run_study(study, Settings(storage, data_dir=tiny_data))
+    assert len(children("three")) == 3 and len(trials("three", storage)) == 3 and len(parents("three")) == 1
+
+
+def test_resuming_with_other_settings_is_refused_naming_them(tiny_data, storage):
+    study = Study("fixed", TINY, grid={"only": {}}, pruner="none")
+    run_study(study, Settings(storage, data_dir=tiny_data))
+    with pytest.raises(ToolkitError, match="epochs 1 -> 2"):
+        run_study(Study("fixed", replace(TINY, epochs=2), grid={"only": {}}),
+                  Settings(storage, data_dir=tiny_data))
+
+
+def test_an_unreachable_storage_is_a_clear_error(tiny_data, store):
+    with pytest.raises(ToolkitError, match="cannot open the Optuna storage.*check --storage"):
+        run_study(Study("x", TINY, grid={"only": {}}),
+                  Settings("postgresql+psycopg2://nobody@127.0.0.1:9/none", data_dir=tiny_data))
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_a_pruned_trial_keeps_its_partial_metrics_and_ends_killed(tiny_data, storage, monkeypatch):
+    monkeypatch.setitem(studies.PRUNERS, "always", AlwaysPrune)
+    study = Study("pruned", replace(TINY, epochs=5), space=latent_space, trials=1, pruner="always")
+    run_study(study, Settings(storage, data_dir=tiny_data))
+    [trial] = trials("pruned", storage)
+    [run] = children("pruned")
+    assert trial.state == TrialState.PRUNED and run.info.status == "KILLED"
+    history = tracking.client().get_metric_history(run.info.run_id, "val/loss")
+    assert [m.step for m in history] == [1]
+    assert "test/recon" not in run.data.metrics
+
+
+def test_two_workers_finish_a_six_point_grid_each_point_once(tiny_data, storage):
+    study = Study("grid", replace(TINY, epochs=8, hidden=(400,)), grid=GRID6, pruner="none")
+    run_study(study, Settings(storage, workers=2, data_dir=tiny_data))
+    done = trials("grid", storage)
+    assert [t.state for t in done] == [TrialState.COMPLETE] * 6
+    assert sorted(t.params["point"] for t in done) == sorted(GRID6)
+    assert len({t.user_attrs["pid"] for t in done}) == 2  # both workers took trials
+    runs = children("grid")
+    assert sorted(float(run.data.params["beta"]) for run in runs) == sorted(p["beta"] for p in GRID6.values())
+    assert all(run.info.status == "FINISHED" for run in runs)
+
+
+def study_command(script: str, data: str, storage: str, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "studies" / script), "--quick", "--data-dir", data, "--storage", storage, *extra]
+
+
+def wait_for_a_running_trial(name: str, timeout: float = 180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if [run for run in children(name) if run.info.status == "RUNNING" and run.data.metrics]:
+                return
+        except Exception:  # the experiment may not exist yet
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"no trial of {name} started within {timeout} s")
+
+
+def assert_grid_completed_once(name: str, storage: str, points: int):
+    done = trials(name, storage)
+    states = Counter(t.state for t in done)
+    assert states[TrialState.COMPLETE] == points and states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
+    assert len({t.params["point"] for t in done if t.state == TrialState.COMPLETE}) == points
+    runs = children(name)
+    assert Counter(run.info.status for run in runs)["FINISHED"] == points
+    assert not [run for run in runs + parents(name) if run.info.status == "RUNNING"]
+    return done, runs
+
+
+def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage, cli_env):
+    command = study_command("posterior_collapse.py", tiny_data, storage)
+    process = subprocess.Popen(command, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_a_running_trial("posterior-collapse-quick")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    killed = [t for t in trials("posterior-collapse-quick", storage) if t.state == TrialState.RUNNING]
+    assert len(killed) == 1
+
+    subprocess.run(command, env=cli_env, check=True, capture_output=True, timeout=600)
+    done, runs = assert_grid_completed_once("posterior-collapse-quick", storage, 6)
+    [failed] = [t for t in done if t.number == killed[0].number]
+    assert failed.state == TrialState.FAIL
+    retried = [t for t in done if t.user_attrs.get("retry_of") == failed.number]
+    assert [t.params["point"] for t in retried] == [failed.params["point"]]
+    killed_run = tracking.client().get_run(failed.user_attrs["mlflow_run_id"])
+    assert killed_run.info.status == "FAILED"
+    assert parents("posterior-collapse-quick")[0].info.status == "FINISHED"
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    """A PostgreSQL server on a free local port (installed by .ci/run from Debian's packages)."""
+    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    if initdb is None:
+        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does this)")
+    bin_dir = Path(initdb).resolve().parent
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # it refuses to run as root
+    data = Path(tempfile.mkdtemp(prefix="toolkit-pg-"))
+    if as_postgres:
+        shutil.chown(data, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"),
+                    "-o", f"-p {port} -k {data} -h 127.0.0.1", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli_env):
+    command = study_command("posterior_collapse.py", tiny_data, postgres, "--name", "shared-grid")
+    machines = [subprocess.Popen(command, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
+    wait_for_a_running_trial("shared-grid")  # the second machine joins a study under way
+    machines.append(subprocess.Popen(command, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    for machine in machines:
+        assert machine.wait(timeout=600) == 0, machine.stderr.read()
+    done, _ = assert_grid_completed_once("shared-grid", postgres, 6)
+    assert len(done) == 6
+    assert len({t.user_attrs["pid"] for t in done}) == 2  # both took trials
