@@ -14,9 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/toolkit train --model vae --experiment demo
-	$(BIN)/toolkit train --model ae --experiment demo
-	@echo "Runs are in the MLflow experiment 'demo' (store: mlruns/). Browse them with: $(BIN)/toolkit ui"
+	$(BIN)/python studies/beta_sweep.py
 
 test: install
 	$(BIN)/pytest -q
@@ -24,6 +22,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/eval_speed.py
+	$(BIN)/python benchmarks/sweep_throughput.py
 
 ui: install
 	$(BIN)/toolkit ui

@@ -1,0 +1,14 @@
+"""β sweep: the VAE at β in {0.1, 0.25, 0.5, 1, 2, 4, 8}, and the AE as the reference.
+
+Same seed and architecture (784-400-20, Bernoulli) everywhere. What to look at: the
+rate-distortion curve (test KL against reconstruction) and FID against β.
+Every point is a measurement, so nothing is pruned. Run: python studies/beta_sweep.py
+"""
+from toolkit.config import RunConfig
+from toolkit.studies import Study, main
+
+BETAS = (0.1, 0.25, 0.5, 1, 2, 4, 8)
+GRID = {f"vae-beta{beta:g}": {"model": "vae", "beta": beta} for beta in BETAS} | {"ae": {"model": "ae"}}
+
+if __name__ == "__main__":
+    main(Study("beta-sweep", RunConfig(epochs=10), grid=GRID, pruner="none"))
