@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from optuna.trial import TrialState
 
 from toolkit import ToolkitError, stop_on_signals, tracking
 from toolkit.config import DATASETS, RunConfig
+from toolkit.data import find_files
 from toolkit.pipeline import train_run
 from toolkit.tracking import RunStopped
 
@@ -98,6 +100,7 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
 
 def run_study(study: Study, settings: Settings) -> optuna.Study:
     """Run (or resume) `study` to completion with `settings.workers` processes; returns it."""
+    find_files(study.base.dataset, settings.data_dir)  # missing data stops the study, not each trial
     optuna_study = open_study(study, settings)
     _check_settings(optuna_study, study)
     if study.grid:
@@ -134,6 +137,7 @@ def work(study: Study, settings: Settings, threads: int | None = None):
 
     if threads:
         torch.set_num_threads(threads)
+    stop_on_signals()
     optuna_study = open_study(study, settings)
     parent_id = optuna_study.user_attrs["mlflow_parent_run_id"]
     while (trial := _next_trial(optuna_study, study)) is not None:
@@ -162,7 +166,7 @@ def _next_trial(optuna_study: optuna.Study, study: Study) -> optuna.Trial | None
 def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settings, parent_id: str):
     trial.set_user_attr("host", HOST)
     trial.set_user_attr("pid", os.getpid())
-    heartbeat = _Heartbeat(optuna_study, trial)
+    heartbeat, start = _Heartbeat(optuna_study, trial), time.perf_counter()
     try:
         config = dataclasses.replace(study.base, **trial_overrides(trial, study))
         result = train_run(config, study.name, settings.data_dir, quiet=True,
@@ -170,10 +174,10 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
                            callbacks=[] if study.multi_objective else [_pruning_callback(trial)],
                            on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id))
     except RunStopped:
-        optuna_study.tell(trial, state=TrialState.PRUNED)
+        finished = optuna_study.tell(trial, state=TrialState.PRUNED)
     except ToolkitError as exc:  # a bad configuration or a diverged run: recorded, not retried
         trial.set_user_attr("error", str(exc))
-        optuna_study.tell(trial, state=TrialState.FAIL)
+        finished = optuna_study.tell(trial, state=TrialState.FAIL)
         print(f"trial {trial.number} failed: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         optuna_study.tell(trial, state=TrialState.FAIL)
@@ -182,9 +186,11 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
     else:
         values = [result.best["val/recon"], _fid_of_samples(result.final)] if study.multi_objective \
             else objective_value(result.best)
-        optuna_study.tell(trial, values)
+        finished = optuna_study.tell(trial, values)
     finally:
         heartbeat.stop()
+    seconds = time.perf_counter() - start
+    print(f"{study.name}: trial {trial.number} {trial.params} {finished.state.name} in {seconds:.0f} s", flush=True)
 
 
 def trial_overrides(trial: optuna.Trial, study: Study) -> dict:
