@@ -13,7 +13,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import write_idx_set

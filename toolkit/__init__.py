@@ -1,5 +1,7 @@
 """Experiment-tracked autoencoders and variational autoencoders."""
 import signal
+import sys
+from contextlib import contextmanager
 
 
 class ToolkitError(Exception):
@@ -15,3 +17,18 @@ def stop_on_signals():
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def command(interrupted: str):
+    """The body of a command-line entry point: a ToolkitError becomes one line on stderr and exit
+    status 2; Ctrl-C or SIGTERM prints `interrupted` and exits with status 130."""
+    stop_on_signals()
+    try:
+        yield
+    except ToolkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        sys.exit(130)

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from toolkit import ToolkitError, stop_on_signals
+from toolkit import command
 from toolkit.config import DATASETS, FID_MODES, LIKELIHOODS, MODELS, SAMPLERS, RunConfig, parse_hidden
 
 
@@ -59,11 +59,11 @@ def cmd_ui(args):
     from toolkit.tracking import artifact_root, tracking_uri
 
     uri = tracking_uri()
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    ui_argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
     if artifact_root(uri):
-        command += ["--default-artifact-root", artifact_root(uri).as_uri()]
+        ui_argv += ["--default-artifact-root", artifact_root(uri).as_uri()]
     print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
-    os.execv(sys.executable, command)  # the UI takes over this process, so signals reach it directly
+    os.execv(sys.executable, ui_argv)  # the UI takes over this process, so signals reach it directly
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,15 +83,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    stop_on_signals()
-    try:
+    with command("an open run is marked KILLED"):
         args.func(args)
-    except ToolkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted (an open run is marked KILLED)", file=sys.stderr)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from toolkit import ToolkitError, stop_on_signals, tracking
+from toolkit import ToolkitError, command, stop_on_signals, tracking
 from toolkit.config import DATASETS, RunConfig
 from toolkit.data import find_files
 from toolkit.pipeline import train_run
@@ -350,18 +350,11 @@ def main(study: Study, argv=None):
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs on 2,000 images, 3 trials")
     parser.add_argument("--name", default=None, help="study name (default: derived from the script and settings)")
     args = parser.parse_args(argv)
-    stop_on_signals()
-    try:
+    with command("finished trials are kept; rerun the same command to resume"):
         study = configure(study, args)
         if args.workers < 1:
             raise ToolkitError(f"workers: must be >= 1, got {args.workers}")
         optuna_study = run_study(study, Settings(args.storage, args.workers, args.data_dir))
-    except ToolkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: finished trials are kept; rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
     if study.multi_objective:
         print(pareto_front(optuna_study))
     print(f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "
