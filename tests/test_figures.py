@@ -40,15 +40,21 @@ def test_interpolation_shows_every_step():
     assert images_shown(figures.interpolation(model("ae"), torch.rand(784), torch.rand(784), steps=8)) == 8
 
 
-def test_latent_pca_plots_one_point_per_image():
-    fig = figures.latent_pca(model(latent_dim=5), torch.rand(40, 784), torch.arange(40) % 10)
-    assert len(fig.axes[0].collections[0].get_offsets()) == 40
+def points_shown(fig) -> int:
+    return sum(len(collection.get_offsets()) for collection in fig.axes[0].collections)
+
+
+def test_latent_pca_plots_one_point_per_image_and_names_the_classes():
+    names = tuple(f"class {c}" for c in range(10))
+    fig = figures.latent_pca(model(latent_dim=5), torch.rand(40, 784), torch.arange(40) % 4, names)
+    assert points_shown(fig) == 40
+    assert [text.get_text() for text in fig.axes[0].get_legend().get_texts()] == list(names[:4])
 
 
 def test_latent_tsne_uses_the_fixed_subset(monkeypatch):
     monkeypatch.setattr(figures, "TSNE_IMAGES", 35)
     fig = figures.latent_tsne(model(), torch.rand(50, 784), torch.arange(50) % 10)
-    assert len(fig.axes[0].collections[0].get_offsets()) == 35
+    assert points_shown(fig) == 35
 
 
 def test_manifold_is_a_side_by_side_grid():

@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
@@ -55,26 +56,32 @@ def interpolation(model, start: torch.Tensor, end: torch.Tensor, steps: int = 10
     return image_grid(decode_images(model, (1 - weights) * z[0] + weights * z[1]), 1, "interpolation")
 
 
-def _scatter(points: np.ndarray, labels, title: str):
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    scatter = ax.scatter(points[:, 0], points[:, 1], c=_as_numpy(labels), cmap="tab10", s=3, alpha=0.7)
-    ax.legend(*scatter.legend_elements(), title="class", fontsize="small", loc="best", markerscale=0.8)
+def _scatter(points: np.ndarray, labels, title: str, class_names=None):
+    """Points coloured by class label; the legend names the classes when `class_names` is given."""
+    labels = _as_numpy(labels)
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for label in np.unique(labels):
+        mask = labels == label
+        name = class_names[label] if class_names else str(label)
+        ax.scatter(points[mask, 0], points[mask, 1], color=plt.cm.tab10(label % 10), s=3, alpha=0.7, label=name)
+    ax.legend(title="class", fontsize="small", loc="center left", bbox_to_anchor=(1, 0.5), markerscale=3)
     ax.set(title=title, xticks=[], yticks=[])
+    fig.tight_layout()
     return fig
 
 
-def latent_pca(model, images, labels):
+def latent_pca(model, images, labels, class_names=None):
     """First two principal components of the latent means, coloured by class."""
     mu = _as_numpy(latent_means(model, images))
     points = PCA(2).fit_transform(mu) if mu.shape[1] > 2 else mu
-    return _scatter(points, labels, "latent means: PCA")
+    return _scatter(points, labels, "latent means: PCA", class_names)
 
 
-def latent_tsne(model, images, labels, seed: int = 0):
+def latent_tsne(model, images, labels, class_names=None, seed: int = 0):
     """t-SNE of the latent means of the first 2,000 images, coloured by class."""
     mu = _as_numpy(latent_means(model, images[:TSNE_IMAGES]))
     points = TSNE(2, init="pca", random_state=seed, perplexity=30).fit_transform(mu)
-    return _scatter(points, labels[:TSNE_IMAGES], "latent means: t-SNE")
+    return _scatter(points, labels[:TSNE_IMAGES], "latent means: t-SNE", class_names)
 
 
 def manifold(model, side: int = 15):
@@ -90,6 +97,7 @@ def kl_bars(kl_per_dim):
     fig, ax = plt.subplots(figsize=(max(4, 0.3 * len(kl)), 3))
     ax.bar(np.arange(len(kl)), kl)
     ax.set(title="KL per latent dimension (test)", xlabel="dimension", ylabel="nats")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
 
@@ -102,6 +110,8 @@ def kl_heatmap(kl_by_epoch):
                       extent=(0.5, matrix.shape[1] + 0.5, -0.5, matrix.shape[0] - 0.5))
     fig.colorbar(image, ax=ax, label="nats")
     ax.set(title="KL per dimension over epochs (validation)", xlabel="epoch", ylabel="dimension")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
 

@@ -9,7 +9,7 @@ import torch
 
 from toolkit import figures, fid
 from toolkit.config import RunConfig
-from toolkit.data import load_splits
+from toolkit.data import CLASS_NAMES, load_splits
 from toolkit.evaluate import EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.models import build, default_device
 from toolkit.samplers import (FittedMixture, LaplacePrior, NormalPrior, decode_images, default_sampler,
@@ -115,8 +115,9 @@ def run_figures(model, config: RunConfig, test, samplers: dict, history, test_me
         z = sampler(FIGURE_SAMPLES, torch.Generator().manual_seed(EVAL_SEED))
         yield name, figures.samples(model, z.to(test.images.device), f"samples: {sampler.title}")
     yield "interpolation", figures.interpolation(model, shown[0], shown[-1])
-    yield "latent_pca", figures.latent_pca(model, test.images, test.labels)
-    yield "latent_tsne", figures.latent_tsne(model, test.images, test.labels)
+    names = CLASS_NAMES[config.dataset]
+    yield "latent_pca", figures.latent_pca(model, test.images, test.labels, names)
+    yield "latent_tsne", figures.latent_tsne(model, test.images, test.labels, names)
     if config.latent_dim == 2:
         yield "manifold", figures.manifold(model)
     if model.variational:
