@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import replace
@@ -116,6 +117,29 @@ def test_two_workers_finish_a_six_point_grid_each_point_once(tiny_data, storage)
     runs = children("grid")
     assert sorted(float(run.data.params["beta"]) for run in runs) == sorted(p["beta"] for p in GRID6.values())
     assert all(run.info.status == "FINISHED" for run in runs)
+
+
+@pytest.mark.parametrize("backend", ["storage", "postgres"])
+def test_concurrent_workers_never_take_the_same_queued_trial(backend, request, store):
+    """pysqlite starts a transaction only at the first write, which once let two workers read a
+    grid point as waiting and both take it."""
+    storage = request.getfixturevalue(backend)
+    study = Study("race", TINY, grid={f"point{i}": {} for i in range(60)}, pruner="none")
+    for label in study.grid:
+        studies.open_study(study, Settings(storage)).enqueue_trial({"point": label})
+    taken = []
+
+    def take_all():  # a worker of its own: its own storage connection
+        optuna_study = studies.open_study(study, Settings(storage))
+        while (trial := studies._next_trial(optuna_study, study)) is not None:
+            taken.append(trial._trial_id)
+
+    workers = [threading.Thread(target=take_all) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(taken) == 60 and len(set(taken)) == 60
 
 
 def study_command(script: str, data: str, storage: str, *extra: str) -> list[str]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from toolkit import ToolkitError, command, stop_on_signals, tracking
@@ -89,6 +90,8 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
             storage = optuna.storages.RDBStorage(
                 url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
                 heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=_abandoned)
+        if url.startswith("sqlite"):
+            _begin_immediate(storage.engine)
         return optuna.create_study(
             storage=storage, study_name=study.name, load_if_exists=True, pruner=PRUNERS[study.pruner](),
             directions=["minimize", "minimize"] if study.multi_objective else ["minimize"],
@@ -96,6 +99,21 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
         raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0]}); check --storage") from None
+
+
+def _begin_immediate(engine: sqlalchemy.Engine):
+    """Make every SQLite transaction take the write lock when it begins. pysqlite otherwise begins
+    one only at the first write, so Optuna's read-then-update of a waiting trial could hand one
+    grid point to two workers."""
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def no_implicit_transactions(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners would keep the old behaviour
 
 
 def run_study(study: Study, settings: Settings) -> optuna.Study:
