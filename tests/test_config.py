@@ -26,6 +26,10 @@ def test_params_round_trip_through_strings():
     assert RunConfig.from_params(params) == config
 
 
+def test_an_integer_beta_logs_like_the_float_default():
+    assert RunConfig(beta=1, lr=1, free_bits=0).to_params() == RunConfig(lr=1.0).to_params()
+
+
 def test_cli_refuses_bad_value_with_one_line_before_any_work(tmp_cwd, cli_env):
     result = subprocess.run([sys.executable, "-m", "toolkit.cli", "train", "--latent-dim", "0"],
                             capture_output=True, text=True, env=cli_env, timeout=120)

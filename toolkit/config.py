@@ -11,6 +11,7 @@ DATASETS = ("fashion-mnist", "mnist")
 LIKELIHOODS = ("bernoulli", "gaussian")
 FID_MODES = ("auto", "inception", "off")  # auto: the domain CNN always, Inception too when it is cheap
 SAMPLERS = ("default", "gmm")  # default: the VAE's prior, a Gaussian fitted to the AE's codes
+VAE_ONLY = ("beta", "warmup_epochs", "free_bits")  # fields an AE ignores
 
 
 class ConfigError(ToolkitError):
@@ -40,6 +41,9 @@ class RunConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        for name in ("beta", "free_bits", "lr"):  # 1 and 1.0 must log as the same param value
+            if isinstance(getattr(self, name), int):
+                object.__setattr__(self, name, float(getattr(self, name)))
         for name, problem in self._problems():
             raise ConfigError(f"{name}: {problem}")
 

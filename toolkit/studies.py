@@ -33,7 +33,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from toolkit import ToolkitError, command, stop_on_signals, tracking
-from toolkit.config import DATASETS, RunConfig
+from toolkit.config import DATASETS, VAE_ONLY, RunConfig
 from toolkit.data import find_files
 from toolkit.pipeline import train_run
 from toolkit.tracking import RunStopped
@@ -339,10 +339,28 @@ def summary_table(study: Study, parent_id: str) -> str:
                      if any(other.data.params.get(k) != v for other in runs)})
     fids = sorted({k for run in runs for k in run.data.metrics if k.startswith("fid/")})
     header = ["trial", "status", *varied, *SUMMARY_METRICS, *fids]
-    rows = [[run.data.tags["trial"], run.info.status, *(run.data.params.get(k, "") for k in varied),
+    rows = [[run.data.tags["trial"], run.info.status, *(_param(run, k) for k in varied),
              *(_number(run.data.metrics.get(k)) for k in (*SUMMARY_METRICS, *fids))] for run in runs]
     lines = [header, ["---"] * len(header), *rows]
-    return f"## {study.name}\n\n" + "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines) + "\n"
+    table = "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines)
+    return f"## {study.name}\n\n{table}\n{_fid_floors(mlflow_client, runs)}"
+
+
+def _fid_floors(mlflow_client, runs) -> str:
+    """One line per FID extractor the runs used: its real-vs-real floor, the scale of its scores."""
+    references = {(k.split("/")[1], v) for run in runs for k, v in run.data.tags.items()
+                  if k.startswith("fid/") and k.endswith("/reference_run")}
+    lines = []
+    for name, run_id in sorted(references):
+        floor = mlflow_client.get_run(run_id).data.metrics.get(f"fid/{name}/real_floor")
+        caveat = "" if name == "inception" else "; a domain-CNN FID, not an Inception FID"
+        lines.append(f"\nFID {name}: real-vs-real floor {_number(floor)} (reference run {run_id}){caveat}")
+    return "".join(lines)
+
+
+def _param(run, name: str) -> str:
+    """A run's param for the table; blank where the model ignores it (β of an AE)."""
+    return "" if run.data.params.get("model") == "ae" and name in VAE_ONLY else run.data.params.get(name, "")
 
 
 def _number(value: float | None) -> str:
