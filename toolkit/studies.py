@@ -393,7 +393,8 @@ def main(study: Study, argv=None):
         optuna_study = run_study(study, Settings(args.storage, args.workers, args.data_dir))
     if study.multi_objective:
         print(pareto_front(optuna_study))
-    print(f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "
+    print(f"MLflow experiment '{study.name}' (browse with `toolkit ui`): the table above is summary.md of its "
+          f"parent run {optuna_study.user_attrs['mlflow_parent_run_id']}; "
           f"Optuna study '{study.name}' in {args.storage or default_storage()}")
 
 
