@@ -227,3 +227,20 @@ def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli
     done, _ = assert_grid_completed_once("shared-grid", postgres, 6)
     assert len(done) == 6
     assert len({t.user_attrs["pid"] for t in done}) == 2  # both took trials
+
+
+def test_the_beta_sweep_command_on_real_fashion_mnist(real_subset, storage, cli_env):
+    """The flagship command, --quick, on 3,000 real images: eight finished runs that trace the
+    rate-distortion trade-off, and a summary naming the FID extractor's floor."""
+    result = subprocess.run(study_command("beta_sweep.py", str(real_subset), storage), env=cli_env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    runs = children("beta-sweep-quick")
+    assert sorted(run.info.status for run in runs) == ["FINISHED"] * 8
+    vae = {float(run.data.params["beta"]): run.data.metrics for run in runs if run.data.params["model"] == "vae"}
+    assert sorted(vae) == [0.1, 0.25, 0.5, 1, 2, 4, 8]
+    assert vae[0.1]["test/kl"] > vae[1]["test/kl"] > vae[8]["test/kl"]
+    assert vae[0.1]["test/recon"] < vae[1]["test/recon"] < vae[8]["test/recon"]
+    assert all("fid/fmnist-cnn/samples" in run.data.metrics for run in runs)
+    assert result.stdout.count("| FINISHED |") == 8
+    assert "FID fmnist-cnn: real-vs-real floor" in result.stdout and "not an Inception FID" in result.stdout
