@@ -167,10 +167,15 @@ def _next_trial(optuna_study: optuna.Study, study: Study) -> optuna.Trial | None
     _fail_abandoned(optuna_study)
     for waiting in optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         try:
-            if optuna_study._storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
-                return optuna.Trial(optuna_study, waiting._trial_id)
+            if not optuna_study._storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
+                continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker took it
+        if study.grid and (earlier := _duplicate_of(optuna_study, waiting)) is not None:
+            optuna_study._storage.set_trial_user_attr(waiting._trial_id, "duplicate_of", earlier)
+            optuna_study._storage.set_trial_state_values(waiting._trial_id, TrialState.FAIL)
+            continue
+        return optuna.Trial(optuna_study, waiting._trial_id)
     if study.grid:
         return None
     taken = optuna_study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
@@ -179,6 +184,20 @@ def _next_trial(optuna_study: optuna.Study, study: Study) -> optuna.Trial | None
     with warnings.catch_warnings():  # the heartbeat is recorded by `_Heartbeat`, not by Study.optimize
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
         return optuna_study.ask()
+
+
+def _grid_point(trial: optuna.trial.FrozenTrial) -> str | None:
+    return trial.params.get("point", trial.system_attrs.get("fixed_params", {}).get("point"))
+
+
+def _duplicate_of(optuna_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int | None:
+    """The number of an earlier trial, not failed, of the same grid point. Two machines that queue
+    a grid at the same moment can both add a point (Optuna's skip_if_exists checks, then inserts);
+    the earliest copy is the one that runs."""
+    point = _grid_point(trial)
+    return next((other.number for other in optuna_study.get_trials(deepcopy=False)
+                 if other.number < trial.number and other.state != TrialState.FAIL and _grid_point(other) == point),
+                None)
 
 
 def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settings, parent_id: str):
