@@ -119,6 +119,28 @@ def test_two_workers_finish_a_six_point_grid_each_point_once(tiny_data, storage)
     assert all(run.info.status == "FINISHED" for run in runs)
 
 
+def take_concurrently(study: Study, storage: str, workers: int = 6) -> list:
+    """Trials taken by `workers` threads, each opening the study on its own connection like a worker
+    process on a fresh storage, and taking trials until the study has none left (left running)."""
+    taken, errors = [], []
+
+    def take_all():
+        try:
+            optuna_study = studies.open_study(study, Settings(storage))
+            while (trial := studies._next_trial(optuna_study, study)) is not None:
+                taken.append(trial)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take_all) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    return taken
+
+
 @pytest.mark.parametrize("backend", ["storage", "postgres"])
 def test_concurrent_workers_run_each_queued_grid_point_once(backend, request, store):
     """pysqlite starts a transaction only at the first write, which once let two workers read a
@@ -129,21 +151,25 @@ def test_concurrent_workers_run_each_queued_grid_point_once(backend, request, st
     queue = studies.open_study(study, Settings(storage))
     for label in [*study.grid, *study.grid]:  # as if two machines had queued the grid together
         queue.enqueue_trial({"point": label})
-    taken = []
-
-    def take_all():  # a worker of its own: its own storage connection
-        optuna_study = studies.open_study(study, Settings(storage))
-        while (trial := studies._next_trial(optuna_study, study)) is not None:
-            taken.append(trial.suggest_categorical("point", list(study.grid)))
-
-    workers = [threading.Thread(target=take_all) for _ in range(6)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert sorted(taken) == sorted(study.grid)
+    taken = take_concurrently(study, storage)
+    assert sorted(trial.suggest_categorical("point", list(study.grid)) for trial in taken) == sorted(study.grid)
     duplicates = [t for t in trials("race", storage) if "duplicate_of" in t.user_attrs]
     assert len(duplicates) == 30 and all(t.state == TrialState.FAIL for t in duplicates)
+
+
+def test_concurrent_workers_start_exactly_the_trials_a_search_asks_for(storage, monkeypatch):
+    ask = optuna.Study.ask
+
+    def slow_ask(self, *args, **kwargs):  # every worker sees the budget unfilled, then asks
+        time.sleep(0.2)
+        return ask(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "ask", slow_ask)
+    study = Study("budget", TINY, space=latent_space, trials=10, pruner="none")
+    taken = take_concurrently(study, storage)
+    assert len(taken) == 10
+    surplus = [t for t in trials("budget", storage) if t.number not in {trial.number for trial in taken}]
+    assert surplus and all(t.state == TrialState.FAIL and t.user_attrs["surplus"] for t in surplus)
 
 
 def study_command(script: str, data: str, storage: str, *extra: str) -> list[str]:

@@ -86,19 +86,32 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        with _no_experimental_warnings():  # the heartbeat arguments are marked experimental
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-                heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=_abandoned)
-        if url.startswith("sqlite"):
-            _begin_immediate(storage.engine)
         return optuna.create_study(
-            storage=storage, study_name=study.name, load_if_exists=True, pruner=PRUNERS[study.pruner](),
+            storage=_storage(url), study_name=study.name, load_if_exists=True, pruner=PRUNERS[study.pruner](),
             directions=["minimize", "minimize"] if study.multi_objective else ["minimize"],
             sampler=optuna.samplers.TPESampler(seed=study.base.seed, multivariate=True))
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
         raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0]}); check --storage") from None
+
+
+def _storage(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
+    """Optuna's storage at `url`, with our heartbeat. Processes that create a fresh database at the
+    same moment race on its schema (an error on a table or on alembic_version): they try again."""
+    for attempt in range(attempts):
+        try:
+            with _no_experimental_warnings():  # the heartbeat arguments are marked experimental
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                    heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=_abandoned)
+            break
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    if url.startswith("sqlite"):
+        _begin_immediate(storage.engine)
+    return storage
 
 
 def _begin_immediate(engine: sqlalchemy.Engine):
@@ -178,12 +191,21 @@ def _next_trial(optuna_study: optuna.Study, study: Study) -> optuna.Trial | None
         return optuna.Trial(optuna_study, waiting._trial_id)
     if study.grid:
         return None
+    while _trials_under_way(optuna_study) < study.trials:
+        with warnings.catch_warnings():  # the heartbeat is recorded by `_Heartbeat`, not by Study.optimize
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+            trial = optuna_study.ask()
+        if _trials_under_way(optuna_study, before=trial.number) < study.trials:
+            return trial
+        trial.set_user_attr("surplus", True)  # another worker asked at the same moment and filled the budget
+        optuna_study.tell(trial, state=TrialState.FAIL)
+    return None
+
+
+def _trials_under_way(optuna_study: optuna.Study, before: int | None = None) -> int:
+    """Trials finished or running (numbered below `before`, when given): what counts towards a search's budget."""
     taken = optuna_study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-    if len(taken) >= study.trials:
-        return None
-    with warnings.catch_warnings():  # the heartbeat is recorded by `_Heartbeat`, not by Study.optimize
-        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
-        return optuna_study.ask()
+    return sum(before is None or trial.number < before for trial in taken)
 
 
 def _grid_point(trial: optuna.trial.FrozenTrial) -> str | None:
