@@ -424,7 +424,7 @@ def main(study: Study, argv=None):
     parser.add_argument("--seed", type=int, default=study.base.seed)
     parser.add_argument("--data-dir", default=None, help="directory holding the IDX files")
     parser.add_argument("--pruner", default=study.pruner, choices=sorted(PRUNERS))
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs on 2,000 images, 3 trials")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs on 2,000 images" + ("" if study.grid else ", 3 trials"))
     parser.add_argument("--name", default=None, help="study name (default: derived from the script and settings)")
     args = parser.parse_args(argv)
     with command("finished trials are kept; rerun the same command to resume"):
