@@ -76,6 +76,19 @@ def test_a_three_trial_study_logs_a_parent_with_three_children_and_a_rerun_adds_
     assert len(children("three")) == 3 and len(trials("three", storage)) == 3 and len(parents("three")) == 1
 
 
+def test_a_multi_objective_search_minimises_reconstruction_and_fid_and_reports_its_front(tiny_data, storage):
+    base = replace(TINY, fid="auto", fid_samples=200)  # the FID CNN is trained on the 300 tiny images
+    study = Study("pareto", base, space=latent_space, trials=3, pruner="none", multi_objective=True)
+    optuna_study = run_study(study, Settings(storage, data_dir=tiny_data))
+    runs = {run.info.run_id: run.data.metrics for run in children("pareto")}
+    for trial in optuna_study.get_trials():
+        metrics = runs[trial.user_attrs["mlflow_run_id"]]
+        assert trial.values[1] == pytest.approx(metrics["fid/fmnist-cnn/samples"])
+        assert trial.values[0] == pytest.approx(metrics["val/recon"])  # one epoch: the best is the last
+    front = studies.pareto_front(optuna_study)
+    assert all(f"trial {t.number}:" in front for t in optuna_study.best_trials)
+
+
 def test_resuming_with_other_settings_is_refused_naming_them(tiny_data, storage):
     study = Study("fixed", TINY, grid={"only": {}}, pruner="none")
     run_study(study, Settings(storage, data_dir=tiny_data))
