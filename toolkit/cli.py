@@ -59,7 +59,8 @@ def cmd_ui(args):
     from toolkit.tracking import artifact_root, tracking_uri
 
     uri = tracking_uri()
-    ui_argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    ui_argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", args.host, "--port", str(args.port)]
     if artifact_root(uri):
         ui_argv += ["--default-artifact-root", artifact_root(uri).as_uri()]
     print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it", flush=True)

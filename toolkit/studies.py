@@ -98,18 +98,19 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
 def _storage(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
     """Optuna's storage at `url`, with our heartbeat. Processes that create a fresh database at the
     same moment race on its schema (an error on a table or on alembic_version): they try again."""
+    sqlite = url.startswith("sqlite")
     for attempt in range(attempts):
         try:
             with _no_experimental_warnings():  # the heartbeat arguments are marked experimental
                 storage = optuna.storages.RDBStorage(
-                    url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                    url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None,
                     heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=_abandoned)
             break
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
-    if url.startswith("sqlite"):
+    if sqlite:
         _begin_immediate(storage.engine)
     return storage
 
@@ -208,8 +209,13 @@ def _trials_under_way(optuna_study: optuna.Study, before: int | None = None) -> 
     return sum(before is None or trial.number < before for trial in taken)
 
 
+def _configured_params(trial: optuna.trial.FrozenTrial) -> dict:
+    """The trial's params: those it suggested, or while it waits in the queue those it was enqueued with."""
+    return trial.params or trial.system_attrs.get("fixed_params", {})
+
+
 def _grid_point(trial: optuna.trial.FrozenTrial) -> str | None:
-    return trial.params.get("point", trial.system_attrs.get("fixed_params", {}).get("point"))
+    return _configured_params(trial).get("point")
 
 
 def _duplicate_of(optuna_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int | None:
@@ -337,8 +343,8 @@ def _abandoned(optuna_study: optuna.Study, trial: optuna.trial.FrozenTrial):
 
 def _retry(optuna_study: optuna.Study, trial: optuna.trial.FrozenTrial):
     """Queue the trial's configuration again (a grid point's label, or a search's sampled values)."""
-    params = trial.params or trial.system_attrs.get("fixed_params", {})
-    optuna_study.enqueue_trial(params, user_attrs={"retry_of": trial.user_attrs.get("retry_of", trial.number)})
+    retry_of = trial.user_attrs.get("retry_of", trial.number)
+    optuna_study.enqueue_trial(_configured_params(trial), user_attrs={"retry_of": retry_of})
 
 
 def _parent_run_id(optuna_study: optuna.Study, study: Study) -> str:
@@ -424,7 +430,8 @@ def main(study: Study, argv=None):
     parser.add_argument("--seed", type=int, default=study.base.seed)
     parser.add_argument("--data-dir", default=None, help="directory holding the IDX files")
     parser.add_argument("--pruner", default=study.pruner, choices=sorted(PRUNERS))
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs on 2,000 images" + ("" if study.grid else ", 3 trials"))
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 2 epochs on 2,000 images" + ("" if study.grid else ", 3 trials"))
     parser.add_argument("--name", default=None, help="study name (default: derived from the script and settings)")
     args = parser.parse_args(argv)
     with command("finished trials are kept; rerun the same command to resume"):
