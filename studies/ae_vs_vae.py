@@ -1,7 +1,8 @@
 """AE against VAE, the seeds' comparison: the same architecture (784-400-20), three seeds each.
 
-What to look at: reconstruction, FID of samples and reconstructions, and their spread over
-seeds. Run: python studies/ae_vs_vae.py
+What to look at: reconstruction, FID of samples (each model's own sampler, and a 10-component
+GMM fitted to the codes of either) and of reconstructions, and their spread over seeds.
+Run: python studies/ae_vs_vae.py
 """
 from toolkit.config import RunConfig
 from toolkit.studies import Study, main
@@ -9,4 +10,4 @@ from toolkit.studies import Study, main
 GRID = {f"{model}-seed{seed}": {"model": model, "seed": seed} for model in ("vae", "ae") for seed in (1, 2, 3)}
 
 if __name__ == "__main__":
-    main(Study("ae-vs-vae", RunConfig(epochs=30), grid=GRID, pruner="none"))
+    main(Study("ae-vs-vae", RunConfig(epochs=30, sampler="gmm"), grid=GRID, pruner="none"))

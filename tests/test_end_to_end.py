@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -94,11 +95,28 @@ def test_artifacts_hold_the_model_every_figure_and_kl_per_dim(trained):
     for model, run in runs.items():
         paths = {a.path for a in client.list_artifacts(run["run_id"])}
         paths |= {a.path for p in ("model", "figures") for a in client.list_artifacts(run["run_id"], p)}
-        assert {"model/weights.pt", "model/config.json"} <= paths
+        assert {"model/weights.pt", "model/config.json", "images.npz"} <= paths
         figures = {p.removeprefix("figures/").removesuffix(".png") for p in paths if p.startswith("figures/")}
         assert figures == FIGURES | EXTRA_FIGURES[model]
         assert ("kl_per_dim.json" in paths) == (model == "vae")
         assert Path(run["artifact_uri"]).is_relative_to(Path(uri.removeprefix("sqlite:///")).parent / "artifacts")
+
+
+def test_images_npz_holds_the_pictures_the_figures_show(trained, real_data, tmp_path):
+    uri, runs, _ = trained
+    test = load_splits("fashion-mnist", real_data, download=False).test
+    first_of_each_class = [int((test.labels == c).nonzero()[0, 0]) for c in range(10)]
+    for model, run in runs.items():
+        path = MlflowClient(uri).download_artifacts(run["run_id"], "images.npz", str(tmp_path / model))
+        images = dict(np.load(path))
+        samples = {f"samples_{name}" for name in ("normal_prior", "laplace_prior")}
+        samples |= {"samples_fitted_gaussian", "samples_gmm"} if model == "ae" else set()
+        assert set(images) == {"originals", "reconstructions", "interpolation"} | samples
+        assert all(array.dtype == np.uint8 and array.shape[1:] == (28, 28) for array in images.values())
+        assert all(len(images[name]) == 64 for name in samples)
+        originals = (test.images[first_of_each_class] * 255).round().to(torch.uint8).view(-1, 28, 28).numpy()
+        assert np.array_equal(images["originals"], originals)
+        assert images["reconstructions"].shape == (10, 28, 28) and images["interpolation"].shape == (10, 28, 28)
 
 
 def test_fids_are_named_after_the_domain_extractor_and_tagged_with_its_hash(trained):
@@ -168,6 +186,8 @@ def test_a_diverging_run_ends_failed_with_a_clear_error(real_data, store, tmp_cw
     assert "non-finite" in result.stderr and "Traceback" not in result.stderr
     mlflow.set_tracking_uri(store)
     assert _run_status(store, "nan") == ["FAILED"]
+    [reason] = mlflow.search_runs(experiment_names=["nan"])["tags.end_reason"]
+    assert reason.startswith("TrainingDiverged: epoch") and "non-finite" in reason
 
 
 def test_an_interrupted_run_ends_killed(real_data, store, tmp_cwd):
@@ -185,6 +205,7 @@ def test_an_interrupted_run_ends_killed(real_data, store, tmp_cwd):
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
     assert _run_status(store, "interrupted") == ["KILLED"]
+    assert list(mlflow.search_runs(experiment_names=["interrupted"])["tags.end_reason"]) == ["interrupted (Ctrl-C)"]
 
 
 def test_ui_serves_the_store(store, tmp_cwd):

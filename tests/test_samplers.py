@@ -4,7 +4,8 @@ import torch
 
 from toolkit.config import RunConfig
 from toolkit.models import build
-from toolkit.samplers import FittedGaussian, FittedMixture, LaplacePrior, NormalPrior, default_sampler, generate
+from toolkit.samplers import (FittedGaussian, FittedMixture, LaplacePrior, NormalPrior, default_sampler, generate,
+                              interpolation_codes, latent_means, manifold_codes)
 
 
 def draw(sampler, n=200_000, seed=0):
@@ -48,3 +49,20 @@ def test_generation_is_reproducible_from_its_seed():
     first, again, other = (generate(model, prior, 5, seed) for seed in (1, 1, 2))
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert first.shape == (5, 784) and 0 <= first.min() and first.max() <= 1
+
+
+def test_interpolation_codes_run_from_the_first_code_to_the_second():
+    model = build(RunConfig(latent_dim=3, hidden=(8,)), "cpu")
+    start, end = torch.rand(784), torch.rand(784)
+    z = interpolation_codes(model, start, end, steps=5)
+    ends = latent_means(model, torch.stack([start, end]))
+    assert z.shape == (5, 3)
+    torch.testing.assert_close(z[[0, -1]], ends)
+    torch.testing.assert_close(z[2], ends.mean(0))
+
+
+def test_manifold_codes_cover_a_symmetric_grid_row_by_row():
+    z = manifold_codes(side=5)
+    assert z.shape == (25, 2)
+    assert torch.equal(z[:5, 1], z[0, 1].expand(5)) and (z[:5, 0].diff() > 0).all()  # a row: z1 rises, z2 fixed
+    assert z[0, 1] > z[-1, 1] and z[0, 1] == pytest.approx(-z[-1, 1])  # z2 falls down the rows

@@ -11,7 +11,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
-from toolkit.samplers import decode_images, latent_means  # noqa: E402
+from toolkit.samplers import latent_means  # noqa: E402
 
 TSNE_IMAGES = 2000  # t-SNE runs on the first 2,000 test images: the same subset for every run
 
@@ -39,21 +39,20 @@ def image_grid(images, rows: int, title: str, row_labels: list[str] | None = Non
     return fig
 
 
-def reconstructions(model, images):
-    """Originals above their reconstructions from the posterior mean."""
-    recon = decode_images(model, latent_means(model, images))
-    return image_grid(torch.cat([images, recon]), 2, "reconstructions", ["original", "reconstruction"])
+def reconstructions(originals, recon):
+    """Originals above their reconstructions."""
+    return image_grid(np.concatenate([_as_numpy(originals), _as_numpy(recon)]), 2, "reconstructions",
+                      ["original", "reconstruction"])
 
 
-def samples(model, z: torch.Tensor, title: str):
-    return image_grid(decode_images(model, z), int(np.sqrt(len(z))), title)
+def samples(images, title: str):
+    """A square grid of generated images."""
+    return image_grid(images, int(np.sqrt(len(images))), title)
 
 
-def interpolation(model, start: torch.Tensor, end: torch.Tensor, steps: int = 10):
-    """Decoded images along the straight line between the latent means of two images."""
-    z = latent_means(model, torch.stack([start, end]))
-    weights = torch.linspace(0, 1, steps, device=z.device)[:, None]
-    return image_grid(decode_images(model, (1 - weights) * z[0] + weights * z[1]), 1, "interpolation")
+def interpolation(images):
+    """Decoded images along a line between two codes, in one row."""
+    return image_grid(images, 1, "interpolation")
 
 
 def _scatter(points: np.ndarray, labels, title: str, class_names=None):
@@ -84,11 +83,9 @@ def latent_tsne(model, images, labels, class_names=None, seed: int = 0):
     return _scatter(points, labels[:TSNE_IMAGES], "latent means: t-SNE", class_names)
 
 
-def manifold(model, side: int = 15):
-    """Decoded images on a grid of Normal quantiles, for a 2-D latent space."""
-    grid = torch.distributions.Normal(0, 1).icdf(torch.linspace(0.05, 0.95, side))
-    z = torch.cartesian_prod(grid.flip(0), grid)[:, [1, 0]]  # rows: z2 from high to low; columns: z1
-    return image_grid(decode_images(model, z.to(next(model.parameters()).device)), side, "2-D latent manifold")
+def manifold(images):
+    """The decoded grid of a 2-D latent space (`samplers.manifold_codes`)."""
+    return image_grid(images, int(np.sqrt(len(images))), "2-D latent manifold")
 
 
 def kl_bars(kl_per_dim):

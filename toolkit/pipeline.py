@@ -1,10 +1,12 @@
 """One tracked run from start to end: config -> data -> model -> fit -> evaluate -> MLflow."""
 from __future__ import annotations
 
+import io
 import sys
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from toolkit import figures, fid
@@ -12,12 +14,14 @@ from toolkit.config import RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
 from toolkit.evaluate import EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.models import build, default_device
-from toolkit.samplers import (FittedMixture, LaplacePrior, NormalPrior, decode_images, default_sampler,
-                              generate, latent_means)
+from toolkit.samplers import (FittedGaussian, FittedMixture, LaplacePrior, NormalPrior, decode_images,
+                              default_sampler, generate, interpolation_codes, latent_means, manifold_codes)
 from toolkit.tracking import start_run
 from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
+SAMPLE_TITLES = {"samples_normal_prior": NormalPrior.title, "samples_laplace_prior": LaplacePrior.title,
+                 "samples_fitted_gaussian": FittedGaussian.title, "samples_gmm": FittedMixture.title}
 
 
 def run_name(config: RunConfig) -> str:
@@ -69,7 +73,9 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
             run.log_json({"test": per_dim(test, "", config.latent_dim),
                           "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in result.history]},
                          "kl_per_dim.json")
-        for name, figure in run_figures(model, config, splits.test, samplers, result.history, test):
+        images = figure_images(model, config, splits.test, samplers)
+        run.log_bytes(images_npz(images), "images.npz")
+        for name, figure in run_figures(model, config, splits.test, images, result.history, test):
             run.log_figure(figure, name)
         return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
 
@@ -101,25 +107,48 @@ def showcase_indices(labels: torch.Tensor) -> torch.Tensor:
     return torch.stack([(labels == c).nonzero()[0, 0] for c in labels.unique()])
 
 
-def run_figures(model, config: RunConfig, test, samplers: dict, history, test_metrics):
-    """(name, figure) pairs logged under figures/ for every run."""
-    shown = test.images[showcase_indices(test.labels)]
+def figure_images(model, config: RunConfig, test, samplers: dict) -> dict[str, torch.Tensor]:
+    """The images the run's image figures show, keyed by name: `originals` (the showcase test
+    images) and their `reconstructions`, 64 samples from each sampler drawn, the `interpolation`
+    between the first and last originals and, for a 2-D latent, the `manifold` grid."""
+    originals = test.images[showcase_indices(test.labels)]
     draw = {"samples_normal_prior": NormalPrior(config.latent_dim),
             "samples_laplace_prior": LaplacePrior(config.latent_dim)}
     if not model.variational:
         draw["samples_fitted_gaussian"] = samplers["samples"]
     if "samples_gmm" in samplers:
         draw["samples_gmm"] = samplers["samples_gmm"]
-    yield "reconstructions", figures.reconstructions(model, shown)
+    device = test.images.device
+    images = {"originals": originals, "reconstructions": decode_images(model, latent_means(model, originals))}
     for name, sampler in draw.items():
         z = sampler(FIGURE_SAMPLES, torch.Generator().manual_seed(EVAL_SEED))
-        yield name, figures.samples(model, z.to(test.images.device), f"samples: {sampler.title}")
-    yield "interpolation", figures.interpolation(model, shown[0], shown[-1])
+        images[name] = decode_images(model, z.to(device))
+    images["interpolation"] = decode_images(model, interpolation_codes(model, originals[0], originals[-1]))
+    if config.latent_dim == 2:
+        images["manifold"] = decode_images(model, manifold_codes().to(device))
+    return images
+
+
+def images_npz(images: dict[str, torch.Tensor]) -> bytes:
+    """The figures' images as 8-bit grey levels (N, 28, 28), for reports to lay out anew."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{name: (x.cpu().view(-1, 28, 28) * 255).round().to(torch.uint8).numpy()
+                                   for name, x in images.items()})
+    return buffer.getvalue()
+
+
+def run_figures(model, config: RunConfig, test, images: dict, history, test_metrics):
+    """(name, figure) pairs logged under figures/ for every run."""
+    yield "reconstructions", figures.reconstructions(images["originals"], images["reconstructions"])
+    for name, title in SAMPLE_TITLES.items():
+        if name in images:
+            yield name, figures.samples(images[name], f"samples: {title}")
+    yield "interpolation", figures.interpolation(images["interpolation"])
     names = CLASS_NAMES[config.dataset]
     yield "latent_pca", figures.latent_pca(model, test.images, test.labels, names)
     yield "latent_tsne", figures.latent_tsne(model, test.images, test.labels, names)
-    if config.latent_dim == 2:
-        yield "manifold", figures.manifold(model)
+    if "manifold" in images:
+        yield "manifold", figures.manifold(images["manifold"])
     if model.variational:
         yield "kl_per_dim", figures.kl_bars(per_dim(test_metrics, "", config.latent_dim))
         yield "kl_heatmap", figures.kl_heatmap([per_dim(h, "val/", config.latent_dim) for h in history])

@@ -81,6 +81,20 @@ class FittedMixture:
         return torch.from_numpy(z[torch.randperm(n, generator=generator).numpy()]).float()
 
 
+def interpolation_codes(model, start: torch.Tensor, end: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Codes on the straight line between the latent means of two images."""
+    z = latent_means(model, torch.stack([start, end]))
+    weights = torch.linspace(0, 1, steps, device=z.device)[:, None]
+    return (1 - weights) * z[0] + weights * z[1]
+
+
+def manifold_codes(side: int = 15) -> torch.Tensor:
+    """A side x side grid of Normal quantiles over a 2-D latent space, row by row: the second
+    coordinate from high to low down the rows, the first from low to high along them."""
+    grid = torch.distributions.Normal(0, 1).icdf(torch.linspace(0.05, 0.95, side))
+    return torch.cartesian_prod(grid.flip(0), grid)[:, [1, 0]]
+
+
 def default_sampler(model, train_images: torch.Tensor):
     """The VAE's prior, or a Gaussian fitted to the AE's training codes (the seeds' method)."""
     if model.variational:

@@ -337,7 +337,9 @@ def _abandoned(optuna_study: optuna.Study, trial: optuna.trial.FrozenTrial):
     if run_id:
         mlflow_client = tracking.client()
         if mlflow_client.get_run(run_id).info.status == "RUNNING":
-            mlflow_client.set_terminated(run_id, "FAILED")
+            tracking.Run(mlflow_client, run_id).end(
+                "FAILED", f"the worker of trial {trial.number} died (host {trial.user_attrs.get('host')}); "
+                "its configuration was queued again")
     _retry(optuna_study, trial)
 
 

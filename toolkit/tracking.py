@@ -20,6 +20,7 @@ from toolkit.config import RunConfig
 from toolkit.models import build, default_device
 
 STORE_DIR = Path("mlruns")
+END_REASON = "end_reason"  # tag: why a run ended FAILED or KILLED
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reading cached references is routine
 
 
@@ -106,8 +107,11 @@ class Run:
             (Path(tmp) / name).write_bytes(data)
             self.client.log_artifact(self.run_id, str(Path(tmp) / name))
 
-    def end(self, status: str):
-        """Mark the run FINISHED, FAILED or KILLED."""
+    def end(self, status: str, reason: str | None = None):
+        """Mark the run FINISHED, FAILED or KILLED; a reason for ending otherwise is kept as the
+        tag `end_reason`, for reports and the UI."""
+        if reason:
+            self.client.set_tag(self.run_id, END_REASON, reason[:1000])
         self.client.set_terminated(self.run_id, status)
 
     def log_model(self, model, config: RunConfig):
@@ -144,11 +148,14 @@ def continue_run(run_id: str):
 def _ending(handle: Run):
     try:
         yield handle
-    except (KeyboardInterrupt, RunStopped):
-        handle.end("KILLED")
+    except KeyboardInterrupt as exc:
+        handle.end("KILLED", f"interrupted ({str(exc) or 'Ctrl-C'})")
         raise
-    except BaseException:
-        handle.end("FAILED")
+    except RunStopped as exc:
+        handle.end("KILLED", str(exc))
+        raise
+    except BaseException as exc:
+        handle.end("FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         raise
     handle.end("FINISHED")
 
