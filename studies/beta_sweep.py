@@ -4,11 +4,12 @@ Same seed and architecture (784-400-20, Bernoulli) everywhere. What to look at: 
 rate-distortion curve (test KL against reconstruction) and FID against β.
 Every point is a measurement, so nothing is pruned. Run: python studies/beta_sweep.py
 """
+from toolkit.cli import study_main
 from toolkit.config import RunConfig
-from toolkit.studies import Study, main
+from toolkit.studies import Study
 
 BETAS = (0.1, 0.25, 0.5, 1, 2, 4, 8)
 GRID = {f"vae-beta{beta:g}": {"model": "vae", "beta": beta} for beta in BETAS} | {"ae": {"model": "ae"}}
 
 if __name__ == "__main__":
-    main(Study("beta-sweep", RunConfig(epochs=10), grid=GRID, pruner="none"))
+    study_main(Study("beta-sweep", RunConfig(epochs=10), grid=GRID, pruner="none", report="beta-sweep"))

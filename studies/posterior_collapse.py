@@ -4,11 +4,12 @@ Grid: warm-up {0, 10} epochs × free bits {0, 0.05, 0.25} nats per dimension. Wh
 active units and the KL of each latent dimension (the runs' kl_per_dim and kl_heatmap figures).
 Run: python studies/posterior_collapse.py
 """
+from toolkit.cli import study_main
 from toolkit.config import RunConfig
-from toolkit.studies import Study, main
+from toolkit.studies import Study
 
 GRID = {f"warmup{warmup}-fb{free_bits:g}": {"warmup_epochs": warmup, "free_bits": free_bits}
         for warmup in (0, 10) for free_bits in (0, 0.05, 0.25)}
 
 if __name__ == "__main__":
-    main(Study("posterior-collapse", RunConfig(likelihood="gaussian", epochs=20), grid=GRID, pruner="none"))
+    study_main(Study("posterior-collapse", RunConfig(likelihood="gaussian", epochs=20), grid=GRID, pruner="none", report="posterior-collapse"))

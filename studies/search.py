@@ -1,12 +1,13 @@
 """A free search (TPE) over the VAE's latent size, β, KL warm-up and free bits.
 
 Single objective by default: the validation negative ELBO, with hopeless trials pruned.
-`--multi-objective` minimises (validation reconstruction, FID of samples) instead and prints
-the Pareto front. Set SEARCH_ARCHITECTURE to also search the hidden size and learning rate.
+`--multi-objective` minimises (validation reconstruction, FID of samples) instead; the report
+then shows the Pareto front. Set SEARCH_ARCHITECTURE to also search the hidden size and learning rate.
 Run: python studies/search.py --trials 30
 """
+from toolkit.cli import study_main
 from toolkit.config import RunConfig
-from toolkit.studies import Study, main
+from toolkit.studies import Study
 
 SEARCH_ARCHITECTURE = False
 
@@ -23,4 +24,4 @@ def space(trial):
 
 
 if __name__ == "__main__":
-    main(Study("search", RunConfig(epochs=20), space=space, trials=20))
+    study_main(Study("search", RunConfig(epochs=20), space=space, trials=20))

@@ -1,4 +1,5 @@
 """The study engine: parent and child runs, resume, pruning, crash safety, workers, PostgreSQL."""
+import io
 import os
 import shutil
 import signal
@@ -13,12 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
 from conftest import write_idx_set
-from toolkit import ToolkitError, studies, tracking
+from toolkit import ToolkitError, studies, tracking, trial_queue
 from toolkit.config import RunConfig
+from toolkit.reports import build_report
 from toolkit.studies import Settings, Study, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,14 +72,12 @@ def test_a_three_trial_study_logs_a_parent_with_three_children_and_a_rerun_adds_
     finished = trials("three", storage)
     assert [t.state for t in finished] == [TrialState.COMPLETE] * 3
     assert {t.user_attrs["mlflow_run_id"] for t in finished} == {run.info.run_id for run in runs}
-    artifacts = [a.path for a in tracking.client().list_artifacts(parent.info.run_id)]
-    assert "summary.md" in artifacts
 
     run_study(study, Settings(storage, data_dir=tiny_data))
     assert len(children("three")) == 3 and len(trials("three", storage)) == 3 and len(parents("three")) == 1
 
 
-def test_a_multi_objective_search_minimises_reconstruction_and_fid_and_reports_its_front(tiny_data, storage):
+def test_a_multi_objective_search_minimises_reconstruction_and_fid_and_its_report_tables_the_front(tiny_data, storage):
     base = replace(TINY, fid="auto", fid_samples=200)  # the FID CNN is trained on the 300 tiny images
     study = Study("pareto", base, space=latent_space, trials=3, pruner="none", multi_objective=True)
     optuna_study = run_study(study, Settings(storage, data_dir=tiny_data))
@@ -85,8 +86,10 @@ def test_a_multi_objective_search_minimises_reconstruction_and_fid_and_reports_i
         metrics = runs[trial.user_attrs["mlflow_run_id"]]
         assert trial.values[1] == pytest.approx(metrics["fid/fmnist-cnn/samples"])
         assert trial.values[0] == pytest.approx(metrics["val/recon"])  # one epoch: the best is the last
-    front = studies.pareto_front(optuna_study)
-    assert all(f"trial {t.number}:" in front for t in optuna_study.best_trials)
+    front = pd.read_csv(io.BytesIO(build_report("study", study_name="pareto", storage=storage).files["pareto_front.csv"]))
+    best = sorted(optuna_study.best_trials, key=lambda t: t.values)
+    assert list(front["trial"]) == [t.number for t in best]
+    assert list(front["FID of samples"]) == pytest.approx([t.values[1] for t in best])
 
 
 def test_resuming_with_other_settings_is_refused_naming_them(tiny_data, storage):
@@ -140,7 +143,7 @@ def take_concurrently(study: Study, storage: str, workers: int = 6) -> list:
     def take_all():
         try:
             optuna_study = studies.open_study(study, Settings(storage))
-            while (trial := studies._next_trial(optuna_study, study)) is not None:
+            while (trial := trial_queue.next_trial(optuna_study, bool(study.grid), study.trials)) is not None:
                 taken.append(trial)
         except Exception as exc:
             errors.append(exc)
@@ -272,10 +275,10 @@ def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli
     assert len({t.user_attrs["pid"] for t in done}) == 2  # both took trials
 
 
-def test_the_beta_sweep_command_on_real_fashion_mnist(real_subset, storage, cli_env):
+def test_the_beta_sweep_command_on_real_fashion_mnist(real_subset, storage, cli_env, tmp_path):
     """The flagship command, --quick, on 3,000 real images: eight finished runs that trace the
-    rate-distortion trade-off, and a summary naming the FID extractor's floor."""
-    result = subprocess.run(study_command("beta_sweep.py", str(real_subset), storage), env=cli_env,
+    rate-distortion trade-off, its table printed, and its report written and logged on the parent run."""
+    result = subprocess.run(study_command("beta_sweep.py", str(real_subset), storage), env=cli_env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     runs = children("beta-sweep-quick")
@@ -285,5 +288,11 @@ def test_the_beta_sweep_command_on_real_fashion_mnist(real_subset, storage, cli_
     assert vae[0.1]["test/kl"] > vae[1]["test/kl"] > vae[8]["test/kl"]
     assert vae[0.1]["test/recon"] < vae[1]["test/recon"] < vae[8]["test/recon"]
     assert all("fid/fmnist-cnn/samples" in run.data.metrics for run in runs)
-    assert result.stdout.count("| FINISHED |") == 8
-    assert "FID fmnist-cnn: real-vs-real floor" in result.stdout and "not an Inception FID" in result.stdout
+    assert result.stdout.count("| VAE |") == 7 and result.stdout.count("| AE |") == 1
+    readme = tmp_path / "reports" / "beta-sweep-quick" / "README.md"
+    assert f"report: {Path('reports') / 'beta-sweep-quick' / 'README.md'}" in result.stdout
+    text = readme.read_text()
+    assert "rate_distortion.png" in text and "real-vs-real floor" in text and "not Inception FIDs" in text
+    [parent] = parents("beta-sweep-quick")
+    logged = {a.path for a in tracking.client().list_artifacts(parent.info.run_id, "report")}
+    assert {"report/README.md", "report/results.csv", "report/rate_distortion.png"} <= logged

@@ -3,6 +3,8 @@ import signal
 import sys
 from contextlib import contextmanager
 
+UI_HOST, UI_PORT = "127.0.0.1", 5000  # where `toolkit ui` serves the MLflow UI of a local store
+
 
 class ToolkitError(Exception):
     """An error the user can fix; the CLI prints it as one line, without a traceback."""

@@ -1,12 +1,14 @@
-"""`toolkit train | ui`: argument parsing only; the work happens in the modules."""
+"""`toolkit train | report | ui`: argument parsing only; the work happens in the modules."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
-from toolkit import command
+from toolkit import UI_HOST, UI_PORT, ToolkitError, command
 from toolkit.config import DATASETS, FID_MODES, LIKELIHOODS, MODELS, SAMPLERS, RunConfig, parse_hidden
+from toolkit.reports import KINDS as REPORT_KINDS
 
 
 def add_run_arguments(parser: argparse.ArgumentParser):
@@ -55,6 +57,13 @@ def cmd_train(args):
     print(f"run {result.run_id} finished; store {tracking_uri()}; browse with `toolkit ui`")
 
 
+def cmd_report(args):
+    from toolkit.reports import write_report
+
+    _, path = write_report(args.kind, args.experiment, args.parent, args.out, args.study, args.storage)
+    print(f"report written: {path}")
+
+
 def cmd_ui(args):
     from toolkit.tracking import artifact_root, tracking_uri
 
@@ -75,9 +84,19 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--experiment", default=None, help="MLflow experiment (default: the dataset name)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+    report = sub.add_parser("report", help="write a markdown report (tables as CSV, figures as PNG) from the store",
+                            description="Write DIR/README.md, its tables as CSV and its figures as PNG, from the "
+                            "runs in the tracking store (MLFLOW_TRACKING_URI or mlruns/); nothing is retrained.")
+    report.add_argument("kind", choices=list(REPORT_KINDS), help="what the report compares")
+    report.add_argument("--experiment", default=None, help="MLflow experiment whose runs are reported")
+    report.add_argument("--parent", default=None, help="only the child runs of this parent run (a study)")
+    report.add_argument("--out", default=None, help="output directory (default: reports/<experiment>)")
+    report.add_argument("--study", default=None, help="Optuna study, for the study kind (default: the experiment name)")
+    report.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in mlruns/optuna.db)")
+    report.set_defaults(func=cmd_report)
     ui = sub.add_parser("ui", help="start the MLflow UI on the tracking store")
-    ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default=UI_HOST)
+    ui.add_argument("--port", type=int, default=UI_PORT)
     ui.set_defaults(func=cmd_ui)
     return top
 
@@ -86,6 +105,65 @@ def main(argv=None):
     args = parser().parse_args(argv)
     with command("an open run is marked KILLED"):
         args.func(args)
+
+
+def study_main(study, argv=None):
+    """The command line every study script shares: run (or resume) the declared study, then write
+    its report (the kind the declaration names) and print where everything is."""
+    from toolkit.studies import PRUNERS
+
+    parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=None, help=f"per trial (default {study.base.epochs})")
+    if not study.grid:
+        parser.add_argument("--trials", type=int, default=None,
+                            help=f"finished trials to aim for (default {study.trials}, 3 with --quick)")
+        parser.add_argument("--multi-objective", action="store_true",
+                            help="minimise (validation reconstruction, FID of samples) and report the Pareto front")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in mlruns/optuna.db)")
+    parser.add_argument("--workers", type=int, default=1, help="processes on this machine, sharing its cores")
+    parser.add_argument("--dataset", default=study.base.dataset, help=f"one of {', '.join(DATASETS)}")
+    parser.add_argument("--seed", type=int, default=study.base.seed)
+    parser.add_argument("--data-dir", default=None, help="directory holding the IDX files")
+    parser.add_argument("--pruner", default=study.pruner, choices=sorted(PRUNERS))
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 2 epochs on 2,000 images" + ("" if study.grid else ", 3 trials"))
+    parser.add_argument("--name", default=None, help="study name (default: derived from the script and settings)")
+    parser.add_argument("--out", default=None, help="report directory (default: reports/<study name>)")
+    args = parser.parse_args(argv)
+    with command("finished trials are kept; rerun the same command to resume"):
+        _run_study_command(configure(study, args), args)
+
+
+def _run_study_command(study, args):
+    from toolkit import tracking
+    from toolkit.reports import write_report
+    from toolkit.studies import Settings, default_storage, run_study
+
+    if args.workers < 1:
+        raise ToolkitError(f"workers: must be >= 1, got {args.workers}")
+    optuna_study = run_study(study, Settings(args.storage, args.workers, args.data_dir))
+    parent = optuna_study.user_attrs["mlflow_parent_run_id"]
+    doc, path = write_report(study.report, study.name, parent, args.out, study.name, args.storage)
+    tracking.log_directory(parent, path.parent, "report")
+    print(doc.main_table)
+    print(f"\nreport: {path} (also under the artifacts of the parent run {parent}); "
+          f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "
+          f"Optuna study '{study.name}' in {args.storage or default_storage()}")
+
+
+def configure(study, args):
+    """The declared study with the command line's settings; its name tells studies with other settings apart."""
+    from toolkit.studies import QUICK
+
+    overrides = {"dataset": args.dataset, "seed": args.seed, **(QUICK if args.quick else {}),
+                 **({"epochs": args.epochs} if args.epochs is not None else {})}
+    name = args.name or "-".join([study.name, *([args.dataset] if args.dataset != RunConfig.dataset else []),
+                                  *(["quick"] if args.quick else [])])
+    return dataclasses.replace(
+        study, name=name, base=dataclasses.replace(study.base, **overrides), pruner=args.pruner,
+        trials=getattr(args, "trials", None) or (3 if args.quick else study.trials),
+        multi_objective=getattr(args, "multi_objective", False))
 
 
 if __name__ == "__main__":

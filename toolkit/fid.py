@@ -240,9 +240,9 @@ def domain_reference(dataset: str, splits) -> Reference:
     found = find_reference(mlflow_client, name, digest, CNN_RECIPE)
     if found is not None:
         cnn = DomainCNN().to(splits.train.images.device)
-        cnn.load_state_dict(torch.load(io.BytesIO(_artifact_bytes(mlflow_client, found, "weights.pt")),
+        cnn.load_state_dict(torch.load(io.BytesIO(tracking.read_artifact(found.info.run_id, "weights.pt")),
                                        map_location=splits.train.images.device, weights_only=True))
-        return _load_reference(mlflow_client, found, Extractor(name, CnnFeatures(cnn), found.data.tags["extractor_hash"]))
+        return _load_reference(found, Extractor(name, CnnFeatures(cnn), found.data.tags["extractor_hash"]))
     cnn, accuracy = train_domain_cnn(splits)
     extractor = Extractor(name, CnnFeatures(cnn), weights_hash(cnn))
     return _store_reference(extractor, splits, dataset, digest, CNN_RECIPE, {"test_accuracy": accuracy},
@@ -256,7 +256,7 @@ def inception_reference(dataset: str, splits, weights: Path | None) -> Reference
     digest, mlflow_client = data_hash(splits), tracking.client()
     found = find_reference(mlflow_client, extractor.name, digest, extractor.content_hash)
     if found is not None:
-        return _load_reference(mlflow_client, found, extractor)
+        return _load_reference(found, extractor)
     return _store_reference(extractor, splits, dataset, digest, extractor.content_hash, {}, {})
 
 
@@ -276,15 +276,12 @@ def _store_reference(extractor, splits, dataset, digest, recipe, metrics, files)
         return Reference(extractor, test_stats, floor, run.run_id)
 
 
-def _load_reference(mlflow_client, found, extractor) -> Reference:
-    stats = np.load(io.BytesIO(_artifact_bytes(mlflow_client, found, "test_statistics.npz")))
+def _load_reference(found, extractor) -> Reference:
+    from toolkit import tracking
+
+    stats = np.load(io.BytesIO(tracking.read_artifact(found.info.run_id, "test_statistics.npz")))
     floor = found.data.metrics[f"fid/{extractor.name}/real_floor"]
     return Reference(extractor, (stats["mu"], stats["sigma"]), floor, found.info.run_id)
-
-
-def _artifact_bytes(mlflow_client, run, name: str) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        return Path(mlflow_client.download_artifacts(run.info.run_id, name, tmp)).read_bytes()
 
 
 def _state_bytes(network: nn.Module) -> bytes:

@@ -11,11 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
+import mlflow
+import pandas as pd
 import torch
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from toolkit import ToolkitError
+from toolkit import UI_HOST, UI_PORT, ToolkitError
 from toolkit.config import RunConfig
 from toolkit.models import build, default_device
 
@@ -44,6 +46,16 @@ def client() -> MlflowClient:
     except Exception as exc:  # a wrong URI fails deep inside SQLAlchemy; say which setting to fix
         raise ToolkitError(f"cannot open the MLflow store {uri!r} ({type(exc).__name__}: {exc}); "
                            "check MLFLOW_TRACKING_URI") from None
+
+
+def ui_url() -> str:
+    """The MLflow UI of the store: the tracking server itself, or `toolkit ui` for a local store."""
+    uri = tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://{UI_HOST}:{UI_PORT}"
+
+
+def run_url(experiment: str, run_id: str) -> str:
+    return f"{ui_url()}/#/experiments/{experiment}/runs/{run_id}"
 
 
 def experiment_id(mlflow_client: MlflowClient, name: str) -> str:
@@ -173,3 +185,50 @@ def load_model(run_id: str, device: torch.device | None = None):
         model = build(config, device)
         model.load_state_dict(torch.load(path / "weights.pt", map_location=device, weights_only=True))
     return model.eval(), config
+
+
+def existing_experiment(name: str):
+    """The experiment called `name`, or a ToolkitError naming the experiments the store does have."""
+    mlflow_client = client()
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is None:
+        names = sorted(e.name for e in mlflow_client.search_experiments() if e.name != "Default")
+        raise ToolkitError(f"no experiment {name!r} in the store {tracking_uri()}; "
+                           f"it has: {', '.join(names) or 'none'}")
+    return found
+
+
+def load_runs(experiment: str, parent: str | None = None) -> pd.DataFrame:
+    """Every run of an experiment (only the children of `parent`, when given) as one DataFrame:
+    run_id, status, start_time, params.*, metrics.* (final values), tags.*. `mlflow.search_runs`
+    pages through the store, so there is no cap on the number of runs."""
+    found = existing_experiment(experiment)
+    mlflow.set_tracking_uri(tracking_uri())
+    query = f"tags.`mlflow.parentRunId` = '{parent}'" if parent else ""
+    return mlflow.search_runs([found.experiment_id], query, max_results=None)
+
+
+def metric_histories(run_ids, keys) -> pd.DataFrame:
+    """The per-step values of `keys` for each run, long form: run_id, key, step, value."""
+    mlflow_client = client()
+    rows = [(run_id, key, m.step, m.value) for run_id in run_ids for key in keys
+            for m in mlflow_client.get_metric_history(run_id, key)]
+    return pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+
+
+def log_directory(run_id: str, directory: Path, artifact_path: str):
+    """Log a directory's files as artifacts of a run, e.g. a study's report on its parent run."""
+    client().log_artifacts(run_id, str(directory), artifact_path)
+
+
+class ArtifactMissing(ToolkitError):
+    """A run has no artifact at the path asked for."""
+
+
+def read_artifact(run_id: str, path: str) -> bytes:
+    """The bytes of one artifact of a run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return Path(client().download_artifacts(run_id, path, tmp)).read_bytes()
+        except Exception as exc:
+            raise ArtifactMissing(f"run {run_id} has no artifact {path} ({type(exc).__name__})") from None

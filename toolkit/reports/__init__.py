@@ -1,0 +1,46 @@
+"""Reports from the tracking store: `write_report(kind, ...)` writes `README.md`, its tables as CSV
+and its figures as PNG into one directory (default `reports/<experiment>/`).
+
+Data flows one way: `tracking` loads the runs (params, final metrics, tags, metric histories,
+artifacts) and, for the `study` kind, Optuna's study; one module per kind turns them into a
+`Document`; nothing is retrained and no number is typed by hand.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from toolkit import ToolkitError
+
+KINDS = {"ae-vs-vae": "ae_vs_vae", "beta-sweep": "beta_sweep", "latent-dim": "latent_dim",
+         "posterior-collapse": "posterior_collapse", "study": "study"}  # kind -> its module, imported when used
+REPORTS_DIR = Path("reports")
+
+
+def build_report(kind: str, experiment: str | None = None, parent: str | None = None,
+                 study_name: str | None = None, storage: str | None = None):
+    """The report of `kind` on an experiment's runs (the children of `parent`, when given) or, for
+    `study`, on the Optuna study `study_name` (default: the experiment's name) in `storage`."""
+    if kind not in KINDS:
+        raise ToolkitError(f"unknown report kind {kind!r}; choose one of {', '.join(KINDS)}")
+    rebuild = " ".join(["toolkit report", kind, *(["--experiment", experiment] if experiment else []),
+                        *(["--parent", parent] if parent else []), *(["--study", study_name] if study_name else []),
+                        *(["--storage", storage] if storage else [])])
+    module = importlib.import_module(f"toolkit.reports.{KINDS[kind]}")
+    if kind == "study":
+        name = study_name or experiment
+        if not name:
+            raise ToolkitError("a study report needs --study NAME (or --experiment NAME of a study)")
+        return module.build(name, storage, rebuild)
+    if not experiment:
+        raise ToolkitError(f"a {kind} report needs --experiment NAME")
+    from toolkit.reports.runs import RunSet
+    return module.build(RunSet(experiment, parent), rebuild)
+
+
+def write_report(kind: str, experiment: str | None = None, parent: str | None = None, out: Path | None = None,
+                 study_name: str | None = None, storage: str | None = None) -> tuple:
+    """Build a report and write it into `out` (default `reports/<experiment or study>/`); returns
+    the document and the path of its README.md. Nothing is written when the report cannot be built."""
+    doc = build_report(kind, experiment, parent, study_name, storage)
+    return doc, doc.write(Path(out) if out else REPORTS_DIR / (experiment or study_name))

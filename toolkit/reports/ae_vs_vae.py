@@ -1,0 +1,147 @@
+"""`ae-vs-vae`: AE beside VAE, as the seeds compared them: the test metrics with the better value
+marked (and the seed notebook's published numbers when the setting is the seed's), then their
+reconstructions, samples, interpolations, latent spaces and loss curves side by side."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from toolkit import ToolkitError
+from toolkit.pipeline import SAMPLE_TITLES
+from toolkit.reports import plots
+from toolkit.reports.document import Document
+from toolkit.reports.runs import RunSet, shown_param
+from toolkit.reports.sections import provenance, relative, results_table, run_list
+
+# The seed notebook's setting and its published test numbers (nats per image): a reference, not a result.
+SEED_SETTING = {"dataset": "fashion-mnist", "hidden": "400", "latent_dim": "20", "likelihood": "bernoulli",
+                "beta": "1.0", "warmup_epochs": "0", "free_bits": "0.0", "batch_size": "128", "lr": "0.001"}
+SEED_PUBLISHED = {"vae": {"test/recon": 225.64, "test/kl": 15.74, "test/neg_elbo": 241.38}, "ae": {"test/recon": 213.12}}
+OWN_SAMPLER = {"vae": "samples_normal_prior", "ae": "samples_fitted_gaussian"}
+CURVES = (("recon", "reconstruction (nats)"), ("kl", "KL (nats), VAE only"), ("loss", "loss: recon + β·KL (nats)"))
+
+
+def build(runs: RunSet, rebuild: str) -> Document:
+    vae, ae = runs.of_model("vae"), runs.of_model("ae")
+    if vae.empty or ae.empty:
+        raise ToolkitError(f"an ae-vs-vae report needs finished runs of both models; experiment "
+                           f"{runs.experiment!r} has {runs.describe()}")
+    doc = Document(f"AE vs VAE: {runs.experiment}")
+    provenance(doc, runs, rebuild)
+    by = ["model", *[p for p in runs.varying() if p != "model"]]
+    columns = runs.columns()
+    settings = runs.settings(by, columns=columns)
+    order = settings["model"].map({"vae": 0, "ae": 1}).sort_values(kind="stable").index
+    settings = settings.loc[order].reset_index(drop=True)
+    labels = {"model": list(settings["model"].str.upper()),
+              **{p: [shown_param(m, p, v) for m, v in zip(settings["model"], settings[p])] for p in by[1:]}}
+    seed = is_seed_setting(runs)
+    extra = [{"model": f"*{m.upper()}, seed notebook (published)*",
+              **{c.header: f"*{values[c.key]:.2f}*" for c in columns if c.key in values}}
+             for m, values in SEED_PUBLISHED.items()] if seed else []
+    doc.heading("Results")
+    doc.text("Test split: reconstruction, KL and −ELBO in nats per image, MSE per pixel; the better of the "
+             "models in **bold**. Samples: the VAE's from its prior N(0, I), the AE's from a Gaussian fitted to "
+             "its training codes; GMM samples: a 10-component Gaussian mixture fitted to either model's codes."
+             + (" Mean ± sample standard deviation over seeds (n runs)." if (settings["n"] > 1).any() else "")
+             + (" The rows in *italics* are the seed notebook's published numbers for this setting "
+                "(784-400-20, Bernoulli, β = 1, batch 128, Adam 1e-3): a reference, not runs of this store."
+                if seed else ""))
+    results_table(doc, runs, "results", settings, labels, columns, extra, mark_better=True)
+    pair = {m: settings[settings["model"] == m].iloc[0] for m in ("vae", "ae")}
+    first = {m: row["run_ids"].split()[0] for m, row in pair.items()}
+    images = {m: runs.images(run_id) for m, run_id in first.items()}
+    doc.heading("Side by side")
+    doc.text(f"Images from the first run of each model (VAE {first['vae'][:8]}, AE {first['ae'][:8]}); "
+             "the same test images for both.")
+    if all(i is not None for i in images.values()):
+        image_figures(doc, images)
+    for name, title in (("latent_pca", "Latent means, PCA"), ("latent_tsne", "Latent means, t-SNE")):
+        pngs = {m: runs.figure_png(run_id, name) for m, run_id in first.items()}
+        if all(pngs.values()):
+            doc.heading(title, 3)
+            doc.images_side_by_side([(m.upper(), f"{name}_{m}.png", png) for m, png in pngs.items()])
+    doc.heading("Loss curves", 3)
+    ids = {m: row["run_ids"].split() for m, row in pair.items()}
+    histories = runs.histories([i for m in ids.values() for i in m],
+                               [f"{split}/{k}" for split in ("train", "val") for k, _ in CURVES])
+    doc.figure("loss_curves", loss_curves(histories, ids), "loss curves of both models")
+    doc.heading("Findings")
+    doc.text(findings(pair, runs.latent_dim, seed))
+    run_list(doc, runs)
+    return doc
+
+
+def is_seed_setting(runs: RunSet) -> bool:
+    """Whether every finished run uses the seed notebook's setting."""
+    return all(set(runs.param(name)) == {value} for name, value in SEED_SETTING.items())
+
+
+def image_figures(doc: Document, images: dict[str, dict[str, np.ndarray]]):
+    vae, ae = images["vae"], images["ae"]
+    rows = [("original", vae["originals"]), ("VAE", vae["reconstructions"])]
+    if not np.array_equal(vae["originals"], ae["originals"]):
+        rows.append(("original (AE)", ae["originals"]))
+    doc.figure("reconstructions", plots.image_rows([*rows, ("AE", ae["reconstructions"])], "reconstructions"),
+               "originals, VAE and AE reconstructions")
+    own = [(f"{m.upper()}: {SAMPLE_TITLES[OWN_SAMPLER[m]]}", images[m][OWN_SAMPLER[m]]) for m in ("vae", "ae")]
+    doc.figure("samples", plots.image_grids(own), "samples of both models")
+    if all("samples_gmm" in i for i in images.values()):
+        gmm = [(f"{m.upper()}: {SAMPLE_TITLES['samples_gmm']}", images[m]["samples_gmm"]) for m in ("vae", "ae")]
+        doc.figure("samples_gmm", plots.image_grids(gmm), "GMM samples of both models")
+    doc.figure("interpolation", plots.image_rows([("VAE", vae["interpolation"]), ("AE", ae["interpolation"])],
+                                                 "interpolation between two test images (latent means)"),
+               "interpolations of both models")
+
+
+def loss_curves(histories: pd.DataFrame, ids: dict[str, list[str]]):
+    """Train (dashed) and validation (solid) curves per epoch, mean over seeds with their range."""
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))
+    for ax, (key, label) in zip(axes, CURVES):
+        for i, (model, run_ids) in enumerate(ids.items()):
+            runs = histories[histories["run_id"].isin(run_ids)]
+            for split, style in (("train", "--"), ("val", "-")):
+                plots.curves(ax, runs, f"{split}/{key}", f"{model.upper()} {split}", color=f"C{i}", linestyle=style)
+        ax.set(title=label.split(" (")[0], xlabel="epoch", ylabel=label)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def findings(pair: dict[str, pd.Series], latent_dim: int, seed: bool) -> str:
+    vae, ae = pair["vae"], pair["ae"]
+    better, worse = ("AE", "VAE") if ae["test/recon"] < vae["test/recon"] else ("VAE", "AE")
+    low, high = sorted([ae["test/recon"], vae["test/recon"]])
+    text = [f"The {better} reconstructs better: {low:.1f} against {high:.1f} nats of test reconstruction "
+            f"({relative(low, high)}){_spread(vae, ae, 'test/recon')}; MSE per pixel {ae['test/mse']:.5f} (AE) "
+            f"against {vae['test/mse']:.5f} (VAE)."]
+    for key in sorted(k for k in vae.index if k.startswith("fid/") and not k.endswith("_std")):
+        extractor, what = key.split("/")[1:]
+        if np.isnan(vae[key]) or np.isnan(ae[key]):
+            continue
+        winner = "AE" if ae[key] < vae[key] else "VAE"
+        subject = {"samples": "each model's own samples (VAE prior, AE fitted Gaussian)",
+                   "samples_gmm": "samples from a GMM fitted to the codes",
+                   "recon": "reconstructions"}[what]
+        text.append(f"By FID ({extractor}) of {subject}, the {winner} is better: VAE {vae[key]:.1f}, "
+                    f"AE {ae[key]:.1f}{_spread(vae, ae, key)}.")
+    if "test/active_units" in vae and not np.isnan(vae["test/active_units"]):
+        units = vae["test/active_units"]
+        text.append(f"The VAE uses {units:.3g} of its {latent_dim} latent dimensions (active units); "
+                    f"{latent_dim - units:.3g} have collapsed to the prior.")
+    if seed:
+        published = {m: SEED_PUBLISHED[m][k] for m, k in (("vae", "test/neg_elbo"), ("ae", "test/recon"))}
+        text.append(f"Against the seed notebook: VAE −ELBO {vae['test/neg_elbo']:.2f} vs {published['vae']} "
+                    f"({relative(vae['test/neg_elbo'], published['vae'])}), AE reconstruction "
+                    f"{ae['test/recon']:.2f} vs {published['ae']} ({relative(ae['test/recon'], published['ae'])}).")
+    return " ".join(text)
+
+
+def _spread(vae: pd.Series, ae: pd.Series, key: str) -> str:
+    """How the gap compares with the seed-to-seed spread, when there are several seeds."""
+    spreads = [s for s in (vae.get(f"{key}_std"), ae.get(f"{key}_std")) if s is not None and not np.isnan(s)]
+    spread = max(spreads, default=0.0)
+    if spread == 0:
+        return ""
+    return f"; the gap is {abs(vae[key] - ae[key]) / spread:.0f}× the larger seed-to-seed standard deviation"

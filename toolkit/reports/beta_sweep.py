@@ -1,0 +1,187 @@
+"""`beta-sweep`: VAEs that differ only in β, with the AE as the reference: the rate–distortion
+plane (Alemi et al. 2018), FID and active units against β, the KL of every latent dimension
+against β, and samples at each β."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from toolkit.reports import plots
+from toolkit.reports.document import Document, number
+from toolkit.reports.runs import Column, RunSet
+from toolkit.reports.sections import lowest, provenance, results_table, run_list, trend
+
+ORDER = ("test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/active_units", "test/mse")
+HEADERS = {"test/kl": "rate: KL (nats)", "test/recon": "distortion: recon (nats)"}
+SAMPLES_SHOWN = 12
+FID_LABELS = {"samples": "prior samples", "samples_gmm": "GMM samples", "recon": "reconstructions"}
+AE_FID_LABELS = {"samples": "fitted-Gaussian samples", "samples_gmm": "GMM samples", "recon": "reconstructions"}
+
+
+def build(runs: RunSet, rebuild: str) -> Document:
+    vae, ae = runs.of_model("vae"), runs.of_model("ae")
+    runs.require("beta-sweep", ("beta",), vae, "finished VAE runs")
+    doc = Document(f"β sweep: {runs.experiment}")
+    provenance(doc, runs, rebuild)
+    columns = [replace(c, header=HEADERS.get(c.key, c.header))
+               for c in sorted(runs.columns(), key=lambda c: ORDER.index(c.key) if c.key in ORDER else len(ORDER))]
+    settings = pd.concat([runs.settings(["beta"], vae, columns).assign(model="vae"),
+                          runs.settings([], ae, columns).assign(model="ae", beta="")], ignore_index=True)
+    settings = settings[["model", "beta", *[c for c in settings if c not in ("model", "beta")]]]
+    betas = settings["beta"][settings["model"] == "vae"].astype(float)
+    doc.heading("Results")
+    doc.text("Test split, nats per image. Rate is the KL of q(z|x) from the prior; distortion the reconstruction "
+             "term. Mean ± sample standard deviation over seeds where a setting has several runs (n).")
+    labels = {"β": [number(b) for b in betas] + ["–"] * (len(settings) - len(betas)),
+              "model": list(settings["model"].str.upper())}
+    results_table(doc, runs, "results", settings, labels, columns)
+    vae_rows, ae_row = settings[settings["model"] == "vae"], settings[settings["model"] == "ae"]
+    doc.heading("Rate and distortion")
+    doc.figure("rate_distortion", rate_distortion(vae_rows, betas, ae_row), "rate-distortion plane")
+    doc.heading("FID and active units against β")
+    fids = [c for c in columns if c.key.startswith("fid/")]
+    doc.figure("fid_active_units", fid_and_active_units(vae_rows, betas, ae_row, fids, runs.latent_dim),
+               "FID and active units against beta")
+    doc.heading("KL of every latent dimension")
+    doc.figure("kl_per_dimension", kl_heatmap(vae, runs.param("beta", vae).astype(float), runs.latent_dim),
+               "KL per latent dimension against beta")
+    samples = sample_rows(runs, vae_rows, betas, ae_row)
+    if samples:
+        doc.heading("Samples")
+        doc.text(f"The first {SAMPLES_SHOWN} of the 64 samples each run drew for its figures (first run of each "
+                 "setting): VAEs from the prior N(0, I), the AE from a Gaussian fitted to its training codes.")
+        doc.figure("samples", plots.image_rows(samples, "samples at each β"), "samples at each beta")
+    doc.heading("Findings")
+    doc.text(findings(vae_rows, betas, ae_row, fids, runs.latent_dim))
+    run_list(doc, runs)
+    return doc
+
+
+def rate_distortion(vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame):
+    """Distortion against rate, one labelled point per β, faint lines of constant −ELBO (D + R = c),
+    the lowest of them drawn darker, and the AE's distortion as a horizontal reference line."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    rate, distortion = vae["test/kl"].to_numpy(), vae["test/recon"].to_numpy()
+    ax.errorbar(rate, distortion, xerr=_std(vae, "test/kl"), yerr=_std(vae, "test/recon"), marker="o",
+                capsize=3, label="VAE, one point per β")
+    for r, d, b in zip(rate, distortion, betas):
+        ax.annotate(f"β={b:g}", (r, d), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    ae_d = ae["test/recon"].iloc[0] if len(ae) else np.nan
+    y_low, y_high = np.nanmin([distortion.min(), ae_d]), distortion.max()
+    pad = 0.08 * (y_high - y_low or 1)
+    x_high = rate.max() * 1.15
+    ax.set(xlim=(0, x_high), ylim=(y_low - pad, y_high + pad))
+    neg_elbo = rate + distortion
+    step = _step(y_high - y_low + x_high)
+    for c in np.arange(np.floor((y_low - pad) / step) * step, y_high + pad + x_high, step):
+        ax.plot([0, x_high], [c, c - x_high], color="grey", alpha=0.2, linewidth=0.8, zorder=0)
+    best = int(np.argmin(neg_elbo))
+    ax.plot([0, x_high], [neg_elbo[best], neg_elbo[best] - x_high], color="grey", linestyle="--", linewidth=1,
+            label=f"−ELBO = {neg_elbo[best]:.1f}, the lowest (β = {betas.iloc[best]:g})")
+    if len(ae):
+        ax.axhline(ae_d, color="tab:red", linestyle="--",
+                   label=f"AE distortion {ae_d:.1f} (deterministic code: no finite rate)")
+    ax.set(xlabel="rate: test KL (nats)", ylabel="distortion: test reconstruction (nats)",
+           title=f"rate–distortion plane (grey lines: constant −ELBO, {step:g} nats apart)")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def _step(span: float) -> float:
+    """A round spacing giving about ten lines over `span`."""
+    step = 10 ** np.floor(np.log10(span / 10))
+    return step * next(m for m in (1, 2, 5, 10) if span / (step * m) <= 12)
+
+
+def _std(frame: pd.DataFrame, key: str):
+    std = frame.get(f"{key}_std")
+    return None if std is None or std.isna().all() else std.fillna(0).to_numpy()
+
+
+def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
+    """One panel of FIDs against β per extractor (the AE's as dotted lines), then active units."""
+    extractors = sorted({c.key.split("/")[1] for c in fids})
+    fig, axes = plt.subplots(1, len(extractors) + 1, figsize=(5 * (len(extractors) + 1), 3.8), squeeze=False)
+    for ax, extractor in zip(axes[0], extractors):
+        for i, column in enumerate(c for c in fids if c.key.split("/")[1] == extractor):
+            what = column.key.split("/")[2]
+            plots.errorbars(ax, betas, vae, column.key, f"VAE {FID_LABELS[what]}", color=f"C{i}")
+            if len(ae) and not np.isnan(ae[column.key].iloc[0]):
+                ax.axhline(ae[column.key].iloc[0], color=f"C{i}", linestyle=":", label=f"AE {AE_FID_LABELS[what]}")
+        ax.set(xscale="log", xlabel="β (log scale)", ylabel=f"FID, {extractor} (lower is better)",
+               title=f"FID against β ({extractor})")
+        ax.legend(fontsize=7)
+    units = axes[0, -1]
+    if "test/active_units" in vae:
+        plots.errorbars(units, betas, vae, "test/active_units", "VAE")
+    units.axhline(latent_dim, color="grey", linestyle=":", label=f"latent size {latent_dim}")
+    units.set(xscale="log", xlabel="β (log scale)", ylabel="active units", title="active units against β",
+              ylim=(0, latent_dim + 1))
+    units.yaxis.set_major_locator(MaxNLocator(integer=True))
+    units.legend(fontsize=8)
+    for ax in axes[0]:
+        ax.set_xticks(list(betas), [f"{b:g}" for b in betas])
+        ax.minorticks_off()
+    fig.tight_layout()
+    return fig
+
+
+def kl_heatmap(vae: pd.DataFrame, beta: pd.Series, latent_dim: int):
+    """Test KL of each latent dimension (rows, sorted by KL within each β) against β (columns);
+    several seeds: the mean of their sorted profiles."""
+    keys = [f"metrics.test/kl_dim/{d:02d}" for d in range(latent_dim)]
+    betas = sorted(set(beta))
+    profiles = np.stack([np.mean([np.sort(row)[::-1] for row in vae.loc[beta == b, keys].to_numpy()], axis=0)
+                         for b in betas], axis=1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(betas), 1.5 + 0.17 * latent_dim))
+    image = ax.imshow(profiles, aspect="auto", cmap="viridis", origin="upper", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="KL (nats)")
+    ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
+    ax.set_yticks(range(0, latent_dim, max(1, latent_dim // 10)))
+    ax.set(xlabel="β", ylabel="latent dimensions, sorted by KL", title="test KL per dimension")
+    fig.tight_layout()
+    return fig
+
+
+def sample_rows(runs: RunSet, vae, betas, ae) -> list[tuple[str, np.ndarray]]:
+    rows = []
+    for label, row, name in [*((f"β = {b:g}", r, "samples_normal_prior") for b, (_, r) in zip(betas, vae.iterrows())),
+                             *(("AE", r, "samples_fitted_gaussian") for _, r in ae.iterrows())]:
+        images = runs.images(row["run_ids"].split()[0])
+        if images is not None and name in images:
+            rows.append((label, images[name][:SAMPLES_SHOWN]))
+    return rows
+
+
+def findings(vae, betas, ae, fids: list[Column], latent_dim: int) -> str:
+    b = list(betas)
+    rate, distortion = vae["test/kl"].to_numpy(), vae["test/recon"].to_numpy()
+    text = [f"As β rises from {b[0]:g} to {b[-1]:g}, the rate {trend(rate)} ({rate[0]:.1f} → {rate[-1]:.1f} nats) "
+            f"and the distortion {trend(distortion)} ({distortion[0]:.1f} → {distortion[-1]:.1f} nats)."]
+    if "test/neg_elbo" in vae:
+        at, value = lowest(b, vae["test/neg_elbo"])
+        text.append(f"The negative ELBO is lowest at β = {at:g} ({value:.1f} nats).")
+    if "test/active_units" in vae:
+        units = vae["test/active_units"].to_numpy()
+        text.append(f"The number of active units {trend(units)}: {number(units[0])} → {number(units[-1])} of "
+                    f"{latent_dim}.")
+    for column in fids:
+        at, value = lowest(b, vae[column.key])
+        extractor, what = column.key.split("/")[1:]
+        sentence = f"The FID of the VAE's {FID_LABELS[what]} ({extractor}) is lowest at β = {at:g} ({value:.1f})"
+        if len(ae) and not np.isnan(ae[column.key].iloc[0]):
+            other = ae[column.key].iloc[0]
+            sentence += f"; the AE's {AE_FID_LABELS[what]} score {other:.1f}, " + (
+                "better than every VAE" if other < vae[column.key].min() else
+                "worse than every VAE" if other > vae[column.key].max() else "within the VAEs' range")
+        text.append(sentence + ".")
+    if len(ae):
+        d = ae["test/recon"].iloc[0]
+        position = "below" if d < distortion.min() else "not below"
+        text.append(f"The AE's distortion, {d:.1f} nats, is {position} every VAE's.")
+    return " ".join(text)

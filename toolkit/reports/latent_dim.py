@@ -1,0 +1,84 @@
+"""`latent-dim`: VAE and AE at several latent sizes: reconstruction, −ELBO, FID and active units
+against the size, the 2-D manifolds where a run has a 2-d latent, and the table."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+from toolkit.reports import plots
+from toolkit.reports.document import Document
+from toolkit.reports.runs import RunSet
+from toolkit.reports.sections import lowest, provenance, results_table, run_list, trend
+
+MODELS = (("vae", "VAE"), ("ae", "AE"))
+
+
+def build(runs: RunSet, rebuild: str) -> Document:
+    runs.require("latent-dim", ("latent_dim",), runs.finished, "finished runs")
+    doc = Document(f"Latent size: {runs.experiment}")
+    provenance(doc, runs, rebuild)
+    columns = runs.columns()
+    settings = runs.settings(["model", "latent_dim"], columns=columns)
+    settings = settings.sort_values("model", key=lambda m: m.map({"vae": 0, "ae": 1}), kind="stable")
+    settings = settings.reset_index(drop=True)
+    doc.heading("Results")
+    doc.text("Test split, nats per image (MSE per pixel)."
+             + (" Mean ± sample standard deviation over seeds (n runs)." if (settings["n"] > 1).any() else ""))
+    results_table(doc, runs, "results", settings, {"model": list(settings["model"].str.upper()),
+                                                   "latent size": list(settings["latent_dim"])}, columns)
+    by_model = {m: settings[settings["model"] == m] for m, _ in MODELS if (settings["model"] == m).any()}
+    doc.heading("Against the latent size")
+    doc.figure("against_latent_size", against_size(by_model, [c for c in columns if c.key.startswith("fid/")]),
+               "reconstruction, -ELBO, FID and active units against the latent size")
+    manifolds = []
+    for model, label in MODELS:
+        two = settings[(settings["model"] == model) & (settings["latent_dim"] == "2")]
+        images = runs.images(two["run_ids"].iloc[0].split()[0]) if len(two) else None
+        if images is not None and "manifold" in images:
+            manifolds.append((f"{label}, 2-d latent", images["manifold"]))
+    if manifolds:
+        doc.heading("2-D latent manifolds")
+        doc.text("Decoded images on a 15 × 15 grid of Normal quantiles (5% to 95%) of the 2-d latent space: "
+                 "the second coordinate falls down the rows, the first rises along them.")
+        doc.figure("manifold", plots.image_grids(manifolds, columns=15), "2-D latent manifolds")
+    doc.heading("Findings")
+    doc.text(findings(by_model))
+    run_list(doc, runs)
+    return doc
+
+
+def against_size(by_model: dict, fids: list):
+    panels = [("test/recon", "reconstruction (nats)"), ("test/neg_elbo", "−ELBO (nats), VAE only"),
+              *((c.key, c.header) for c in fids), ("test/active_units", "active units, VAE only")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+    sizes = sorted({int(s) for frame in by_model.values() for s in frame["latent_dim"]})
+    for ax, (key, label) in zip(axes[0], panels):
+        for i, (model, frame) in enumerate(by_model.items()):
+            if key in frame and frame[key].notna().any():
+                plots.errorbars(ax, frame["latent_dim"].astype(int), frame, key, model.upper(), color=f"C{i}")
+        if key == "test/active_units":
+            ax.plot(sizes, sizes, color="grey", linestyle=":", label="all units active")
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xscale="log", xlabel="latent size (log scale)", ylabel=label, title=label.split(" (")[0].split(",")[0])
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def findings(by_model: dict) -> str:
+    text = []
+    for model, frame in by_model.items():
+        sizes, recon = list(frame["latent_dim"]), frame["test/recon"].to_numpy()
+        text.append(f"The {model.upper()}'s reconstruction {trend(recon)} from {recon[0]:.1f} nats at {sizes[0]} "
+                    f"dimensions to {recon[-1]:.1f} at {sizes[-1]}.")
+        for key in (k for k in frame if k.startswith("fid/") and k.endswith("/samples")):
+            at, value = lowest(sizes, frame[key])
+            text.append(f"Its sample FID ({key.split('/')[1]}) is lowest at {at} dimensions ({value:.1f}).")
+    vae = by_model.get("vae")
+    if vae is not None and "test/active_units" in vae:
+        units = vae["test/active_units"].to_numpy()
+        text.append("The VAE's active units: " + ", ".join(
+            f"{u:.3g} of {s}" for s, u in zip(vae["latent_dim"], units)) + ".")
+    return " ".join(text)

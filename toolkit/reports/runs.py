@@ -1,0 +1,208 @@
+"""The runs a report is built from, as the tracking store holds them, and their aggregation.
+
+A *setting* is the configuration of a run less its seed: runs of one setting with different
+seeds are summarised as mean ± sample standard deviation (n runs). Only FINISHED runs are
+summarised; every other run is listed apart with its status and the reason it ended.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from toolkit import ToolkitError, tracking
+from toolkit.config import VAE_ONLY
+
+PARENT = "tags.mlflow.parentRunId"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metric as a table shows it: the run's metric key, a header with units, which way is
+    better, and its number format."""
+
+    key: str
+    header: str
+    lower_is_better: bool | None = True
+    fmt: str = ".1f"
+
+
+TEST_COLUMNS = (
+    Column("test/recon", "recon (nats)"),
+    Column("test/mse", "MSE / pixel", fmt=".5f"),
+    Column("test/kl", "KL (nats)", None),
+    Column("test/neg_elbo", "−ELBO (nats)"),
+    Column("test/nll_iw", "IW bound (nats)"),
+    Column("test/active_units", "active units", None, fmt=".3g"),
+)
+FID_NAMES = {"samples": "FID samples", "samples_gmm": "FID GMM samples", "recon": "FID recon"}
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """A FID feature extractor as the runs used it."""
+
+    name: str
+    hashes: tuple[str, ...]  # more than one: the runs' FIDs are not comparable with each other
+    floor: float | None  # its real-vs-real FID (training against test images)
+    reference_run: str | None
+
+
+class RunSet:
+    """The runs of one experiment, or of one parent run, read once from the store."""
+
+    def __init__(self, experiment: str, parent: str | None = None):
+        frame = tracking.load_runs(experiment, parent)
+        if frame.empty:
+            where = f"parent run {parent} has no child runs in" if parent else "there are no runs in"
+            raise ToolkitError(f"{where} experiment {experiment!r} (store {tracking.tracking_uri()})")
+        parents = set(frame[PARENT].dropna()) if PARENT in frame else set()
+        if parent is None and len(parents) == 1:
+            parent = next(iter(parents))
+        self.experiment, self.parent = experiment, parent
+        self.experiment_id = str(frame["experiment_id"].iloc[0])
+        runs = frame[~frame["run_id"].isin(parents)].copy()  # a study's parent holds no results of its own
+        runs["order"] = pd.to_numeric(runs["tags.trial"], errors="coerce") if "tags.trial" in runs else np.nan
+        self.runs = runs.sort_values(["order", "start_time", "run_id"], na_position="last").reset_index(drop=True)
+        self.finished = self.runs[self.runs["status"] == "FINISHED"].reset_index(drop=True)
+        self.excluded = self.runs[self.runs["status"] != "FINISHED"].reset_index(drop=True)
+
+    def param(self, name: str, runs: pd.DataFrame | None = None) -> pd.Series:
+        runs = self.finished if runs is None else runs
+        column = f"params.{name}"
+        return runs[column] if column in runs else pd.Series([None] * len(runs), index=runs.index, dtype=object)
+
+    def values(self, name: str, runs: pd.DataFrame | None = None) -> list:
+        """The distinct values of a param among the (finished) runs, in numeric order where numeric."""
+        return sorted(set(self.param(name, runs).dropna()), key=sort_key)
+
+    def varying(self, runs: pd.DataFrame | None = None) -> list[str]:
+        """The params (other than the seed) that differ between (finished) runs: what makes a setting."""
+        runs = self.finished if runs is None else runs
+        names = sorted(c.removeprefix("params.") for c in runs if c.startswith("params."))
+        return [n for n in names if n != "seed" and runs[f"params.{n}"].nunique(dropna=False) > 1]
+
+    def describe(self) -> str:
+        """The finished runs in a few words, for errors that say what was found."""
+        if self.finished.empty:
+            counts = self.runs["status"].value_counts()
+            return f"no finished runs ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
+        models = self.param("model").value_counts()
+        varying = {n: self.values(n) for n in self.varying() if n != "model"}
+        what = "; ".join(f"{n} {'/'.join(map(str, v))}" for n, v in varying.items()) or "no other setting varied"
+        return f"{len(self.finished)} finished runs ({', '.join(f'{n} {m}' for m, n in sorted(models.items()))}; {what})"
+
+    def of_model(self, model: str) -> pd.DataFrame:
+        return self.finished[self.param("model") == model]
+
+    def require(self, kind: str, varied: tuple[str, ...], runs: pd.DataFrame, what: str):
+        """Refuse, in one line saying what was found, runs that do not fit a report comparing
+        settings of `varied`: fewer than two of them among `runs`, or finished runs that also
+        differ in another param (besides the model and the seed)."""
+        settings = set(zip(*(self.param(p, runs) for p in varied)))
+        if len(settings) < 2:
+            raise ToolkitError(f"a {kind} report needs {what} at two or more values of {' x '.join(varied)}; "
+                               f"experiment {self.experiment!r} has {self.describe()}")
+        others = [p for p in self.varying() if p not in (*varied, "model")]
+        if others:
+            raise ToolkitError(f"a {kind} report compares runs that differ only in {' and '.join(varied)} (and "
+                               f"model, seed), but these also differ in {', '.join(others)}: "
+                               f"experiment {self.experiment!r} has {self.describe()}")
+
+    @property
+    def latent_dim(self) -> int:
+        """The latent size of the finished runs (the largest, where it varies)."""
+        return max(int(v) for v in self.values("latent_dim"))
+
+    def columns(self, runs: pd.DataFrame | None = None) -> list[Column]:
+        """The test metrics and FIDs that any of the runs logged, in a fixed order."""
+        runs = self.finished if runs is None else runs
+        logged = {c.removeprefix("metrics.") for c in runs if c.startswith("metrics.") and runs[c].notna().any()}
+        fids = [Column(f"fid/{e.name}/{kind}", f"{label} ({e.name})")
+                for e in self.extractors for kind, label in FID_NAMES.items() if f"fid/{e.name}/{kind}" in logged]
+        return [c for c in TEST_COLUMNS if c.key in logged] + fids
+
+    def settings(self, by: list[str], runs: pd.DataFrame | None = None,
+                 columns: list[Column] | None = None) -> pd.DataFrame:
+        """One row per setting (the values of the params `by`): n, the run ids, and for each
+        column its mean (named by the metric key) and sample standard deviation (key + '_std')."""
+        runs = self.finished if runs is None else runs
+        columns = self.columns(runs) if columns is None else columns
+        keys = [tuple(row) for row in zip(*(self.param(p, runs) for p in by))] if by else [()] * len(runs)
+        rows = []
+        for key in sorted(set(keys), key=lambda k: tuple(sort_key(v) for v in k)):
+            group = runs[[k == key for k in keys]]
+            row = {p: v for p, v in zip(by, key)} | {"n": len(group), "run_ids": " ".join(group["run_id"])}
+            for column in columns:
+                values = group[f"metrics.{column.key}"].dropna() if f"metrics.{column.key}" in group else []
+                row[column.key] = float(np.mean(values)) if len(values) else math.nan
+                row[f"{column.key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    @cached_property
+    def extractors(self) -> list[Extractor]:
+        """The FID extractors the finished runs used, with their hashes and real-vs-real floors."""
+        tags = [c for c in self.finished if c.startswith("tags.fid/") and c.endswith("/extractor_hash")]
+        found = []
+        for column in sorted(tags):
+            name = column.split("/")[1]
+            references = sorted(set(self.finished.get(f"tags.fid/{name}/reference_run", pd.Series()).dropna()))
+            floor = _floor(name, references[0]) if len(references) == 1 else None
+            found.append(Extractor(name, tuple(sorted(set(self.finished[column].dropna()))), floor,
+                                   references[0] if len(references) == 1 else None))
+        return found
+
+    def histories(self, run_ids, keys) -> pd.DataFrame:
+        return tracking.metric_histories(run_ids, keys)
+
+    def images(self, run_id: str) -> dict[str, np.ndarray] | None:
+        """The images a run's figures show (`images.npz`), or None for a run that logged none."""
+        try:
+            return dict(np.load(io.BytesIO(tracking.read_artifact(run_id, "images.npz"))))
+        except tracking.ArtifactMissing:
+            return None
+
+    def kl_by_epoch(self, run_id: str) -> np.ndarray:
+        """The validation KL of every latent dimension per epoch (epochs x dimensions), from kl_per_dim.json."""
+        return np.asarray(json.loads(tracking.read_artifact(run_id, "kl_per_dim.json"))["val_by_epoch"])
+
+    def figure_png(self, run_id: str, name: str) -> bytes | None:
+        try:
+            return tracking.read_artifact(run_id, f"figures/{name}.png")
+        except tracking.ArtifactMissing:
+            return None
+
+
+def _floor(extractor: str, reference_run: str) -> float | None:
+    from toolkit.fid import REFERENCE_EXPERIMENT
+
+    try:
+        references = tracking.load_runs(REFERENCE_EXPERIMENT)
+    except ToolkitError:
+        return None
+    row = references[references["run_id"] == reference_run]
+    value = row[f"metrics.fid/{extractor}/real_floor"].iloc[0] if len(row) else math.nan
+    return None if math.isnan(value) else float(value)
+
+
+def sort_key(value):
+    """Numbers in numeric order before other strings; missing values last."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return (2, 0.0, "")
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def shown_param(model: str, name: str, value) -> str:
+    """A param as a table shows it: blank where the model ignores it (the β of an AE)."""
+    if value is None or (model == "ae" and name in VAE_ONLY):
+        return "–"
+    return str(value)

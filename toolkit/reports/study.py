@@ -1,0 +1,173 @@
+"""`study`: any Optuna study: its best trials with their params and run links, the parameter
+importances, the optimisation history and, with several objectives, the Pareto front, drawn with
+Optuna's own importance and matplotlib functions; the trials that did not complete, with why."""
+from __future__ import annotations
+
+import warnings
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from toolkit import ToolkitError
+from toolkit.reports.document import Document, number
+from toolkit.reports.runs import RunSet
+from toolkit.reports.sections import link, provenance, run_list
+
+BEST_SHOWN = 10
+RUN_METRICS = {"test/neg_elbo": "test −ELBO (nats)", "test/recon": "test recon (nats)", "test/active_units": "active units"}
+
+
+def build(name: str, storage: str | None, rebuild: str) -> Document:
+    optuna_study = load(name, storage)
+    complete = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        states = pd.Series([t.state.name for t in optuna_study.trials]).value_counts()
+        raise ToolkitError(f"study {name!r} has no complete trials "
+                           f"({', '.join(f'{n} {s}' for s, n in sorted(states.items())) or 'no trials'})")
+    runs = _runs(optuna_study)
+    targets = objective_names(optuna_study)
+    doc = Document(f"Optuna study: {name}")
+    states = pd.Series([t.state.name for t in optuna_study.trials]).value_counts()
+    rows = [("Optuna storage", f"`{storage_url(storage)}`"), ("study", f"`{name}`"),
+            ("objectives", ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(targets, optuna_study.directions))),
+            ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))]
+    provenance(doc, runs, rebuild, rows)
+    multi = len(targets) > 1
+    best = sorted(optuna_study.best_trials, key=lambda t: t.values) if multi else \
+        sorted(complete, key=lambda t: t.value)[:BEST_SHOWN]
+    doc.heading("Pareto front" if multi else "Best trials")
+    doc.text("The trials no other trial beats on every objective, by the first objective." if multi else
+             f"The {len(best)} best complete trials, best first.")
+    shown, data = trials_table(best, targets, runs)
+    doc.table("pareto_front" if multi else "best_trials", shown, data)
+    if multi:
+        doc.figure("pareto_front", _figure(optuna.visualization.matplotlib.plot_pareto_front, optuna_study,
+                                           target_names=targets), "Pareto front")
+    importances(doc, optuna_study, targets, complete)
+    doc.heading("Optimisation history")
+    for i, target in enumerate(targets):
+        doc.figure(f"history_{i}", _figure(optuna.visualization.matplotlib.plot_optimization_history, optuna_study,
+                                           target=_target(i, multi), target_name=target), f"history of {target}")
+    unfinished(doc, optuna_study)
+    if runs is not None:
+        run_list(doc, runs)
+    return doc
+
+
+def storage_url(storage: str | None) -> str:
+    from toolkit.studies import default_storage
+    return storage or default_storage()
+
+
+def load(name: str, storage: str | None) -> optuna.Study:
+    url = storage_url(storage)
+    try:
+        names = optuna.get_all_study_names(storage=url)
+    except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
+        raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}); check --storage") from None
+    if name not in names:
+        raise ToolkitError(f"no study {name!r} in the Optuna storage {url}; it has: {', '.join(sorted(names)) or 'none'}")
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def objective_names(optuna_study: optuna.Study) -> list[str]:
+    if optuna_study.metric_names:
+        return list(optuna_study.metric_names)
+    if len(optuna_study.directions) == 2:  # the toolkit's multi-objective search
+        return ["validation reconstruction (nats)", "FID of samples"]
+    return ["validation objective (−ELBO for a VAE, reconstruction for an AE; nats)"]
+
+
+def _runs(optuna_study: optuna.Study) -> RunSet | None:
+    """The study's MLflow runs (the experiment named after it, children of its parent run), if any."""
+    try:
+        return RunSet(optuna_study.study_name, optuna_study.user_attrs.get("mlflow_parent_run_id"))
+    except ToolkitError:
+        return None
+
+
+def trials_table(trials, targets: list[str], runs: RunSet | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    params = sorted({p for t in trials for p in t.params})
+    finals = runs.runs.set_index("run_id") if runs is not None else pd.DataFrame()
+    data = pd.DataFrame({"trial": [t.number for t in trials],
+                         **{target: [t.values[i] for t in trials] for i, target in enumerate(targets)},
+                         **{p: [t.params.get(p, "") for t in trials] for p in params},
+                         "run_id": [t.user_attrs.get("mlflow_run_id", "") for t in trials]})
+    for key, header in RUN_METRICS.items():
+        column = f"metrics.{key}"
+        if column in finals:
+            data[key] = [finals[column].get(r, float("nan")) for r in data["run_id"]]
+    shown = data.drop(columns=["run_id"]).astype(object)
+    formats = {**{t: ".2f" for t in targets}, **{p: ".4g" for p in params}, **{k: ".1f" for k in RUN_METRICS},
+               "test/active_units": ".3g"}
+    for column, fmt in formats.items():
+        if column in shown:
+            shown[column] = [number(v, fmt) if isinstance(v, float) else v for v in shown[column]]
+    shown = shown.rename(columns=RUN_METRICS)
+    if runs is not None:
+        shown["run"] = [link(runs, r) if r else "" for r in data["run_id"]]
+    return shown, data
+
+
+def importances(doc: Document, optuna_study: optuna.Study, targets: list[str], complete):
+    doc.heading("Parameter importances")
+    params = {p for t in complete for p in t.params}
+    if len(params) < 2 or len(complete) < 2:
+        doc.text(f"Not computed: importances need two or more parameters and complete trials "
+                 f"(this study has {len(params)} parameter(s), {len(complete)} complete trial(s)).")
+        return
+    multi = len(targets) > 1
+    rows = []
+    for i, target in enumerate(targets):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            found = optuna.importance.get_param_importances(optuna_study, target=_target(i, multi))
+        rows += [{"objective": target, "parameter": p, "importance": v} for p, v in found.items()]
+        doc.figure(f"importances_{i}", _figure(optuna.visualization.matplotlib.plot_param_importances, optuna_study,
+                                               target=_target(i, multi), target_name=target),
+                   f"parameter importances for {target}")
+    data = pd.DataFrame(rows)
+    doc.text("Optuna's default importance evaluator (PED-ANOVA): the share of each parameter in the "
+             "objective's variation over the complete trials.")
+    doc.table("importances", data.assign(importance=[f"{v:.3f}" for v in data["importance"]]), data)
+
+
+def unfinished(doc: Document, optuna_study: optuna.Study):
+    others = [t for t in optuna_study.trials if t.state != TrialState.COMPLETE]
+    if not others:
+        return
+    doc.heading("Trials that did not complete")
+    frame = pd.DataFrame({"trial": [t.number for t in others], "state": [t.state.name for t in others],
+                          "reason": [_why(t) for t in others],
+                          "params": [", ".join(f"{k}={v}" for k, v in sorted(t.params.items())) for t in others]})
+    doc.table("unfinished_trials", frame)
+
+
+def _why(trial) -> str:
+    attrs = trial.user_attrs
+    if trial.state == TrialState.PRUNED:
+        return f"pruned after step {trial.last_step}"
+    if "error" in attrs:
+        return attrs["error"]
+    if attrs.get("surplus"):
+        return "surplus: the search's budget was filled by other workers"
+    if "duplicate_of" in attrs:
+        return f"duplicate of trial {attrs['duplicate_of']}"
+    if trial.state == TrialState.FAIL:
+        return "its worker died or was interrupted; the configuration was queued again"
+    return trial.state.name.lower()
+
+
+def _target(i: int, multi: bool):
+    return (lambda t: t.values[i]) if multi else None
+
+
+def _figure(plot, optuna_study, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = plot(optuna_study, **kwargs)
+    fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+    fig.set_size_inches(7, 4.2)
+    fig.tight_layout()
+    return fig

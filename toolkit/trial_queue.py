@@ -1,0 +1,206 @@
+"""The Optuna queue behind a study: its storage, atomic pops of queued trials, the heartbeat, and
+the retry of trials whose worker died. This is the one module that uses Optuna's storage
+internals (`Study._storage`); it knows nothing of MLflow: what happens to an abandoned trial's
+tracked run is the `on_abandoned` hook's business.
+
+- Grid points are queued once and popped atomically, so no point is evaluated twice, even by
+  workers on several machines.
+- A trial whose worker died (its heartbeat went stale, or its process is gone on this host) is
+  marked FAIL and its configuration queued again.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from typing import Callable
+
+import optuna
+import sqlalchemy
+from optuna.trial import FrozenTrial, TrialState
+
+HEARTBEAT_S, GRACE_S = 10, 30
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+HOST = socket.gethostname()
+
+Abandoned = Callable[[FrozenTrial], None]  # told of a trial whose worker died, before it is queued again
+
+
+def open_study(name: str, url: str, directions: list[str], pruner: optuna.pruners.BasePruner,
+               sampler: optuna.samplers.BaseSampler, on_abandoned: Abandoned) -> optuna.Study:
+    """Create or load the study `name` in the storage at `url`, with our heartbeat."""
+    return optuna.create_study(storage=_storage(url, on_abandoned), study_name=name, load_if_exists=True,
+                               pruner=pruner, directions=directions, sampler=sampler)
+
+
+def _storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.storages.RDBStorage:
+    """Optuna's storage at `url`, with our heartbeat. Processes that create a fresh database at the
+    same moment race on its schema (an error on a table or on alembic_version): they try again."""
+    sqlite = url.startswith("sqlite")
+
+    def abandoned(optuna_study: optuna.Study, trial: FrozenTrial):
+        on_abandoned(trial)
+        retry(optuna_study, trial)
+
+    for attempt in range(attempts):
+        try:
+            with _no_experimental_warnings():  # the heartbeat arguments are marked experimental
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None,
+                    heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=abandoned)
+            break
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    if sqlite:
+        _begin_immediate(storage.engine)
+    return storage
+
+
+def _begin_immediate(engine: sqlalchemy.Engine):
+    """Make every SQLite transaction take the write lock when it begins. pysqlite otherwise begins
+    one only at the first write, so Optuna's read-then-update of a waiting trial could hand one
+    grid point to two workers."""
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def no_implicit_transactions(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners would keep the old behaviour
+
+
+def next_trial(optuna_study: optuna.Study, grid: bool, budget: int) -> optuna.Trial | None:
+    """A queued trial (a grid point or a retry), or for a search a new one while fewer than
+    `budget` trials are finished or running; None when there is nothing left to do. The trial is
+    marked as run by this process, so a dead worker is recognised."""
+    trial = _pop(optuna_study, grid) or (None if grid else _ask(optuna_study, budget))
+    if trial is not None:
+        trial.set_user_attr("host", HOST)
+        trial.set_user_attr("pid", os.getpid())
+    return trial
+
+
+def _pop(optuna_study: optuna.Study, grid: bool) -> optuna.Trial | None:
+    fail_abandoned(optuna_study)
+    for waiting in optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if not optuna_study._storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker took it
+        if grid and (earlier := _duplicate_of(optuna_study, waiting)) is not None:
+            optuna_study._storage.set_trial_user_attr(waiting._trial_id, "duplicate_of", earlier)
+            optuna_study._storage.set_trial_state_values(waiting._trial_id, TrialState.FAIL)
+            continue
+        return optuna.Trial(optuna_study, waiting._trial_id)
+    return None
+
+
+def _ask(optuna_study: optuna.Study, budget: int) -> optuna.Trial | None:
+    while _trials_under_way(optuna_study) < budget:
+        with warnings.catch_warnings():  # the heartbeat is recorded by `Heartbeat`, not by Study.optimize
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+            trial = optuna_study.ask()
+        if _trials_under_way(optuna_study, before=trial.number) < budget:
+            return trial
+        trial.set_user_attr("surplus", True)  # another worker asked at the same moment and filled the budget
+        optuna_study.tell(trial, state=TrialState.FAIL)
+    return None
+
+
+def _trials_under_way(optuna_study: optuna.Study, before: int | None = None) -> int:
+    """Trials finished or running (numbered below `before`, when given): what counts towards a search's budget."""
+    taken = optuna_study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    return sum(before is None or trial.number < before for trial in taken)
+
+
+def configured_params(trial: FrozenTrial) -> dict:
+    """The trial's params: those it suggested, or while it waits in the queue those it was enqueued with."""
+    return trial.params or trial.system_attrs.get("fixed_params", {})
+
+
+def _grid_point(trial: FrozenTrial) -> str | None:
+    return configured_params(trial).get("point")
+
+
+def _duplicate_of(optuna_study: optuna.Study, trial: FrozenTrial) -> int | None:
+    """The number of an earlier trial, not failed, of the same grid point. Two machines that queue
+    a grid at the same moment can both add a point (Optuna's skip_if_exists checks, then inserts);
+    the earliest copy is the one that runs."""
+    point = _grid_point(trial)
+    return next((other.number for other in optuna_study.get_trials(deepcopy=False)
+                 if other.number < trial.number and other.state != TrialState.FAIL and _grid_point(other) == point),
+                None)
+
+
+class Heartbeat:
+    """Records the trial's heartbeat every HEARTBEAT_S seconds while it runs."""
+
+    def __init__(self, optuna_study: optuna.Study, trial: optuna.Trial):
+        self.storage, self.trial_id, self.stopped = optuna_study._storage, trial._trial_id, threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.thread.start()
+
+    def _beat(self):
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self.stopped.wait(HEARTBEAT_S):
+                return
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()
+
+
+def fail_abandoned(optuna_study: optuna.Study):
+    """Fail the running trials whose worker is gone: a stale heartbeat (any machine) or, without
+    waiting for the grace period, a dead process on this host. Each goes to the storage's
+    abandoned-trial callback (the `on_abandoned` hook, then a retry)."""
+    with _no_experimental_warnings():
+        optuna.storages.fail_stale_trials(optuna_study)
+    abandoned = optuna_study._storage.get_heartbeat_stale_trial_callback()
+    for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("host") == HOST and not _alive(trial.user_attrs.get("pid")):
+            try:
+                if optuna_study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                    abandoned(optuna_study, trial)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+
+
+def stop(optuna_study: optuna.Study, trial: optuna.Trial):
+    """End an interrupted trial FAIL and queue its configuration again, to run on the next resume."""
+    optuna_study.tell(trial, state=TrialState.FAIL)
+    retry(optuna_study, optuna_study._storage.get_trial(trial._trial_id))
+
+
+def retry(optuna_study: optuna.Study, trial: FrozenTrial):
+    """Queue the trial's configuration again (a grid point's label, or a search's sampled values)."""
+    retry_of = trial.user_attrs.get("retry_of", trial.number)
+    optuna_study.enqueue_trial(configured_params(trial), user_attrs={"retry_of": retry_of})
+
+
+@contextmanager
+def _no_experimental_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return True  # not started yet: leave it to the heartbeat
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
