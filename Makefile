@@ -23,6 +23,7 @@ bench: install
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/eval_speed.py
 	$(BIN)/python benchmarks/sweep_throughput.py
+	$(BIN)/python benchmarks/report_speed.py
 
 ui: install
 	$(BIN)/toolkit ui

@@ -138,7 +138,7 @@ def study_main(study, argv=None):
 def _run_study_command(study, args):
     from toolkit import tracking
     from toolkit.reports import write_report
-    from toolkit.studies import Settings, default_storage, run_study
+    from toolkit.studies import Settings, run_study
 
     if args.workers < 1:
         raise ToolkitError(f"workers: must be >= 1, got {args.workers}")
@@ -149,7 +149,7 @@ def _run_study_command(study, args):
     print(doc.main_table)
     print(f"\nreport: {path} (also under the artifacts of the parent run {parent}); "
           f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "
-          f"Optuna study '{study.name}' in {args.storage or default_storage()}")
+          f"Optuna study '{study.name}' in {args.storage or tracking.optuna_storage()}")
 
 
 def configure(study, args):

@@ -67,12 +67,8 @@ def objective_value(metrics: dict[str, float]) -> float:
     return metrics.get("val/neg_elbo", metrics["val/recon"])
 
 
-def default_storage() -> str:
-    return f"sqlite:///{(tracking.STORE_DIR / 'optuna.db').resolve()}"
-
-
 def open_study(study: Study, settings: Settings) -> optuna.Study:
-    url = settings.storage or default_storage()
+    url = settings.storage or tracking.optuna_storage()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -1,5 +1,6 @@
 """The tracking store: `mlruns/mlflow.db` (SQLite) plus `mlruns/artifacts/`, or whatever
-`MLFLOW_TRACKING_URI` names (an `mlflow server` for many machines)."""
+`MLFLOW_TRACKING_URI` names (an `mlflow server` for many machines); the studies' Optuna storage
+beside it; and reading it back: runs as one DataFrame, metric histories, artifacts, models."""
 from __future__ import annotations
 
 import json
@@ -13,13 +14,11 @@ from urllib.parse import unquote
 
 import mlflow
 import pandas as pd
-import torch
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from toolkit import UI_HOST, UI_PORT, ToolkitError
 from toolkit.config import RunConfig
-from toolkit.models import build, default_device
 
 STORE_DIR = Path("mlruns")
 END_REASON = "end_reason"  # tag: why a run ended FAILED or KILLED
@@ -28,6 +27,12 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # readin
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(STORE_DIR / 'mlflow.db').resolve()}"
+
+
+def optuna_storage() -> str:
+    """The studies' default Optuna storage: its own SQLite file in the store directory (never
+    MLflow's database: both use Alembic's `alembic_version` table)."""
+    return f"sqlite:///{(STORE_DIR / 'optuna.db').resolve()}"
 
 
 def artifact_root(uri: str) -> Path | None:
@@ -127,6 +132,8 @@ class Run:
         self.client.set_terminated(self.run_id, status)
 
     def log_model(self, model, config: RunConfig):
+        import torch  # here, not at the top: reading the store (reports) needs no torch
+
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(model.state_dict(), Path(tmp) / "weights.pt")
             (Path(tmp) / "config.json").write_text(json.dumps(config.to_params(), indent=1))
@@ -172,8 +179,12 @@ def _ending(handle: Run):
     handle.end("FINISHED")
 
 
-def load_model(run_id: str, device: torch.device | None = None):
+def load_model(run_id: str, device=None):
     """The model a run logged, with its weights, in eval mode, and its RunConfig."""
+    import torch  # here, not at the top: reading the store (reports) needs no torch
+
+    from toolkit.models import build, default_device
+
     mlflow_client = client()
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -206,6 +217,14 @@ def load_runs(experiment: str, parent: str | None = None) -> pd.DataFrame:
     mlflow.set_tracking_uri(tracking_uri())
     query = f"tags.`mlflow.parentRunId` = '{parent}'" if parent else ""
     return mlflow.search_runs([found.experiment_id], query, max_results=None)
+
+
+def final_metrics(run_id: str) -> dict[str, float]:
+    """The latest value of every metric of one run."""
+    try:
+        return client().get_run(run_id).data.metrics
+    except mlflow.exceptions.MlflowException:
+        raise ToolkitError(f"no run {run_id} in the store {tracking_uri()}") from None
 
 
 def metric_histories(run_ids, keys) -> pd.DataFrame:

@@ -13,13 +13,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from toolkit import ToolkitError  # noqa: E402
 
 MARKER = "<!-- written by `toolkit report`: rebuilt from the tracking store, edits are overwritten -->"
 GENERATED = "| generated |"  # the provenance row that holds the date: the only line that changes on a rebuild
 DPI = 80
+MAX_PNG = 150_000  # bytes: a larger figure is re-encoded with fewer colours (see `small_png`)
 PNG_METADATA = {"Software": None}  # no library version in the file: the same figure gives the same bytes
 
 
@@ -31,10 +34,14 @@ def number(value, fmt: str = ".4g") -> str:
 
 
 def mean_std(mean: float, std: float, n: int, fmt: str = ".4g") -> str:
-    """'mean ± std' over n runs, or the single value when n is 1."""
+    """'mean ± std' over n runs (the std to at least two significant digits), or the single
+    value when n is 1."""
     if n <= 1 or math.isnan(std):
         return number(mean, fmt)
-    return f"{number(mean, fmt)} ± {number(std, fmt if fmt.endswith('f') else '.2g')}"
+    if not fmt.endswith("f") or std == 0:
+        return f"{number(mean, fmt)} ± {number(std, '.2g')}"
+    decimals = max(int(fmt[1:-1]), 1 - math.floor(math.log10(std)))
+    return f"{number(mean, fmt)} ± {std:.{decimals}f}"
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -43,6 +50,36 @@ def markdown_table(frame: pd.DataFrame) -> str:
         return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
     lines = [row(frame.columns), row(["---"] * len(frame.columns)), *(row(r) for r in frame.itertuples(index=False))]
     return "\n".join(lines)
+
+
+def render_png(fig) -> bytes:
+    """A figure as PNG bytes, closed afterwards: 8-bit grey when it has no colour in it (images,
+    black text), and re-encoded with fewer colours when it would exceed MAX_PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata=PNG_METADATA)
+    plt.close(fig)
+    return small_png(_grey_if_possible(buffer.getvalue()))
+
+
+def _grey_if_possible(png: bytes) -> bytes:
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+        return png
+    buffer = io.BytesIO()
+    Image.fromarray(rgb[..., 0]).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def small_png(png: bytes) -> bytes:
+    """The picture unchanged if it is at most MAX_PNG bytes; otherwise with 256, 128, ... colours
+    (deterministic median cut) until it fits."""
+    colours = 256
+    while len(png) > MAX_PNG and colours >= 16:
+        buffer = io.BytesIO()
+        Image.open(io.BytesIO(png)).convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT).save(
+            buffer, format="PNG", optimize=True)
+        png, colours = buffer.getvalue(), colours // 2
+    return png
 
 
 class Document:
@@ -69,17 +106,14 @@ class Document:
 
     def figure(self, name: str, fig, alt: str) -> str:
         """Save a matplotlib figure as `name.png`, show it in the markdown; returns the file name."""
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata=PNG_METADATA)
-        plt.close(fig)
-        self._add_file(f"{name}.png", buffer.getvalue())
+        self._add_file(f"{name}.png", render_png(fig))
         self.parts.append(f"![{alt}]({name}.png)")
         return f"{name}.png"
 
     def images_side_by_side(self, cells: list[tuple[str, str, bytes]]):
         """PNG files (a caption, a file name, the bytes, e.g. figures runs logged) in one row."""
         for _, name, png in cells:
-            self._add_file(name, png)
+            self._add_file(name, small_png(png))
         header = "| " + " | ".join(caption for caption, _, _ in cells) + " |"
         images = "| " + " | ".join(f"![{caption}]({name})" for caption, name, _ in cells) + " |"
         self.parts.append("\n".join([header, "|" + " --- |" * len(cells), images]))

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from toolkit.reports import plots
-from toolkit.reports.document import Document
+from toolkit.reports.document import Document, render_png
 from toolkit.reports.runs import RunSet
 from toolkit.reports.sections import lowest, provenance, results_table, run_list, trend
 
@@ -35,12 +35,13 @@ def build(runs: RunSet, rebuild: str) -> Document:
         two = settings[(settings["model"] == model) & (settings["latent_dim"] == "2")]
         images = runs.images(two["run_ids"].iloc[0].split()[0]) if len(two) else None
         if images is not None and "manifold" in images:
-            manifolds.append((f"{label}, 2-d latent", images["manifold"]))
+            figure = plots.image_grids([(f"{label}, 2-d latent", images["manifold"])], columns=15, scale=1)
+            manifolds.append((label, f"manifold_{model}.png", render_png(figure)))
     if manifolds:
         doc.heading("2-D latent manifolds")
         doc.text("Decoded images on a 15 × 15 grid of Normal quantiles (5% to 95%) of the 2-d latent space: "
                  "the second coordinate falls down the rows, the first rises along them.")
-        doc.figure("manifold", plots.image_grids(manifolds, columns=15), "2-D latent manifolds")
+        doc.images_side_by_side(manifolds)
     doc.heading("Findings")
     doc.text(findings(by_model))
     run_list(doc, runs)

@@ -8,13 +8,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from toolkit.reports.document import DPI  # noqa: E402
+
 GAP = 2  # pixels between images in a strip
-INCH_PER_IMAGE = 0.42
+LABEL_PX, TITLE_PX, ROW_GAP_PX = 130, 30, 8
 
 
-def strip(images: np.ndarray, columns: int | None = None) -> np.ndarray:
+def strip(images: np.ndarray, columns: int | None = None, scale: int = 1) -> np.ndarray:
     """(N, 28, 28) images tiled into one array, `columns` per line (all in one line by default),
-    separated by white gaps; grey levels in [0, 1]."""
+    separated by white gaps, each pixel repeated `scale` times each way; grey levels in [0, 1]."""
     images = np.asarray(images, dtype=np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
     columns = columns or len(images)
     lines = -(-len(images) // columns)
@@ -23,34 +25,48 @@ def strip(images: np.ndarray, columns: int | None = None) -> np.ndarray:
     for i, image in enumerate(images):
         top, left = (i // columns) * (side + GAP), (i % columns) * (side + GAP)
         canvas[top:top + side, left:left + side] = image
-    return canvas
+    return canvas.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def image_rows(rows: list[tuple[str, np.ndarray]], title: str):
-    """One labelled strip of images per row (e.g. originals / VAE / AE, or samples per β)."""
-    width = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(width * INCH_PER_IMAGE + 1.6, len(rows) * INCH_PER_IMAGE + 0.5),
-                             squeeze=False)
-    for ax, (label, images) in zip(axes[:, 0], rows):
-        ax.imshow(strip(images[:width]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center")
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-    fig.suptitle(title)
-    fig.subplots_adjust(hspace=0.08)
+def _pixel_axes(fig, canvas: np.ndarray, left: float, bottom: float):
+    """Axes exactly the canvas's size in pixels at (left, bottom) pixels, showing it unresampled."""
+    width, height = fig.get_size_inches() * DPI
+    ax = fig.add_axes((left / width, bottom / height, canvas.shape[1] / width, canvas.shape[0] / height))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return ax
+
+
+def image_rows(rows: list[tuple[str, np.ndarray]], title: str, scale: int = 2):
+    """One labelled strip of images per row (e.g. originals / VAE / AE, or samples per β), each
+    image pixel shown as scale x scale figure pixels."""
+    canvases = [strip(images, scale=scale) for _, images in rows]
+    width = LABEL_PX + max(c.shape[1] for c in canvases)
+    height = TITLE_PX + sum(c.shape[0] + ROW_GAP_PX for c in canvases)
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    top = height - TITLE_PX
+    for (label, _), canvas in zip(rows, canvases):
+        top -= canvas.shape[0]
+        _pixel_axes(fig, canvas, LABEL_PX, top).set_ylabel(label, rotation=0, ha="right", va="center")
+        top -= ROW_GAP_PX
+    fig.suptitle(title, y=1 - 6 / height, va="top")
     return fig
 
 
-def image_grids(panels: list[tuple[str, np.ndarray]], columns: int = 8):
+def image_grids(panels: list[tuple[str, np.ndarray]], columns: int = 8, scale: int = 2):
     """Square grids of images side by side, one titled panel each (e.g. samples of VAE and AE)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * columns * INCH_PER_IMAGE * 0.9 + 0.4,
-                                                      columns * INCH_PER_IMAGE * 0.9 + 0.6), squeeze=False)
-    for ax, (title, images) in zip(axes[0], panels):
-        ax.imshow(strip(images, columns), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set(title=title, xticks=[], yticks=[])
-    fig.tight_layout()
+    canvases = [strip(images, columns, scale) for _, images in panels]
+    gap = 3 * ROW_GAP_PX
+    width = sum(c.shape[1] for c in canvases) + gap * (len(canvases) + 1)
+    height = max(c.shape[0] for c in canvases) + TITLE_PX
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    left = gap
+    for (title, _), canvas in zip(panels, canvases):
+        _pixel_axes(fig, canvas, left, 0).set_title(title, fontsize=9)
+        left += canvas.shape[1] + gap
     return fig
 
 

@@ -180,15 +180,11 @@ class RunSet:
 
 
 def _floor(extractor: str, reference_run: str) -> float | None:
-    from toolkit.fid import REFERENCE_EXPERIMENT
-
+    """The real-vs-real FID its reference run logged for the extractor."""
     try:
-        references = tracking.load_runs(REFERENCE_EXPERIMENT)
+        return tracking.final_metrics(reference_run).get(f"fid/{extractor}/real_floor")
     except ToolkitError:
         return None
-    row = references[references["run_id"] == reference_run]
-    value = row[f"metrics.fid/{extractor}/real_floor"].iloc[0] if len(row) else math.nan
-    return None if math.isnan(value) else float(value)
 
 
 def sort_key(value):

@@ -134,7 +134,7 @@ def run_list(doc: Document, runs: RunSet):
 
 def relative(a: float, b: float) -> str:
     """How much larger a is than b, in percent, signed."""
-    return "n/a" if not b or math.isnan(a) or math.isnan(b) else f"{100 * (a - b) / b:+.1f}%"
+    return "n/a" if not b or math.isnan(a) or math.isnan(b) else f"{100 * (a - b) / b:+.2f}%"
 
 
 def trend(values) -> str:

@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from toolkit import ToolkitError
+from toolkit import ToolkitError, tracking
 from toolkit.reports.document import Document, number
 from toolkit.reports.runs import RunSet
 from toolkit.reports.sections import link, provenance, run_list
@@ -56,8 +56,7 @@ def build(name: str, storage: str | None, rebuild: str) -> Document:
 
 
 def storage_url(storage: str | None) -> str:
-    from toolkit.studies import default_storage
-    return storage or default_storage()
+    return storage or tracking.optuna_storage()
 
 
 def load(name: str, storage: str | None) -> optuna.Study:

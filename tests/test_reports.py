@@ -1,0 +1,340 @@
+"""Reports built from a small store of real 1-2 epoch runs on real Fashion-MNIST images: every
+table cell against `mlflow.search_runs`, every linked figure a valid PNG, the runs left out, the
+error paths, a byte-identical rebuild, and the same report through an `mlflow server`."""
+import io
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from toolkit import ToolkitError, tracking
+from toolkit.config import RunConfig
+from toolkit.reports import build_report, write_report
+from toolkit.reports.document import GENERATED, MARKER
+from toolkit.studies import Settings, Study, run_study
+
+TOOLKIT = str(Path(sys.executable).parent / "toolkit")
+SEED_SETTING = RunConfig(epochs=2, limit=1000, fid_samples=300, iw_samples=5, sampler="gmm")  # 784-400-20, β = 1
+SMALL = RunConfig(epochs=1, limit=1000, hidden=(64,), latent_dim=4, fid_samples=300, iw_samples=5)
+STUDIES = {
+    "ae-vs-vae": (SEED_SETTING, {f"{m}-seed{s}": {"model": m, "seed": s} for m in ("vae", "ae") for s in (1, 2)}),
+    "beta": (SMALL, {"vae-beta0.5": {"beta": 0.5}, "vae-beta2": {"beta": 2}, "ae": {"model": "ae"},
+                     "diverges": {"beta": 1, "lr": 1e6}}),
+    "latent": (SMALL, {f"{m}-z{z}": {"model": m, "latent_dim": z} for m in ("vae", "ae") for z in (2, 3)}),
+    "collapse": (replace(SMALL, likelihood="gaussian", epochs=2),
+                 {f"w{w}-fb{fb}": {"warmup_epochs": w, "free_bits": fb} for w in (0, 1) for fb in (0, 0.5)}),
+}
+KINDS = {"ae-vs-vae": "ae-vs-vae", "beta": "beta-sweep", "latent": "latent-dim", "collapse": "posterior-collapse"}
+LABELS = {"ae-vs-vae": {"model": "model"}, "beta": {"model": "model", "beta": "beta"},
+          "latent": {"model": "model", "latent_dim": "latent_dim"},
+          "collapse": {"warmup_epochs": "warmup_epochs", "free_bits": "free_bits"}}
+
+
+def search_space(trial):
+    return {"latent_dim": trial.suggest_int("latent_dim", 2, 6), "beta": trial.suggest_float("beta", 0.5, 4, log=True)}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, real_subset):
+    """One store with a study per report kind (and a search), plus a run left RUNNING in `beta`."""
+    root = tmp_path_factory.mktemp("reports")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        storage = f"sqlite:///{root / 'optuna.db'}"
+        settings = Settings(storage, data_dir=str(real_subset))
+        for name, (base, grid) in STUDIES.items():
+            run_study(Study(name, base, grid=grid, pruner="none"), settings)
+        run_study(Study("search", SMALL, space=search_space, trials=4, pruner="none"), settings)
+        mlflow_client = tracking.client()
+        parent = [r for r in mlflow_client.search_runs([tracking.experiment_id(mlflow_client, "beta")])
+                  if "trial" not in r.data.tags][0].info.run_id
+        mlflow_client.create_run(tracking.experiment_id(mlflow_client, "beta"), run_name="stuck",
+                                 tags={"mlflow.parentRunId": parent})
+        mlflow_client.create_experiment("empty")
+        yield {"root": root, "storage": storage, "uri": os.environ["MLFLOW_TRACKING_URI"]}
+
+
+def independent_runs(experiment: str) -> pd.DataFrame:
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    return mlflow.search_runs(experiment_names=[experiment], max_results=None)
+
+
+def markdown_table(text: str, heading: str) -> list[dict[str, str]]:
+    """The first pipe table after a heading, as rows of header -> cell."""
+    lines = text[text.index(f"## {heading}\n"):].splitlines()
+    rows = [line for line in lines[lines.index(next(l for l in lines if l.startswith("| "))):]]
+    rows = rows[:next((i for i, l in enumerate(rows) if not l.startswith("|")), len(rows))]
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in rows]
+    return [dict(zip(cells[0], row)) for row in cells[2:]]
+
+
+def assert_shows(cell: str, value: float):
+    """A formatted cell shows `value` to the precision it is printed with."""
+    text = cell.strip("*")
+    if not text:
+        assert value is None or math.isnan(value), f"blank cell for {value}"
+        return
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    assert float(text) == pytest.approx(value, abs=0.5 * 10 ** -decimals + 1e-9, rel=5e-4), (cell, value)
+
+
+@pytest.fixture(scope="module")
+def reports(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("written")
+    return {name: write_report(kind, name, out=out / name)[1] for name, kind in KINDS.items()}
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_every_results_csv_cell_is_the_mean_and_spread_of_finished_runs_in_the_store(store, reports, name):
+    runs = independent_runs(name)
+    finished = runs[(runs["status"] == "FINISHED") & runs["tags.mlflow.parentRunId"].notna()]  # not the parent
+    table = pd.read_csv(reports[name].parent / "results.csv", dtype=str, keep_default_na=False)
+    metrics = [c for c in table if "/" in c and not c.endswith("_std")]
+    assert metrics and "test/recon" in metrics
+    for _, row in table.iterrows():
+        ids = row["run_ids"].split()
+        group = finished[finished["run_id"].isin(ids)]
+        assert len(group) == len(ids) == int(row["n"])
+        same = np.ones(len(finished), dtype=bool)
+        for column, param in LABELS[name].items():
+            if row[column]:  # the AE's β is blank
+                same &= (finished[f"params.{param}"] == row[column]).to_numpy()
+        if name == "collapse":
+            same &= (finished["params.model"] == "vae").to_numpy()
+        assert set(finished[same]["run_id"]) == set(ids)
+        for key in metrics:
+            values = group[f"metrics.{key}"].dropna()
+            assert float(row[key] or "nan") == pytest.approx(values.mean(), nan_ok=True), key
+            if f"{key}_std" in table and len(values) > 1:
+                assert float(row[f"{key}_std"]) == pytest.approx(values.std(ddof=1)), key
+    used = {i for ids in table["run_ids"] for i in ids.split()}
+    assert used == set(finished["run_id"] if name != "collapse" else finished[finished["params.model"] == "vae"]["run_id"])
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_the_markdown_results_table_shows_the_csv_values(reports, name):
+    table = pd.read_csv(reports[name].parent / "results.csv")
+    shown = [row for row in markdown_table(reports[name].read_text(), "Results") if "published" not in str(row)]
+    assert len(shown) == len(table)
+    metrics = [c for c in table if "/" in c and not c.endswith("_std")]
+    for row, (_, data) in zip(shown, table.iterrows()):
+        cells = list(row.values())[-len(metrics):]
+        for cell, key in zip(cells, metrics):
+            mean, _, std = cell.partition(" ± ")
+            assert_shows(mean, data[key])
+            if std:
+                assert_shows(std.strip("*"), data[f"{key}_std"])
+
+
+def test_several_seeds_give_mean_plus_minus_std_with_n_shown(reports):
+    rows = markdown_table(reports["ae-vs-vae"].read_text(), "Results")
+    runs = [row for row in rows if "published" not in row["model"]]
+    assert [row["n"] for row in runs] == ["2", "2"]
+    assert all(" ± " in row["recon (nats)"] for row in runs)
+
+
+def test_ae_vs_vae_marks_the_better_model_and_shows_the_seed_notebook_only_for_its_setting(store, reports):
+    text = reports["ae-vs-vae"].read_text()
+    rows = {row["model"]: row for row in markdown_table(text, "Results")}
+    table = pd.read_csv(reports["ae-vs-vae"].parent / "results.csv").set_index("model")
+    better = "AE" if table.loc["ae", "test/recon"] < table.loc["vae", "test/recon"] else "VAE"
+    assert rows[better]["recon (nats)"].startswith("**") and not rows[{"AE": "VAE", "VAE": "AE"}[better]]["recon (nats)"].startswith("**")
+    assert rows["*VAE, seed notebook (published)*"]["−ELBO (nats)"] == "*241.38*"
+    assert rows["*AE, seed notebook (published)*"]["recon (nats)"] == "*213.12*"
+    other = build_report("ae-vs-vae", "latent").markdown()  # latent sizes 2 and 3: not the seed's setting
+    assert "published" not in other
+
+
+def test_findings_are_computed_from_the_numbers(reports):
+    from toolkit.reports import ae_vs_vae
+
+    table = pd.read_csv(reports["ae-vs-vae"].parent / "results.csv").set_index("model")
+    pair = {m: table.loc[m] for m in ("vae", "ae")}
+    text = ae_vs_vae.findings(pair, 20, seed=False)
+    assert f"{min(table['test/recon']):.1f} against {max(table['test/recon']):.1f}" in text
+    swapped = {"vae": pair["vae"].copy(), "ae": pair["ae"].copy()}
+    swapped["vae"]["test/recon"], swapped["ae"]["test/recon"] = pair["ae"]["test/recon"], pair["vae"]["test/recon"]
+    winner = "AE" if pair["ae"]["test/recon"] < pair["vae"]["test/recon"] else "VAE"
+    loser = {"AE": "VAE", "VAE": "AE"}[winner]
+    assert f"The {winner} reconstructs better" in text
+    assert f"The {loser} reconstructs better" in ae_vs_vae.findings(swapped, 20, seed=False)
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_every_linked_file_exists_and_every_figure_is_a_small_valid_png(reports, name):
+    readme = reports[name]
+    linked = re.findall(r"\]\(([^)#:]+\.(?:png|csv))\)", readme.read_text())
+    assert any(link.endswith(".png") for link in linked)
+    for link in linked:
+        path = readme.parent / link
+        assert path.is_file(), link
+        if link.endswith(".png"):
+            with Image.open(path) as image:
+                assert image.format == "PNG"
+                image.verify()
+            assert path.stat().st_size < 150_000, link
+    files = {p.name for p in readme.parent.iterdir()} - {"README.md"}
+    assert files == set(linked)
+
+
+def test_failed_and_running_runs_are_listed_apart_with_their_reason(reports):
+    text = reports["beta"].read_text()
+    assert len(markdown_table(text, "Results")) == 3  # VAE β 0.5, VAE β 2, AE: the failed β = 1 run is no setting
+    left_out = text.split("**2 run(s) left out of the tables** (not FINISHED):")[1].split("## ")[0]
+    assert re.search(r"\| FAILED \| TrainingDiverged: epoch 1: .*non-finite", left_out)
+    assert "| RUNNING | still running, or its process died without ending the run |" in left_out
+
+
+def test_a_rebuild_from_the_same_store_is_byte_identical_but_for_the_date(store, reports, tmp_path):
+    for name, kind in KINDS.items():
+        again = write_report(kind, name, out=tmp_path / name)[1]
+        first, second = (p.read_text().splitlines() for p in (reports[name], again))
+        assert [line for line in first if not line.startswith(GENERATED)] == \
+               [line for line in second if not line.startswith(GENERATED)]
+        for path in reports[name].parent.iterdir():
+            if path.suffix in (".csv", ".png"):
+                assert path.read_bytes() == (again.parent / path.name).read_bytes(), path.name
+
+
+def test_provenance_names_store_experiment_parent_commit_data_and_fid_extractor(store, reports):
+    text = reports["ae-vs-vae"].read_text()
+    runs = independent_runs("ae-vs-vae")
+    parent = runs[runs["tags.trial"].isna()]["run_id"].iloc[0]
+    assert f"| store | `{store['uri']}` |" in text and "| experiment | `ae-vs-vae`" in text
+    assert f"| parent run | [{parent}]" in text
+    commit = runs["tags.git_commit"].dropna().iloc[0][:10]
+    assert f"`{commit}`" in text and "fashion-mnist" in text
+    extractor_hash = runs["tags.fid/fmnist-cnn/extractor_hash"].dropna().iloc[0]
+    assert re.search(rf"\| FID `fmnist-cnn` \| a domain CNN: these are not Inception FIDs; hash `{extractor_hash}`; "
+                     r"real-vs-real floor \d", text)
+    for run_id in runs[runs["tags.trial"].notna()]["run_id"]:
+        assert f"runs/{run_id})" in text
+
+
+def test_posterior_collapse_shows_each_setting_and_names_the_baseline(reports):
+    text = reports["collapse"].read_text()
+    assert "In the baseline (warm-up 0, free bits 0)" in text
+    for figure in ("kl_per_dimension.png", "kl_heatmaps.png", "kl_curves.png"):
+        assert figure in text
+
+
+def test_a_study_report_tables_its_best_trials_with_links_and_importances(store, tmp_path):
+    import optuna
+
+    _, readme = write_report("study", study_name="search", storage=store["storage"], out=tmp_path / "search")
+    study = optuna.load_study(study_name="search", storage=store["storage"])
+    best = pd.read_csv(readme.parent / "best_trials.csv")
+    complete = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    assert list(best["trial"]) == [t.number for t in complete]
+    assert list(best["run_id"]) == [t.user_attrs["mlflow_run_id"] for t in complete]
+    importances = pd.read_csv(readme.parent / "importances.csv")
+    assert set(importances["parameter"]) == {"latent_dim", "beta"}
+    text = readme.read_text()
+    assert "history_0.png" in text and "importances_0.png" in text
+    assert f"runs/{complete[0].user_attrs['mlflow_run_id']})" in text
+
+
+@pytest.mark.parametrize("kind, experiment, message", [
+    ("beta-sweep", "nope", "no experiment 'nope' in the store .*; it has: .*ae-vs-vae"),
+    ("beta-sweep", "empty", "there are no runs in experiment 'empty'"),
+    ("beta-sweep", "latent", "a beta-sweep report needs finished VAE runs at two or more values of beta; "
+                             "experiment 'latent' has 4 finished runs \\(2 ae, 2 vae; latent_dim 2/3\\)"),
+    ("posterior-collapse", "beta", "a posterior-collapse report needs finished VAE runs at two or more values of "
+                                   "warmup_epochs x free_bits"),
+    ("latent-dim", "collapse", "a latent-dim report needs finished runs at two or more values of latent_dim"),
+    ("latent-dim", "search", r"a latent-dim report compares runs that differ only in latent_dim \(and model, seed\), "
+                             "but these also differ in beta"),
+    ("ae-vs-vae", "collapse", "an ae-vs-vae report needs finished runs of both models"),
+])
+def test_a_report_that_does_not_fit_is_one_clear_error_and_writes_nothing(store, tmp_path, kind, experiment, message):
+    with pytest.raises(ToolkitError, match=message):
+        write_report(kind, experiment, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_study_report_of_an_unknown_study_names_the_ones_there(store):
+    with pytest.raises(ToolkitError, match="no study 'nope' in the Optuna storage .*; it has: .*search"):
+        build_report("study", study_name="nope", storage=store["storage"])
+
+
+def test_the_command_line_writes_a_report_or_says_in_one_line_why_not(store, tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"]}
+    done = subprocess.run([TOOLKIT, "report", "beta-sweep", "--experiment", "beta", "--out", str(tmp_path / "r")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"report written: {tmp_path / 'r' / 'README.md'}"
+    refused = subprocess.run([TOOLKIT, "report", "beta-sweep", "--experiment", "latent"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_directory_that_is_not_a_report_is_not_overwritten_and_stale_figures_go(store, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ToolkitError, match="not a toolkit report"):
+        write_report("beta-sweep", "beta", out=tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    _, readme = write_report("beta-sweep", "beta", out=tmp_path / "report")
+    assert readme.read_text().startswith(MARKER)
+    (readme.parent / "old_figure.png").write_bytes(b"stale")
+    write_report("beta-sweep", "beta", out=tmp_path / "report")
+    assert not (readme.parent / "old_figure.png").exists()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """An `mlflow server` with its own SQLite backend, serving artifacts itself, on a free port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                                f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+                                str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                break
+        except OSError:
+            assert time.time() < deadline and process.poll() is None, "the MLflow server did not start"
+            time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_a_report_through_an_mlflow_server(mlflow_server, real_subset, tmp_path, monkeypatch):
+    """Runs logged through the server (artifacts proxied by it), then reported through it."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    base, grid = STUDIES["beta"]
+    grid = {k: v for k, v in grid.items() if k != "diverges"}
+    run_study(Study("served", replace(base, fid="off"), grid=grid, pruner="none"),
+              Settings(f"sqlite:///{tmp_path / 'optuna.db'}", data_dir=str(real_subset)))
+    _, readme = write_report("beta-sweep", "served", out=tmp_path / "served")
+    runs = independent_runs("served")
+    assert all(uri.startswith("mlflow-artifacts:") for uri in runs["artifact_uri"])
+    table = pd.read_csv(readme.parent / "results.csv").set_index("run_ids")
+    for run_id, recon in zip(runs["run_id"], runs["metrics.test/recon"]):
+        if run_id in table.index:
+            assert table.loc[run_id, "test/recon"] == pytest.approx(recon)
+    assert len(table) == 3 and (readme.parent / "samples.png").is_file()
+    assert f"| store | `{mlflow_server}` |" in readme.read_text() and f"{mlflow_server}/#/experiments/" in readme.read_text()
