@@ -41,7 +41,7 @@ def in_fresh_store(work):
         previous = os.environ.get("MLFLOW_TRACKING_URI")
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # the studies' summary tables
+            with contextlib.redirect_stdout(io.StringIO()):  # the per-trial lines
                 return work(f"sqlite:///{tmp}/optuna.db")
         finally:
             os.environ.pop("MLFLOW_TRACKING_URI")

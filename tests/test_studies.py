@@ -215,9 +215,9 @@ def assert_grid_completed_once(name: str, storage: str, points: int):
     return done, runs
 
 
-def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage, cli_env):
+def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage, cli_env, tmp_path):
     command = study_command("posterior_collapse.py", tiny_data, storage)
-    process = subprocess.Popen(command, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_a_running_trial("posterior-collapse-quick")
     finally:
@@ -226,7 +226,7 @@ def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage,
     killed = [t for t in trials("posterior-collapse-quick", storage) if t.state == TrialState.RUNNING]
     assert len(killed) == 1
 
-    subprocess.run(command, env=cli_env, check=True, capture_output=True, timeout=600)
+    subprocess.run(command, env=cli_env, cwd=tmp_path, check=True, capture_output=True, timeout=600)
     done, runs = assert_grid_completed_once("posterior-collapse-quick", storage, 6)
     [failed] = [t for t in done if t.number == killed[0].number]
     assert failed.state == TrialState.FAIL
@@ -263,11 +263,12 @@ def postgres(tmp_path):
         shutil.rmtree(data, ignore_errors=True)
 
 
-def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli_env):
+def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli_env, tmp_path):
     command = study_command("posterior_collapse.py", tiny_data, postgres, "--name", "shared-grid")
-    machines = [subprocess.Popen(command, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
+    machines = [subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
     wait_for_a_running_trial("shared-grid")  # the second machine joins a study under way
-    machines.append(subprocess.Popen(command, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    machines.append(subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE))
     for machine in machines:
         assert machine.wait(timeout=600) == 0, machine.stderr.read()
     done, _ = assert_grid_completed_once("shared-grid", postgres, 6)

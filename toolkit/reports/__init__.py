@@ -23,9 +23,10 @@ def build_report(kind: str, experiment: str | None = None, parent: str | None = 
     `study`, on the Optuna study `study_name` (default: the experiment's name) in `storage`."""
     if kind not in KINDS:
         raise ToolkitError(f"unknown report kind {kind!r}; choose one of {', '.join(KINDS)}")
-    rebuild = " ".join(["toolkit report", kind, *(["--experiment", experiment] if experiment else []),
-                        *(["--parent", parent] if parent else []), *(["--study", study_name] if study_name else []),
-                        *(["--storage", storage] if storage else [])])
+    options = {"--experiment": experiment, "--parent": parent}
+    if kind == "study":
+        options |= {"--study": study_name, "--storage": storage}
+    rebuild = " ".join(["toolkit report", kind, *(f"{k} {v}" for k, v in options.items() if v)])
     module = importlib.import_module(f"toolkit.reports.{KINDS[kind]}")
     if kind == "study":
         name = study_name or experiment

@@ -11,7 +11,7 @@ from toolkit import ToolkitError
 from toolkit.reports import plots
 from toolkit.reports.document import Document
 from toolkit.reports.runs import RunSet, shown_param
-from toolkit.reports.sections import provenance, relative, results_table, run_list
+from toolkit.reports.sections import SAMPLES, SPREAD, provenance, relative, results_table, run_list
 
 # The seed notebook's setting and its published test numbers (nats per image): a reference, not a result.
 SEED_SETTING = {"dataset": "fashion-mnist", "hidden": "400", "latent_dim": "20", "likelihood": "bernoulli",
@@ -42,9 +42,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
              for m, values in SEED_PUBLISHED.items()] if seed else []
     doc.heading("Results")
     doc.text("Test split: reconstruction, KL and −ELBO in nats per image, MSE per pixel; the better of the "
-             "models in **bold**. Samples: the VAE's from its prior N(0, I), the AE's from a Gaussian fitted to "
-             "its training codes; GMM samples: a 10-component Gaussian mixture fitted to either model's codes."
-             + (" Mean ± sample standard deviation over seeds (n runs)." if (settings["n"] > 1).any() else "")
+             f"models in **bold**. {SAMPLES}{SPREAD}"
              + (" The rows in *italics* are the seed notebook's published numbers for this setting "
                 "(784-400-20, Bernoulli, β = 1, batch 128, Adam 1e-3): a reference, not runs of this store."
                 if seed else ""))

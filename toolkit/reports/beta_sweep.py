@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 from toolkit.reports import plots
 from toolkit.reports.document import Document, number
 from toolkit.reports.runs import Column, RunSet
-from toolkit.reports.sections import lowest, provenance, results_table, run_list, trend
+from toolkit.reports.sections import SAMPLES, SPREAD, lowest, provenance, results_table, run_list, trend
 
 ORDER = ("test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/active_units", "test/mse")
 HEADERS = {"test/kl": "rate: KL (nats)", "test/recon": "distortion: recon (nats)"}
@@ -34,8 +34,8 @@ def build(runs: RunSet, rebuild: str) -> Document:
     settings = settings[["model", "beta", *[c for c in settings if c not in ("model", "beta")]]]
     betas = settings["beta"][settings["model"] == "vae"].astype(float)
     doc.heading("Results")
-    doc.text("Test split, nats per image. Rate is the KL of q(z|x) from the prior; distortion the reconstruction "
-             "term. Mean ± sample standard deviation over seeds where a setting has several runs (n).")
+    doc.text("Test split, nats per image (MSE per pixel). Rate is the KL of q(z|x) from the prior; distortion the "
+             f"reconstruction term. {SAMPLES}{SPREAD}")
     labels = {"β": [number(b) for b in betas] + ["–"] * (len(settings) - len(betas)),
               "model": list(settings["model"].str.upper())}
     results_table(doc, runs, "results", settings, labels, columns)

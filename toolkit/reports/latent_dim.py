@@ -8,9 +8,10 @@ from matplotlib.ticker import MaxNLocator
 from toolkit.reports import plots
 from toolkit.reports.document import Document, render_png
 from toolkit.reports.runs import RunSet
-from toolkit.reports.sections import lowest, provenance, results_table, run_list, trend
+from toolkit.reports.sections import SAMPLES, SPREAD, lowest, provenance, results_table, run_list, trend
 
 MODELS = (("vae", "VAE"), ("ae", "AE"))
+PER_ROW = 3  # panels per row of the figure against the latent size
 
 
 def build(runs: RunSet, rebuild: str) -> Document:
@@ -22,8 +23,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     settings = settings.sort_values("model", key=lambda m: m.map({"vae": 0, "ae": 1}), kind="stable")
     settings = settings.reset_index(drop=True)
     doc.heading("Results")
-    doc.text("Test split, nats per image (MSE per pixel)."
-             + (" Mean ± sample standard deviation over seeds (n runs)." if (settings["n"] > 1).any() else ""))
+    doc.text(f"Test split, nats per image (MSE per pixel). {SAMPLES}{SPREAD}")
     results_table(doc, runs, "results", settings, {"model": list(settings["model"].str.upper()),
                                                    "latent size": list(settings["latent_dim"])}, columns)
     by_model = {m: settings[settings["model"] == m] for m, _ in MODELS if (settings["model"] == m).any()}
@@ -51,9 +51,12 @@ def build(runs: RunSet, rebuild: str) -> Document:
 def against_size(by_model: dict, fids: list):
     panels = [("test/recon", "reconstruction (nats)"), ("test/neg_elbo", "−ELBO (nats), VAE only"),
               *((c.key, c.header) for c in fids), ("test/active_units", "active units, VAE only")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+    rows = -(-len(panels) // PER_ROW)
+    fig, axes = plt.subplots(rows, PER_ROW, figsize=(3.8 * PER_ROW, 3.3 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     sizes = sorted({int(s) for frame in by_model.values() for s in frame["latent_dim"]})
-    for ax, (key, label) in zip(axes[0], panels):
+    for ax, (key, label) in zip(axes.flat, panels):
         for i, (model, frame) in enumerate(by_model.items()):
             if key in frame and frame[key].notna().any():
                 plots.errorbars(ax, frame["latent_dim"].astype(int), frame, key, model.upper(), color=f"C{i}")

@@ -11,7 +11,7 @@ import pandas as pd
 from toolkit.reports import plots
 from toolkit.reports.document import Document
 from toolkit.reports.runs import RunSet
-from toolkit.reports.sections import provenance, results_table, run_list
+from toolkit.reports.sections import SPREAD, provenance, results_table, run_list
 
 SETTING = ("warmup_epochs", "free_bits")
 ORDER = ("test/active_units", "test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/mse")
@@ -29,13 +29,14 @@ def build(runs: RunSet, rebuild: str) -> Document:
     doc.text(f"Test split, nats per image; a {latent_dim}-d latent. Warm-up: epochs over which β ramps linearly "
              "from 0; free bits: the floor, in nats, on each dimension's KL in the objective (the logged KL is "
              "the true KL). A dimension is active when its posterior mean varies over the data (variance > 0.01)."
-             + (" Mean ± sample standard deviation over seeds (n runs)." if (settings["n"] > 1).any() else ""))
+             + SPREAD)
     results_table(doc, runs, "results", settings, {"warm-up (epochs)": list(settings["warmup_epochs"]),
                                                    "free bits (nats/dim)": list(settings["free_bits"])}, columns)
     first = [row.split()[0] for row in settings["run_ids"]]
     histories = runs.histories(first, ["val/kl", "train/kl", "beta_eff"])
+    profiles = kl_profiles(settings, vae, latent_dim)
     doc.heading("KL of every dimension at the end")
-    doc.figure("kl_per_dimension", kl_bars(settings, vae, runs, latent_dim), "final KL per dimension per setting")
+    doc.figure("kl_per_dimension", kl_bars(settings, profiles), "final KL per dimension per setting")
     doc.heading("KL of every dimension over the epochs")
     doc.text("Validation KL of each dimension per epoch (first run of each setting), dimensions sorted by their "
              "final KL; one colour scale for all settings.")
@@ -46,7 +47,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     if cured is not None:
         side_by_side(doc, runs, settings, baseline, cured)
     doc.heading("Findings")
-    doc.text(findings(settings, baseline, cured, latent_dim))
+    doc.text(findings(settings, profiles, baseline, cured, latent_dim))
     run_list(doc, runs)
     return doc
 
@@ -70,14 +71,20 @@ def _grid(settings: pd.DataFrame, width: float = 3.4, height: float = 2.6, **kwa
     return fig, [(axes[r, c], settings.loc[i]) for (r, c), i in sorted(used.items())]
 
 
-def kl_bars(settings, vae: pd.DataFrame, runs: RunSet, latent_dim: int):
-    """Final test KL of each dimension, sorted, per setting (several seeds: their sorted profiles' mean)."""
+def kl_profiles(settings, vae: pd.DataFrame, latent_dim: int) -> dict[int, np.ndarray]:
+    """Each setting's final test KL per dimension, sorted from the largest (several seeds: the mean
+    of their sorted profiles)."""
     keys = [f"metrics.test/kl_dim/{d:02d}" for d in range(latent_dim)]
+    return {i: np.mean([np.sort(v)[::-1] for v in vae.loc[vae["run_id"].isin(row["run_ids"].split()), keys].to_numpy()],
+                       axis=0) for i, row in settings.iterrows()}
+
+
+def kl_bars(settings, profiles: dict[int, np.ndarray]):
+    """Final test KL of each dimension, sorted, per setting, with the free-bits floor."""
     fig, cells = _grid(settings, sharey=True)
     for ax, row in cells:
-        ids = row["run_ids"].split()
-        profile = np.mean([np.sort(v)[::-1] for v in vae.loc[vae["run_id"].isin(ids), keys].to_numpy()], axis=0)
-        ax.bar(np.arange(1, latent_dim + 1), profile, color="tab:blue")
+        profile = profiles[row.name]
+        ax.bar(np.arange(1, len(profile) + 1), profile, color="tab:blue")
         if float(row["free_bits"]) > 0:
             ax.axhline(float(row["free_bits"]), color="tab:red", linestyle=":", label="free-bits floor")
             ax.legend(fontsize=7)
@@ -89,19 +96,22 @@ def kl_bars(settings, vae: pd.DataFrame, runs: RunSet, latent_dim: int):
 
 def kl_heatmaps(settings, matrices: list[np.ndarray]):
     top = max(float(m.max()) for m in matrices)
-    fig, cells = _grid(settings, width=3.2, height=2.8)
+    fig, cells = _grid(settings, width=3.2, height=2.6, sharex=True, sharey=True, layout="constrained")
     for (ax, row), matrix in zip(cells, matrices):
         ordered = matrix[:, np.argsort(matrix[-1])[::-1]].T  # dimensions (sorted by final KL) x epochs
         image = ax.imshow(ordered, aspect="auto", cmap="viridis", vmin=0, vmax=top, interpolation="nearest",
                           extent=(0.5, len(matrix) + 0.5, len(ordered) - 0.5, -0.5))
-        ax.set(title=label(row), xlabel="epoch", ylabel="dimension, by final KL")
+        ax.set_title(label(row), fontsize=9)
+    fig.supxlabel("epoch")
+    fig.supylabel("latent dimension, sorted by final KL")
     fig.colorbar(image, ax=[ax for ax, _ in cells], label="KL (nats)")
     return fig
 
 
 def kl_curves(settings, histories: pd.DataFrame, first: list[str], latent_dim: int):
     """Validation and training KL per epoch, the effective β (right axis) and the free-bits floor."""
-    fig, cells = _grid(settings, width=3.6, height=2.8, sharey=True)
+    fig, cells = _grid(settings, width=3.6, height=2.6, sharey=True)
+    legend = {}
     for (ax, row), run_id in zip(cells, first):
         own = histories[histories["run_id"] == run_id]
         plots.curves(ax, own, "val/kl", "KL, validation", color="tab:blue")
@@ -113,10 +123,10 @@ def kl_curves(settings, histories: pd.DataFrame, first: list[str], latent_dim: i
         beta = ax.twinx()
         plots.curves(beta, own, "beta_eff", "effective β", color="tab:grey", linestyle="-.")
         beta.set(ylim=(0, 1.1 * max(1.0, own.loc[own["key"] == "beta_eff", "value"].max())), ylabel="effective β")
-        lines = ax.get_legend_handles_labels()
-        extra = beta.get_legend_handles_labels()
-        ax.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize=6, loc="lower right")
-    fig.tight_layout()
+        for axis in (ax, beta):
+            legend.update(zip(*reversed(axis.get_legend_handles_labels())))
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
@@ -147,19 +157,24 @@ def side_by_side(doc: Document, runs: RunSet, settings, baseline: int, cured: in
                                              for i in (baseline, cured)]), "prior samples of baseline and cured")
 
 
-def findings(settings: pd.DataFrame, baseline: int, cured: int | None, latent_dim: int) -> str:
+def findings(settings: pd.DataFrame, profiles: dict[int, np.ndarray], baseline: int, cured: int | None,
+             latent_dim: int) -> str:
+    """`profiles`: each setting's final KL per dimension, sorted from the largest."""
     base = settings.loc[baseline]
-    collapsed = latent_dim - base["test/active_units"]
-    text = [f"In the baseline ({label(base)}), {collapsed:.3g} of {latent_dim} latent dimensions collapse "
-            f"({base['test/active_units']:.3g} active units, KL {base['test/kl']:.1f} nats)."]
+    alive = int(round(base["test/active_units"]))
+    text = [f"In the baseline ({label(base)}), {latent_dim - alive} of {latent_dim} latent dimensions collapse "
+            f"({alive} active units, KL {base['test/kl']:.1f} nats)."]
     if cured is None:
         text.append("No other setting keeps more dimensions alive.")
         return " ".join(text)
     best = settings.loc[cured]
+    revived = profiles[cured][alive:]
     text.append(f"{label(best).capitalize()} keeps the most alive: {best['test/active_units']:.3g} active units, "
                 f"KL {best['test/kl']:.1f} nats, −ELBO {best['test/neg_elbo']:.1f} against the baseline's "
                 f"{base['test/neg_elbo']:.1f}, reconstruction {best['test/recon']:.1f} against "
-                f"{base['test/recon']:.1f}.")
+                f"{base['test/recon']:.1f}. Its {len(revived)} dimensions beyond the baseline's {alive} carry "
+                f"{revived.sum():.2f} nats of KL together (at most {revived.max():.2f} each), against "
+                f"{profiles[cured][:alive].sum():.1f} in its strongest {alive}.")
     same = settings[settings["test/active_units"] <= base["test/active_units"]].drop(index=baseline)
     if len(same):
         text.append("No more active units than the baseline: " + "; ".join(label(r) for _, r in same.iterrows()) + ".")

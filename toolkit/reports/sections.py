@@ -13,6 +13,9 @@ from toolkit.reports.document import GENERATED, Document, markdown_table, mean_s
 from toolkit.reports.runs import Column, RunSet, shown_param
 
 RUNNING_REASON = "still running, or its process died without ending the run"
+SAMPLES = ("FID samples: the VAE's drawn from its prior N(0, I), the AE's from a Gaussian fitted to its training "
+           "codes; FID GMM samples: from a 10-component Gaussian mixture fitted to either model's codes.")
+SPREAD = " Mean ± sample standard deviation over seeds where a setting has several runs (n)."
 
 
 def link(runs: RunSet, run_id: str, text: str | None = None) -> str:
@@ -79,6 +82,10 @@ def results_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame
         shown.loc[len(shown)] = [extra.get(header, "") for header in shown.columns]
     keep = [c for c in settings if not c.endswith("_std") or several]
     doc.table(name, shown, settings[[*[c for c in keep if c != "run_ids"], "run_ids"]])
+    if "gaussian" in set(runs.param("likelihood")):
+        doc.text("Gaussian likelihood: its reconstruction term is the squared error summed over the 784 pixels "
+                 "(the Gaussian NLL with σ² = ½ without its constant), so its nats are not comparable with those "
+                 "of Bernoulli runs.")
     left_out(doc, runs)
 
 
