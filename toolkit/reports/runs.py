@@ -73,9 +73,13 @@ class RunSet:
         self.excluded = self.runs[self.runs["status"] != "FINISHED"].reset_index(drop=True)
 
     def param(self, name: str, runs: pd.DataFrame | None = None) -> pd.Series:
+        """A param of the (finished) runs as strings; None where a run did not log it (an older
+        toolkit), so that such runs still group together."""
         runs = self.finished if runs is None else runs
         column = f"params.{name}"
-        return runs[column] if column in runs else pd.Series([None] * len(runs), index=runs.index, dtype=object)
+        if column not in runs:
+            return pd.Series([None] * len(runs), index=runs.index, dtype=object)
+        return runs[column].astype(object).where(runs[column].notna(), None)
 
     def values(self, name: str, runs: pd.DataFrame | None = None) -> list:
         """The distinct values of a param among the (finished) runs, in numeric order where numeric."""

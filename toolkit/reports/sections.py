@@ -82,6 +82,11 @@ def results_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame
         shown.loc[len(shown)] = [extra.get(header, "") for header in shown.columns]
     keep = [c for c in settings if not c.endswith("_std") or several]
     doc.table(name, shown, settings[[*[c for c in keep if c != "run_ids"], "run_ids"]])
+    for e in runs.extractors:
+        if e.floor is not None and any(c.key.startswith(f"fid/{e.name}/") for c in columns):
+            kind = "Inception" if e.name == "inception" else "a domain CNN, so not an Inception FID"
+            doc.text(f"FID `{e.name}` ({kind}): its real-vs-real floor (real training images against the test "
+                     f"set) is {number(e.floor, '.2f')}.")
     if "gaussian" in set(runs.param("likelihood")):
         doc.text("Gaussian likelihood: its reconstruction term is the squared error summed over the 784 pixels "
                  "(the Gaussian NLL with σ² = ½ without its constant), so its nats are not comparable with those "
