@@ -1,7 +1,6 @@
 """Reports built from a small store of real 1-2 epoch runs on real Fashion-MNIST images: every
 table cell against `mlflow.search_runs`, every linked figure a valid PNG, the runs left out, the
 error paths, a byte-identical rebuild, and the same report through an `mlflow server`."""
-import io
 import math
 import os
 import re

@@ -14,14 +14,12 @@ from toolkit.config import RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
 from toolkit.evaluate import EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.models import build, default_device
-from toolkit.samplers import (FittedGaussian, FittedMixture, LaplacePrior, NormalPrior, decode_images,
-                              default_sampler, generate, interpolation_codes, latent_means, manifold_codes)
+from toolkit.samplers import (FittedMixture, LaplacePrior, NormalPrior, decode_images, default_sampler, generate,
+                              interpolation_codes, latent_means, manifold_codes)
 from toolkit.tracking import start_run
 from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
-SAMPLE_TITLES = {"samples_normal_prior": NormalPrior.title, "samples_laplace_prior": LaplacePrior.title,
-                 "samples_fitted_gaussian": FittedGaussian.title, "samples_gmm": FittedMixture.title}
 
 
 def run_name(config: RunConfig) -> str:
@@ -73,9 +71,10 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
             run.log_json({"test": per_dim(test, "", config.latent_dim),
                           "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in result.history]},
                          "kl_per_dim.json")
-        images = figure_images(model, config, splits.test, samplers)
+        drawn = figure_samplers(model, config, samplers)
+        images = figure_images(model, config, splits.test, drawn)
         run.log_bytes(images_npz(images), "images.npz")
-        for name, figure in run_figures(model, config, splits.test, images, result.history, test):
+        for name, figure in run_figures(model, config, splits.test, images, drawn, result.history, test):
             run.log_figure(figure, name)
         return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
 
@@ -107,20 +106,26 @@ def showcase_indices(labels: torch.Tensor) -> torch.Tensor:
     return torch.stack([(labels == c).nonzero()[0, 0] for c in labels.unique()])
 
 
-def figure_images(model, config: RunConfig, test, samplers: dict) -> dict[str, torch.Tensor]:
-    """The images the run's image figures show, keyed by name: `originals` (the showcase test
-    images) and their `reconstructions`, 64 samples from each sampler drawn, the `interpolation`
-    between the first and last originals and, for a 2-D latent, the `manifold` grid."""
-    originals = test.images[showcase_indices(test.labels)]
-    draw = {"samples_normal_prior": NormalPrior(config.latent_dim),
-            "samples_laplace_prior": LaplacePrior(config.latent_dim)}
+def figure_samplers(model, config: RunConfig, samplers: dict) -> dict:
+    """The samplers whose samples the figures show, keyed by figure name: both priors, and the
+    AE's fitted Gaussian and the mixture where the run has them."""
+    drawn = {"samples_normal_prior": NormalPrior(config.latent_dim),
+             "samples_laplace_prior": LaplacePrior(config.latent_dim)}
     if not model.variational:
-        draw["samples_fitted_gaussian"] = samplers["samples"]
+        drawn["samples_fitted_gaussian"] = samplers["samples"]
     if "samples_gmm" in samplers:
-        draw["samples_gmm"] = samplers["samples_gmm"]
+        drawn["samples_gmm"] = samplers["samples_gmm"]
+    return drawn
+
+
+def figure_images(model, config: RunConfig, test, drawn: dict) -> dict[str, torch.Tensor]:
+    """The images the run's image figures show, keyed by name: `originals` (the showcase test
+    images) and their `reconstructions`, 64 samples from each of the `drawn` samplers, the
+    `interpolation` between the first and last originals and, for a 2-D latent, the `manifold` grid."""
+    originals = test.images[showcase_indices(test.labels)]
     device = test.images.device
     images = {"originals": originals, "reconstructions": decode_images(model, latent_means(model, originals))}
-    for name, sampler in draw.items():
+    for name, sampler in drawn.items():
         z = sampler(FIGURE_SAMPLES, torch.Generator().manual_seed(EVAL_SEED))
         images[name] = decode_images(model, z.to(device))
     images["interpolation"] = decode_images(model, interpolation_codes(model, originals[0], originals[-1]))
@@ -137,12 +142,11 @@ def images_npz(images: dict[str, torch.Tensor]) -> bytes:
     return buffer.getvalue()
 
 
-def run_figures(model, config: RunConfig, test, images: dict, history, test_metrics):
+def run_figures(model, config: RunConfig, test, images: dict, drawn: dict, history, test_metrics):
     """(name, figure) pairs logged under figures/ for every run."""
     yield "reconstructions", figures.reconstructions(images["originals"], images["reconstructions"])
-    for name, title in SAMPLE_TITLES.items():
-        if name in images:
-            yield name, figures.samples(images[name], f"samples: {title}")
+    for name, sampler in drawn.items():
+        yield name, figures.samples(images[name], f"samples: {sampler.title}")
     yield "interpolation", figures.interpolation(images["interpolation"])
     names = CLASS_NAMES[config.dataset]
     yield "latent_pca", figures.latent_pca(model, test.images, test.labels, names)

@@ -35,6 +35,9 @@ PRUNERS = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_w
            "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=2),
            "none": optuna.pruners.NopPruner}
 
+OBJECTIVES = {False: ["validation objective (−ELBO for a VAE, reconstruction for an AE; nats)"],
+              True: ["validation reconstruction (nats)", "FID of samples"]}  # by Study.multi_objective
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -73,7 +76,7 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
         return trial_queue.open_study(
-            study.name, url, ["minimize", "minimize"] if study.multi_objective else ["minimize"],
+            study.name, url, OBJECTIVES[study.multi_objective],
             PRUNERS[study.pruner](), optuna.samplers.TPESampler(seed=study.base.seed, multivariate=True),
             on_abandoned=_end_abandoned_run)
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy

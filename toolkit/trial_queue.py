@@ -29,11 +29,16 @@ HOST = socket.gethostname()
 Abandoned = Callable[[FrozenTrial], None]  # told of a trial whose worker died, before it is queued again
 
 
-def open_study(name: str, url: str, directions: list[str], pruner: optuna.pruners.BasePruner,
+def open_study(name: str, url: str, objectives: list[str], pruner: optuna.pruners.BasePruner,
                sampler: optuna.samplers.BaseSampler, on_abandoned: Abandoned) -> optuna.Study:
-    """Create or load the study `name` in the storage at `url`, with our heartbeat."""
-    return optuna.create_study(storage=_storage(url, on_abandoned), study_name=name, load_if_exists=True,
-                               pruner=pruner, directions=directions, sampler=sampler)
+    """Create or load the study `name` in the storage at `url`, with our heartbeat; it minimises
+    the `objectives`, named so that reports and dashboards can say what they are."""
+    optuna_study = optuna.create_study(storage=_storage(url, on_abandoned), study_name=name, load_if_exists=True,
+                                       pruner=pruner, directions=["minimize"] * len(objectives), sampler=sampler)
+    if optuna_study.metric_names is None:  # a study made before objectives were named gets them on its next run
+        with _no_experimental_warnings():
+            optuna_study.set_metric_names(objectives)
+    return optuna_study
 
 
 def _storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.storages.RDBStorage:

@@ -10,7 +10,7 @@ import pandas as pd
 from toolkit import ToolkitError
 from toolkit.reports import plots
 from toolkit.reports.document import Document
-from toolkit.reports.runs import RunSet, shown_param
+from toolkit.reports.runs import RunSet, shown_param, vae_first
 from toolkit.reports.sections import SAMPLES, SPREAD, provenance, relative, results_table, run_list
 
 # The seed notebook's setting and its published test numbers (nats per image): a reference, not a result.
@@ -31,9 +31,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     provenance(doc, runs, rebuild)
     by = ["model", *[p for p in runs.varying() if p != "model"]]
     columns = runs.columns()
-    settings = runs.settings(by, columns=columns)
-    order = settings["model"].map({"vae": 0, "ae": 1}).sort_values(kind="stable").index
-    settings = settings.loc[order].reset_index(drop=True)
+    settings = vae_first(runs.settings(by, columns=columns))
     labels = {"model": list(settings["model"].str.upper()),
               **{p: [shown_param(m, p, v) for m, v in zip(settings["model"], settings[p])] for p in by[1:]}}
     seed = is_seed_setting(runs)
@@ -110,7 +108,7 @@ def loss_curves(histories: pd.DataFrame, ids: dict[str, list[str]]):
 
 def findings(pair: dict[str, pd.Series], latent_dim: int, seed: bool) -> str:
     vae, ae = pair["vae"], pair["ae"]
-    better, worse = ("AE", "VAE") if ae["test/recon"] < vae["test/recon"] else ("VAE", "AE")
+    better = "AE" if ae["test/recon"] < vae["test/recon"] else "VAE"
     low, high = sorted([ae["test/recon"], vae["test/recon"]])
     text = [f"The {better} reconstructs better: {low:.1f} against {high:.1f} nats of test reconstruction "
             f"({relative(low, high)}){_spread(vae, ae, 'test/recon')}; MSE per pixel {ae['test/mse']:.5f} (AE) "

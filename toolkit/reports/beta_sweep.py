@@ -27,8 +27,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     runs.require("beta-sweep", ("beta",), vae, "finished VAE runs")
     doc = Document(f"β sweep: {runs.experiment}")
     provenance(doc, runs, rebuild)
-    columns = [replace(c, header=HEADERS.get(c.key, c.header))
-               for c in sorted(runs.columns(), key=lambda c: ORDER.index(c.key) if c.key in ORDER else len(ORDER))]
+    columns = [replace(c, header=HEADERS.get(c.key, c.header)) for c in runs.columns(first=ORDER)]
     settings = pd.concat([runs.settings(["beta"], vae, columns).assign(model="vae"),
                           runs.settings([], ae, columns).assign(model="ae", beta="")], ignore_index=True)
     settings = settings[["model", "beta", *[c for c in settings if c not in ("model", "beta")]]]
@@ -47,8 +46,8 @@ def build(runs: RunSet, rebuild: str) -> Document:
     doc.figure("fid_active_units", fid_and_active_units(vae_rows, betas, ae_row, fids, runs.latent_dim),
                "FID and active units against beta")
     doc.heading("KL of every latent dimension")
-    doc.figure("kl_per_dimension", kl_heatmap(vae, runs.param("beta", vae).astype(float), runs.latent_dim),
-               "KL per latent dimension against beta")
+    profiles = [runs.kl_profile(ids.split()) for ids in vae_rows["run_ids"]]
+    doc.figure("kl_per_dimension", kl_heatmap(profiles, betas), "KL per latent dimension against beta")
     samples = sample_rows(runs, vae_rows, betas, ae_row)
     if samples:
         doc.heading("Samples")
@@ -66,8 +65,8 @@ def rate_distortion(vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame):
     the lowest of them drawn darker, and the AE's distortion as a horizontal reference line."""
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     rate, distortion = vae["test/kl"].to_numpy(), vae["test/recon"].to_numpy()
-    ax.errorbar(rate, distortion, xerr=_std(vae, "test/kl"), yerr=_std(vae, "test/recon"), marker="o",
-                capsize=3, label="VAE, one point per β")
+    ax.errorbar(rate, distortion, xerr=plots.spread(vae, "test/kl"), yerr=plots.spread(vae, "test/recon"),
+                marker="o", capsize=3, label="VAE, one point per β")
     for r, d, b in zip(rate, distortion, betas):
         ax.annotate(f"β={b:g}", (r, d), textcoords="offset points", xytext=(6, 4), fontsize=9)
     ae_d = ae["test/recon"].iloc[0] if len(ae) else np.nan
@@ -98,11 +97,6 @@ def _step(span: float) -> float:
     return step * next(m for m in (1, 2, 5, 10) if span / (step * m) <= 12)
 
 
-def _std(frame: pd.DataFrame, key: str):
-    std = frame.get(f"{key}_std")
-    return None if std is None or std.isna().all() else std.fillna(0).to_numpy()
-
-
 def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
     """One panel of FIDs against β per extractor (the AE's as dotted lines), then active units."""
     extractors = sorted({c.key.split("/")[1] for c in fids})
@@ -131,15 +125,12 @@ def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
     return fig
 
 
-def kl_heatmap(vae: pd.DataFrame, beta: pd.Series, latent_dim: int):
-    """Test KL of each latent dimension (rows, sorted by KL within each β) against β (columns);
-    several seeds: the mean of their sorted profiles."""
-    keys = [f"metrics.test/kl_dim/{d:02d}" for d in range(latent_dim)]
-    betas = sorted(set(beta))
-    profiles = np.stack([np.mean([np.sort(row)[::-1] for row in vae.loc[beta == b, keys].to_numpy()], axis=0)
-                         for b in betas], axis=1)
+def kl_heatmap(profiles: list[np.ndarray], betas: pd.Series):
+    """Test KL of each latent dimension (rows, sorted by KL within each β) against β (columns)."""
+    matrix = np.stack(profiles, axis=1)
+    latent_dim = len(matrix)
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(betas), 1.5 + 0.17 * latent_dim))
-    image = ax.imshow(profiles, aspect="auto", cmap="viridis", origin="upper", interpolation="nearest")
+    image = ax.imshow(matrix, aspect="auto", cmap="viridis", origin="upper", interpolation="nearest")
     fig.colorbar(image, ax=ax, label="KL (nats)")
     ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
     ax.set_yticks(range(0, latent_dim, max(1, latent_dim // 10)))

@@ -7,7 +7,7 @@ from matplotlib.ticker import MaxNLocator
 
 from toolkit.reports import plots
 from toolkit.reports.document import Document, render_png
-from toolkit.reports.runs import RunSet
+from toolkit.reports.runs import RunSet, vae_first
 from toolkit.reports.sections import SAMPLES, SPREAD, lowest, provenance, results_table, run_list, trend
 
 MODELS = (("vae", "VAE"), ("ae", "AE"))
@@ -19,9 +19,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     doc = Document(f"Latent size: {runs.experiment}")
     provenance(doc, runs, rebuild)
     columns = runs.columns()
-    settings = runs.settings(["model", "latent_dim"], columns=columns)
-    settings = settings.sort_values("model", key=lambda m: m.map({"vae": 0, "ae": 1}), kind="stable")
-    settings = settings.reset_index(drop=True)
+    settings = vae_first(runs.settings(["model", "latent_dim"], columns=columns))
     doc.heading("Results")
     doc.text(f"Test split, nats per image (MSE per pixel). {SAMPLES}{SPREAD}")
     results_table(doc, runs, "results", settings, {"model": list(settings["model"].str.upper()),

@@ -70,12 +70,16 @@ def image_grids(panels: list[tuple[str, np.ndarray]], columns: int = 8, scale: i
     return fig
 
 
+def spread(settings: pd.DataFrame, key: str) -> np.ndarray | None:
+    """The sample standard deviations of `key` over seeds, for error bars; None when no setting has several runs."""
+    std = settings.get(f"{key}_std")
+    return None if std is None or std.isna().all() else std.fillna(0).to_numpy()
+
+
 def errorbars(ax, x, settings: pd.DataFrame, key: str, label: str | None = None, **style):
     """Means of `key` against x, with ± one sample standard deviation where there are several seeds."""
-    std = settings.get(f"{key}_std")
-    yerr = None if std is None or std.isna().all() else std.fillna(0).to_numpy()
-    ax.errorbar(np.asarray(x, dtype=float), settings[key].to_numpy(), yerr=yerr, marker="o", capsize=3,
-                label=label, **style)
+    ax.errorbar(np.asarray(x, dtype=float), settings[key].to_numpy(), yerr=spread(settings, key), marker="o",
+                capsize=3, label=label, **style)
 
 
 def curves(ax, histories: pd.DataFrame, key: str, label: str, **style):

@@ -22,7 +22,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     runs.require("posterior-collapse", SETTING, vae, "finished VAE runs")
     doc = Document(f"Posterior collapse: {runs.experiment}")
     provenance(doc, runs, rebuild)
-    columns = sorted(runs.columns(vae), key=lambda c: ORDER.index(c.key) if c.key in ORDER else len(ORDER))
+    columns = runs.columns(vae, first=ORDER)
     settings = runs.settings(list(SETTING), vae, columns)
     latent_dim = runs.latent_dim
     doc.heading("Results")
@@ -34,7 +34,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
                                                    "free bits (nats/dim)": list(settings["free_bits"])}, columns)
     first = [row.split()[0] for row in settings["run_ids"]]
     histories = runs.histories(first, ["val/kl", "train/kl", "beta_eff"])
-    profiles = kl_profiles(settings, vae, latent_dim)
+    profiles = {i: runs.kl_profile(row["run_ids"].split()) for i, row in settings.iterrows()}
     doc.heading("KL of every dimension at the end")
     doc.figure("kl_per_dimension", kl_bars(settings, profiles), "final KL per dimension per setting")
     doc.heading("KL of every dimension over the epochs")
@@ -69,14 +69,6 @@ def _grid(settings: pd.DataFrame, width: float = 3.4, height: float = 2.6, **kwa
         if (r, c) not in used:
             ax.set_visible(False)
     return fig, [(axes[r, c], settings.loc[i]) for (r, c), i in sorted(used.items())]
-
-
-def kl_profiles(settings, vae: pd.DataFrame, latent_dim: int) -> dict[int, np.ndarray]:
-    """Each setting's final test KL per dimension, sorted from the largest (several seeds: the mean
-    of their sorted profiles)."""
-    keys = [f"metrics.test/kl_dim/{d:02d}" for d in range(latent_dim)]
-    return {i: np.mean([np.sort(v)[::-1] for v in vae.loc[vae["run_id"].isin(row["run_ids"].split()), keys].to_numpy()],
-                       axis=0) for i, row in settings.iterrows()}
 
 
 def kl_bars(settings, profiles: dict[int, np.ndarray]):

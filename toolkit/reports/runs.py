@@ -123,13 +123,22 @@ class RunSet:
         """The latent size of the finished runs (the largest, where it varies)."""
         return max(int(v) for v in self.values("latent_dim"))
 
-    def columns(self, runs: pd.DataFrame | None = None) -> list[Column]:
-        """The test metrics and FIDs that any of the runs logged, in a fixed order."""
+    def columns(self, runs: pd.DataFrame | None = None, first: tuple[str, ...] = ()) -> list[Column]:
+        """The test metrics and FIDs that any of the runs logged, in a fixed order (the keys in
+        `first` leading, in their order)."""
         runs = self.finished if runs is None else runs
         logged = {c.removeprefix("metrics.") for c in runs if c.startswith("metrics.") and runs[c].notna().any()}
         fids = [Column(f"fid/{e.name}/{kind}", f"{label} ({e.name})")
                 for e in self.extractors for kind, label in FID_NAMES.items() if f"fid/{e.name}/{kind}" in logged]
-        return [c for c in TEST_COLUMNS if c.key in logged] + fids
+        found = [c for c in TEST_COLUMNS if c.key in logged] + fids
+        return sorted(found, key=lambda c: first.index(c.key) if c.key in first else len(first))
+
+    def kl_profile(self, run_ids: list[str]) -> np.ndarray:
+        """The final test KL of every latent dimension, sorted from the largest; for several runs
+        (seeds) the mean of their sorted profiles."""
+        keys = [f"metrics.test/kl_dim/{d:02d}" for d in range(self.latent_dim)]
+        rows = self.finished.loc[self.finished["run_id"].isin(run_ids), keys].to_numpy()
+        return np.mean([np.sort(row)[::-1] for row in rows], axis=0)
 
     def settings(self, by: list[str], runs: pd.DataFrame | None = None,
                  columns: list[Column] | None = None) -> pd.DataFrame:
@@ -157,9 +166,9 @@ class RunSet:
         for column in sorted(tags):
             name = column.split("/")[1]
             references = sorted(set(self.finished.get(f"tags.fid/{name}/reference_run", pd.Series()).dropna()))
-            floor = _floor(name, references[0]) if len(references) == 1 else None
-            found.append(Extractor(name, tuple(sorted(set(self.finished[column].dropna()))), floor,
-                                   references[0] if len(references) == 1 else None))
+            reference = references[0] if len(references) == 1 else None
+            found.append(Extractor(name, tuple(sorted(set(self.finished[column].dropna()))),
+                                   _floor(name, reference) if reference else None, reference))
         return found
 
     def histories(self, run_ids, keys) -> pd.DataFrame:
@@ -199,6 +208,11 @@ def sort_key(value):
         return (0, float(value), "")
     except (TypeError, ValueError):
         return (1, 0.0, str(value))
+
+
+def vae_first(settings: pd.DataFrame) -> pd.DataFrame:
+    """Settings with the VAE's rows before the AE's, each model's rows in their own order."""
+    return settings.sort_values("model", key=lambda m: m.map({"vae": 0, "ae": 1}), kind="stable").reset_index(drop=True)
 
 
 def shown_param(model: str, name: str, value) -> str:

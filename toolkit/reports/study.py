@@ -21,14 +21,13 @@ RUN_METRICS = {"test/neg_elbo": "test −ELBO (nats)", "test/recon": "test recon
 def build(name: str, storage: str | None, rebuild: str) -> Document:
     optuna_study = load(name, storage)
     complete = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    states = pd.Series([t.state.name for t in optuna_study.trials]).value_counts()
     if not complete:
-        states = pd.Series([t.state.name for t in optuna_study.trials]).value_counts()
         raise ToolkitError(f"study {name!r} has no complete trials "
                            f"({', '.join(f'{n} {s}' for s, n in sorted(states.items())) or 'no trials'})")
     runs = _runs(optuna_study)
     targets = objective_names(optuna_study)
     doc = Document(f"Optuna study: {name}")
-    states = pd.Series([t.state.name for t in optuna_study.trials]).value_counts()
     rows = [("Optuna storage", f"`{storage_url(storage)}`"), ("study", f"`{name}`"),
             ("objectives", ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(targets, optuna_study.directions))),
             ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))]
@@ -71,11 +70,9 @@ def load(name: str, storage: str | None) -> optuna.Study:
 
 
 def objective_names(optuna_study: optuna.Study) -> list[str]:
-    if optuna_study.metric_names:
-        return list(optuna_study.metric_names)
-    if len(optuna_study.directions) == 2:  # the toolkit's multi-objective search
-        return ["validation reconstruction (nats)", "FID of samples"]
-    return ["validation objective (−ELBO for a VAE, reconstruction for an AE; nats)"]
+    """The names the study gave its objectives, or neutral ones for a study that gave none."""
+    names = optuna_study.metric_names
+    return list(names) if names else [f"objective {i}" for i in range(len(optuna_study.directions))]
 
 
 def _runs(optuna_study: optuna.Study) -> RunSet | None:
