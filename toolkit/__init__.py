@@ -4,6 +4,7 @@ import sys
 from contextlib import contextmanager
 
 UI_HOST, UI_PORT = "127.0.0.1", 5000  # where `toolkit ui` serves the MLflow UI of a local store
+DASHBOARD_PORT = 8080  # where `toolkit dashboard` serves optuna-dashboard
 
 
 class ToolkitError(Exception):

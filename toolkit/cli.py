@@ -1,12 +1,11 @@
-"""`toolkit train | report | ui`: argument parsing only; the work happens in the modules."""
+"""`toolkit train | report | ui | dashboard | data`: argument parsing only; the work happens in the modules."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 
-from toolkit import UI_HOST, UI_PORT, ToolkitError, command
+from toolkit import DASHBOARD_PORT, UI_HOST, UI_PORT, ToolkitError, command
 from toolkit.config import DATASETS, FID_MODES, LIKELIHOODS, MODELS, SAMPLERS, RunConfig, parse_hidden
 from toolkit.reports import KINDS as REPORT_KINDS
 
@@ -65,15 +64,23 @@ def cmd_report(args):
 
 
 def cmd_ui(args):
-    from toolkit.tracking import artifact_root, tracking_uri
+    from toolkit.ui import serve
 
-    uri = tracking_uri()
-    ui_argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", args.host, "--port", str(args.port)]
-    if artifact_root(uri):
-        ui_argv += ["--default-artifact-root", artifact_root(uri).as_uri()]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
-    os.execv(sys.executable, ui_argv)  # the UI takes over this process, so signals reach it directly
+    serve(args.host, args.port)
+
+
+def cmd_dashboard(args):
+    from toolkit.ui import serve_dashboard
+
+    serve_dashboard(args.storage, args.host, args.port)
+
+
+def cmd_data(args):
+    from toolkit.data import load_splits
+
+    splits = load_splits(args.dataset, args.data_dir, download=not args.no_download)
+    print(f"{args.dataset}: {splits.source} ({len(splits.train) + len(splits.val):,} training and "
+          f"{len(splits.test):,} test images)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -98,6 +105,19 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default=UI_HOST)
     ui.add_argument("--port", type=int, default=UI_PORT)
     ui.set_defaults(func=cmd_ui)
+    dashboard = sub.add_parser("dashboard", help="start optuna-dashboard on the studies' Optuna storage")
+    dashboard.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in mlruns/optuna.db)")
+    dashboard.add_argument("--host", default=UI_HOST)
+    dashboard.add_argument("--port", type=int, default=DASHBOARD_PORT)
+    dashboard.set_defaults(func=cmd_dashboard)
+    data = sub.add_parser("data", help="find the dataset's IDX files (or download them with torchvision), check them",
+                          description="Find and check the IDX files: --data-dir, $TOOLKIT_DATA_DIR, ./data, "
+                          "/usr/share/datasets/<name> (Debian's dataset-fashion-mnist), else torchvision's "
+                          "download into ./data. `make data` installs the Debian package first when it can.")
+    data.add_argument("--dataset", default=RunConfig.dataset, choices=DATASETS)
+    data.add_argument("--data-dir", default=None, help="directory holding the IDX files")
+    data.add_argument("--no-download", action="store_true", help="only look; do not try torchvision's download")
+    data.set_defaults(func=cmd_data)
     return top
 
 
@@ -112,7 +132,8 @@ def study_main(study, argv=None):
     its report (the kind the declaration names) and print where everything is."""
     from toolkit.studies import PRUNERS
 
-    parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__,
+    study = dataclasses.replace(study, description=study.description or sys.modules["__main__"].__doc__ or "")
+    parser = argparse.ArgumentParser(description=study.description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=None, help=f"per trial (default {study.base.epochs})")
     if not study.grid:
@@ -138,7 +159,7 @@ def study_main(study, argv=None):
 def _run_study_command(study, args):
     from toolkit import tracking
     from toolkit.reports import write_report
-    from toolkit.studies import Settings, run_study
+    from toolkit.studies import Settings, describe, run_study
 
     if args.workers < 1:
         raise ToolkitError(f"workers: must be >= 1, got {args.workers}")
@@ -146,6 +167,8 @@ def _run_study_command(study, args):
     parent = optuna_study.user_attrs["mlflow_parent_run_id"]
     doc, path = write_report(study.report, study.name, parent, args.out, study.name, args.storage)
     tracking.log_directory(parent, path.parent, "report")
+    tracking.set_note(parent, f"{describe(study)}\n\n{doc.main_table}\n\nThe whole report is under this run's "
+                      "artifacts, in `report/README.md`.")
     print(doc.main_table)
     print(f"\nreport: {path} (also under the artifacts of the parent run {parent}); "
           f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "

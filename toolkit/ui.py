@@ -1,0 +1,103 @@
+"""`toolkit ui` and `toolkit dashboard`: the servers a researcher browses the store with.
+
+`toolkit ui` is MLflow's own server on the tracking store, started so that it answers within a few
+seconds on a small machine and opens the toolkit's experiments on their runs.
+
+- One uvicorn worker and no job runner (the job runner serves GenAI judges, which the toolkit
+  does not use): measured on 2 cores, 3.5 s to the first answer instead of about 9 s.
+- MLflow 3.x's UI opens every experiment on its GenAI overview (traces, token usage) unless the
+  browser has chosen "Model training" once. The choice lives in the browser's local storage; it
+  is not a server setting, and the `mlflow.experimentKind` tag is no longer read by 3.17's page
+  once the switch exists. So the server is started with `--app-name toolkit`, MLflow's plugin
+  point for apps (the entry point `mlflow.app` in pyproject.toml, as MLflow's basic-auth app is
+  registered), and `create_app` wraps MLflow's app to serve its index.html with a one-line script
+  that makes "Model training" the default. A choice the user makes in the UI is kept. This is the
+  one place that depends on the UI's storage keys (`DEFAULTS`).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import mlflow
+
+ML_WORKFLOW = "workflowType=machine_learning"  # the UI's URL parameter for its "Model training" view
+# The UI's own local-storage defaults, set only where the browser holds no choice: the "Model
+# training" view, and the assistant panel not opened by itself (it takes a third of the page).
+DEFAULTS = {"mlflow.workflowType_v1": '"machine_learning"', "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true"}
+SCRIPT = "<script>" + "".join(f"if(localStorage.getItem({k!r})===null)localStorage.setItem({k!r},{v!r});"
+                              for k, v in DEFAULTS.items()) + "</script>"
+
+
+def runs_url(base: str, experiment_id: str) -> str:
+    """The runs view of an experiment, whatever view the browser last used."""
+    return f"{base}/#/experiments/{experiment_id}/runs?{ML_WORKFLOW}"
+
+
+def index_html() -> bytes:
+    page = (Path(mlflow.__file__).parent / "server" / "js" / "build" / "index.html").read_text()
+    return page.replace("<head>", "<head>" + SCRIPT, 1).encode()
+
+
+def create_app():
+    """The ASGI app `mlflow server --app-name toolkit` runs: MLflow's, with the index page above."""
+    from mlflow.server.fastapi_app import app as mlflow_app
+
+    page = index_html()
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in ("/", "/index.html"):
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                                    (b"content-length", str(len(page)).encode()), (b"cache-control", b"no-cache")]})
+            await send({"type": "http.response.body", "body": page})
+        else:
+            await mlflow_app(scope, receive, send)
+
+    return app
+
+
+def serve(host: str, port: int):
+    """Print the runs view of every experiment in the store, then become the MLflow server."""
+    from toolkit import tracking
+
+    uri, base = tracking.tracking_uri(), f"http://{host}:{port}"
+    argv = [sys.executable, "-m", "mlflow", "server", "--app-name", "toolkit", "--workers", "1",
+            "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    if tracking.artifact_root(uri):
+        argv += ["--default-artifact-root", tracking.artifact_root(uri).as_uri()]
+    print(f"MLflow UI on {base} (store {uri}); Ctrl-C stops it")
+    for experiment in tracking.client().search_experiments():
+        if experiment.name != "Default":
+            print(f"  {experiment.name}: {runs_url(base, experiment.experiment_id)}")
+    sys.stdout.flush()
+    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    os.execv(sys.executable, argv)  # the server takes over this process, so signals reach it directly
+
+
+def serve_dashboard(storage: str | None, host: str, port: int):
+    """Print the dashboard page of every study in the Optuna storage, then become optuna-dashboard."""
+    import optuna
+
+    from toolkit import ToolkitError, tracking
+
+    if importlib.util.find_spec("optuna_dashboard") is None:
+        raise ToolkitError("optuna-dashboard is not installed: pip install -e '.[dashboard]' (`make install` does)")
+    url = storage or tracking.optuna_storage()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise ToolkitError(f"no Optuna storage at {url} yet: run a study first (make demo), or pass --storage URL")
+    try:
+        optuna_storage = optuna.storages.get_storage(url)
+        names = [study.study_name for study in optuna_storage.get_all_studies()]
+        pages = {name: f"http://{host}:{port}/dashboard/studies/{optuna_storage.get_study_id_from_name(name)}"
+                 for name in names}
+    except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
+        raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}); check --storage") from None
+    print(f"optuna-dashboard on http://{host}:{port} (storage {url}); Ctrl-C stops it")
+    for name, page in pages.items():
+        print(f"  {name}: {page}")
+    sys.stdout.flush()
+    dashboard = Path(sys.executable).parent / "optuna-dashboard"  # the package's console script
+    os.execv(dashboard, [str(dashboard), url, "--host", host, "--port", str(port)])
