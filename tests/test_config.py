@@ -1,9 +1,10 @@
+import json
 import subprocess
 import sys
 
 import pytest
 
-from toolkit.config import ConfigError, RunConfig
+from toolkit.config import VAE_ONLY, ConfigError, RunConfig
 
 
 @pytest.mark.parametrize("field, value", [
@@ -18,12 +19,26 @@ def test_invalid_value_is_refused_naming_the_field(field, value):
 
 
 def test_params_round_trip_through_strings():
-    config = RunConfig(model="ae", hidden=(256, 128), beta=0.25, limit=500, free_bits=0.1, fid="off",
-                       sampler="gmm", iw_samples=0)
+    config = RunConfig(hidden=(256, 128), beta=0.25, limit=500, free_bits=0.1, fid="off", sampler="gmm", iw_samples=0)
     params = config.to_params()
     assert all(isinstance(v, str) for v in params.values())
     assert params["hidden"] == "256,128"
     assert RunConfig.from_params(params) == config
+
+
+def test_typed_json_round_trip():
+    config = RunConfig(hidden=(256, 128), beta=0.25, warmup_epochs=3)
+    typed = json.loads(json.dumps(config.to_json()))
+    assert typed["hidden"] == [256, 128] and typed["limit"] is None and typed["beta"] == 0.25
+    assert typed["warmup_epochs"] == 3 and typed["lr"] == 1e-3
+    assert RunConfig.from_params(typed) == config
+
+
+def test_an_ae_logs_only_the_settings_it_uses():
+    params = RunConfig(model="ae", beta=4, free_bits=0.5, warmup_epochs=2).to_params()
+    assert not set(VAE_ONLY) & set(params)
+    assert {"model", "latent_dim", "hidden", "lr", "seed", "sampler"} <= set(params)
+    assert RunConfig.from_params(params) == RunConfig(model="ae")
 
 
 def test_an_integer_beta_logs_like_the_float_default():

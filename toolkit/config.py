@@ -11,7 +11,7 @@ DATASETS = ("fashion-mnist", "mnist")
 LIKELIHOODS = ("bernoulli", "gaussian")
 FID_MODES = ("auto", "inception", "off")  # auto: the domain CNN always, Inception too when it is cheap
 SAMPLERS = ("default", "gmm")  # default: the VAE's prior, a Gaussian fitted to the AE's codes
-VAE_ONLY = ("beta", "warmup_epochs", "free_bits")  # fields an AE ignores
+VAE_ONLY = ("beta", "warmup_epochs", "free_bits", "iw_samples")  # fields an AE ignores, so does not log
 
 
 class ConfigError(ToolkitError):
@@ -66,21 +66,39 @@ class RunConfig:
         if self.limit is not None and self.limit <= 0:
             yield "limit", f"must be > 0 when given, got {self.limit}"
 
+    def describe(self) -> str:
+        """One sentence a person reads in the MLflow UI: the model, its latent size, its objective
+        and how it was trained."""
+        layers = "-".join(str(n) for n in (784, *self.hidden, self.latent_dim))
+        text = f"{self.model.upper()} with a {self.latent_dim}-d latent (MLP {layers}), {self.likelihood} likelihood"
+        if self.model == "vae":
+            warmup = f"KL warm-up over {self.warmup_epochs} epochs" if self.warmup_epochs else "no KL warm-up"
+            free_bits = f"{self.free_bits:g} free nats per dimension" if self.free_bits else "no free bits"
+            text += f", β = {self.beta:g}, {warmup}, {free_bits}"
+        stopping = f"patience {self.patience}" if self.patience else "no early stopping"
+        return (f"{text}; up to {self.epochs} epochs (batch {self.batch_size}, lr {self.lr:g}, {stopping}), "
+                f"seed {self.seed}, on {self.dataset}")
+
+    def to_json(self) -> dict:
+        """The fields an AE or VAE uses, typed (`hidden` as a list, `limit` null when unset)."""
+        values = dataclasses.asdict(self)
+        values["hidden"] = list(self.hidden)
+        return {k: v for k, v in values.items() if not (self.model == "ae" and k in VAE_ONLY)}
+
     def to_params(self) -> dict[str, str]:
-        """Flat string params for MLflow; `hidden` is written as '400' or '256,128'."""
-        params = dataclasses.asdict(self)
+        """`to_json` as flat MLflow params; `hidden` is written as '400' or '256,128'."""
+        params = self.to_json()
         params["hidden"] = ",".join(str(h) for h in self.hidden)
         return {k: str(v) for k, v in params.items()}
 
     @classmethod
-    def from_params(cls, params: dict[str, str]) -> "RunConfig":
-        """Inverse of `to_params`; unknown keys (e.g. from other tools) are ignored."""
+    def from_params(cls, params: dict) -> "RunConfig":
+        """Inverse of `to_params` and `to_json` (strings or typed values); fields not given keep
+        their defaults, unknown keys (e.g. from other tools) are ignored."""
         values = {}
         for field in dataclasses.fields(cls):
-            if field.name not in params:
-                continue
-            raw = params[field.name]
-            values[field.name] = _parse(field.name, raw, cls.__dataclass_fields__[field.name].default)
+            if field.name in params:
+                values[field.name] = parse_value(field.name, params[field.name])
         return cls(**values)
 
 
@@ -92,11 +110,15 @@ def parse_hidden(text: str) -> tuple[int, ...]:
         raise ConfigError(f"hidden: expected comma-separated integers like '400' or '256,128', got {text!r}") from None
 
 
-def _parse(name: str, raw: str, default):
+def parse_value(name: str, raw):
+    """A field's value from its MLflow param (a string) or from typed JSON."""
+    if not isinstance(raw, str):
+        return tuple(raw) if name == "hidden" else raw
     if name == "hidden":
         return parse_hidden(raw)
     if name == "limit":
         return None if raw == "None" else int(raw)
+    default = RunConfig.__dataclass_fields__[name].default
     try:
         return type(default)(raw)
     except ValueError:

@@ -29,6 +29,8 @@ from torch import nn
 
 from toolkit import ToolkitError
 
+REFERENCE_NOTE = ("The FID feature extractors' reference runs: test-set statistics, the real-vs-real floor "
+                  "and the domain CNN's weights and accuracy, one run per (extractor, dataset), reused by every run.")
 REFERENCE_EXPERIMENT = "fid-references"
 DOMAIN_NAMES = {"fashion-mnist": "fmnist-cnn", "mnist": "mnist-cnn"}
 CNN_RECIPE = "cnn-v1"  # change when the CNN or its training changes, so old caches are not reused
@@ -196,7 +198,7 @@ def find_reference(mlflow_client, extractor_name: str, dataset_hash: str, recipe
 
     query = (f"tags.extractor = '{extractor_name}' and tags.data_hash = '{dataset_hash}' "
              f"and tags.recipe = '{recipe}' and attributes.status = 'FINISHED'")
-    runs = mlflow_client.search_runs([experiment_id(mlflow_client, REFERENCE_EXPERIMENT)], query,
+    runs = mlflow_client.search_runs([experiment_id(mlflow_client, REFERENCE_EXPERIMENT, REFERENCE_NOTE)], query,
                                      order_by=["attributes.start_time ASC"], max_results=1)
     return runs[0] if runs else None
 

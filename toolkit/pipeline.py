@@ -16,15 +16,29 @@ from toolkit.evaluate import EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.models import build, default_device
 from toolkit.samplers import (FittedMixture, LaplacePrior, NormalPrior, decode_images, default_sampler, generate,
                               interpolation_codes, latent_means, manifold_codes)
-from toolkit.tracking import start_run
+from toolkit.tracking import NOTE, start_run
 from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
 
 
-def run_name(config: RunConfig) -> str:
-    name = f"{config.model}-z{config.latent_dim}"
-    return name + f"-beta{config.beta:g}" if config.model == "vae" else name
+NAME_PREFIX = {"warmup_epochs": "warmup", "free_bits": "fb", "hidden": "h", "batch_size": "bs",
+               "likelihood": "", "dataset": "", "sampler": "", "fid": "fid-"}  # in run names; others: the field
+
+
+def run_name(config: RunConfig, base: RunConfig | None = None) -> str:
+    """`vae-z20-beta1` or `ae-z20`, then every setting that differs from `base` (a study's fixed
+    settings), so that siblings are told apart: `vae-z20-beta1-warmup10-fb0.05`."""
+    name = f"{config.model}-z{config.latent_dim}" + (f"-beta{config.beta:g}" if config.model == "vae" else "")
+    if base is None:
+        return name
+    fixed = base.to_json()
+    for key, value in config.to_json().items():
+        if key not in ("model", "latent_dim", "beta") and value != fixed.get(key, value):
+            shown = "x".join(map(str, value)) if isinstance(value, list) else f"{value:g}" \
+                if isinstance(value, float) else str(value)
+            name += f"-{NAME_PREFIX.get(key, key)}{shown}"
+    return name
 
 
 @dataclass
@@ -36,8 +50,10 @@ class RunResult:
 
 def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, quiet: bool = False,
               tags: dict[str, str] | None = None, callbacks=(), fid_weights: str | None = None,
-              on_start: Callable[[str], None] | None = None) -> RunResult:
-    """Train, evaluate and log one run. `on_start` receives the run id as soon as the run exists.
+              on_start: Callable[[str], None] | None = None, name: str | None = None, note: str = "") -> RunResult:
+    """Train, evaluate and log one run, named `name` (default `run_name(config)`) and described by
+    `note` (e.g. its place in a study) followed by its settings. `on_start` receives the run id as
+    soon as the run exists.
 
     Data and FID references are prepared before the run is created, so a missing dataset or
     weights file leaves no empty run behind. References use the full training split even when
@@ -53,8 +69,9 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
     run_tags = {"model": config.model, "dataset": config.dataset, "data_dir": str(splits.source.resolve()),
                 **{f"fid/{r.extractor.name}/extractor_hash": r.extractor.content_hash for r in references},
                 **{f"fid/{r.extractor.name}/reference_run": r.run_id for r in references},
-                **({"fid/skipped": " | ".join(skipped)} if skipped else {}), **(tags or {})}
-    with start_run(experiment or config.dataset, run_name(config), run_tags) as run:
+                **({"fid/skipped": " | ".join(skipped)} if skipped else {}),
+                NOTE: f"{note}{config.describe()}; {len(splits.train):,} training images.", **(tags or {})}
+    with start_run(experiment or config.dataset, name or run_name(config), run_tags) as run:
         if on_start:
             on_start(run.run_id)
         run.log_params(config.to_params())

@@ -22,6 +22,8 @@ from toolkit.config import RunConfig
 
 STORE_DIR = Path("mlruns")
 END_REASON = "end_reason"  # tag: why a run ended FAILED or KILLED
+NOTE = "mlflow.note.content"  # the tag MLflow shows as the description of a run or an experiment
+TRAIN_NOTE = "Runs of `toolkit train`; each run's description gives its settings."
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reading cached references is routine
 
 
@@ -63,14 +65,16 @@ def run_url(experiment: str, run_id: str) -> str:
     return f"{ui_url()}/#/experiments/{experiment}/runs/{run_id}"
 
 
-def experiment_id(mlflow_client: MlflowClient, name: str) -> str:
+def experiment_id(mlflow_client: MlflowClient, name: str, description: str = TRAIN_NOTE) -> str:
+    """The id of the experiment `name`, created with `description` when it does not exist yet."""
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     root = artifact_root(tracking_uri())
     location = str(root / name) if root else None
+    tags = {NOTE: description, "mlflow.experimentKind": "custom_model_development"}
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return mlflow_client.create_experiment(name, artifact_location=location, tags=tags)
     except Exception:  # another worker created it first
         found = mlflow_client.get_experiment_by_name(name)
         if found is None:
@@ -132,12 +136,35 @@ class Run:
         self.client.set_terminated(self.run_id, status)
 
     def log_model(self, model, config: RunConfig):
+        """Log the model as an MLflow PyTorch model named `model` (it appears under the run's
+        Logged models and loads with `mlflow.pytorch.load_model("runs:/<run id>/model")`), with
+        its RunConfig as typed JSON in `extra_files/config.json`."""
+        import mlflow.pytorch
         import torch  # here, not at the top: reading the store (reports) needs no torch
 
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(model.state_dict(), Path(tmp) / "weights.pt")
-            (Path(tmp) / "config.json").write_text(json.dumps(config.to_params(), indent=1))
-            self.client.log_artifacts(self.run_id, tmp, "model")
+        experiment = self.client.get_run(self.run_id).info.experiment_id
+        logged = self.client.create_logged_model(experiment, name="model", source_run_id=self.run_id,
+                                                 model_type=config.model, params=config.to_params())
+        mlflow.set_tracking_uri(tracking_uri())  # the logging below goes through the fluent API
+        with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.pytorch"):
+            (Path(tmp) / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+            mlflow.pytorch.log_model(model, name="model", run_id=self.run_id, model_id=logged.model_id,
+                                     serialization_format="pickle", extra_files=[str(Path(tmp) / "config.json")],
+                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+
+
+@contextmanager
+def _quiet(logger: str):
+    """Silence one logger's warnings: mlflow.pytorch warns on every pickled model, which the
+    toolkit's models are (its pt2 alternative would trace the sampling in `forward`)."""
+    import logging
+
+    level = logging.getLogger(logger).level
+    logging.getLogger(logger).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.getLogger(logger).setLevel(level)
 
 
 class RunStopped(Exception):
@@ -180,22 +207,28 @@ def _ending(handle: Run):
 
 
 def load_model(run_id: str, device=None):
-    """The model a run logged, with its weights, in eval mode, and its RunConfig."""
+    """The model a run logged, with its weights, in eval mode, and its RunConfig. Runs log an
+    MLflow PyTorch model; runs made before that logged `model/weights.pt` and `model/config.json`."""
+    import mlflow.pytorch
     import torch  # here, not at the top: reading the store (reports) needs no torch
 
     from toolkit.models import build, default_device
 
-    mlflow_client = client()
+    device = device or default_device()
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = Path(mlflow_client.download_artifacts(run_id, "model", tmp))
+            path = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=tmp,
+                                                            tracking_uri=tracking_uri()))
         except Exception as exc:
             raise ToolkitError(f"run {run_id}: no model artifact in the store ({type(exc).__name__})") from None
-        config = RunConfig.from_params(json.loads((path / "config.json").read_text()))
-        device = device or default_device()
-        model = build(config, device)
-        model.load_state_dict(torch.load(path / "weights.pt", map_location=device, weights_only=True))
-    return model.eval(), config
+        if (path / "MLmodel").is_file():
+            config = RunConfig.from_params(json.loads((path / "extra_files" / "config.json").read_text()))
+            model = mlflow.pytorch.load_model(str(path), map_location=device, weights_only=False)
+        else:
+            config = RunConfig.from_params(json.loads((path / "config.json").read_text()))
+            model = build(config, device)
+            model.load_state_dict(torch.load(path / "weights.pt", map_location=device, weights_only=True))
+    return model.to(device).eval(), config
 
 
 def existing_experiment(name: str):
@@ -238,6 +271,11 @@ def metric_histories(run_ids, keys) -> pd.DataFrame:
 def log_directory(run_id: str, directory: Path, artifact_path: str):
     """Log a directory's files as artifacts of a run, e.g. a study's report on its parent run."""
     client().log_artifacts(run_id, str(directory), artifact_path)
+
+
+def set_note(run_id: str, text: str):
+    """Replace the description MLflow shows for a run (cut to the 8,000 characters a tag holds)."""
+    client().set_tag(run_id, NOTE, text if len(text) <= 8000 else text[:7990] + "\n\n(cut)")
 
 
 class ArtifactMissing(ToolkitError):

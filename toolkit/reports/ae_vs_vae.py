@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit import ToolkitError
+from toolkit.config import VAE_ONLY
 from toolkit.reports import plots
 from toolkit.reports.document import Document
 from toolkit.reports.runs import RunSet, shown_param, vae_first
@@ -70,8 +71,9 @@ def build(runs: RunSet, rebuild: str) -> Document:
 
 
 def is_seed_setting(runs: RunSet) -> bool:
-    """Whether every finished run uses the seed notebook's setting."""
-    return all(set(runs.param(name)) == {value} for name, value in SEED_SETTING.items())
+    """Whether every finished run uses the seed notebook's setting (for β and its kin, every VAE run)."""
+    return all(set(runs.param(name, runs.of_model("vae") if name in VAE_ONLY else None)) == {value}
+               for name, value in SEED_SETTING.items())
 
 
 def image_figures(doc: Document, images: dict[str, dict[str, np.ndarray]]):

@@ -89,7 +89,9 @@ class RunSet:
         """The params (other than the seed) that differ between (finished) runs: what makes a setting."""
         runs = self.finished if runs is None else runs
         names = sorted(c.removeprefix("params.") for c in runs if c.startswith("params."))
-        return [n for n in names if n != "seed" and runs[f"params.{n}"].nunique(dropna=False) > 1]
+        vae = runs[self.param("model", runs) != "ae"]  # an AE neither uses nor logs β and its kin
+        return [n for n in names
+                if n != "seed" and (vae if n in VAE_ONLY else runs)[f"params.{n}"].nunique(dropna=False) > 1]
 
     def describe(self) -> str:
         """The finished runs in a few words, for errors that say what was found."""
