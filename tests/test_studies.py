@@ -16,11 +16,13 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from conftest import write_idx_set
 from toolkit import ToolkitError, studies, tracking, trial_queue
 from toolkit.config import RunConfig
+from toolkit.pipeline import run_name
 from toolkit.reports import build_report
 from toolkit.studies import Settings, Study, run_study
 
@@ -75,6 +77,36 @@ def test_a_three_trial_study_logs_a_parent_with_three_children_and_a_rerun_adds_
 
     run_study(study, Settings(storage, data_dir=tiny_data))
     assert len(children("three")) == 3 and len(trials("three", storage)) == 3 and len(parents("three")) == 1
+    assert optuna.load_study(study_name="three", storage=storage).metric_names == ["validation negative ELBO (nats)"]
+
+
+def test_a_grid_records_its_settings_as_params_and_compares_ae_and_vae_on_reconstruction(tiny_data, storage):
+    grid = {"ae": {"model": "ae"}, "vae-beta0.5": {"model": "vae", "beta": 0.5},
+            "vae-beta4": {"model": "vae", "beta": 4}}
+    study = Study("mixed", TINY, grid=grid, pruner="none", description="Which reconstructs better?")
+    optuna_study = run_study(study, Settings(storage, data_dir=tiny_data))
+    assert optuna_study.metric_names == ["validation reconstruction (nats)"]
+    done = {t.user_attrs["point"]: t for t in optuna_study.get_trials()}
+    assert done["ae"].params == {"model": "ae"} and done["vae-beta4"].params == {"model": "vae", "beta": 4.0}
+    assert done["vae-beta4"].distributions["beta"] == FloatDistribution(0.5, 4)  # a factor 8: a linear axis
+    runs = {run.info.run_id: run for run in children("mixed")}
+    for label, trial in done.items():
+        run = runs[trial.user_attrs["mlflow_run_id"]]
+        assert trial.value == pytest.approx(run.data.metrics["val/recon"])  # one epoch: the best is the last
+        assert run.data.tags[tracking.NOTE].startswith(f"Trial {trial.number} of study `mixed`, grid point `{label}`")
+    assert sorted(run.info.run_name for run in runs.values()) == ["ae-z2", "vae-z2-beta0.5", "vae-z2-beta4"]
+    [ae] = [run for run in runs.values() if run.data.params["model"] == "ae"]
+    assert not {"beta", "warmup_epochs", "free_bits", "iw_samples"} & set(ae.data.params)
+    [parent] = parents("mixed")
+    assert parent.data.params["design"] == "grid" and not {"model", "beta", "latent_dim"} & set(parent.data.params)
+    assert "Which reconstructs better?" in parent.data.tags[tracking.NOTE]
+
+
+def test_trial_names_carry_the_settings_that_differ_from_the_study():
+    base = RunConfig(likelihood="gaussian")
+    assert run_name(replace(base, warmup_epochs=10, free_bits=0.05), base) == "vae-z20-beta1-warmup10-fb0.05"
+    assert run_name(replace(base, model="ae", seed=3, hidden=(256, 128)), base) == "ae-z20-h256x128-seed3"
+    assert run_name(base, base) == "vae-z20-beta1"
 
 
 def test_a_multi_objective_search_minimises_reconstruction_and_fid_and_its_report_tables_the_front(tiny_data, storage):
@@ -128,7 +160,9 @@ def test_two_workers_finish_a_six_point_grid_each_point_once(tiny_data, storage)
     run_study(study, Settings(storage, workers=2, data_dir=tiny_data))
     done = trials("grid", storage)
     assert [t.state for t in done] == [TrialState.COMPLETE] * 6
-    assert sorted(t.params["point"] for t in done) == sorted(GRID6)
+    assert sorted(t.user_attrs["point"] for t in done) == sorted(GRID6)
+    assert all(t.params == {"beta": GRID6[t.user_attrs["point"]]["beta"]} for t in done)
+    assert all(t.distributions["beta"] == FloatDistribution(0.5, 16, log=True) for t in done)
     assert len({t.user_attrs["pid"] for t in done}) == 2  # both workers took trials
     runs = children("grid")
     assert sorted(float(run.data.params["beta"]) for run in runs) == sorted(p["beta"] for p in GRID6.values())
@@ -163,12 +197,12 @@ def test_concurrent_workers_run_each_queued_grid_point_once(backend, request, st
     grid point as waiting and both take it; and two machines queueing one grid at the same moment
     can add a point twice."""
     storage = request.getfixturevalue(backend)
-    study = Study("race", TINY, grid={f"point{i}": {} for i in range(30)}, pruner="none")
+    study = Study("race", TINY, grid={f"seed{i}": {"seed": i} for i in range(30)}, pruner="none")
     queue = studies.open_study(study, Settings(storage))
     for label in [*study.grid, *study.grid]:  # as if two machines had queued the grid together
-        queue.enqueue_trial({"point": label})
+        queue.enqueue_trial(study.grid[label], user_attrs={"point": label})
     taken = take_concurrently(study, storage)
-    assert sorted(trial.suggest_categorical("point", list(study.grid)) for trial in taken) == sorted(study.grid)
+    assert sorted(trial.user_attrs["point"] for trial in taken) == sorted(study.grid)
     duplicates = [t for t in trials("race", storage) if "duplicate_of" in t.user_attrs]
     assert len(duplicates) == 30 and all(t.state == TrialState.FAIL for t in duplicates)
 
@@ -208,7 +242,7 @@ def assert_grid_completed_once(name: str, storage: str, points: int):
     done = trials(name, storage)
     states = Counter(t.state for t in done)
     assert states[TrialState.COMPLETE] == points and states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
-    assert len({t.params["point"] for t in done if t.state == TrialState.COMPLETE}) == points
+    assert len({t.user_attrs["point"] for t in done if t.state == TrialState.COMPLETE}) == points
     runs = children(name)
     assert Counter(run.info.status for run in runs)["FINISHED"] == points
     assert not [run for run in runs + parents(name) if run.info.status == "RUNNING"]
@@ -231,7 +265,8 @@ def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage,
     [failed] = [t for t in done if t.number == killed[0].number]
     assert failed.state == TrialState.FAIL
     retried = [t for t in done if t.user_attrs.get("retry_of") == failed.number]
-    assert [t.params["point"] for t in retried] == [failed.params["point"]]
+    assert [t.user_attrs["point"] for t in retried] == [failed.user_attrs["point"]]
+    assert [t.params for t in retried] == [failed.params]
     killed_run = tracking.client().get_run(failed.user_attrs["mlflow_run_id"])
     assert killed_run.info.status == "FAILED"
     assert parents("posterior-collapse-quick")[0].info.status == "FINISHED"

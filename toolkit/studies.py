@@ -8,7 +8,14 @@ What this module adds to Optuna:
   `alembic_version` table), any Optuna storage URL with `--storage`; rerunning resumes;
 - the queue of `trial_queue`: grid points popped atomically, dead workers' trials retried; an
   abandoned trial's MLflow run ends FAILED, and Ctrl-C queues the interrupted trial again too;
-- pruning on the validation objective; a pruned trial's run ends KILLED with its partial metrics.
+- one objective for every trial, named in the study: validation reconstruction when the study has
+  AE trials (an AE has no ELBO), validation negative ELBO otherwise;
+- grid points recorded as their real settings (Optuna params `model`, `beta`, ...), so that
+  optuna-dashboard's importances and slice plots speak of them; the point's label is the trial's
+  user attribute `point`;
+- pruning on the validation objective; a pruned trial's run ends KILLED with its partial metrics;
+- runs named and described for the MLflow UI: each trial's name carries the settings that differ
+  from the study's fixed ones, the parent run describes the study and ends with its summary table.
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ from optuna.trial import TrialState
 from toolkit import ToolkitError, stop_on_signals, tracking, trial_queue
 from toolkit.config import RunConfig
 from toolkit.data import find_files
-from toolkit.pipeline import train_run
+from toolkit.pipeline import run_name, train_run
 from toolkit.tracking import RunStopped
 
 QUICK = {"epochs": 2, "limit": 2000, "fid_samples": 1000, "iw_samples": 10}  # --quick: a smoke run
@@ -35,8 +42,7 @@ PRUNERS = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_w
            "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=2),
            "none": optuna.pruners.NopPruner}
 
-OBJECTIVES = {False: ["validation objective (−ELBO for a VAE, reconstruction for an AE; nats)"],
-              True: ["validation reconstruction (nats)", "FID of samples"]}  # by Study.multi_objective
+OBJECTIVE_NAMES = {"val/neg_elbo": "validation negative ELBO (nats)", "val/recon": "validation reconstruction (nats)"}
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -53,6 +59,19 @@ class Study:
     pruner: str = "median"
     multi_objective: bool = False  # minimise (validation reconstruction, FID of samples); no pruning
     report: str = "study"  # the kind of report written at the end (toolkit.reports.KINDS)
+    description: str = ""  # what the study asks, for the MLflow UI (the study scripts pass their docstring)
+
+    def objective(self) -> str:
+        """The validation metric every trial reports: reconstruction when some trials are AEs
+        (an AE has no ELBO, and trials must be compared on one number), else negative ELBO. A
+        search whose space varies the model should set its base model to "ae"."""
+        models = {self.base.model, *(point.get("model", self.base.model) for point in (self.grid or {}).values())}
+        return "val/recon" if "ae" in models else "val/neg_elbo"
+
+    def objective_names(self) -> list[str]:
+        if self.multi_objective:
+            return [OBJECTIVE_NAMES["val/recon"], "FID of samples"]
+        return [OBJECTIVE_NAMES[self.objective()]]
 
 
 @dataclass(frozen=True)
@@ -64,19 +83,13 @@ class Settings:
     data_dir: str | None = None
 
 
-def objective_value(metrics: dict[str, float]) -> float:
-    """The validation number trials are compared on: -ELBO for a VAE (comparable across beta and
-    free bits, unlike the training loss), reconstruction for an AE."""
-    return metrics.get("val/neg_elbo", metrics["val/recon"])
-
-
 def open_study(study: Study, settings: Settings) -> optuna.Study:
     url = settings.storage or tracking.optuna_storage()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
         return trial_queue.open_study(
-            study.name, url, OBJECTIVES[study.multi_objective],
+            study.name, url, study.objective_names(),
             PRUNERS[study.pruner](), optuna.samplers.TPESampler(seed=study.base.seed, multivariate=True),
             on_abandoned=_end_abandoned_run)
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
@@ -90,8 +103,8 @@ def run_study(study: Study, settings: Settings) -> optuna.Study:
     optuna_study = open_study(study, settings)
     _check_settings(optuna_study, study)
     if study.grid:
-        for label in study.grid:
-            optuna_study.enqueue_trial({"point": label}, skip_if_exists=True)
+        for label, params in grid_params(study).items():
+            trial_queue.enqueue_point(optuna_study, label, params)
     with tracking.continue_run(_parent_run_id(optuna_study, study)):
         if settings.workers == 1:
             work(study, settings)
@@ -130,10 +143,13 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
     heartbeat, start = trial_queue.Heartbeat(optuna_study, trial), time.perf_counter()
     try:
         config = dataclasses.replace(study.base, **trial_overrides(trial, study))
+        point = trial.user_attrs.get(trial_queue.POINT)
+        note = f"Trial {trial.number} of study `{study.name}`" + (f", grid point `{point}`" if point else "") + ". "
         result = train_run(config, study.name, settings.data_dir, quiet=True,
                            tags={"study": study.name, "trial": str(trial.number), "mlflow.parentRunId": parent_id},
-                           callbacks=[] if study.multi_objective else [_pruning_callback(trial)],
-                           on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id))
+                           callbacks=[] if study.multi_objective else [_pruning_callback(trial, study.objective())],
+                           on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
+                           name=run_name(config, study.base), note=note)
     except RunStopped:
         finished = optuna_study.tell(trial, state=TrialState.PRUNED)
     except ToolkitError as exc:  # a bad configuration or a diverged run: recorded, not retried
@@ -145,7 +161,7 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
         raise
     else:
         values = [result.best["val/recon"], _fid_of_samples(result.final)] if study.multi_objective \
-            else objective_value(result.best)
+            else result.best[study.objective()]
         finished = optuna_study.tell(trial, values)
     finally:
         heartbeat.stop()
@@ -154,9 +170,34 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
 
 
 def trial_overrides(trial: optuna.Trial, study: Study) -> dict:
-    if study.grid:
-        return study.grid[trial.suggest_categorical("point", list(study.grid))]
-    return study.space(trial)
+    """The RunConfig fields the trial sets: its grid point's (each also suggested, so that Optuna
+    records it as a param) or those its search space suggests."""
+    if not study.grid:
+        return study.space(trial)
+    spread = grid_params(study)
+    for name, value in spread[trial.user_attrs[trial_queue.POINT]].items():
+        _suggest(trial, name, value, [point[name] for point in spread.values() if name in point])
+    return study.grid[trial.user_attrs[trial_queue.POINT]]
+
+
+def grid_params(study: Study) -> dict[str, dict]:
+    """Each grid point's overrides as Optuna param values (layer sizes as '256,128')."""
+    return {label: {name: ",".join(map(str, value)) if isinstance(value, tuple) else value
+                    for name, value in overrides.items()} for label, overrides in study.grid.items()}
+
+
+def _suggest(trial: optuna.Trial, name: str, value, values: list):
+    """Record a grid point's setting as an Optuna param whose distribution spans the grid's
+    values: numbers as numbers (on a log scale when they span a factor of 10 or more), so that
+    plots put them on an axis, anything else as a category."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    low, high = (min(values), max(values)) if numbers else (None, None)
+    if not numbers or low == high:
+        trial.suggest_categorical(name, sorted(set(values), key=str))
+    elif all(isinstance(v, int) for v in values):
+        trial.suggest_int(name, low, high, log=low > 0 and high >= 10 * low)
+    else:
+        trial.suggest_float(name, low, high, log=low > 0 and high >= 10 * low)
 
 
 def _fid_of_samples(final: dict[str, float]) -> float:
@@ -166,9 +207,9 @@ def _fid_of_samples(final: dict[str, float]) -> float:
     return found[0]
 
 
-def _pruning_callback(trial: optuna.Trial):
+def _pruning_callback(trial: optuna.Trial, objective: str):
     def report(epoch: int, metrics: dict[str, float]):
-        trial.report(objective_value(metrics), epoch)
+        trial.report(metrics[objective], epoch)
         if trial.should_prune():
             raise RunStopped(f"trial {trial.number} pruned at epoch {epoch}")
     return report
@@ -189,17 +230,42 @@ def _parent_run_id(optuna_study: optuna.Study, study: Study) -> str:
     """The study's MLflow parent run: created on the first run, found again on a resume."""
     if "mlflow_parent_run_id" not in optuna_study.user_attrs:
         mlflow_client = tracking.client()
-        run = mlflow_client.create_run(tracking.experiment_id(mlflow_client, study.name), run_name=study.name,
-                                       tags={**tracking.git_tags(), "study": study.name})
-        tracking.Run(mlflow_client, run.info.run_id).log_params(study.base.to_params())
+        experiment = tracking.experiment_id(mlflow_client, study.name, describe(study))
+        tags = {**tracking.git_tags(), "study": study.name, tracking.NOTE: describe(study)}
+        run = mlflow_client.create_run(experiment, run_name=study.name, tags=tags)
+        tracking.Run(mlflow_client, run.info.run_id).log_params(study_params(study))
         optuna_study.set_user_attr("mlflow_parent_run_id", run.info.run_id)
         if optuna_study.user_attrs["mlflow_parent_run_id"] != run.info.run_id:  # another machine was faster
             mlflow_client.delete_run(run.info.run_id)
     return optuna_study.user_attrs["mlflow_parent_run_id"]
 
 
+def describe(study: Study) -> str:
+    """The study in a few lines of markdown: the MLflow description of its experiment and parent run."""
+    if study.grid:
+        labels = ", ".join(f"`{label}`" for label in study.grid)
+        design = f"A grid of {len(study.grid)} points ({labels}), each run once."
+    else:
+        design = f"A TPE search aiming for {study.trials} finished trials, pruner {study.pruner}."
+    objectives = " and ".join(study.objective_names())
+    return (f"**Study `{study.name}`.** {study.description.strip()}\n\n{design} Minimises {objectives}. "
+            f"Fixed settings: {study.base.describe()}. Each trial is a child run named by the settings "
+            "that differ from these.")
+
+
+def study_params(study: Study) -> dict[str, str]:
+    """The parent run's params: the study's design, not a model's settings (those differ by trial)."""
+    size = {"grid_points": len(study.grid)} if study.grid else {"trials": study.trials}
+    return {"design": "grid" if study.grid else "search", **size, "objective": ", ".join(study.objective_names()),
+            "pruner": "none" if study.multi_objective else study.pruner, "dataset": study.base.dataset,
+            "epochs": study.base.epochs}
+
+
 def _check_settings(optuna_study: optuna.Study, study: Study):
     """A resumed study must keep its fixed settings, or its trials would not be comparable."""
+    if any("point" in trial.params for trial in optuna_study.get_trials(deepcopy=False)):
+        raise ToolkitError(f"study {study.name!r} was made by an earlier toolkit, which recorded grid points as one "
+                           "param 'point'; pass --name to start it anew with the settings as params")
     stored = optuna_study.user_attrs.get("base")
     current = study.base.to_params()
     if stored is None:

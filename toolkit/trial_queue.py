@@ -23,6 +23,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 HEARTBEAT_S, GRACE_S = 10, 30
+POINT = "point"  # user attribute: the label of the grid point a trial runs
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HOST = socket.gethostname()
 
@@ -81,6 +82,12 @@ def _begin_immediate(engine: sqlalchemy.Engine):
     engine.dispose()  # connections opened before the listeners would keep the old behaviour
 
 
+def enqueue_point(optuna_study: optuna.Study, label: str, params: dict):
+    """Queue a grid point, with its settings as the params the trial will suggest, unless a trial
+    with these params is already queued, running or done."""
+    optuna_study.enqueue_trial(params, user_attrs={POINT: label}, skip_if_exists=True)
+
+
 def next_trial(optuna_study: optuna.Study, grid: bool, budget: int) -> optuna.Trial | None:
     """A queued trial (a grid point or a retry), or for a search a new one while fewer than
     `budget` trials are finished or running; None when there is nothing left to do. The trial is
@@ -131,18 +138,14 @@ def configured_params(trial: FrozenTrial) -> dict:
     return trial.params or trial.system_attrs.get("fixed_params", {})
 
 
-def _grid_point(trial: FrozenTrial) -> str | None:
-    return configured_params(trial).get("point")
-
-
 def _duplicate_of(optuna_study: optuna.Study, trial: FrozenTrial) -> int | None:
     """The number of an earlier trial, not failed, of the same grid point. Two machines that queue
     a grid at the same moment can both add a point (Optuna's skip_if_exists checks, then inserts);
     the earliest copy is the one that runs."""
-    point = _grid_point(trial)
+    point = trial.user_attrs.get(POINT)
     return next((other.number for other in optuna_study.get_trials(deepcopy=False)
-                 if other.number < trial.number and other.state != TrialState.FAIL and _grid_point(other) == point),
-                None)
+                 if other.number < trial.number and other.state != TrialState.FAIL
+                 and other.user_attrs.get(POINT) == point), None)
 
 
 class Heartbeat:
@@ -187,9 +190,10 @@ def stop(optuna_study: optuna.Study, trial: optuna.Trial):
 
 
 def retry(optuna_study: optuna.Study, trial: FrozenTrial):
-    """Queue the trial's configuration again (a grid point's label, or a search's sampled values)."""
-    retry_of = trial.user_attrs.get("retry_of", trial.number)
-    optuna_study.enqueue_trial(configured_params(trial), user_attrs={"retry_of": retry_of})
+    """Queue the trial's configuration again (a grid point, or a search's sampled values)."""
+    kept = {key: trial.user_attrs[key] for key in (POINT,) if key in trial.user_attrs}
+    optuna_study.enqueue_trial(configured_params(trial),
+                               user_attrs={"retry_of": trial.user_attrs.get("retry_of", trial.number), **kept})
 
 
 @contextmanager
