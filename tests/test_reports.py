@@ -337,3 +337,6 @@ def test_a_report_through_an_mlflow_server(mlflow_server, real_subset, tmp_path,
             assert table.loc[run_id, "test/recon"] == pytest.approx(recon)
     assert len(table) == 3 and (readme.parent / "samples.png").is_file()
     assert f"| store | `{mlflow_server}` |" in readme.read_text() and f"{mlflow_server}/#/experiments/" in readme.read_text()
+    ui = subprocess.run([str(Path(sys.executable).parent / "toolkit"), "ui"], capture_output=True, text=True, timeout=120)
+    experiment = runs["experiment_id"].iloc[0]
+    assert ui.returncode == 0 and f"served: {mlflow_server}/#/experiments/{experiment}/runs?" in ui.stdout

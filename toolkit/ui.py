@@ -59,20 +59,32 @@ def create_app():
     return app
 
 
-def serve(host: str, port: int):
-    """Print the runs view of every experiment in the store, then become the MLflow server."""
+def print_runs_links(base: str):
     from toolkit import tracking
 
-    uri, base = tracking.tracking_uri(), f"http://{host}:{port}"
+    for experiment in tracking.client().search_experiments():
+        if experiment.name != "Default":
+            print(f"  {experiment.name}: {runs_url(base, experiment.experiment_id)}")
+    sys.stdout.flush()
+
+
+def serve(host: str, port: int):
+    """Print the runs view of every experiment in the store, then become the MLflow server (or,
+    when the store is a tracking server already, only print its links)."""
+    from toolkit import tracking
+
+    uri = tracking.tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        print(f"The store is the MLflow server {uri}; its UI is there:")
+        print_runs_links(uri.rstrip("/"))
+        return
+    base = f"http://{host}:{port}"
     argv = [sys.executable, "-m", "mlflow", "server", "--app-name", "toolkit", "--workers", "1",
             "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     if tracking.artifact_root(uri):
         argv += ["--default-artifact-root", tracking.artifact_root(uri).as_uri()]
     print(f"MLflow UI on {base} (store {uri}); Ctrl-C stops it")
-    for experiment in tracking.client().search_experiments():
-        if experiment.name != "Default":
-            print(f"  {experiment.name}: {runs_url(base, experiment.experiment_id)}")
-    sys.stdout.flush()
+    print_runs_links(base)
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     os.execv(sys.executable, argv)  # the server takes over this process, so signals reach it directly
 
