@@ -100,6 +100,7 @@ def test_a_grid_records_its_settings_as_params_and_compares_ae_and_vae_on_recons
     [parent] = parents("mixed")
     assert parent.data.params["design"] == "grid" and not {"model", "beta", "latent_dim"} & set(parent.data.params)
     assert "Which reconstructs better?" in parent.data.tags[tracking.NOTE]
+    assert "Not every trial has `beta`" in build_report("study", study_name="mixed", storage=storage).markdown()
 
 
 def test_trial_names_carry_the_settings_that_differ_from_the_study():

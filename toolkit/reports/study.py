@@ -118,14 +118,19 @@ def importances(doc: Document, optuna_study: optuna.Study, targets: list[str], c
     for i, target in enumerate(targets):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", "Some regimes for parameter")  # said in the caveat below
             found = optuna.importance.get_param_importances(optuna_study, target=_target(i, multi))
         rows += [{"objective": target, "parameter": p, "importance": v} for p, v in found.items()]
         doc.figure(f"importances_{i}", _figure(optuna.visualization.matplotlib.plot_param_importances, optuna_study,
                                                target=_target(i, multi), target_name=target),
                    f"parameter importances for {target}")
     data = pd.DataFrame(rows)
+    conditional = sorted(p for p in params if any(p not in t.params for t in complete))
+    caveat = (f" Not every trial has {', '.join(f'`{p}`' for p in conditional)} (a conditional parameter, as β is "
+              "when AE trials are among them), and Optuna's evaluators do not weigh such a parameter reliably: "
+              "read its effect off the best trials above instead." if conditional else "")
     doc.text("Optuna's default importance evaluator (PED-ANOVA): the share of each parameter in the "
-             "objective's variation over the complete trials.")
+             "objective's variation over the complete trials." + caveat)
     doc.table("importances", data.assign(importance=[f"{v:.3f}" for v in data["importance"]]), data)
 
 
