@@ -221,15 +221,18 @@ def references(dataset: str, splits, mode: str, weights: str | None = None) -> t
     `mode` is RunConfig.fid: "off" gives none; "auto" the domain CNN, plus Inception when its
     weights are here and a GPU makes it cheap; "inception" the domain CNN and Inception.
     """
+    from toolkit import tracking
+
     if mode == "off":
         return [], []
-    found = [domain_reference(dataset, splits)]
-    path = inception_weights(weights)
-    if mode == "inception" or (path is not None and splits.test.images.is_cuda):
-        try:
-            found.append(inception_reference(dataset, splits, path))
-        except FidUnavailable as exc:
-            return found, [str(exc)]
+    with tracking.store_lock():  # processes starting together: one trains the reference, the others load it
+        found = [domain_reference(dataset, splits)]
+        path = inception_weights(weights)
+        if mode == "inception" or (path is not None and splits.test.images.is_cuda):
+            try:
+                found.append(inception_reference(dataset, splits, path))
+            except FidUnavailable as exc:
+                return found, [str(exc)]
     return found, []
 
 

@@ -227,7 +227,14 @@ def _end_abandoned_run(trial: optuna.trial.FrozenTrial):
 
 
 def _parent_run_id(optuna_study: optuna.Study, study: Study) -> str:
-    """The study's MLflow parent run: created on the first run, found again on a resume."""
+    """The study's MLflow parent run: created on the first run, found again on a resume. Processes
+    of one machine that start the study together take turns (the store lock), so one creates it;
+    machines sharing a tracking server can still race if they create it in the same instant."""
+    with tracking.store_lock():
+        return _parent_run_id_unlocked(optuna_study, study)
+
+
+def _parent_run_id_unlocked(optuna_study: optuna.Study, study: Study) -> str:
     if "mlflow_parent_run_id" not in optuna_study.user_attrs:
         mlflow_client = tracking.client()
         experiment = tracking.experiment_id(mlflow_client, study.name, describe(study))

@@ -3,9 +3,11 @@
 beside it; and reading it back: runs as one DataFrame, metric histories, artifacts, models."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from toolkit import UI_HOST, UI_PORT, ToolkitError
 from toolkit.config import RunConfig
+from toolkit.machine import HOST, file_lock, process_alive
 
 STORE_DIR = Path("mlruns")
 END_REASON = "end_reason"  # tag: why a run ended FAILED or KILLED
@@ -46,13 +49,61 @@ def artifact_root(uri: str) -> Path | None:
 
 def client() -> MlflowClient:
     uri = tracking_uri()
+    _opened(uri)
+    return MlflowClient(uri)
+
+
+@contextmanager
+def store_lock():
+    """While held, no other process of this machine opens the local store for the first time,
+    creates a study's parent run or a FID reference in it. A no-op for a tracking server, which
+    serialises its own writes."""
+    root = artifact_root(tracking_uri())
+    if root is None:
+        yield
+        return
+    with file_lock(root.parent / ".lock"):
+        yield
+
+
+@functools.lru_cache(maxsize=None)
+def _opened(uri: str) -> None:
+    """Open the store once per process: under the store lock, so that two processes starting on a
+    fresh store do not both create (or migrate) its tables, which breaks the database for good;
+    then end the runs that processes of this machine left RUNNING when they died."""
     if artifact_root(uri):
         artifact_root(uri).mkdir(parents=True, exist_ok=True)
-    try:
-        return MlflowClient(uri)
-    except Exception as exc:  # a wrong URI fails deep inside SQLAlchemy; say which setting to fix
-        raise ToolkitError(f"cannot open the MLflow store {uri!r} ({type(exc).__name__}: {exc}); "
-                           "check MLFLOW_TRACKING_URI") from None
+    with store_lock():
+        try:
+            mlflow_client = MlflowClient(uri)
+            mlflow_client.search_experiments(max_results=1)
+        except Exception as exc:  # a wrong URI fails deep inside SQLAlchemy; say which setting to fix
+            raise ToolkitError(f"cannot open the MLflow store {uri!r} ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}); check MLFLOW_TRACKING_URI") from None
+        _end_orphans(mlflow_client)
+
+
+def _end_orphans(mlflow_client: MlflowClient):
+    """Mark FAILED the RUNNING runs started on this machine by a process that is gone (killed with
+    SIGKILL, out of memory, power cut), and say so in one line. Runs of other machines are left
+    to their own hosts (and a study's heartbeat)."""
+    experiments = [e.experiment_id for e in mlflow_client.search_experiments()]
+    running = mlflow_client.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.host = '{HOST}'",
+                                        max_results=1000) if experiments else []
+    orphans = [run for run in running if not process_alive(int(run.data.tags.get("pid", "0")))]
+    for run in orphans:
+        Run(mlflow_client, run.info.run_id).end(
+            "FAILED", f"its process {run.data.tags.get('pid')} on {HOST} died while the run was RUNNING")
+    if orphans:
+        names = ", ".join(f"{run.info.run_name} ({run.info.run_id[:8]})" for run in orphans[:5])
+        more = f" and {len(orphans) - 5} more" if len(orphans) > 5 else ""
+        print(f"note: marked {len(orphans)} run(s) FAILED whose process on this machine had died: {names}{more}",
+              file=sys.stderr)
+
+
+def process_tags() -> dict[str, str]:
+    """The tags that tell which process a run belongs to, for `_end_orphans`."""
+    return {"host": HOST, "pid": str(os.getpid())}
 
 
 def ui_url() -> str:
@@ -176,7 +227,7 @@ def start_run(experiment: str, run_name: str, tags: dict[str, str] | None = None
     """Yield a new `Run`; it ends FINISHED, KILLED (Ctrl-C, SIGTERM, RunStopped) or FAILED (any other error)."""
     mlflow_client = client()
     run = mlflow_client.create_run(experiment_id(mlflow_client, experiment), run_name=run_name,
-                                   tags={**git_tags(), **(tags or {})})
+                                   tags={**git_tags(), **process_tags(), **(tags or {})})
     with _ending(Run(mlflow_client, run.info.run_id)) as handle:
         yield handle
 
@@ -186,6 +237,8 @@ def continue_run(run_id: str):
     """Yield an existing run, RUNNING again, that ends like one from `start_run` (a resumed study's parent)."""
     mlflow_client = client()
     mlflow_client.update_run(run_id, status="RUNNING")
+    for key, value in process_tags().items():
+        mlflow_client.set_tag(run_id, key, value)
     with _ending(Run(mlflow_client, run_id)) as handle:
         yield handle
 

@@ -11,21 +11,22 @@ tracked run is the `on_abandoned` hook's business.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Callable
 
 import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
+from toolkit.machine import HOST, file_lock, process_alive
+
 HEARTBEAT_S, GRACE_S = 10, 30
 POINT = "point"  # user attribute: the label of the grid point a trial runs
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-HOST = socket.gethostname()
 
 Abandoned = Callable[[FrozenTrial], None]  # told of a trial whose worker died, before it is queued again
 
@@ -44,8 +45,9 @@ def open_study(name: str, url: str, objectives: list[str], pruner: optuna.pruner
 
 def _storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.storages.RDBStorage:
     """Optuna's storage at `url`, with our heartbeat. Processes that create a fresh database at the
-    same moment race on its schema (an error on a table or on alembic_version): they try again."""
-    sqlite = url.startswith("sqlite")
+    same moment race on its schema: on one machine (SQLite) they take turns under a file lock
+    beside the database; across machines (an error on a table or on alembic_version) they try again."""
+    sqlite = url.startswith("sqlite:///")
 
     def abandoned(optuna_study: optuna.Study, trial: FrozenTrial):
         on_abandoned(trial)
@@ -53,7 +55,8 @@ def _storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.sto
 
     for attempt in range(attempts):
         try:
-            with _no_experimental_warnings():  # the heartbeat arguments are marked experimental
+            with _no_experimental_warnings(), \
+                    file_lock(Path(url.removeprefix("sqlite:///") + ".lock")) if sqlite else nullcontext():
                 storage = optuna.storages.RDBStorage(
                     url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None,
                     heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=abandoned)
@@ -175,7 +178,7 @@ def fail_abandoned(optuna_study: optuna.Study):
         optuna.storages.fail_stale_trials(optuna_study)
     abandoned = optuna_study._storage.get_heartbeat_stale_trial_callback()
     for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("host") == HOST and not _alive(trial.user_attrs.get("pid")):
+        if trial.user_attrs.get("host") == HOST and not process_alive(trial.user_attrs.get("pid")):
             try:
                 if optuna_study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                     abandoned(optuna_study, trial)
@@ -201,15 +204,3 @@ def _no_experimental_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return True  # not started yet: leave it to the heartbeat
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

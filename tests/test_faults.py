@@ -1,0 +1,133 @@
+"""Faults researchers hit, with real processes: commands started at the same instant on a fresh
+store, a process killed with SIGKILL, nonsense on the command line. In each case the store is
+read back afterwards: nothing finished is lost, nothing is left RUNNING by a dead process."""
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from conftest import write_idx_set
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLKIT = str(Path(sys.executable).parent / "toolkit")
+TINY_RUN = ["--epochs", "1", "--latent-dim", "2", "--hidden", "16", "--fid", "off", "--iw-samples", "0", "--quiet"]
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    return str(write_idx_set(tmp_path / "tiny", n_train=300, n_test=60))
+
+
+@pytest.fixture
+def user_env(tmp_cwd, monkeypatch):
+    """A user's shell in an empty directory: the store will be ./mlruns, created by the commands."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return None
+
+
+def local_store(directory: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}")
+
+
+def start_together(commands: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess]:
+    processes = [subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for command in commands]
+    results = []
+    for command, process in zip(commands, processes):
+        out, err = process.communicate(timeout=600)
+        results.append(subprocess.CompletedProcess(command, process.returncode, out, err))
+    return results
+
+
+def test_three_trains_started_together_on_a_fresh_store_all_finish(tiny_data, user_env, tmp_cwd):
+    """Two processes creating a fresh store's tables at once used to break it for good (a stray
+    `_alembic_tmp_*` table) or lose one of the runs."""
+    commands = [[TOOLKIT, "train", "--data-dir", tiny_data, "--seed", str(seed), *TINY_RUN] for seed in (1, 2, 3)]
+    results = start_together(commands, tmp_cwd)
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr[-500:] for r in results]
+    client = local_store(tmp_cwd)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(run.data.params["seed"] for run in runs) == ["1", "2", "3"]
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    with sqlite3.connect(tmp_cwd / "mlruns" / "mlflow.db") as db:
+        tables = [name for (name,) in db.execute("select name from sqlite_master where type = 'table'")]
+    assert not [name for name in tables if name.startswith("_alembic_tmp")]
+    again = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr  # the store still works
+
+
+def test_two_study_processes_started_together_share_one_parent_and_one_fid_reference(tiny_data, user_env, tmp_cwd):
+    """Two processes of one study used to create two parent runs (children split between them)
+    and train the FID feature CNN twice."""
+    command = [sys.executable, str(ROOT / "studies" / "posterior_collapse.py"), "--quick", "--data-dir", tiny_data]
+    results = start_together([command, command], tmp_cwd)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr[-500:] for r in results]
+    client = local_store(tmp_cwd)
+    experiment = client.get_experiment_by_name("posterior-collapse-quick").experiment_id
+    runs = client.search_runs([experiment])
+    parents = [run for run in runs if "trial" not in run.data.tags]
+    assert len(parents) == 1
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == len(runs) - 1 == 6 and {run.info.status for run in children} == {"FINISHED"}
+    study = optuna.load_study(study_name="posterior-collapse-quick",
+                              storage=f"sqlite:///{tmp_cwd / 'mlruns' / 'optuna.db'}")
+    assert Counter(t.state for t in study.trials)[optuna.trial.TrialState.COMPLETE] == 6
+    references = client.search_runs([client.get_experiment_by_name("fid-references").experiment_id])
+    assert len(references) == 1
+
+
+def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_command(tiny_data, user_env, tmp_cwd):
+    process = subprocess.Popen([TOOLKIT, "train", "--data-dir", tiny_data, "--experiment", "killed", "--epochs", "500",
+                                "--latent-dim", "2", "--hidden", "16", "--fid", "off", "--patience", "0", "--quiet"],
+                               cwd=tmp_cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until an epoch is logged
+        try:
+            client = local_store(tmp_cwd)
+            runs = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+            if runs and client.get_metric_history(runs[0].info.run_id, "val/loss"):
+                break
+        except Exception:  # the store or the experiment may not exist yet
+            pass
+        time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    [killed] = runs
+    assert client.get_run(killed.info.run_id).info.status == "RUNNING"  # what SIGKILL leaves
+    elsewhere = client.create_run(killed.info.experiment_id, tags={"host": "another-machine", "pid": "1"})
+
+    after = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True,
+                           text=True, timeout=300)
+    assert after.returncode == 0
+    [note] = [line for line in after.stderr.splitlines() if "FAILED" in line]
+    assert note.startswith("note: marked 1 run(s) FAILED whose process on this machine had died") and \
+        killed.info.run_id[:8] in note
+    ended = client.get_run(killed.info.run_id)
+    assert ended.info.status == "FAILED" and f"process {process.pid}" in ended.data.tags["end_reason"]
+    assert len(client.get_metric_history(killed.info.run_id, "val/loss")) >= 1  # its epochs are kept
+    assert client.get_run(elsewhere.info.run_id).info.status == "RUNNING"  # not this machine's to judge
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([TOOLKIT, "train", "--free-bits", "nan"], "error: free_bits: must be a finite number, got nan"),
+    ([TOOLKIT, "train", "--beta", "inf"], "error: beta: must be a finite number, got inf"),
+    ([TOOLKIT, "train", "--lr", "inf"], "error: lr: must be a finite number, got inf"),
+    ([TOOLKIT, "train", "--seed", str(2 ** 70)], f"error: seed: must be between 0 and 2**32 - 1, got {2 ** 70}"),
+    ([sys.executable, str(ROOT / "studies" / "search.py"), "--trials", "0"], "error: trials: must be >= 1, got 0"),
+    ([sys.executable, str(ROOT / "studies" / "search.py"), "--trials", "-1"], "error: trials: must be >= 1, got -1"),
+])
+def test_nonsense_is_refused_in_one_line_before_any_run_exists(argv, message, user_env, tmp_cwd):
+    result = subprocess.run(argv, cwd=tmp_cwd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip() == message
+    runs = local_store(tmp_cwd).search_runs(["0"]) if (tmp_cwd / "mlruns" / "mlflow.db").exists() else []
+    assert not runs

@@ -1,0 +1,55 @@
+"""This machine and its processes: its name, whether a process of it is alive, and an exclusive
+file lock between its processes for the moments they must not interleave (creating a store's
+tables, a study's parent run, a FID reference). The lock is re-entrant within a process."""
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+HOST = socket.gethostname()
+
+_held: dict[str, int] = {}  # lock file -> depth, in this process
+_guard = threading.RLock()
+
+
+@contextmanager
+def file_lock(path: Path):
+    """Hold the lock `path` (created if missing) until the block ends; waits for other processes."""
+    key = str(Path(path).resolve())
+    with _guard:
+        if key in _held:
+            _held[key] += 1
+            try:
+                yield
+            finally:
+                _held[key] -= 1
+            return
+        Path(key).parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            _held[key] = 1
+            try:
+                yield
+            finally:
+                del _held[key]
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+        finally:
+            os.close(descriptor)
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether a process of this machine with this id exists (None or 0, not known: assumed alive)."""
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
