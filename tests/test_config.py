@@ -12,6 +12,8 @@ from toolkit.config import VAE_ONLY, ConfigError, RunConfig
     ("dataset", "cifar10"), ("model", "gan"), ("likelihood", "poisson"), ("epochs", 0),
     ("batch_size", 0), ("hidden", (400, 0)), ("limit", 0), ("warmup_epochs", -1),
     ("fid", "kid"), ("fid_samples", 0), ("sampler", "flow"), ("iw_samples", -1),
+    ("beta", float("nan")), ("beta", float("inf")), ("free_bits", float("nan")), ("free_bits", float("inf")),
+    ("lr", float("inf")), ("lr", float("nan")), ("seed", 2 ** 70), ("seed", -1),
 ])
 def test_invalid_value_is_refused_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"^{field}: "):

@@ -37,12 +37,27 @@ def test_nothing_found_lists_every_place_and_how_to_get_data(tmp_cwd, monkeypatc
     monkeypatch.setenv("TOOLKIT_DATA_DIR", str(tmp_cwd / "env"))
     # no network in tests: point torchvision at a closed local port so the download fails fast
     monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    (tmp_cwd / "given").mkdir()
     with pytest.raises(DataError) as info:
         find_files("mnist", tmp_cwd / "given")
     message = str(info.value)
     for place in ("given", "env", "data", "/usr/share/datasets/mnist", "torchvision download"):
         assert place in message
     assert "apt-get install dataset-fashion-mnist" in message and "TOOLKIT_DATA_DIR" in message
+
+
+def test_a_data_dir_that_does_not_exist_is_not_replaced_by_another_copy(tmp_cwd, real_data):
+    write_idx_set(tmp_cwd / "data")  # ./data and the system copy both have files: neither may be used
+    with pytest.raises(DataError) as info:
+        find_files("fashion-mnist", tmp_cwd / "typo", download=False)
+    assert f"{tmp_cwd / 'typo'}: no such directory" in str(info.value)
+    assert str(tmp_cwd / "data") not in str(info.value) and "/usr/share" not in str(info.value).split("Get them")[0]
+
+
+def test_a_limit_beyond_the_training_images_is_refused(tmp_cwd):
+    write_idx_set(tmp_cwd / "data", n_train=200)
+    with pytest.raises(DataError, match=r"^limit: 1,000 is more than the 180 training images"):
+        load_splits(limit=1000, download=False)
 
 
 def test_incomplete_directory_names_the_missing_file(tmp_cwd):

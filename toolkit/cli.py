@@ -163,6 +163,8 @@ def _run_study_command(study, args):
 
     if args.workers < 1:
         raise ToolkitError(f"workers: must be >= 1, got {args.workers}")
+    if getattr(args, "trials", None) is not None and args.trials < 1:
+        raise ToolkitError(f"trials: must be >= 1, got {args.trials}")
     optuna_study = run_study(study, Settings(args.storage, args.workers, args.data_dir))
     parent = optuna_study.user_attrs["mlflow_parent_run_id"]
     doc, path = write_report(study.report, study.name, parent, args.out, study.name, args.storage)
@@ -177,15 +179,19 @@ def _run_study_command(study, args):
 
 def configure(study, args):
     """The declared study with the command line's settings; its name tells studies with other settings apart."""
+    from toolkit.data import training_size
     from toolkit.studies import QUICK
 
-    overrides = {"dataset": args.dataset, "seed": args.seed, **(QUICK if args.quick else {}),
+    quick = {}
+    if args.quick:  # at most QUICK's number of images: all of them where the data has fewer
+        quick = {**QUICK, "limit": QUICK["limit"] if training_size(args.dataset, args.data_dir) > QUICK["limit"] else None}
+    overrides = {"dataset": args.dataset, "seed": args.seed, **quick,
                  **({"epochs": args.epochs} if args.epochs is not None else {})}
     name = args.name or "-".join([study.name, *([args.dataset] if args.dataset != RunConfig.dataset else []),
                                   *(["quick"] if args.quick else [])])
     return dataclasses.replace(
         study, name=name, base=dataclasses.replace(study.base, **overrides), pruner=args.pruner,
-        trials=getattr(args, "trials", None) or (3 if args.quick else study.trials),
+        trials=(3 if args.quick else study.trials) if getattr(args, "trials", None) is None else args.trials,
         multi_objective=getattr(args, "multi_objective", False))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from toolkit import ToolkitError
@@ -54,6 +55,12 @@ class RunConfig:
             value = getattr(self, name)
             if value not in allowed:
                 yield name, f"unknown value {value!r}; choose one of {', '.join(allowed)}"
+        for name in ("beta", "free_bits", "lr"):
+            if not math.isfinite(getattr(self, name)):
+                yield name, f"must be a finite number, got {getattr(self, name)}"
+                return  # nan compares false with everything: the checks below would not catch it
+        if not 0 <= self.seed < 2 ** 32:
+            yield "seed", f"must be between 0 and 2**32 - 1, got {self.seed}"
         positive = ("latent_dim", "epochs", "batch_size", "lr", "fid_samples")
         for name in positive:
             if not getattr(self, name) > 0:

@@ -81,9 +81,12 @@ def candidate_dirs(dataset: str, data_dir: str | os.PathLike | None = None) -> l
 
 
 def find_files(dataset: str, data_dir=None, download: bool = True) -> dict[str, Path]:
-    """Locate the four IDX files, or raise one DataError that lists every place tried."""
+    """Locate the four IDX files, or raise one DataError that lists every place tried. A
+    `data_dir` that does not exist is the only place tried (and downloaded into): falling back to
+    another copy would train on data the user did not ask for."""
     tried = []
-    for directory in candidate_dirs(dataset, data_dir):
+    given_but_missing = data_dir is not None and not Path(data_dir).is_dir()
+    for directory in [Path(data_dir)] if given_but_missing else candidate_dirs(dataset, data_dir):
         found, reason = _files_in(directory, dataset)
         if found:
             return found
@@ -163,6 +166,12 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torc
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
+def training_size(dataset: str, data_dir=None, download: bool = True) -> int:
+    """How many images the training split has (the training file less the validation split)."""
+    n = len(read_idx(find_files(dataset, data_dir, download)["train_labels"], LABELS_MAGIC))
+    return n - min(VALIDATION_SIZE, n // 10)
+
+
 def load_splits(dataset: str = "fashion-mnist", data_dir=None, limit: int | None = None,
                 device: torch.device | str = "cpu", download: bool = True) -> Splits:
     """Train/validation/test splits as tensors on `device`; `limit` keeps the first N training images."""
@@ -173,6 +182,9 @@ def load_splits(dataset: str = "fashion-mnist", data_dir=None, limit: int | None
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
     train_idx, val_idx = order[n_val:], order[:n_val]
     if limit is not None:
+        if limit > len(train_idx):
+            raise DataError(f"limit: {limit:,} is more than the {len(train_idx):,} training images of "
+                            f"{files['train_images']}; give at most {len(train_idx):,}, or leave it out")
         train_idx = train_idx[:limit]
     return Splits(
         train=Split(x[train_idx].to(device), y[train_idx].to(device)),
