@@ -42,7 +42,8 @@ def workdir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("ui")
     data = write_idx_set(directory / "tiny", n_train=300, n_test=60)
     script = ROOT / "studies" / "posterior_collapse.py"
-    subprocess.run([sys.executable, str(script), "--quick", "--data-dir", str(data)], cwd=directory, env=server_env(), check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, str(script), "--quick", "--data-dir", str(data)], cwd=directory, env=server_env(),
+                   check=True, capture_output=True, timeout=600)
     return directory
 
 

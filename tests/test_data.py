@@ -43,6 +43,10 @@ def test_nothing_found_lists_every_place_and_how_to_get_data(tmp_cwd, monkeypatc
     message = str(info.value)
     for place in ("given", "env", "data", "/usr/share/datasets/mnist", "torchvision download"):
         assert place in message
+    assert list((tmp_cwd / "given").iterdir()) == []  # the failed download left no MNIST/raw behind
+    with pytest.raises(DataError):
+        find_files("mnist", tmp_cwd / "new" / "mnist")  # a directory to download into: removed again
+    assert not (tmp_cwd / "new" / "mnist").exists()
     assert "apt-get install dataset-fashion-mnist" in message and "TOOLKIT_DATA_DIR" in message
 
 

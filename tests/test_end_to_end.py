@@ -66,8 +66,9 @@ def test_both_runs_finished_with_the_params_their_model_uses_a_description_and_t
         assert run["tags.model"] == model and run["tags.dataset"] == "fashion-mnist"
         assert len(run["tags.git_commit"]) > 0
         assert run["tags.mlflow.runName"] == {"vae": f"vae-z{LATENT}-beta1", "ae": f"ae-z{LATENT}"}[model]
-        assert run["tags.mlflow.note.content"].startswith(f"{model.upper()} with a {LATENT}-d latent (MLP 784-400-{LATENT})")
-        assert run["tags.mlflow.note.content"].endswith(f"; {LIMIT:,} training images.")
+        note = run["tags.mlflow.note.content"]
+        assert note.startswith(f"{model.upper()} with a {LATENT}-d latent (MLP 784-400-{LATENT})")
+        assert note.endswith(f"; {LIMIT:,} training images.")
 
 
 def test_vae_logs_every_epoch_metric_and_every_kl_dimension(trained):

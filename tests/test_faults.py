@@ -131,3 +131,51 @@ def test_nonsense_is_refused_in_one_line_before_any_run_exists(argv, message, us
     assert result.returncode == 2 and result.stderr.strip() == message
     runs = local_store(tmp_cwd).search_runs(["0"]) if (tmp_cwd / "mlruns" / "mlflow.db").exists() else []
     assert not runs
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.5 MB tmpfs: room for a store's database, not for a run's figures and model."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mount)], check=True, capture_output=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_fails_the_run_in_one_line_and_records_why(tiny_data, small_disk, tmp_cwd, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{small_disk / 'mlflow.db'}")
+    result = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, "--epochs", "1", "--fid", "off", "--quiet"],
+                            cwd=tmp_cwd, capture_output=True, text=True, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert result.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: the disk is full"), errors
+    subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)  # space freed
+    again = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    client = MlflowClient(f"sqlite:///{small_disk / 'mlflow.db'}")
+    failed, finished = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id],
+                                          order_by=["attributes.start_time ASC"])
+    assert failed.info.status == "FAILED" and finished.info.status == "FINISHED"  # ended then, or by the next command
+    assert len(client.get_metric_history(failed.info.run_id, "val/loss")) == 1  # the epoch it trained is kept
+
+
+@pytest.mark.parametrize("setup, argv, hint", [
+    ("mlruns/mlflow.db", [TOOLKIT, "train", *TINY_RUN], "its database file is damaged: move mlflow.db aside"),
+    ("mlruns/optuna.db", [sys.executable, str(ROOT / "studies" / "search.py"), "--quick"],
+     "its database file is damaged: move it aside"),
+    (None, [sys.executable, str(ROOT / "studies" / "search.py"), "--quick", "--storage",
+            "postgresql://nobody@127.0.0.1:9/none"], "write postgresql+psycopg2://"),
+    (None, [TOOLKIT, "train", "--fid-weights", "/nonexistent/pt_inception.pth", "--epochs", "1", "--quiet"],
+     "Inception weights file /nonexistent/pt_inception.pth (--fid-weights / TOOLKIT_FID_WEIGHTS) does not exist"),
+])
+def test_a_damaged_or_mistyped_store_gets_a_hint_that_fits(setup, argv, hint, tiny_data, user_env, tmp_cwd):
+    if setup:
+        (tmp_cwd / setup).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_cwd / setup).write_bytes(b"not a database, whatever its name says" * 100)
+    result = subprocess.run([*argv, "--data-dir", tiny_data], cwd=tmp_cwd, capture_output=True, text=True, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert result.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: ") and hint in errors[0], errors
+    assert not (tmp_cwd / "mlruns" / "artifacts" / "fid-references").exists()  # nothing trained before the error

@@ -1,4 +1,5 @@
 """Experiment-tracked autoencoders and variational autoencoders."""
+import errno
 import signal
 import sys
 from contextlib import contextmanager
@@ -18,6 +19,25 @@ def stop_on_signals():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _storage_problem(exc: BaseException) -> str | None:
+    """One line for the failures of the machine rather than of the code (a full disk, a path that
+    cannot be written), found anywhere in the exception's chain; None for anything else."""
+    seen = exc
+    while seen is not None:
+        text = str(seen).lower()
+        full = (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or "disk is full" in text
+        denied = (isinstance(seen, OSError) and seen.errno in (errno.EACCES, errno.EPERM, errno.EROFS)) \
+            or "readonly database" in text
+        if full or denied:
+            where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
+            what = "the disk is full" if full else "a file could not be written"
+            todo = ("free some space" if full else "make it writable, run from a directory you can write to "
+                    "(the store is ./mlruns)") + ", or set MLFLOW_TRACKING_URI to another store"
+            return f"{what}{where}: {str(seen).splitlines()[0]}; {todo}, then rerun (finished runs are kept)"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -31,6 +51,12 @@ def command(interrupted: str):
         yield
     except ToolkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        problem = _storage_problem(exc)
+        if problem is None:
+            raise  # a bug: its traceback is what a developer needs
+        print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"interrupted: {interrupted}", file=sys.stderr)

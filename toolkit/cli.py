@@ -184,7 +184,8 @@ def configure(study, args):
 
     quick = {}
     if args.quick:  # at most QUICK's number of images: all of them where the data has fewer
-        quick = {**QUICK, "limit": QUICK["limit"] if training_size(args.dataset, args.data_dir) > QUICK["limit"] else None}
+        enough = training_size(args.dataset, args.data_dir) > QUICK["limit"]
+        quick = {**QUICK, "limit": QUICK["limit"] if enough else None}
     overrides = {"dataset": args.dataset, "seed": args.seed, **quick,
                  **({"epochs": args.epochs} if args.epochs is not None else {})}
     name = args.name or "-".join([study.name, *([args.dataset] if args.dataset != RunConfig.dataset else []),

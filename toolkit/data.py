@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,14 +127,19 @@ def _files_in(directory: Path, dataset: str) -> tuple[dict[str, Path] | None, st
 
 
 def _torchvision_download(dataset: str, target: Path) -> str | None:
-    """Try torchvision's download; return None on success, else a short reason."""
+    """Try torchvision's download; return None on success, else a short reason. A failed download
+    leaves nothing behind: the directories it made are removed."""
     import torchvision
 
     cls = {"fashion-mnist": torchvision.datasets.FashionMNIST, "mnist": torchvision.datasets.MNIST}[dataset]
+    made = target if not target.exists() else target / TORCHVISION_NAMES[dataset]
+    fresh = not made.exists()
     try:
         for train in (True, False):
             cls(str(target), train=train, download=True)
     except Exception as exc:  # any network or disk failure means: not available here
+        if fresh:
+            shutil.rmtree(made, ignore_errors=True)
         return f"failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     return None
 

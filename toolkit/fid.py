@@ -225,9 +225,9 @@ def references(dataset: str, splits, mode: str, weights: str | None = None) -> t
 
     if mode == "off":
         return [], []
+    path = inception_weights(weights)  # a missing --fid-weights file is said now, not after the CNN trained
     with tracking.store_lock():  # processes starting together: one trains the reference, the others load it
         found = [domain_reference(dataset, splits)]
-        path = inception_weights(weights)
         if mode == "inception" or (path is not None and splits.test.images.is_cuda):
             try:
                 found.append(inception_reference(dataset, splits, path))

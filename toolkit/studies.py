@@ -85,21 +85,36 @@ class Settings:
 
 def open_study(study: Study, settings: Settings) -> optuna.Study:
     url = settings.storage or tracking.optuna_storage()
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return trial_queue.open_study(
             study.name, url, study.objective_names(),
             PRUNERS[study.pruner](), optuna.samplers.TPESampler(seed=study.base.seed, multivariate=True),
             on_abandoned=_end_abandoned_run)
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
         raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0]}); check --storage") from None
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}); {_storage_hint(url, exc)}") from None
+
+
+def _storage_hint(url: str, exc: Exception) -> str:
+    """What to do about a storage that would not open, from what went wrong."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    if url.startswith("postgresql://") and (isinstance(exc, ImportError) or "psycopg" in text):
+        return "write postgresql+psycopg2://… (SQLAlchemy reads plain postgresql:// as psycopg 3, not installed here)"
+    if "not a database" in text or "malformed" in text:
+        return "its database file is damaged: move it aside to start a new storage, or pass another --storage"
+    if isinstance(exc, OSError) or "readonly" in text or "permission" in text:
+        return "its file cannot be made or written there: pass a --storage you can write to"
+    return "check --storage"
 
 
 def run_study(study: Study, settings: Settings) -> optuna.Study:
     """Run (or resume) `study` to completion with `settings.workers` processes; returns it."""
     find_files(study.base.dataset, settings.data_dir)  # missing data stops the study, not each trial
+    if settings.storage and settings.storage.startswith("sqlite:///") and \
+            not Path(settings.storage.removeprefix("sqlite:///")).is_file():
+        print(f"note: {settings.storage} does not exist yet: a new Optuna storage is made there", file=sys.stderr)
     optuna_study = open_study(study, settings)
     _check_settings(optuna_study, study)
     if study.grid:

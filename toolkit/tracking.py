@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -28,6 +29,9 @@ END_REASON = "end_reason"  # tag: why a run ended FAILED or KILLED
 NOTE = "mlflow.note.content"  # the tag MLflow shows as the description of a run or an experiment
 TRAIN_NOTE = "Runs of `toolkit train`; each run's description gives its settings."
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reading cached references is routine
+# MLflow logs every database error with its traceback before raising it; the error reaches the
+# command line anyway, as one line when it is the machine's (a full disk) and whole when a bug.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def tracking_uri() -> str:
@@ -79,8 +83,20 @@ def _opened(uri: str) -> None:
             mlflow_client.search_experiments(max_results=1)
         except Exception as exc:  # a wrong URI fails deep inside SQLAlchemy; say which setting to fix
             raise ToolkitError(f"cannot open the MLflow store {uri!r} ({type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else ''}); check MLFLOW_TRACKING_URI") from None
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}); {_store_hint(exc)}") from None
         _end_orphans(mlflow_client)
+
+
+def _store_hint(exc: Exception) -> str:
+    """What to do about a store that would not open, from what went wrong."""
+    text = f"{exc} {exc.__cause__ or ''} {exc.__context__ or ''}".lower()
+    if "not a database" in text or "malformed" in text:
+        return "its database file is damaged: move mlflow.db aside to start a new store, or set MLFLOW_TRACKING_URI"
+    if "disk is full" in text:
+        return "the disk is full: free some space, or set MLFLOW_TRACKING_URI to a store elsewhere"
+    if "readonly" in text or "permission denied" in text or "unable to open database" in text:
+        return "it is not writable here: make it writable, or set MLFLOW_TRACKING_URI to a store you can write to"
+    return "check MLFLOW_TRACKING_URI"
 
 
 def _end_orphans(mlflow_client: MlflowClient):
