@@ -242,3 +242,20 @@ def test_an_interrupted_run_ends_killed(real_data, store, tmp_cwd):
     assert process.wait(timeout=60) == 130
     assert _run_status(store, "interrupted") == ["KILLED"]
     assert list(mlflow.search_runs(experiment_names=["interrupted"])["tags.end_reason"]) == ["interrupted (Ctrl-C)"]
+
+
+def test_the_same_command_twice_gives_identical_metrics_on_cpu(real_subset, store, tmp_cwd):
+    """Every metric (per epoch and final, FIDs included) and the weights, bit for bit."""
+    command = [TOOLKIT, "train", "--data-dir", str(real_subset), "--epochs", "2", "--latent-dim", "4",
+               "--fid-samples", "500", "--iw-samples", "5", "--experiment", "twice", "--quiet"]
+    for _ in range(2):
+        subprocess.run(command, check=True, capture_output=True, timeout=600)
+    client = MlflowClient(store)
+    first, second = client.search_runs([client.get_experiment_by_name("twice").experiment_id],
+                                       order_by=["attributes.start_time ASC"])
+    assert first.data.metrics == second.data.metrics and len(first.data.metrics) >= 28  # 4 latent dims
+    for key in ("val/loss", "train/kl", "val/kl_dim/03"):
+        assert [m.value for m in client.get_metric_history(first.info.run_id, key)] == \
+            [m.value for m in client.get_metric_history(second.info.run_id, key)]
+    weights = [load_model(run.info.run_id, torch.device("cpu"))[0].state_dict() for run in (first, second)]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])

@@ -179,3 +179,13 @@ def test_a_damaged_or_mistyped_store_gets_a_hint_that_fits(setup, argv, hint, ti
     errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
     assert result.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: ") and hint in errors[0], errors
     assert not (tmp_cwd / "mlruns" / "artifacts" / "fid-references").exists()  # nothing trained before the error
+
+
+def test_an_ae_trained_on_one_image_still_finishes(tiny_data, user_env, tmp_cwd):
+    """Its Gaussian fitted to one code used to fail after training, leaving a FAILED run."""
+    result = subprocess.run([TOOLKIT, "train", "--model", "ae", "--limit", "1", "--data-dir", tiny_data, *TINY_RUN],
+                            cwd=tmp_cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    client = local_store(tmp_cwd)
+    [run] = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["limit"] == "1"

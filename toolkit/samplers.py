@@ -56,7 +56,8 @@ class FittedGaussian:
     def __init__(self, codes: torch.Tensor):
         codes = codes.double().cpu()
         self.mean = codes.mean(0)
-        cov = torch.cov(codes.T) + 1e-6 * torch.eye(codes.shape[1], dtype=codes.dtype)
+        correction = 1 if len(codes) > 1 else 0  # one code: no spread to estimate, only the ridge below
+        cov = torch.cov(codes.T, correction=correction) + 1e-6 * torch.eye(codes.shape[1], dtype=codes.dtype)
         self.chol = torch.linalg.cholesky(cov)
 
     def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
