@@ -1,6 +1,11 @@
-"""Shared fixtures: tiny IDX files written by the tests, the real Fashion-MNIST, a private MLflow store."""
+"""Shared fixtures: tiny IDX files written by the tests, the real Fashion-MNIST, a private MLflow store,
+a PostgreSQL server."""
 import gzip
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +81,29 @@ def real_subset(tmp_path_factory, real_data) -> Path:
         array = read_idx(path, IMAGES_MAGIC if key.endswith("images") else LABELS_MAGIC)
         (directory / FILES[key]).write_bytes(idx_bytes(array[:3000 if key.startswith("train") else 500]))
     return directory
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    """A PostgreSQL server on a free local port (installed by .ci/run from Debian's packages)."""
+    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    if initdb is None:
+        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does this)")
+    bin_dir = Path(initdb).resolve().parent
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # it refuses to run as root
+    data = Path(tempfile.mkdtemp(prefix="toolkit-pg-"))
+    if as_postgres:
+        shutil.chown(data, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"),
+                    "-o", f"-p {port} -k {data} -h 127.0.0.1", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)

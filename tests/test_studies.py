@@ -1,12 +1,8 @@
 """The study engine: parent and child runs, resume, pruning, crash safety, workers, PostgreSQL."""
 import io
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -271,32 +267,6 @@ def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage,
     killed_run = tracking.client().get_run(failed.user_attrs["mlflow_run_id"])
     assert killed_run.info.status == "FAILED"
     assert parents("posterior-collapse-quick")[0].info.status == "FINISHED"
-
-
-@pytest.fixture
-def postgres(tmp_path):
-    """A PostgreSQL server on a free local port (installed by .ci/run from Debian's packages)."""
-    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
-    if initdb is None:
-        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does this)")
-    bin_dir = Path(initdb).resolve().parent
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # it refuses to run as root
-    data = Path(tempfile.mkdtemp(prefix="toolkit-pg-"))
-    if as_postgres:
-        shutil.chown(data, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"),
-                    "-o", f"-p {port} -k {data} -h 127.0.0.1", "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli_env, tmp_path):
