@@ -3,9 +3,13 @@ a PostgreSQL server."""
 import gzip
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +98,7 @@ def postgres(tmp_path):
     data = Path(tempfile.mkdtemp(prefix="toolkit-pg-"))
     if as_postgres:
         shutil.chown(data, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)
     subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"),
@@ -107,3 +109,49 @@ def postgres(tmp_path):
         subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(argv: list[str], base: str, ready: str = "/health", timeout: float = 120, **popen):
+    """Run a server (`argv`, listening at `base`) in a process group of its own while the block
+    runs: it is entered once `ready` answers, and the whole group is stopped at the end."""
+    process = subprocess.Popen(argv, start_new_session=True, **popen)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(base + ready, timeout=2).read()
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"{argv[0]} did not answer at {base}{ready}")
+                time.sleep(0.2)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextmanager
+def running_mlflow_server(backend_uri: str, artifacts: Path):
+    """An `mlflow server` on a free port with this backend store, serving artifacts itself from
+    `artifacts` (clients see `mlflow-artifacts:` URIs); yields its URL."""
+    import sys
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serving([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
+                  "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
+                  "--workers", "1"], url, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        yield url

@@ -11,12 +11,8 @@ from __future__ import annotations
 import io
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -25,7 +21,7 @@ import optuna
 import pytest
 from PIL import Image
 
-from conftest import write_idx_set
+from conftest import free_port, serving, write_idx_set
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -59,38 +55,13 @@ def server_env() -> dict:
     return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(command: list[str], cwd: Path, ready: str, log: Path):
-    """Start `command` in a process group of its own; yield (its address, its output so far) once
-    `ready` (a path) answers; stop the whole group at the end."""
+    """Yield (the address, its output so far) of `command` serving on a free port, once `ready` answers."""
     port = free_port()
-    with open(log, "w") as out:
-        process = subprocess.Popen([*command, "--port", str(port)], cwd=cwd, env=server_env(), stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(base + ready, timeout=2).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"{command[0]} did not answer: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
+    with open(log, "w") as out, serving([*command, "--port", str(port)], base, ready, timeout=90, cwd=cwd,
+                                        env=server_env(), stdout=out, stderr=subprocess.STDOUT):
         yield base, log.read_text
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,8 @@ error paths, a byte-identical rebuild, and the same report through an `mlflow se
 import math
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+
+from conftest import running_mlflow_server
 
 from toolkit import ToolkitError, tracking
 from toolkit.config import RunConfig
@@ -297,28 +295,8 @@ def test_a_directory_that_is_not_a_report_is_not_overwritten_and_stale_figures_g
 @pytest.fixture
 def mlflow_server(tmp_path):
     """An `mlflow server` with its own SQLite backend, serving artifacts itself, on a free port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                                f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
-                                str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            assert time.time() < deadline and process.poll() is None, "the MLflow server did not start"
-            time.sleep(0.5)
-    try:
+    with running_mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts") as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def test_a_report_through_an_mlflow_server(mlflow_server, real_subset, tmp_path, monkeypatch):

@@ -4,12 +4,8 @@ worker processes on their own connections. The README's multi-machine recipe is 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +14,7 @@ import psycopg2
 import pytest
 from mlflow import MlflowClient
 
-from conftest import write_idx_set
+from conftest import running_mlflow_server, write_idx_set
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = "posterior-collapse-quick"
@@ -32,28 +28,8 @@ def mlflow_on_postgres(postgres, tmp_path):
     connection.autocommit = True  # CREATE DATABASE refuses to run inside a transaction
     connection.cursor().execute("CREATE DATABASE mlflow")
     connection.close()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"{url}/mlflow", "--artifacts-destination",
-         str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
-    server = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{server}/health", timeout=2).read()
-                break
-            except OSError:
-                assert time.time() < deadline and process.poll() is None, "the MLflow server did not start"
-                time.sleep(0.5)
+    with running_mlflow_server(f"{url}/mlflow", tmp_path / "server-artifacts") as server:
         yield server, tmp_path / "server-artifacts"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def test_a_grid_study_with_two_workers_on_postgresql_and_an_mlflow_server(postgres, mlflow_on_postgres, tmp_path):
