@@ -16,6 +16,8 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import write_idx_set
+from toolkit.config import RunConfig
+from toolkit.studies import Settings, Study, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLKIT = str(Path(sys.executable).parent / "toolkit")
@@ -66,9 +68,14 @@ def test_three_trains_started_together_on_a_fresh_store_all_finish(tiny_data, us
     assert again.returncode == 0, again.stderr  # the store still works
 
 
-def test_two_study_processes_started_together_share_one_parent_and_one_fid_reference(tiny_data, user_env, tmp_cwd):
+@pytest.mark.parametrize("store_exists", [False, True])
+def test_two_study_processes_started_together_share_one_parent_and_one_fid_reference(store_exists, tiny_data,
+                                                                                      user_env, tmp_cwd):
     """Two processes of one study used to create two parent runs (children split between them)
-    and train the FID feature CNN twice."""
+    and train the FID feature CNN twice, on a fresh store or an existing one."""
+    if store_exists:
+        subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, "--experiment", "earlier", *TINY_RUN],
+                       cwd=tmp_cwd, check=True, capture_output=True, timeout=300)
     command = [sys.executable, str(ROOT / "studies" / "posterior_collapse.py"), "--quick", "--data-dir", tiny_data]
     results = start_together([command, command], tmp_cwd)
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-500:] for r in results]
@@ -189,3 +196,16 @@ def test_an_ae_trained_on_one_image_still_finishes(tiny_data, user_env, tmp_cwd)
     client = local_store(tmp_cwd)
     [run] = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
     assert run.info.status == "FINISHED" and run.data.params["limit"] == "1"
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tiny_data, store):
+    study = Study("diverging", RunConfig(latent_dim=2, hidden=(16,), epochs=2, fid="off", iw_samples=0),
+                  grid={"sane": {"lr": 1e-3}, "diverges": {"lr": 1e6}, "sane-too": {"lr": 2e-3}}, pruner="none")
+    optuna_study = run_study(study, Settings(f"sqlite:///{Path(tiny_data).parent / 'optuna.db'}", data_dir=tiny_data))
+    states = {t.user_attrs["point"]: t for t in optuna_study.trials}
+    assert states["sane"].state == states["sane-too"].state == optuna.trial.TrialState.COMPLETE
+    diverged = states["diverges"]
+    assert diverged.state == optuna.trial.TrialState.FAIL and "non-finite" in diverged.user_attrs["error"]
+    client = MlflowClient(store)
+    failed = client.get_run(diverged.user_attrs["mlflow_run_id"])
+    assert failed.info.status == "FAILED" and "non-finite" in failed.data.tags["end_reason"]

@@ -122,6 +122,13 @@ def process_tags() -> dict[str, str]:
     return {"host": HOST, "pid": str(os.getpid())}
 
 
+def use_store_globally():
+    """Point MLflow's global (fluent) API at the store. Logging a model, resolving `runs:/…/model`
+    and `mlflow.search_runs` go through it, and parts of them ignore a `tracking_uri` argument
+    (a `runs:/` download looks the run up in the global store)."""
+    mlflow.set_tracking_uri(tracking_uri())
+
+
 def ui_url() -> str:
     """The MLflow UI of the store: the tracking server itself, or `toolkit ui` for a local store."""
     uri = tracking_uri()
@@ -212,7 +219,7 @@ class Run:
         experiment = self.client.get_run(self.run_id).info.experiment_id
         logged = self.client.create_logged_model(experiment, name="model", source_run_id=self.run_id,
                                                  model_type=config.model, params=config.to_params())
-        mlflow.set_tracking_uri(tracking_uri())  # the logging below goes through the fluent API
+        use_store_globally()
         with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.pytorch"):
             (Path(tmp) / "config.json").write_text(json.dumps(config.to_json(), indent=1))
             mlflow.pytorch.log_model(model, name="model", run_id=self.run_id, model_id=logged.model_id,
@@ -284,10 +291,10 @@ def load_model(run_id: str, device=None):
     from toolkit.models import build, default_device
 
     device = device or default_device()
+    use_store_globally()
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=tmp,
-                                                            tracking_uri=tracking_uri()))
+            path = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=tmp))
         except Exception as exc:
             raise ToolkitError(f"run {run_id}: no model artifact in the store ({type(exc).__name__})") from None
         if (path / "MLmodel").is_file():
@@ -316,7 +323,7 @@ def load_runs(experiment: str, parent: str | None = None) -> pd.DataFrame:
     run_id, status, start_time, params.*, metrics.* (final values), tags.*. `mlflow.search_runs`
     pages through the store, so there is no cap on the number of runs."""
     found = existing_experiment(experiment)
-    mlflow.set_tracking_uri(tracking_uri())
+    use_store_globally()
     query = f"tags.`mlflow.parentRunId` = '{parent}'" if parent else ""
     return mlflow.search_runs([found.experiment_id], query, max_results=None)
 
