@@ -19,23 +19,35 @@ def stop_on_signals():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _storage_problem(exc: BaseException) -> str | None:
-    """One line for the failures of the machine rather than of the code (a full disk, a path that
-    cannot be written), found anywhere in the exception's chain; None for anything else."""
+def storage_failure(exc: BaseException) -> tuple[str, BaseException] | None:
+    """What the machine's storage did wrong, found anywhere in the exception's chain: ("full",
+    the error), ("unwritable", …) or ("damaged", …) for a file that is not a database; None when
+    the storage is not to blame. The one place that reads such errors, for every message about them."""
     seen = exc
     while seen is not None:
-        text = str(seen).lower()
-        full = (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or "disk is full" in text
-        denied = (isinstance(seen, OSError) and seen.errno in (errno.EACCES, errno.EPERM, errno.EROFS)) \
-            or "readonly database" in text
-        if full or denied:
-            where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
-            what = "the disk is full" if full else "a file could not be written"
-            todo = ("free some space" if full else "make it writable, run from a directory you can write to "
-                    "(the store is ./mlruns)") + ", or set MLFLOW_TRACKING_URI to another store"
-            return f"{what}{where}: {str(seen).splitlines()[0]}; {todo}, then rerun (finished runs are kept)"
+        text, number = str(seen).lower(), getattr(seen, "errno", None) if isinstance(seen, OSError) else None
+        if number == errno.ENOSPC or "disk is full" in text:
+            return "full", seen
+        if number in (errno.EACCES, errno.EPERM, errno.EROFS) or "readonly" in text or "permission denied" in text \
+                or "unable to open database" in text:
+            return "unwritable", seen
+        if "not a database" in text or "malformed" in text:
+            return "damaged", seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _storage_problem(exc: BaseException) -> str | None:
+    """One line for a full disk or a path that cannot be written; None for anything else."""
+    found = storage_failure(exc)
+    if found is None or found[0] == "damaged":
+        return None
+    kind, seen = found
+    where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
+    what = "the disk is full" if kind == "full" else "a file could not be written"
+    todo = ("free some space" if kind == "full" else "make it writable, run from a directory you can write to "
+            "(the store is ./mlruns)") + ", or set MLFLOW_TRACKING_URI to another store"
+    return f"{what}{where}: {str(seen).splitlines()[0]}; {todo}, then rerun (finished runs are kept)"
 
 
 def _interrupt(signum, frame):

@@ -175,7 +175,12 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torc
 def training_size(dataset: str, data_dir=None, download: bool = True) -> int:
     """How many images the training split has (the training file less the validation split)."""
     n = len(read_idx(find_files(dataset, data_dir, download)["train_labels"], LABELS_MAGIC))
-    return n - min(VALIDATION_SIZE, n // 10)
+    return n - validation_size(n)
+
+
+def validation_size(n: int) -> int:
+    """How many of the `n` training-file images the validation split takes."""
+    return min(VALIDATION_SIZE, n // 10)
 
 
 def load_splits(dataset: str = "fashion-mnist", data_dir=None, limit: int | None = None,
@@ -184,7 +189,7 @@ def load_splits(dataset: str = "fashion-mnist", data_dir=None, limit: int | None
     files = find_files(dataset, data_dir, download)
     x, y = _read_pair(files["train_images"], files["train_labels"])
     x_test, y_test = _read_pair(files["test_images"], files["test_labels"])
-    n_val = min(VALIDATION_SIZE, len(x) // 10)
+    n_val = validation_size(len(x))
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
     train_idx, val_idx = order[n_val:], order[:n_val]
     if limit is not None:

@@ -31,7 +31,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from toolkit import ToolkitError, stop_on_signals, tracking, trial_queue
+from toolkit import ToolkitError, stop_on_signals, storage_failure, tracking, trial_queue
 from toolkit.config import RunConfig
 from toolkit.data import find_files
 from toolkit.pipeline import run_name, train_run
@@ -99,12 +99,12 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
 
 def _storage_hint(url: str, exc: Exception) -> str:
     """What to do about a storage that would not open, from what went wrong."""
-    text = f"{type(exc).__name__} {exc}".lower()
-    if url.startswith("postgresql://") and (isinstance(exc, ImportError) or "psycopg" in text):
+    if url.startswith("postgresql://") and (isinstance(exc, ImportError) or "psycopg" in str(exc).lower()):
         return "write postgresql+psycopg2://… (SQLAlchemy reads plain postgresql:// as psycopg 3, not installed here)"
-    if "not a database" in text or "malformed" in text:
+    kind = (storage_failure(exc) or ("unwritable" if isinstance(exc, OSError) else None, None))[0]
+    if kind == "damaged":
         return "its database file is damaged: move it aside to start a new storage, or pass another --storage"
-    if isinstance(exc, OSError) or "readonly" in text or "permission" in text:
+    if kind is not None:
         return "its file cannot be made or written there: pass a --storage you can write to"
     return "check --storage"
 

@@ -20,7 +20,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from toolkit import UI_HOST, UI_PORT, ToolkitError
+from toolkit import UI_HOST, UI_PORT, ToolkitError, storage_failure
 from toolkit.config import RunConfig
 from toolkit.machine import HOST, file_lock, process_alive
 
@@ -80,30 +80,30 @@ def _opened(uri: str) -> None:
     with store_lock():
         try:
             mlflow_client = MlflowClient(uri)
-            mlflow_client.search_experiments(max_results=1)
+            experiments = [e.experiment_id for e in mlflow_client.search_experiments()]
         except Exception as exc:  # a wrong URI fails deep inside SQLAlchemy; say which setting to fix
             raise ToolkitError(f"cannot open the MLflow store {uri!r} ({type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else ''}); {_store_hint(exc)}") from None
-        _end_orphans(mlflow_client)
+        _end_orphans(mlflow_client, experiments)
+
+
+STORE_HINTS = {
+    "damaged": "its database file is damaged: move mlflow.db aside to start a new store, or set MLFLOW_TRACKING_URI",
+    "full": "the disk is full: free some space, or set MLFLOW_TRACKING_URI to a store elsewhere",
+    "unwritable": "it is not writable here: make it writable, or set MLFLOW_TRACKING_URI to a store you can write to",
+}
 
 
 def _store_hint(exc: Exception) -> str:
     """What to do about a store that would not open, from what went wrong."""
-    text = f"{exc} {exc.__cause__ or ''} {exc.__context__ or ''}".lower()
-    if "not a database" in text or "malformed" in text:
-        return "its database file is damaged: move mlflow.db aside to start a new store, or set MLFLOW_TRACKING_URI"
-    if "disk is full" in text:
-        return "the disk is full: free some space, or set MLFLOW_TRACKING_URI to a store elsewhere"
-    if "readonly" in text or "permission denied" in text or "unable to open database" in text:
-        return "it is not writable here: make it writable, or set MLFLOW_TRACKING_URI to a store you can write to"
-    return "check MLFLOW_TRACKING_URI"
+    found = storage_failure(exc)
+    return STORE_HINTS[found[0]] if found else "check MLFLOW_TRACKING_URI"
 
 
-def _end_orphans(mlflow_client: MlflowClient):
+def _end_orphans(mlflow_client: MlflowClient, experiments: list[str]):
     """Mark FAILED the RUNNING runs started on this machine by a process that is gone (killed with
     SIGKILL, out of memory, power cut), and say so in one line. Runs of other machines are left
     to their own hosts (and a study's heartbeat)."""
-    experiments = [e.experiment_id for e in mlflow_client.search_experiments()]
     running = mlflow_client.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.host = '{HOST}'",
                                         max_results=1000) if experiments else []
     orphans = [run for run in running if not process_alive(int(run.data.tags.get("pid", "0")))]
