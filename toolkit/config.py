@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
 from dataclasses import dataclass
 
 from toolkit import ToolkitError
@@ -13,6 +15,12 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 FID_MODES = ("auto", "inception", "off")  # auto: the domain CNN always, Inception too when it is cheap
 SAMPLERS = ("default", "gmm")  # default: the VAE's prior, a Gaussian fitted to the AE's codes
 VAE_ONLY = ("beta", "warmup_epochs", "free_bits", "iw_samples")  # fields an AE ignores, so does not log
+INT_FIELDS = ("latent_dim", "warmup_epochs", "epochs", "batch_size", "patience", "seed", "fid_samples", "iw_samples")
+FLOAT_FIELDS = ("beta", "free_bits", "lr")
+INPUT_DIM = 28 * 28  # the MLPs' input and output width
+# Copies of the parameters that training holds at once: the weights, their gradients, Adam's two
+# moments, the best epoch's weights and a checkpoint being written.
+TRAINING_COPIES = 6
 
 
 class ConfigError(ToolkitError):
@@ -41,21 +49,26 @@ class RunConfig:
     iw_samples: int = 100  # 0 skips the importance-weighted bound
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        for name in ("beta", "free_bits", "lr"):  # 1 and 1.0 must log as the same param value
-            if isinstance(getattr(self, name), int):
-                object.__setattr__(self, name, float(getattr(self, name)))
+        if isinstance(self.hidden, list):
+            object.__setattr__(self, "hidden", tuple(self.hidden))
+        for name in FLOAT_FIELDS:  # 1 and 1.0 must log as the same param value
+            if _is_int(getattr(self, name)):
+                object.__setattr__(self, name, _as_float(getattr(self, name)))
         for name, problem in self._problems():
             raise ConfigError(f"{name}: {problem}")
 
     def _problems(self):
+        wrong_type = self._type_problem()
+        if wrong_type:
+            yield wrong_type
+            return  # the checks below compare numbers
         choices = {"model": MODELS, "dataset": DATASETS, "likelihood": LIKELIHOODS, "fid": FID_MODES,
                    "sampler": SAMPLERS}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
                 yield name, f"unknown value {value!r}; choose one of {', '.join(allowed)}"
-        for name in ("beta", "free_bits", "lr"):
+        for name in FLOAT_FIELDS:
             if not math.isfinite(getattr(self, name)):
                 yield name, f"must be a finite number, got {getattr(self, name)}"
                 return  # nan compares false with everything: the checks below would not catch it
@@ -68,10 +81,47 @@ class RunConfig:
         for name in ("beta", "free_bits", "warmup_epochs", "patience", "iw_samples"):
             if getattr(self, name) < 0:
                 yield name, f"must be >= 0, got {getattr(self, name)}"
-        if not self.hidden or any(h <= 0 for h in self.hidden):
-            yield "hidden", f"needs one or more positive layer sizes, got {self.hidden}"
         if self.limit is not None and self.limit <= 0:
             yield "limit", f"must be > 0 when given, got {self.limit}"
+        if not self.hidden or any(h <= 0 for h in self.hidden):
+            yield "hidden", f"needs one or more positive layer sizes, got {self.hidden}"
+            return  # the memory estimate needs the sizes
+        if self.training_bytes() > physical_memory():
+            yield self._memory_problem()
+
+    def _type_problem(self) -> tuple[str, str] | None:
+        """The first field holding a value of the wrong type (a bool is not a number here), or None."""
+        for name in INT_FIELDS + (("limit",) if self.limit is not None else ()):
+            if not _is_int(getattr(self, name)):
+                return name, f"must be an integer, got {getattr(self, name)!r}"
+        for name in FLOAT_FIELDS:
+            if not isinstance(getattr(self, name), float):
+                return name, f"must be a number, got {getattr(self, name)!r}"
+        if not isinstance(self.hidden, tuple) or not all(_is_int(h) for h in self.hidden):
+            return "hidden", f"must be a list of integer layer sizes, got {self.hidden!r}"
+        return None
+
+    def parameter_count(self) -> int:
+        """The MLP's parameters: encoder 784 -> hidden -> head (2 x latent_dim wide for a VAE: mean
+        and log-variance), decoder latent_dim -> reversed hidden -> 784, each layer weights and bias."""
+        head = 2 * self.latent_dim if self.model == "vae" else self.latent_dim
+        encoder = [INPUT_DIM, *self.hidden, head]
+        decoder = [self.latent_dim, *reversed(self.hidden), INPUT_DIM]
+        return sum((a + 1) * b for sizes in (encoder, decoder) for a, b in zip(sizes, sizes[1:]))
+
+    def training_bytes(self) -> int:
+        """A rough lower bound on the memory training takes: TRAINING_COPIES float32 copies of the
+        parameters. Activations are left out: batches of a few hundred images are small beside them."""
+        return self.parameter_count() * 4 * TRAINING_COPIES
+
+    def _memory_problem(self) -> tuple[str, str]:
+        """The too-large model, blamed on its widest part."""
+        name = "latent_dim" if self.latent_dim > max(self.hidden) else "hidden"
+        return name, (f"{self.hidden if name == 'hidden' else self.latent_dim} makes a {self.model.upper()} of "
+                      f"{self.parameter_count():,} parameters whose training needs about "
+                      f"{self.training_bytes() / 2 ** 30:,.1f} GiB ({TRAINING_COPIES} float32 copies: weights, "
+                      f"gradients, Adam's two moments, best weights, checkpoint), more than this machine's "
+                      f"{physical_memory() / 2 ** 30:,.1f} GiB of memory; make it smaller")
 
     def describe(self) -> str:
         """One sentence a person reads in the MLflow UI: the model, its latent size, its objective
@@ -109,6 +159,24 @@ class RunConfig:
         return cls(**values)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_float(value: int) -> float:
+    """An integer as a float; one too large for a float becomes an infinity of its sign."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+@functools.cache
+def physical_memory() -> int:
+    """This machine's physical memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def parse_hidden(text: str) -> tuple[int, ...]:
     """'256,128' -> (256, 128), with a clear error for anything else."""
     try:
@@ -123,10 +191,10 @@ def parse_value(name: str, raw):
         return tuple(raw) if name == "hidden" else raw
     if name == "hidden":
         return parse_hidden(raw)
-    if name == "limit":
-        return None if raw == "None" else int(raw)
-    default = RunConfig.__dataclass_fields__[name].default
+    if name == "limit" and raw == "None":
+        return None
+    kind = int if name == "limit" else type(RunConfig.__dataclass_fields__[name].default)
     try:
-        return type(default)(raw)
+        return kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}: cannot read {raw!r} as {type(default).__name__}") from None
+        raise ConfigError(f"{name}: cannot read {raw!r} as {kind.__name__}") from None

@@ -9,6 +9,7 @@ Inside each directory the files may be plain or gzipped, at the top or in torchv
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
 import zlib
@@ -155,9 +156,11 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     ndim = raw[3]
     header = 4 + 4 * ndim
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(np.prod(dims))
+    expected = header + math.prod(dims)
     if len(raw) != expected:
         raise DataError(f"{path}: truncated or padded, {len(raw)} bytes where the header promises {expected}")
+    if dims[0] == 0:
+        raise DataError(f"{path}: holds no {'images' if magic == IMAGES_MAGIC else 'labels'}")
     if magic == IMAGES_MAGIC and dims[1:] != [IMAGE_SIDE, IMAGE_SIDE]:
         raise DataError(f"{path}: images are {dims[1:]}, expected {IMAGE_SIDE}x{IMAGE_SIDE}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)

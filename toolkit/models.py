@@ -7,9 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from toolkit.config import RunConfig
-
-INPUT_DIM = 28 * 28
+from toolkit.config import INPUT_DIM, RunConfig
 
 
 class Output(NamedTuple):
