@@ -246,6 +246,7 @@ def assert_grid_completed_once(name: str, storage: str, points: int):
     return done, runs
 
 
+@pytest.mark.slow
 def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage, cli_env, tmp_path):
     command = study_command("posterior_collapse.py", tiny_data, storage)
     process = subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -257,15 +258,20 @@ def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage,
     killed = [t for t in trials("posterior-collapse-quick", storage) if t.state == TrialState.RUNNING]
     assert len(killed) == 1
 
-    subprocess.run(command, env=cli_env, cwd=tmp_path, check=True, capture_output=True, timeout=600)
+    resumed = subprocess.run(command, env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     done, runs = assert_grid_completed_once("posterior-collapse-quick", storage, 6)
     [failed] = [t for t in done if t.number == killed[0].number]
     assert failed.state == TrialState.FAIL
     retried = [t for t in done if t.user_attrs.get("retry_of") == failed.number]
     assert [t.user_attrs["point"] for t in retried] == [failed.user_attrs["point"]]
     assert [t.params for t in retried] == [failed.params]
-    killed_run = tracking.client().get_run(failed.user_attrs["mlflow_run_id"])
-    assert killed_run.info.status == "FAILED"
+    [retry] = retried  # went on from the killed run's checkpoint, in the same MLflow run
+    assert retry.user_attrs["resume_run"] == retry.user_attrs["mlflow_run_id"] == failed.user_attrs["mlflow_run_id"]
+    client = tracking.client()
+    resumed = client.get_run(retry.user_attrs["mlflow_run_id"])
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["trial"] == str(retry.number)
+    assert [m.step for m in client.get_metric_history(resumed.info.run_id, "train/loss")] == [1, 2]
     assert parents("posterior-collapse-quick")[0].info.status == "FINISHED"
 
 

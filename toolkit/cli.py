@@ -48,12 +48,28 @@ def config_from_args(args) -> RunConfig:
 
 
 def cmd_train(args):
-    from toolkit.pipeline import train_run
+    from toolkit.pipeline import resume_run, train_run
     from toolkit.tracking import tracking_uri
 
     config = config_from_args(args)  # refuses bad values before any data is read
-    result = train_run(config, args.experiment, args.data_dir, args.quiet, fid_weights=args.fid_weights)
+    if args.resume:
+        _check_resume_alone(args, config)
+        result = resume_run(args.resume, args.data_dir, args.quiet, args.fid_weights)
+    else:
+        result = train_run(config, args.experiment, args.data_dir, args.quiet, fid_weights=args.fid_weights,
+                           on_start=lambda run_id: print(f"run {run_id} started; if it stops, "
+                                                         f"`toolkit train --resume {run_id}` continues it"))
     print(f"run {result.run_id} finished; store {tracking_uri()}; browse with `toolkit ui`")
+
+
+def _check_resume_alone(args, config: RunConfig):
+    """--resume takes the run's own settings: any other setting given is refused, not ignored."""
+    given = [name for name, value in config.to_json().items() if value != RunConfig().to_json().get(name, value)]
+    given += ["experiment"] if args.experiment else []
+    if given:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise ToolkitError(f"resume: a resumed run keeps its own settings; drop {flags} (only --data-dir, "
+                           "--fid-weights and --quiet go with --resume)")
 
 
 def cmd_report(args):
@@ -83,13 +99,24 @@ def cmd_data(args):
           f"{len(splits.test):,} test images)")
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors (an unknown flag, a value of the wrong type, a bad choice)
+    are one line naming the option, like the toolkit's other errors, instead of a usage block."""
+
+    def error(self, message: str):
+        print(f"error: {' '.join(message.splitlines())}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(2)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="toolkit", description=__doc__)
+    top = Parser(prog="toolkit", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train one AE or VAE and log it to MLflow")
     add_run_arguments(train)
     train.add_argument("--experiment", default=None, help="MLflow experiment (default: the dataset name)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--resume", metavar="RUN_ID", default=None,
+                       help="continue this FAILED or KILLED run from its last checkpoint, with its own settings")
     train.set_defaults(func=cmd_train)
     report = sub.add_parser("report", help="write a markdown report (tables as CSV, figures as PNG) from the store",
                             description="Write DIR/README.md, its tables as CSV and its figures as PNG, from the "
@@ -133,8 +160,7 @@ def study_main(study, argv=None):
     from toolkit.studies import PRUNERS
 
     study = dataclasses.replace(study, description=study.description or sys.modules["__main__"].__doc__ or "")
-    parser = argparse.ArgumentParser(description=study.description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=study.description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=None, help=f"per trial (default {study.base.epochs})")
     if not study.grid:
         parser.add_argument("--trials", type=int, default=None,
@@ -161,10 +187,6 @@ def _run_study_command(study, args):
     from toolkit.reports import write_report
     from toolkit.studies import Settings, describe, run_study
 
-    if args.workers < 1:
-        raise ToolkitError(f"workers: must be >= 1, got {args.workers}")
-    if getattr(args, "trials", None) is not None and args.trials < 1:
-        raise ToolkitError(f"trials: must be >= 1, got {args.trials}")
     optuna_study = run_study(study, Settings(args.storage, args.workers, args.data_dir))
     parent = optuna_study.user_attrs["mlflow_parent_run_id"]
     doc, path = write_report(study.report, study.name, parent, args.out, study.name, args.storage)
@@ -178,16 +200,22 @@ def _run_study_command(study, args):
 
 
 def configure(study, args):
-    """The declared study with the command line's settings; its name tells studies with other settings apart."""
+    """The declared study with the command line's settings; its name tells studies with other settings apart.
+    Bad settings are refused before any data is read."""
     from toolkit.data import training_size
     from toolkit.studies import QUICK
 
+    if args.workers < 1:
+        raise ToolkitError(f"workers: must be >= 1, got {args.workers}")
+    if getattr(args, "trials", None) is not None and args.trials < 1:
+        raise ToolkitError(f"trials: must be >= 1, got {args.trials}")
+    given = {"dataset": args.dataset, "seed": args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})}
+    dataclasses.replace(study.base, **given)  # refuses a bad value
     quick = {}
     if args.quick:  # at most QUICK's number of images: all of them where the data has fewer
         enough = training_size(args.dataset, args.data_dir) > QUICK["limit"]
         quick = {**QUICK, "limit": QUICK["limit"] if enough else None}
-    overrides = {"dataset": args.dataset, "seed": args.seed, **quick,
-                 **({"epochs": args.epochs} if args.epochs is not None else {})}
+    overrides = {**quick, **given}
     name = args.name or "-".join([study.name, *([args.dataset] if args.dataset != RunConfig.dataset else []),
                                   *(["quick"] if args.quick else [])])
     return dataclasses.replace(

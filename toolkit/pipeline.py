@@ -9,14 +9,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from toolkit import figures, fid
+from toolkit import ToolkitError, figures, fid
 from toolkit.config import RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
 from toolkit.evaluate import EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.models import build, default_device
 from toolkit.samplers import (FittedMixture, LaplacePrior, NormalPrior, decode_images, default_sampler, generate,
                               interpolation_codes, latent_means, manifold_codes)
-from toolkit.tracking import NOTE, start_run
+from toolkit.tracking import NOTE, RunStopped, continue_run, existing_run, load_checkpoint, start_run
 from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
@@ -50,10 +50,12 @@ class RunResult:
 
 def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, quiet: bool = False,
               tags: dict[str, str] | None = None, callbacks=(), fid_weights: str | None = None,
-              on_start: Callable[[str], None] | None = None, name: str | None = None, note: str = "") -> RunResult:
+              on_start: Callable[[str], None] | None = None, name: str | None = None, note: str = "",
+              resume: str | None = None) -> RunResult:
     """Train, evaluate and log one run, named `name` (default `run_name(config)`) and described by
     `note` (e.g. its place in a study) followed by its settings. `on_start` receives the run id as
-    soon as the run exists.
+    soon as the run exists. With `resume`, the id of an interrupted run of this config, that run
+    goes on from its last checkpoint instead (`resume_run`).
 
     Data and FID references are prepared before the run is created, so a missing dataset or
     weights file leaves no empty run behind. References use the full training split even when
@@ -65,35 +67,80 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
     references, skipped = fid.references(config.dataset, full, config.fid, fid_weights)
     for reason in skipped:
         print(f"warning: {reason}", file=sys.stderr)
+    checkpoint = load_checkpoint(resume) if resume else None
     model = build(config, device)
     run_tags = {"model": config.model, "dataset": config.dataset, "data_dir": str(splits.source.resolve()),
                 **{f"fid/{r.extractor.name}/extractor_hash": r.extractor.content_hash for r in references},
                 **{f"fid/{r.extractor.name}/reference_run": r.run_id for r in references},
                 **({"fid/skipped": " | ".join(skipped)} if skipped else {}),
                 NOTE: f"{note}{config.describe()}; {len(splits.train):,} training images.", **(tags or {})}
-    with start_run(experiment or config.dataset, name or run_name(config), run_tags) as run:
+    opened = continue_run(resume, run_tags) if resume else \
+        start_run(experiment or config.dataset, name or run_name(config), run_tags)
+    with opened as run:
         if on_start:
             on_start(run.run_id)
-        run.log_params(config.to_params())
-        result = fit(model, splits, config, [run.log_epoch, *callbacks], quiet)
-        test = elbo_metrics(model, splits.test, config.likelihood, config.beta)
-        metrics = {f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch}
-        if model.variational and config.iw_samples:
-            metrics["test/nll_iw"] = iw_nll(model, splits.test, config.likelihood, config.iw_samples)
-        run.log_model(model, config)
-        samplers = generation_samplers(model, config, splits.train.images)
-        metrics |= fid_metrics(model, samplers, splits.test.images, references, config.fid_samples)
-        run.log_metrics(metrics)
-        if model.variational:
-            run.log_json({"test": per_dim(test, "", config.latent_dim),
-                          "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in result.history]},
-                         "kl_per_dim.json")
-        drawn = figure_samplers(model, config, samplers)
-        images = figure_images(model, config, splits.test, drawn)
-        run.log_bytes(images_npz(images), "images.npz")
-        for name, figure in run_figures(model, config, splits.test, images, drawn, result.history, test):
-            run.log_figure(figure, name)
+        if not resume:
+            run.log_params(config.to_params())
+        try:
+            result = _fit_logged(run, model, splits, config, callbacks, quiet, checkpoint)
+        except RunStopped:  # pruned: it will not be resumed
+            run.drop_checkpoints()
+            raise
+        already = run.client.get_run(run.run_id).data.metrics if resume else {}
+        metrics = evaluate_and_log(run, model, config, splits, references, result)
+        run.log_metrics({key: value for key, value in metrics.items() if key not in already})
+        run.drop_checkpoints()
         return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
+
+
+def resume_run(run_id: str, data_dir=None, quiet: bool = False, fid_weights: str | None = None) -> RunResult:
+    """Continue an interrupted run (FAILED or KILLED, e.g. by Ctrl-C, SIGKILL or a full disk) in the
+    same MLflow run from its last checkpoint: its metric history goes on at the next epoch and it
+    ends with the metrics an uninterrupted run would have had."""
+    run = existing_run(run_id)
+    if run.info.status not in ("FAILED", "KILLED"):
+        where = f" (process {run.data.tags.get('pid')} on {run.data.tags.get('host')})" \
+            if run.info.status == "RUNNING" else ""
+        raise ToolkitError(f"run {run_id} is {run.info.status}{where}: only a FAILED or KILLED run can be resumed")
+    config = RunConfig.from_params(run.data.params)
+    return train_run(config, data_dir=data_dir, quiet=quiet, fid_weights=fid_weights, resume=run_id)
+
+
+def _fit_logged(run, model, splits, config: RunConfig, callbacks, quiet: bool, checkpoint: dict | None):
+    """`fit` with every epoch logged and checkpointed. Resuming, the epochs done before are first
+    replayed to the callbacks (a new trial's pruner sees them) and logged where the run lacks them."""
+    logged = run.logged_steps("train/loss") if checkpoint else 0
+
+    def log_epoch(epoch: int, metrics: dict[str, float]):
+        if epoch > logged:
+            run.log_epoch(epoch, metrics)
+
+    for epoch, metrics in enumerate(checkpoint["history"] if checkpoint else [], 1):
+        for callback in (log_epoch, *callbacks):
+            callback(epoch, metrics)
+    return fit(model, splits, config, [log_epoch, *callbacks], quiet, run.save_checkpoint, checkpoint)
+
+
+def evaluate_and_log(run, model, config: RunConfig, splits, references, result) -> dict[str, float]:
+    """Test metrics, the IW bound and FIDs (returned, for the caller to log), and the model, the
+    per-dimension KL, the figures and their images (logged)."""
+    test = elbo_metrics(model, splits.test, config.likelihood, config.beta)
+    metrics = {f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch}
+    if model.variational and config.iw_samples:
+        metrics["test/nll_iw"] = iw_nll(model, splits.test, config.likelihood, config.iw_samples)
+    run.log_model(model, config)
+    samplers = generation_samplers(model, config, splits.train.images)
+    metrics |= fid_metrics(model, samplers, splits.test.images, references, config.fid_samples)
+    if model.variational:
+        run.log_json({"test": per_dim(test, "", config.latent_dim),
+                      "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in result.history]},
+                     "kl_per_dim.json")
+    drawn = figure_samplers(model, config, samplers)
+    images = figure_images(model, config, splits.test, drawn)
+    run.log_bytes(images_npz(images), "images.npz")
+    for name, figure in run_figures(model, config, splits.test, images, drawn, result.history, test):
+        run.log_figure(figure, name)
+    return metrics
 
 
 def per_dim(metrics: dict[str, float], prefix: str, latent_dim: int) -> list[float]:

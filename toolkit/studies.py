@@ -42,6 +42,7 @@ PRUNERS = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_w
            "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=2),
            "none": optuna.pruners.NopPruner}
 
+RUN_ID, RESUME = "mlflow_run_id", "resume_run"  # trial user attributes: its MLflow run; the run a retry resumes
 OBJECTIVE_NAMES = {"val/neg_elbo": "validation negative ELBO (nats)", "val/recon": "validation reconstruction (nats)"}
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -163,8 +164,8 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
         result = train_run(config, study.name, settings.data_dir, quiet=True,
                            tags={"study": study.name, "trial": str(trial.number), "mlflow.parentRunId": parent_id},
                            callbacks=[] if study.multi_objective else [_pruning_callback(trial, study.objective())],
-                           on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
-                           name=run_name(config, study.base), note=note)
+                           on_start=lambda run_id: trial.set_user_attr(RUN_ID, run_id),
+                           name=run_name(config, study.base), note=note, resume=trial.user_attrs.get(RESUME))
     except RunStopped:
         finished = optuna_study.tell(trial, state=TrialState.PRUNED)
     except ToolkitError as exc:  # a bad configuration or a diverged run: recorded, not retried
@@ -172,7 +173,7 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
         finished = optuna_study.tell(trial, state=TrialState.FAIL)
         print(f"trial {trial.number} failed: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
-        trial_queue.stop(optuna_study, trial)
+        trial_queue.stop(optuna_study, trial, _resumable(trial.user_attrs.get(RUN_ID)))
         raise
     else:
         values = [result.best["val/recon"], _fid_of_samples(result.final)] if study.multi_objective \
@@ -230,15 +231,25 @@ def _pruning_callback(trial: optuna.Trial, objective: str):
     return report
 
 
-def _end_abandoned_run(trial: optuna.trial.FrozenTrial):
-    """A trial whose worker died: its MLflow run, if still RUNNING, ends FAILED saying so."""
-    run_id = trial.user_attrs.get("mlflow_run_id")
+def _end_abandoned_run(trial: optuna.trial.FrozenTrial) -> dict:
+    """A trial whose worker died: its MLflow run, if still RUNNING, ends FAILED saying so. The
+    retry resumes that run where it has a checkpoint."""
+    run_id = trial.user_attrs.get(RUN_ID)
     if run_id:
         mlflow_client = tracking.client()
         if mlflow_client.get_run(run_id).info.status == "RUNNING":
             tracking.Run(mlflow_client, run_id).end(
                 "FAILED", f"the worker of trial {trial.number} died (host {trial.user_attrs.get('host')}); "
                 "its configuration was queued again")
+    return _resumable(run_id)
+
+
+def _resumable(run_id: str | None) -> dict:
+    """The user attribute that makes a retried trial resume the run `run_id`: only where it kept a
+    checkpoint (a trial stopped in its first epoch starts over)."""
+    if run_id and tracking.checkpoint_paths(tracking.client(), run_id):
+        return {RESUME: run_id}
+    return {}
 
 
 def _parent_run_id(optuna_study: optuna.Study, study: Study) -> str:

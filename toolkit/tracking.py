@@ -4,6 +4,7 @@ beside it; and reading it back: runs as one DataFrame, metric histories, artifac
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from urllib.parse import unquote
 
 import mlflow
 import pandas as pd
-from mlflow.entities import Metric, Param
+from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from toolkit import UI_HOST, UI_PORT, ToolkitError, storage_failure
@@ -25,6 +26,7 @@ from toolkit.config import RunConfig
 from toolkit.machine import HOST, file_lock, process_alive
 
 STORE_DIR = Path("mlruns")
+CHECKPOINTS = "checkpoint"  # artifact folder of a run's training state, kept until the run finishes
 END_REASON = "end_reason"  # tag: why a run ended FAILED or KILLED
 NOTE = "mlflow.note.content"  # the tag MLflow shows as the description of a run or an experiment
 TRAIN_NOTE = "Runs of `toolkit train`; each run's description gives its settings."
@@ -113,8 +115,8 @@ def _end_orphans(mlflow_client: MlflowClient, experiments: list[str]):
     if orphans:
         names = ", ".join(f"{run.info.run_name} ({run.info.run_id[:8]})" for run in orphans[:5])
         more = f" and {len(orphans) - 5} more" if len(orphans) > 5 else ""
-        print(f"note: marked {len(orphans)} run(s) FAILED whose process on this machine had died: {names}{more}",
-              file=sys.stderr)
+        print(f"note: marked {len(orphans)} run(s) FAILED whose process on this machine had died: {names}{more}; "
+              "`toolkit train --resume RUN_ID` continues one (a study resumes its own when rerun)", file=sys.stderr)
 
 
 def process_tags() -> dict[str, str]:
@@ -197,10 +199,37 @@ class Run:
     def log_text(self, text: str, name: str):
         self.client.log_text(self.run_id, text, name)
 
-    def log_bytes(self, data: bytes, name: str):
+    def log_bytes(self, data: bytes, path: str):
+        """`data` as the artifact `path` (e.g. `images.npz` or `checkpoint/epoch-0003.pt`)."""
+        folder, _, name = path.rpartition("/")
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / name).write_bytes(data)
-            self.client.log_artifact(self.run_id, str(Path(tmp) / name))
+            self.client.log_artifact(self.run_id, str(Path(tmp) / name), folder or None)
+
+    def save_checkpoint(self, state: dict):
+        """Keep a training state (`train.training_state`) as `checkpoint/epoch-NNNN.pt`, then remove
+        the older ones: a process killed while writing leaves the previous checkpoint whole."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.log_bytes(buffer.getvalue(), f"{CHECKPOINTS}/epoch-{len(state['history']):04d}.pt")
+        for older in checkpoint_paths(self.client, self.run_id)[1:]:
+            self._artifacts().delete_artifacts(older)
+
+    def drop_checkpoints(self):
+        """Remove the run's checkpoints: once it has finished its logged model is what remains."""
+        self._artifacts().delete_artifacts(CHECKPOINTS)
+
+    def _artifacts(self):
+        """The run's artifact repository, for deleting: MLflow's client has no public call for that."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        return get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
+
+    def logged_steps(self, key: str) -> int:
+        """The highest step logged for the metric `key`, 0 when none."""
+        return max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=0)
 
     def end(self, status: str, reason: str | None = None):
         """Mark the run FINISHED, FAILED or KILLED; a reason for ending otherwise is kept as the
@@ -212,11 +241,16 @@ class Run:
     def log_model(self, model, config: RunConfig):
         """Log the model as an MLflow PyTorch model named `model` (it appears under the run's
         Logged models and loads with `mlflow.pytorch.load_model("runs:/<run id>/model")`), with
-        its RunConfig as typed JSON in `extra_files/config.json`."""
+        its RunConfig as typed JSON in `extra_files/config.json`. A resumed run keeps the model it
+        had logged before it was stopped, or replaces one whose logging was cut short."""
         import mlflow.pytorch
         import torch  # here, not at the top: reading the store (reports) needs no torch
 
         experiment = self.client.get_run(self.run_id).info.experiment_id
+        for earlier in self.client.search_logged_models([experiment], f"source_run_id = '{self.run_id}'"):
+            if earlier.status == LoggedModelStatus.READY:
+                return  # logged whole before the run was interrupted; a resumed run's model is the same
+            self.client.delete_logged_model(earlier.model_id)  # cut short: logged anew
         logged = self.client.create_logged_model(experiment, name="model", source_run_id=self.run_id,
                                                  model_type=config.model, params=config.to_params())
         use_store_globally()
@@ -256,12 +290,14 @@ def start_run(experiment: str, run_name: str, tags: dict[str, str] | None = None
 
 
 @contextmanager
-def continue_run(run_id: str):
-    """Yield an existing run, RUNNING again, that ends like one from `start_run` (a resumed study's parent)."""
+def continue_run(run_id: str, tags: dict[str, str] | None = None):
+    """Yield an existing run, RUNNING again, that ends like one from `start_run` (a resumed study's
+    parent, a resumed training run); why it ended before is forgotten."""
     mlflow_client = client()
     mlflow_client.update_run(run_id, status="RUNNING")
-    for key, value in process_tags().items():
-        mlflow_client.set_tag(run_id, key, value)
+    if END_REASON in mlflow_client.get_run(run_id).data.tags:
+        mlflow_client.delete_tag(run_id, END_REASON)
+    mlflow_client.log_batch(run_id, tags=[RunTag(k, v) for k, v in {**(tags or {}), **process_tags()}.items()])
     with _ending(Run(mlflow_client, run_id)) as handle:
         yield handle
 
@@ -328,12 +364,17 @@ def load_runs(experiment: str, parent: str | None = None) -> pd.DataFrame:
     return mlflow.search_runs([found.experiment_id], query, max_results=None)
 
 
-def final_metrics(run_id: str) -> dict[str, float]:
-    """The latest value of every metric of one run."""
+def existing_run(run_id: str):
+    """The MLflow run `run_id`, or a ToolkitError naming the store that lacks it."""
     try:
-        return client().get_run(run_id).data.metrics
+        return client().get_run(run_id)
     except mlflow.exceptions.MlflowException:
         raise ToolkitError(f"no run {run_id} in the store {tracking_uri()}") from None
+
+
+def final_metrics(run_id: str) -> dict[str, float]:
+    """The latest value of every metric of one run."""
+    return existing_run(run_id).data.metrics
 
 
 def metric_histories(run_ids, keys) -> pd.DataFrame:
@@ -365,3 +406,21 @@ def read_artifact(run_id: str, path: str) -> bytes:
             return Path(client().download_artifacts(run_id, path, tmp)).read_bytes()
         except Exception as exc:
             raise ArtifactMissing(f"run {run_id} has no artifact {path} ({type(exc).__name__})") from None
+
+
+def checkpoint_paths(mlflow_client: MlflowClient, run_id: str) -> list[str]:
+    """The run's checkpoint artifacts, newest first."""
+    return sorted((f.path for f in mlflow_client.list_artifacts(run_id, CHECKPOINTS)), reverse=True)
+
+
+def load_checkpoint(run_id: str) -> dict:
+    """The newest readable training state a run kept (an older one if the newest was cut short)."""
+    import torch
+
+    for path in checkpoint_paths(client(), run_id):
+        try:
+            return torch.load(io.BytesIO(read_artifact(run_id, path)), map_location="cpu", weights_only=True)
+        except (ArtifactMissing, RuntimeError, EOFError, OSError):
+            continue
+    raise ToolkitError(f"run {run_id} has no checkpoint to resume from: it finished, was pruned, stopped before "
+                       "its first epoch ended, or was made before runs kept checkpoints")

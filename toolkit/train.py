@@ -1,5 +1,6 @@
 """`fit`: the training loop. It knows nothing of MLflow or Optuna; it reports each epoch's
-metrics to callbacks `callback(epoch, metrics)`, which may raise to stop training."""
+metrics to callbacks `callback(epoch, metrics)`, which may raise to stop training, and hands the
+whole training state to a `checkpoint(state)` hook, from which `fit(resume=state)` continues."""
 from __future__ import annotations
 
 import copy
@@ -35,16 +36,24 @@ def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr)
 
 
-def fit(model, splits, config, callbacks=(), quiet: bool = False) -> FitResult:
-    """Train `model` on `splits.train`, early-stop on `splits.val`, restore the best weights."""
+def fit(model, splits, config, callbacks=(), quiet: bool = False, checkpoint=None, resume: dict | None = None
+        ) -> FitResult:
+    """Train `model` on `splits.train`, early-stop on `splits.val`, restore the best weights.
+
+    After each epoch, before the callbacks see it, `checkpoint` receives the training state
+    (`training_state`); `resume`, such a state, continues where it was taken, with the same
+    optimiser, random streams and early-stopping counts, so the run ends as it would have."""
     device = splits.train.images.device
     optimizer = make_optimizer(model, config.lr)
     shuffle = torch.Generator().manual_seed(config.seed)
     noise = torch.Generator(device=device).manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(splits.train) / config.batch_size)
     result, best_state, bad_epochs = FitResult(), None, 0
-    bar = tqdm(range(1, config.epochs + 1), desc=f"{config.model}", unit="epoch",
-               disable=quiet or not sys.stderr.isatty())
+    if resume is not None:
+        result, best_state, bad_epochs = _restore(resume, model, optimizer, shuffle, noise)
+    first = len(result.history) + 1
+    bar = tqdm(range(first, config.epochs + 1 if not result.stopped_early else first), desc=f"{config.model}",
+               unit="epoch", initial=first - 1, total=config.epochs, disable=quiet or not sys.stderr.isatty())
     for epoch in bar:
         train = _train_epoch(model, optimizer, splits.train, config, (epoch - 1) * steps_per_epoch,
                              steps_per_epoch, shuffle, noise)
@@ -53,20 +62,44 @@ def fit(model, splits, config, callbacks=(), quiet: bool = False) -> FitResult:
         _check_finite(epoch, metrics)
         result.history.append(metrics)
         bar.set_postfix({k: f"{metrics[k]:.1f}" for k in ("train/loss", "val/loss", "val/recon")})
-        for callback in callbacks:
-            callback(epoch, metrics)
         if val["loss"] < result.best_val_loss:
             result.best_epoch, result.best_val_loss, bad_epochs = epoch, val["loss"], 0
             best_state = copy.deepcopy(model.state_dict())
         elif epoch > config.warmup_epochs:  # while beta still ramps up, a rising loss is expected
             bad_epochs += 1
-            if bad_epochs >= config.patience > 0:
-                result.stopped_early = True
-                break
+            result.stopped_early = bad_epochs >= config.patience > 0
+        if checkpoint is not None:
+            checkpoint(training_state(model, optimizer, shuffle, noise, result, best_state, bad_epochs))
+        for callback in callbacks:
+            callback(epoch, metrics)
+        if result.stopped_early:
+            break
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+def training_state(model, optimizer, shuffle, noise, result: FitResult, best_state, bad_epochs: int) -> dict:
+    """Everything `fit` needs to continue after the last epoch of `result.history`: weights,
+    optimiser, the random streams (torch's global one, the shuffle and the noise generators),
+    the history and early-stopping state, the best weights so far. Tensors are the live ones:
+    serialise the state before training goes on."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(), "noise": noise.get_state()},
+            "history": result.history, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+            "stopped_early": result.stopped_early, "bad_epochs": bad_epochs, "best_model": best_state}
+
+
+def _restore(state: dict, model, optimizer, shuffle, noise) -> tuple[FitResult, dict | None, int]:
+    """Load a `training_state` into the model, optimiser and generators; the loop's own state back."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    shuffle.set_state(state["rng"]["shuffle"])
+    noise.set_state(state["rng"]["noise"])
+    result = FitResult(list(state["history"]), state["best_epoch"], state["best_val_loss"], state["stopped_early"])
+    return result, state["best_model"], state["bad_epochs"]
 
 
 def _train_epoch(model, optimizer, split, config, step, steps_per_epoch, shuffle, noise):

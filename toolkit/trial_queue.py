@@ -28,7 +28,8 @@ HEARTBEAT_S, GRACE_S = 10, 30
 POINT = "point"  # user attribute: the label of the grid point a trial runs
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
-Abandoned = Callable[[FrozenTrial], None]  # told of a trial whose worker died, before it is queued again
+# Told of a trial whose worker died, before it is queued again; returns user attributes for the retry.
+Abandoned = Callable[[FrozenTrial], dict]
 
 
 def open_study(name: str, url: str, objectives: list[str], pruner: optuna.pruners.BasePruner,
@@ -50,8 +51,7 @@ def _storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.sto
     sqlite = url.startswith("sqlite:///")
 
     def abandoned(optuna_study: optuna.Study, trial: FrozenTrial):
-        on_abandoned(trial)
-        retry(optuna_study, trial)
+        retry(optuna_study, trial, on_abandoned(trial))
 
     for attempt in range(attempts):
         try:
@@ -186,17 +186,19 @@ def fail_abandoned(optuna_study: optuna.Study):
                 continue
 
 
-def stop(optuna_study: optuna.Study, trial: optuna.Trial):
-    """End an interrupted trial FAIL and queue its configuration again, to run on the next resume."""
+def stop(optuna_study: optuna.Study, trial: optuna.Trial, carry: dict):
+    """End an interrupted trial FAIL and queue its configuration again, to run on the next resume,
+    with the user attributes `carry`."""
     optuna_study.tell(trial, state=TrialState.FAIL)
-    retry(optuna_study, optuna_study._storage.get_trial(trial._trial_id))
+    retry(optuna_study, optuna_study._storage.get_trial(trial._trial_id), carry)
 
 
-def retry(optuna_study: optuna.Study, trial: FrozenTrial):
-    """Queue the trial's configuration again (a grid point, or a search's sampled values)."""
+def retry(optuna_study: optuna.Study, trial: FrozenTrial, carry: dict):
+    """Queue the trial's configuration again (a grid point, or a search's sampled values), with
+    its grid point and the user attributes `carry` (e.g. what the retry resumes from)."""
     kept = {key: trial.user_attrs[key] for key in (POINT,) if key in trial.user_attrs}
-    optuna_study.enqueue_trial(configured_params(trial),
-                               user_attrs={"retry_of": trial.user_attrs.get("retry_of", trial.number), **kept})
+    optuna_study.enqueue_trial(configured_params(trial), user_attrs={
+        "retry_of": trial.user_attrs.get("retry_of", trial.number), **kept, **carry})
 
 
 @contextmanager
