@@ -3,6 +3,7 @@ store, a process killed with SIGKILL, nonsense on the command line. In each case
 read back afterwards: nothing finished is lost, nothing is left RUNNING by a dead process."""
 from __future__ import annotations
 
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -209,3 +210,32 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tiny_data
     client = MlflowClient(store)
     failed = client.get_run(diverged.user_attrs["mlflow_run_id"])
     assert failed.info.status == "FAILED" and "non-finite" in failed.data.tags["end_reason"]
+
+
+@pytest.mark.parametrize("how", ["moved", "copied"])
+def test_a_moved_or_copied_store_keeps_its_artifacts_and_writes_its_own(how, tiny_data, user_env, tmp_cwd):
+    """Experiments used to record absolute artifact paths: a copied store wrote into the
+    original's folder, and after a move its models were 'not in the store'."""
+    original, elsewhere = tmp_cwd / "project", tmp_cwd / "elsewhere"
+    original.mkdir()
+    subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=original, check=True,
+                   capture_output=True, timeout=300)
+    (shutil.move if how == "moved" else shutil.copytree)(original, elsewhere)
+    before = sorted(p for p in (original / "mlruns" / "artifacts").rglob("*")) if how == "copied" else []
+
+    again = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=elsewhere, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"note: this store was at {original / 'mlruns'}; its artifact locations now point to " \
+        f"{elsewhere / 'mlruns'}" in again.stderr
+    client = local_store(elsewhere)
+    runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
+    assert len(runs) == 2 and all(run.info.artifact_uri.startswith(str(elsewhere)) for run in runs)
+    for run in runs:  # the old run's model and figures are read from the new place
+        assert {"figures", "images.npz"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    loaded = subprocess.run([sys.executable, "-c", f"from toolkit.tracking import load_model; "
+                             f"print(load_model('{runs[-1].info.run_id}')[1].latent_dim)"],
+                            cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    assert loaded.stdout.strip() == "2", loaded.stderr
+    if how == "copied":  # the original is untouched
+        assert sorted(p for p in (original / "mlruns" / "artifacts").rglob("*")) == before

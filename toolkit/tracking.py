@@ -8,11 +8,12 @@ import io
 import json
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -80,6 +81,8 @@ def _opened(uri: str) -> None:
     if artifact_root(uri):
         artifact_root(uri).mkdir(parents=True, exist_ok=True)
     with store_lock():
+        if artifact_root(uri):
+            _relocate(artifact_root(uri).parent)
         try:
             mlflow_client = MlflowClient(uri)
             experiments = [e.experiment_id for e in mlflow_client.search_experiments()]
@@ -87,6 +90,44 @@ def _opened(uri: str) -> None:
             raise ToolkitError(f"cannot open the MLflow store {uri!r} ({type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else ''}); {_store_hint(exc)}") from None
         _end_orphans(mlflow_client, experiments)
+
+
+# Where MLflow's database records absolute artifact paths, for `_relocate`.
+PATH_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"), ("logged_models", "artifact_location"),
+                ("model_versions", "source"), ("model_versions", "storage_location"))
+
+
+def _relocate(directory: Path):
+    """Point a local store that was moved or copied to `directory` at its own artifacts. MLflow
+    records absolute artifact paths and has no call to change them, so they are rewritten here, in
+    its database (the one place the toolkit writes MLflow's schema): without this a copy would write
+    new artifacts into the original's folder, and a moved store would lose its artifacts."""
+    database = directory / "mlflow.db"
+    if not database.is_file() or database.stat().st_size == 0:
+        return
+    with closing(sqlite3.connect(database, timeout=60)) as db, db:
+        try:
+            old = _recorded_directory(db)
+        except sqlite3.DatabaseError:
+            return  # not a store yet, or a damaged one: opening it says which
+        if old is None or old == str(directory):
+            return
+        columns = {table: {row[1] for row in db.execute(f"pragma table_info({table})")} for table, _ in PATH_COLUMNS}
+        for table, column in PATH_COLUMNS:
+            if column in columns[table]:
+                db.execute(f"update {table} set {column} = ? || substr({column}, ?) where substr({column}, 1, ?) = ?",
+                           (str(directory), len(old) + 1, len(old) + 1, old + "/"))
+    print(f"note: this store was at {old}; its artifact locations now point to {directory}", file=sys.stderr)
+
+
+def _recorded_directory(db: sqlite3.Connection) -> str | None:
+    """The store directory the database's experiments were made in: the toolkit puts the artifacts
+    of experiment NAME in <store directory>/artifacts/NAME."""
+    for name, location in db.execute("select name, artifact_location from experiments"):
+        suffix = f"/artifacts/{name}"
+        if location and location.endswith(suffix):
+            return location.removesuffix(suffix)
+    return None
 
 
 STORE_HINTS = {
