@@ -112,18 +112,24 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_command(tiny_dat
     process.wait()
     [killed] = runs
     assert client.get_run(killed.info.run_id).info.status == "RUNNING"  # what SIGKILL leaves
-    elsewhere = client.create_run(killed.info.experiment_id, tags={"host": "another-machine", "pid": "1"})
+    elsewhere = {name: client.create_run(killed.info.experiment_id, tags={"host": "another-machine", "pid": "1", **tags})
+                 for name, tags in {"silent": {"heartbeat": str(time.time() - 1200)},
+                                    "beating": {"heartbeat": str(time.time())}, "no heartbeat": {}}.items()}
 
     after = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True,
                            text=True, timeout=300)
     assert after.returncode == 0
     [note] = [line for line in after.stderr.splitlines() if "FAILED" in line]
-    assert note.startswith("note: marked 1 run(s) FAILED whose process on this machine had died") and \
-        killed.info.run_id[:8] in note
+    assert note.startswith("note: marked 2 run(s) FAILED whose process had died") and killed.info.run_id[:8] in note
     ended = client.get_run(killed.info.run_id)
     assert ended.info.status == "FAILED" and f"process {process.pid}" in ended.data.tags["end_reason"]
     assert len(client.get_metric_history(killed.info.run_id, "val/loss")) >= 1  # its epochs are kept
-    assert client.get_run(elsewhere.info.run_id).info.status == "RUNNING"  # not this machine's to judge
+    status = {name: client.get_run(run.info.run_id) for name, run in elsewhere.items()}
+    assert status["silent"].info.status == "FAILED"  # another machine's run, silent for 20 minutes
+    assert "sent no heartbeat for 20 minutes" in status["silent"].data.tags["end_reason"]
+    assert status["beating"].info.status == status["no heartbeat"].info.status == "RUNNING"  # cannot be judged dead
+    finished = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])[0]
+    assert time.time() - float(finished.data.tags["heartbeat"]) < 300  # runs beat while they are open
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ from toolkit.machine import HOST, file_lock, process_alive
 
 STORE_DIR = Path("mlruns")
 CHECKPOINTS = "checkpoint"  # artifact folder of a run's training state, kept until the run finishes
+HEARTBEAT = "heartbeat"  # tag: when the run's process last said it was alive (seconds since the epoch)
+HEARTBEAT_S, STALE_S = 60, 600  # how often it says so; how long a run of another machine may be silent
 END_REASON = "end_reason"  # tag: why a run ended FAILED or KILLED
 NOTE = "mlflow.note.content"  # the tag MLflow shows as the description of a run or an experiment
 TRAIN_NOTE = "Runs of `toolkit train`; each run's description gives its settings."
@@ -144,20 +147,52 @@ def _store_hint(exc: Exception) -> str:
 
 
 def _end_orphans(mlflow_client: MlflowClient, experiments: list[str]):
-    """Mark FAILED the RUNNING runs started on this machine by a process that is gone (killed with
-    SIGKILL, out of memory, power cut), and say so in one line. Runs of other machines are left
-    to their own hosts (and a study's heartbeat)."""
-    running = mlflow_client.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.host = '{HOST}'",
-                                        max_results=1000) if experiments else []
-    orphans = [run for run in running if not process_alive(int(run.data.tags.get("pid", "0")))]
-    for run in orphans:
-        Run(mlflow_client, run.info.run_id).end(
-            "FAILED", f"its process {run.data.tags.get('pid')} on {HOST} died while the run was RUNNING")
+    """Mark FAILED the RUNNING runs whose process is gone (killed with SIGKILL, out of memory,
+    power cut), and say so in one line: on this machine a process that no longer exists, on
+    another one a heartbeat older than STALE_S. Runs of other machines without a heartbeat (made by
+    an older toolkit) are left alone."""
+    running = mlflow_client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000) \
+        if experiments else []
+    orphans = {run.info.run_id: (run, why) for run in running if (why := _orphaned(run.data.tags))}
+    for run, why in orphans.values():
+        Run(mlflow_client, run.info.run_id).end("FAILED", f"{why} while the run was RUNNING")
     if orphans:
-        names = ", ".join(f"{run.info.run_name} ({run.info.run_id[:8]})" for run in orphans[:5])
+        names = ", ".join(f"{run.info.run_name} ({run.info.run_id[:8]})" for run, _ in list(orphans.values())[:5])
         more = f" and {len(orphans) - 5} more" if len(orphans) > 5 else ""
-        print(f"note: marked {len(orphans)} run(s) FAILED whose process on this machine had died: {names}{more}; "
+        print(f"note: marked {len(orphans)} run(s) FAILED whose process had died: {names}{more}; "
               "`toolkit train --resume RUN_ID` continues one (a study resumes its own when rerun)", file=sys.stderr)
+
+
+def _orphaned(tags: dict[str, str]) -> str | None:
+    """Why a RUNNING run with these tags has no process left, or None when it may still have one."""
+    host, pid = tags.get("host"), tags.get("pid", "0")
+    if host == HOST:
+        return None if process_alive(int(pid)) else f"its process {pid} on {host} died"
+    silent = time.time() - float(tags.get(HEARTBEAT, "inf"))
+    return f"its process {pid} on {host} sent no heartbeat for {silent / 60:.0f} minutes" if silent > STALE_S else None
+
+
+class Heartbeat:
+    """While a run is open, its tag `heartbeat` (seconds since the epoch) is renewed every
+    HEARTBEAT_S seconds, so that other machines sharing the store can tell a dead run from a live one."""
+
+    def __init__(self, mlflow_client: MlflowClient, run_id: str):
+        self.client, self.run_id, self.stopped = mlflow_client, run_id, threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.thread.start()
+
+    def _beat(self):
+        while True:
+            try:
+                self.client.set_tag(self.run_id, HEARTBEAT, f"{time.time():.0f}")
+            except Exception:  # a store briefly unreachable: the next beat tries again
+                pass
+            if self.stopped.wait(HEARTBEAT_S):
+                return
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()
 
 
 def process_tags() -> dict[str, str]:
@@ -345,6 +380,7 @@ def continue_run(run_id: str, tags: dict[str, str] | None = None):
 
 @contextmanager
 def _ending(handle: Run):
+    heartbeat = Heartbeat(handle.client, handle.run_id)
     try:
         yield handle
     except KeyboardInterrupt as exc:
@@ -356,6 +392,8 @@ def _ending(handle: Run):
     except BaseException as exc:
         handle.end("FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         raise
+    finally:
+        heartbeat.stop()
     handle.end("FINISHED")
 
 
