@@ -10,7 +10,9 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -87,8 +89,14 @@ def real_subset(tmp_path_factory, real_data) -> Path:
     return directory
 
 
+@dataclass
+class PostgresServer:
+    url: str
+    control: Callable[..., None]  # pg_ctl's action and options, e.g. control("stop", "-m", "fast")
+
+
 @pytest.fixture
-def postgres(tmp_path):
+def postgres_server(tmp_path):
     """A PostgreSQL server on a free local port (installed by .ci/run from Debian's packages)."""
     initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
     if initdb is None:
@@ -101,14 +109,26 @@ def postgres(tmp_path):
     port = free_port()
     subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)
-    subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"),
-                    "-o", f"-p {port} -k {data} -h 127.0.0.1", "start"], check=True, capture_output=True)
+
+    def control(action: str, *options: str):
+        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"),
+                        "-o", f"-p {port} -k {data} -h 127.0.0.1", *options, action], check=True, capture_output=True)
+
+    control("start")
     try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        yield PostgresServer(f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", control)
     finally:
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        try:
+            control("stop", "-m", "immediate")
+        except subprocess.CalledProcessError:  # a test left it stopped
+            pass
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres(postgres_server) -> str:
+    """The URL of a fresh PostgreSQL server's database `postgres`."""
+    return postgres_server.url
 
 
 def free_port() -> int:

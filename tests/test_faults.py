@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import os
 import sqlite3
 import subprocess
 import sys
@@ -51,6 +52,7 @@ def start_together(commands: list[list[str]], cwd: Path) -> list[subprocess.Comp
     return results
 
 
+@pytest.mark.slow
 def test_three_trains_started_together_on_a_fresh_store_all_finish(tiny_data, user_env, tmp_cwd):
     """Two processes creating a fresh store's tables at once used to break it for good (a stray
     `_alembic_tmp_*` table) or lose one of the runs."""
@@ -69,6 +71,7 @@ def test_three_trains_started_together_on_a_fresh_store_all_finish(tiny_data, us
     assert again.returncode == 0, again.stderr  # the store still works
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_exists", [False, True])
 def test_two_study_processes_started_together_share_one_parent_and_one_fid_reference(store_exists, tiny_data,
                                                                                       user_env, tmp_cwd):
@@ -94,6 +97,7 @@ def test_two_study_processes_started_together_share_one_parent_and_one_fid_refer
     assert len(references) == 1
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_command(tiny_data, user_env, tmp_cwd):
     process = subprocess.Popen([TOOLKIT, "train", "--data-dir", tiny_data, "--experiment", "killed", "--epochs", "500",
                                 "--latent-dim", "2", "--hidden", "16", "--fid", "off", "--patience", "0", "--quiet"],
@@ -112,7 +116,8 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_command(tiny_dat
     process.wait()
     [killed] = runs
     assert client.get_run(killed.info.run_id).info.status == "RUNNING"  # what SIGKILL leaves
-    elsewhere = {name: client.create_run(killed.info.experiment_id, tags={"host": "another-machine", "pid": "1", **tags})
+    other_host = {"host": "another-machine", "pid": "1"}
+    elsewhere = {name: client.create_run(killed.info.experiment_id, tags={**other_host, **tags})
                  for name, tags in {"silent": {"heartbeat": str(time.time() - 1200)},
                                     "beating": {"heartbeat": str(time.time())}, "no heartbeat": {}}.items()}
 
@@ -218,6 +223,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tiny_data
     assert failed.info.status == "FAILED" and "non-finite" in failed.data.tags["end_reason"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["moved", "copied"])
 def test_a_moved_or_copied_store_keeps_its_artifacts_and_writes_its_own(how, tiny_data, user_env, tmp_cwd):
     """Experiments used to record absolute artifact paths: a copied store wrote into the
@@ -245,3 +251,27 @@ def test_a_moved_or_copied_store_keeps_its_artifacts_and_writes_its_own(how, tin
     assert loaded.stdout.strip() == "2", loaded.stderr
     if how == "copied":  # the original is untouched
         assert sorted(p for p in (original / "mlruns" / "artifacts").rglob("*")) == before
+
+
+def test_a_store_the_user_may_not_write_is_one_line_and_keeps_its_runs(tiny_data, user_env, tmp_cwd):
+    """A store made by another user, opened by one without the right to write it: 213 lines of
+    traceback before. Run as root (CI), the store is given to `nobody` and the command runs
+    without root's power to override file permissions (setpriv drops CAP_DAC_OVERRIDE)."""
+    subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, check=True,
+                   capture_output=True, timeout=300)
+    store = tmp_cwd / "mlruns"
+    unprivileged = []
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "nobody", str(store)], check=True)
+        drop = "-dac_override,-dac_read_search"
+        unprivileged = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", "--"]
+    for path in [store, *store.rglob("*")]:  # owner-writable only: not by this user
+        path.chmod(path.stat().st_mode & ~0o022 if os.geteuid() == 0 else path.stat().st_mode & ~0o222)
+    result = subprocess.run([*unprivileged, TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd,
+                            capture_output=True, text=True, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert result.returncode == 2 and len(errors) == 1, errors
+    assert errors[0].startswith("error: ") and "writable" in errors[0] and "MLFLOW_TRACKING_URI" in errors[0], errors
+    client = local_store(tmp_cwd)
+    [run] = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
+    assert run.info.status == "FINISHED"  # the store's runs are untouched

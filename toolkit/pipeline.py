@@ -16,10 +16,12 @@ from toolkit.evaluate import EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.models import build, default_device
 from toolkit.samplers import (FittedMixture, LaplacePrior, NormalPrior, decode_images, default_sampler, generate,
                               interpolation_codes, latent_means, manifold_codes)
-from toolkit.tracking import NOTE, RunStopped, continue_run, existing_run, load_checkpoint, start_run
+from toolkit.tracking import (NOTE, RunStopped, continue_run, existing_run, load_checkpoint, metric_histories,
+                              start_run)
 from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
+FINAL_PREFIXES = ("test/", "fid/", "best_epoch")  # metrics logged once at the end; the others once per epoch
 
 
 NAME_PREFIX = {"warmup_epochs": "warmup", "free_bits": "fb", "hidden": "h", "batch_size": "bs",
@@ -61,6 +63,10 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
     weights file leaves no empty run behind. References use the full training split even when
     `config.limit` trims the model's, so every run of a dataset is scored by the same extractor.
     """
+    if resume and (finished := finished_result(resume)):  # a trial whose worker died after its run ended
+        if on_start:
+            on_start(resume)
+        return finished
     device = default_device()
     splits = load_splits(config.dataset, data_dir, config.limit, device)
     full = splits if config.limit is None else load_splits(config.dataset, data_dir, None, device)
@@ -104,6 +110,18 @@ def resume_run(run_id: str, data_dir=None, quiet: bool = False, fid_weights: str
         raise ToolkitError(f"run {run_id} is {run.info.status}{where}: only a FAILED or KILLED run can be resumed")
     config = RunConfig.from_params(run.data.params)
     return train_run(config, data_dir=data_dir, quiet=quiet, fid_weights=fid_weights, resume=run_id)
+
+
+def finished_result(run_id: str) -> RunResult | None:
+    """The result of a run that FINISHED, read back from the store; None for any other run."""
+    run = existing_run(run_id)
+    if run.info.status != "FINISHED":
+        return None
+    best_epoch = int(run.data.metrics["best_epoch"])
+    final = {key: value for key, value in run.data.metrics.items() if key.startswith(FINAL_PREFIXES)}
+    best = {key: next(m.value for m in metric_histories([run_id], [key]).itertuples() if m.step == best_epoch)
+            for key in run.data.metrics if key not in final}
+    return RunResult(run_id, best, final)
 
 
 def _fit_logged(run, model, splits, config: RunConfig, callbacks, quiet: bool, checkpoint: dict | None):

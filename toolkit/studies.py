@@ -20,6 +20,7 @@ What this module adds to Optuna:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing
 import os
 import sys
@@ -137,9 +138,12 @@ def _run_workers(study: Study, settings: Settings):
         process.start()
     for process in processes:
         process.join()
-    if any(process.exitcode != 0 for process in processes):
-        raise ToolkitError(f"{sum(p.exitcode != 0 for p in processes)} of {settings.workers} workers failed; "
-                           "rerun the same command to resume")
+    stopped = [process.exitcode for process in processes if process.exitcode != 0]
+    if stopped:  # killed (SIGKILL, out of memory) or failed: what they left is done here
+        print(f"note: {len(stopped)} of {settings.workers} workers stopped (exit status "
+              f"{', '.join(map(str, stopped))}); this process finishes the study, resuming their trials",
+              file=sys.stderr)
+        work(study, settings)
 
 
 def work(study: Study, settings: Settings, threads: int | None = None):
@@ -151,7 +155,9 @@ def work(study: Study, settings: Settings, threads: int | None = None):
     stop_on_signals()
     optuna_study = open_study(study, settings)
     parent_id = optuna_study.user_attrs["mlflow_parent_run_id"]
-    while (trial := trial_queue.next_trial(optuna_study, bool(study.grid), study.trials)) is not None:
+    next_trial = functools.partial(trial_queue.patiently, trial_queue.next_trial, optuna_study, bool(study.grid),
+                                   study.trials)
+    while (trial := next_trial()) is not None:
         _run_trial(optuna_study, trial, study, settings, parent_id)
 
 
@@ -167,10 +173,10 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
                            on_start=lambda run_id: trial.set_user_attr(RUN_ID, run_id),
                            name=run_name(config, study.base), note=note, resume=trial.user_attrs.get(RESUME))
     except RunStopped:
-        finished = optuna_study.tell(trial, state=TrialState.PRUNED)
+        finished = trial_queue.patiently(optuna_study.tell, trial, state=TrialState.PRUNED)
     except ToolkitError as exc:  # a bad configuration or a diverged run: recorded, not retried
         trial.set_user_attr("error", str(exc))
-        finished = optuna_study.tell(trial, state=TrialState.FAIL)
+        finished = trial_queue.patiently(optuna_study.tell, trial, state=TrialState.FAIL)
         print(f"trial {trial.number} failed: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         trial_queue.stop(optuna_study, trial, _resumable(trial.user_attrs.get(RUN_ID)))
@@ -178,7 +184,7 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
     else:
         values = [result.best["val/recon"], _fid_of_samples(result.final)] if study.multi_objective \
             else result.best[study.objective()]
-        finished = optuna_study.tell(trial, values)
+        finished = trial_queue.patiently(optuna_study.tell, trial, values)
     finally:
         heartbeat.stop()
     seconds = time.perf_counter() - start
@@ -245,9 +251,11 @@ def _end_abandoned_run(trial: optuna.trial.FrozenTrial) -> dict:
 
 
 def _resumable(run_id: str | None) -> dict:
-    """The user attribute that makes a retried trial resume the run `run_id`: only where it kept a
-    checkpoint (a trial stopped in its first epoch starts over)."""
-    if run_id and tracking.checkpoint_paths(tracking.client(), run_id):
+    """The user attribute that makes a retried trial resume the run `run_id`: where it kept a
+    checkpoint (a trial stopped in its first epoch starts over), or where it finished (its worker
+    died before telling Optuna: the retry takes its result)."""
+    if run_id and (tracking.existing_run(run_id).info.status == "FINISHED"
+                   or tracking.checkpoint_paths(tracking.client(), run_id)):
         return {RESUME: run_id}
     return {}
 

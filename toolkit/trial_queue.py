@@ -25,6 +25,9 @@ from optuna.trial import FrozenTrial, TrialState
 from toolkit.machine import HOST, file_lock, process_alive
 
 HEARTBEAT_S, GRACE_S = 10, 30
+STORAGE_WAIT_S = 120  # how long a worker waits for an unreachable storage before it gives up
+# What Optuna's storage raises while its database server cannot be reached.
+UNREACHABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, optuna.exceptions.StorageInternalError)
 POINT = "point"  # user attribute: the label of the grid point a trial runs
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -57,8 +60,8 @@ def _storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.sto
         try:
             with _no_experimental_warnings(), \
                     file_lock(Path(url.removeprefix("sqlite:///") + ".lock")) if sqlite else nullcontext():
-                storage = optuna.storages.RDBStorage(
-                    url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None,
+                storage = optuna.storages.RDBStorage(  # a server's restart leaves dead connections: pinged first
+                    url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True},
                     heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=abandoned)
             break
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
@@ -161,13 +164,29 @@ class Heartbeat:
 
     def _beat(self):
         while True:
-            self.storage.record_heartbeat(self.trial_id)
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except UNREACHABLE:  # the storage's server is down for a moment: the next beat tries again
+                pass
             if self.stopped.wait(HEARTBEAT_S):
                 return
 
     def stop(self):
         self.stopped.set()
         self.thread.join()
+
+
+def patiently(call: Callable, *args, **kwargs):
+    """`call(*args, **kwargs)`, tried again while the storage is unreachable (a database server
+    restarting), for up to STORAGE_WAIT_S seconds; then its error goes up."""
+    deadline = time.time() + STORAGE_WAIT_S
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except UNREACHABLE:
+            if time.time() > deadline:
+                raise
+            time.sleep(2)
 
 
 def fail_abandoned(optuna_study: optuna.Study):

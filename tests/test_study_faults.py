@@ -1,0 +1,138 @@
+"""Faults in the middle of a study, with real processes: one of two workers killed with SIGKILL,
+the PostgreSQL server of its Optuna storage stopped and restarted, a report built while two
+workers are still writing. Afterwards the store is read back: every grid point finished once,
+no run is left RUNNING, nothing finished is lost."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from conftest import write_idx_set
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLKIT = str(Path(sys.executable).parent / "toolkit")
+STUDY = "posterior-collapse-quick"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("TOOLKIT_DATA_DIR", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def data(tmp_path):
+    return str(write_idx_set(tmp_path / "tiny", n_train=3000, n_test=100))
+
+
+def study(data: str, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "studies" / "posterior_collapse.py"), "--quick", "--data-dir", data, *extra]
+
+
+def store(directory: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}")
+
+
+def trials(storage: str) -> list:
+    try:
+        return optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+    except Exception:  # the storage or the study does not exist yet
+        return []
+
+
+def wait_for(condition, timeout: float = 300, what: str = "a condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    pytest.fail(f"{what} not reached within {timeout} s")
+
+
+def a_trial_with_an_epoch(client: MlflowClient, storage: str):
+    """A RUNNING trial whose run has logged an epoch (so it keeps a checkpoint)."""
+    for trial in trials(storage):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if trial.state == TrialState.RUNNING and run_id and client.get_metric_history(run_id, "train/loss"):
+            return trial
+    return None
+
+
+def assert_completed_once(client: MlflowClient, storage: str, points: int = 6):
+    done = trials(storage)
+    complete = [t for t in done if t.state == TrialState.COMPLETE]
+    assert len(complete) == points and len({t.user_attrs["point"] for t in complete}) == points
+    assert not [t for t in done if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    runs = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id])
+    children = [run for run in runs if "trial" in run.data.tags]
+    assert Counter(run.info.status for run in children) == {"FINISHED": points}  # one run per point, none lost
+    assert {t.user_attrs["mlflow_run_id"] for t in complete} == {run.info.run_id for run in children}
+    assert [run.info.status for run in runs if "trial" not in run.data.tags] == ["FINISHED"]  # one parent
+    return complete, children
+
+
+def test_one_of_two_workers_killed_the_other_resumes_its_trial(data, user_dir):
+    storage = f"sqlite:///{user_dir / 'mlruns' / 'optuna.db'}"
+    process = subprocess.Popen(study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    client = store(user_dir)
+    victim = wait_for(lambda: a_trial_with_an_epoch(client, storage), what="a trial's first epoch")
+    os.kill(victim.user_attrs["pid"], signal.SIGKILL)
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-2000:]
+    assert "note: 1 of 2 workers stopped (exit status -9)" in err
+    complete, children = assert_completed_once(client, storage)
+    [retry] = [t for t in complete if t.user_attrs.get("retry_of") == victim.number]
+    assert retry.user_attrs["resume_run"] == victim.user_attrs["mlflow_run_id"]  # went on from its checkpoint
+    steps = [m.step for m in client.get_metric_history(retry.user_attrs["mlflow_run_id"], "train/loss")]
+    assert steps == [1, 2]
+    assert (user_dir / "reports" / STUDY / "README.md").is_file()
+
+
+def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, postgres_server):
+    postgres, pg_control = postgres_server.url, postgres_server.control
+    process = subprocess.Popen(study(data, "--storage", postgres), cwd=user_dir, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    client = store(user_dir)
+    wait_for(lambda: a_trial_with_an_epoch(client, postgres), what="a trial's first epoch")
+    pg_control("stop", "-m", "fast")
+    time.sleep(8)  # the trial trains on; its heartbeat, and maybe its end, meet a dead server
+    pg_control("start")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-2000:]
+    assert_completed_once(client, postgres)
+
+
+def test_a_report_built_while_two_workers_write(data, user_dir):
+    storage = f"sqlite:///{user_dir / 'mlruns' / 'optuna.db'}"
+    process = subprocess.Popen(study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    client = store(user_dir)
+    wait_for(lambda: len([t for t in trials(storage) if t.state == TrialState.COMPLETE]) >= 2, what="two trials")
+    during = subprocess.run([TOOLKIT, "report", "posterior-collapse", "--experiment", STUDY, "--out", "during"],
+                            cwd=user_dir, capture_output=True, text=True, timeout=300)
+    finished_then = {run.info.run_id for run in client.search_runs(
+        [client.get_experiment_by_name(STUDY).experiment_id], "attributes.status = 'FINISHED' and tags.trial != ''")}
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-2000:]  # the workers did not notice
+    assert during.returncode == 0, during.stderr[-2000:]
+    report = (user_dir / "during" / "README.md").read_text()
+    reported = set(re.findall(r"\[([0-9a-f]{8})\]\(http", report))
+    assert len(finished_then) >= 2 and {run_id[:8] for run_id in finished_then} <= reported
+    if "| RUNNING |" in report:  # a run still training is listed apart, said to be running, not summarised
+        assert "left out of the tables" in report and "still running" in report
+    assert_completed_once(client, storage)
