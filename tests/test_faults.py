@@ -275,3 +275,19 @@ def test_a_store_the_user_may_not_write_is_one_line_and_keeps_its_runs(tiny_data
     client = local_store(tmp_cwd)
     [run] = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
     assert run.info.status == "FINISHED"  # the store's runs are untouched
+
+
+def test_a_database_server_gone_for_good_ends_the_command_in_one_line(capsys):
+    """After a study has waited for its storage's server (`trial_queue.patiently`), the driver's
+    error reaches the command line: one line saying to rerun, not SQLAlchemy's traceback."""
+    import sqlalchemy
+
+    from toolkit import command
+
+    gone = sqlalchemy.exc.OperationalError("UPDATE trials …", {}, Exception(
+        'connection to server at "127.0.0.1", port 5432 failed: Connection refused'))
+    with pytest.raises(SystemExit) as exit_status, command("interrupted"):
+        raise gone
+    [line] = capsys.readouterr().err.splitlines()
+    assert exit_status.value.code == 2
+    assert line.startswith("error: the database server does not answer: (") and "rerun the same command" in line

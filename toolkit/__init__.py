@@ -8,6 +8,12 @@ UI_HOST, UI_PORT = "127.0.0.1", 5000  # where `toolkit ui` serves the MLflow UI 
 DASHBOARD_PORT = 8080  # where `toolkit dashboard` serves optuna-dashboard
 
 
+# How a database server that is down or restarting shows in its driver's errors.
+UNREACHABLE_SIGNS = ("connection refused", "could not connect", "server closed the connection",
+                     "terminating connection", "the database system is shutting down",
+                     "the database system is starting up")
+
+
 class ToolkitError(Exception):
     """An error the user can fix; the CLI prints it as one line, without a traceback."""
 
@@ -21,8 +27,9 @@ def stop_on_signals():
 
 def storage_failure(exc: BaseException) -> tuple[str, BaseException] | None:
     """What the machine's storage did wrong, found anywhere in the exception's chain: ("full",
-    the error), ("unwritable", …) or ("damaged", …) for a file that is not a database; None when
-    the storage is not to blame. The one place that reads such errors, for every message about them."""
+    the error), ("unwritable", …), ("damaged", …) for a file that is not a database or
+    ("unreachable", …) for a database server that does not answer; None when the storage is not to
+    blame. The one place that reads such errors, for every message about them."""
     seen = exc
     while seen is not None:
         text, number = str(seen).lower(), getattr(seen, "errno", None) if isinstance(seen, OSError) else None
@@ -33,16 +40,22 @@ def storage_failure(exc: BaseException) -> tuple[str, BaseException] | None:
             return "unwritable", seen
         if "not a database" in text or "malformed" in text:
             return "damaged", seen
+        if any(sign in text for sign in UNREACHABLE_SIGNS):
+            return "unreachable", seen
         seen = seen.__cause__ or seen.__context__
     return None
 
 
 def _storage_problem(exc: BaseException) -> str | None:
-    """One line for a full disk or a path that cannot be written; None for anything else."""
+    """One line for a full disk, a path that cannot be written or a database server gone; None for
+    anything else."""
     found = storage_failure(exc)
     if found is None or found[0] == "damaged":
         return None
     kind, seen = found
+    if kind == "unreachable":
+        return (f"the database server does not answer: {str(seen).splitlines()[0]}; when it is back, rerun the same "
+                "command (finished runs and trials are kept, interrupted ones resume)")
     where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
     what = "the disk is full" if kind == "full" else "a file could not be written"
     todo = ("free some space" if kind == "full" else "make it writable, run from a directory you can write to "

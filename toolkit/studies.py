@@ -106,6 +106,8 @@ def _storage_hint(url: str, exc: Exception) -> str:
     kind = (storage_failure(exc) or ("unwritable" if isinstance(exc, OSError) else None, None))[0]
     if kind == "damaged":
         return "its database file is damaged: move it aside to start a new storage, or pass another --storage"
+    if kind == "unreachable":
+        return "its database server does not answer: start it, or check the host and port in --storage"
     if kind is not None:
         return "its file cannot be made or written there: pass a --storage you can write to"
     return "check --storage"

@@ -137,6 +137,7 @@ STORE_HINTS = {
     "damaged": "its database file is damaged: move mlflow.db aside to start a new store, or set MLFLOW_TRACKING_URI",
     "full": "the disk is full: free some space, or set MLFLOW_TRACKING_URI to a store elsewhere",
     "unwritable": "it is not writable here: make it writable, or set MLFLOW_TRACKING_URI to a store you can write to",
+    "unreachable": "its server does not answer: start it, or check the host and port in MLFLOW_TRACKING_URI",
 }
 
 
