@@ -239,7 +239,7 @@ def test_an_interrupted_run_ends_killed(real_data, store, tmp_cwd):
             break
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+    assert process.wait(timeout=60) == 130, process.stderr.read().decode()[-3000:]
     assert _run_status(store, "interrupted") == ["KILLED"]
     assert list(mlflow.search_runs(experiment_names=["interrupted"])["tags.end_reason"]) == ["interrupted (Ctrl-C)"]
 

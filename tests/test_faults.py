@@ -53,15 +53,19 @@ def start_together(commands: list[list[str]], cwd: Path) -> list[subprocess.Comp
 
 
 @pytest.mark.slow
-def test_three_trains_started_together_on_a_fresh_store_all_finish(tiny_data, user_env, tmp_cwd):
+@pytest.mark.parametrize("store_exists", [False, True])
+def test_three_trains_started_together_all_finish(store_exists, tiny_data, user_env, tmp_cwd):
     """Two processes creating a fresh store's tables at once used to break it for good (a stray
     `_alembic_tmp_*` table) or lose one of the runs."""
+    if store_exists:
+        subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, "--seed", "0", *TINY_RUN], cwd=tmp_cwd,
+                       check=True, capture_output=True, timeout=300)
     commands = [[TOOLKIT, "train", "--data-dir", tiny_data, "--seed", str(seed), *TINY_RUN] for seed in (1, 2, 3)]
     results = start_together(commands, tmp_cwd)
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr[-500:] for r in results]
     client = local_store(tmp_cwd)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert sorted(run.data.params["seed"] for run in runs) == ["1", "2", "3"]
+    assert sorted(run.data.params["seed"] for run in runs) == ["0", "1", "2", "3"][not store_exists:]
     assert {run.info.status for run in runs} == {"FINISHED"}
     with sqlite3.connect(tmp_cwd / "mlruns" / "mlflow.db") as db:
         tables = [name for (name,) in db.execute("select name from sqlite_master where type = 'table'")]

@@ -126,7 +126,8 @@ def finished_result(run_id: str) -> RunResult | None:
 
 def _fit_logged(run, model, splits, config: RunConfig, callbacks, quiet: bool, checkpoint: dict | None):
     """`fit` with every epoch logged and checkpointed. Resuming, the epochs done before are first
-    replayed to the callbacks (a new trial's pruner sees them) and logged where the run lacks them."""
+    replayed to the callbacks (a new trial's pruner sees them) and logged where the run lacks them;
+    an epoch logged after the last checkpoint is trained again (to the same numbers) but not logged twice."""
     logged = run.logged_steps("train/loss") if checkpoint else 0
 
     def log_epoch(epoch: int, metrics: dict[str, float]):

@@ -40,7 +40,8 @@ def fit(model, splits, config, callbacks=(), quiet: bool = False, checkpoint=Non
         ) -> FitResult:
     """Train `model` on `splits.train`, early-stop on `splits.val`, restore the best weights.
 
-    After each epoch, before the callbacks see it, `checkpoint` receives the training state
+    After each epoch, once the callbacks have seen it (so a full disk that stops the checkpoint
+    does not lose the epoch's logged metrics), `checkpoint` receives the training state
     (`training_state`); `resume`, such a state, continues where it was taken, with the same
     optimiser, random streams and early-stopping counts, so the run ends as it would have."""
     device = splits.train.images.device
@@ -68,10 +69,10 @@ def fit(model, splits, config, callbacks=(), quiet: bool = False, checkpoint=Non
         elif epoch > config.warmup_epochs:  # while beta still ramps up, a rising loss is expected
             bad_epochs += 1
             result.stopped_early = bad_epochs >= config.patience > 0
-        if checkpoint is not None:
-            checkpoint(training_state(model, optimizer, shuffle, noise, result, best_state, bad_epochs))
         for callback in callbacks:
             callback(epoch, metrics)
+        if checkpoint is not None:
+            checkpoint(training_state(model, optimizer, shuffle, noise, result, best_state, bad_epochs))
         if result.stopped_early:
             break
     bar.close()
