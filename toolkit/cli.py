@@ -64,7 +64,8 @@ def cmd_train(args):
 
 def _check_resume_alone(args, config: RunConfig):
     """--resume takes the run's own settings: any other setting given is refused, not ignored."""
-    given = [name for name, value in config.to_json().items() if value != RunConfig().to_json().get(name, value)]
+    defaults = RunConfig().to_json()
+    given = [name for name, value in config.to_json().items() if value != defaults.get(name, value)]
     given += ["experiment"] if args.experiment else []
     if given:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)

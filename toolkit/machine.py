@@ -1,6 +1,7 @@
-"""This machine and its processes: its name, whether a process of it is alive, and an exclusive
+"""This machine and its processes: its name, whether a process of it is alive, an exclusive
 file lock between its processes for the moments they must not interleave (creating a store's
-tables, a study's parent run, a FID reference). The lock is re-entrant within a process."""
+tables, a study's parent run, a FID reference; re-entrant within a process), and a heartbeat
+that tells other machines a process is still alive."""
 from __future__ import annotations
 
 import fcntl
@@ -9,6 +10,7 @@ import socket
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 HOST = socket.gethostname()
 
@@ -53,3 +55,27 @@ def process_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class Heartbeat:
+    """Calls `beat()` now and every `interval` seconds in a background thread until `stop()`. A
+    beat that raises one of `tolerated` (a store or database briefly unreachable) is skipped: the
+    next one tries again."""
+
+    def __init__(self, beat: Callable[[], object], interval: float, tolerated: tuple[type[Exception], ...]):
+        self.beat, self.interval, self.tolerated, self.stopped = beat, interval, tolerated, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                self.beat()
+            except self.tolerated:
+                pass
+            if self.stopped.wait(self.interval):
+                return
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()

@@ -164,7 +164,7 @@ def work(study: Study, settings: Settings, threads: int | None = None):
 
 
 def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settings, parent_id: str):
-    heartbeat, start = trial_queue.Heartbeat(optuna_study, trial), time.perf_counter()
+    heartbeat, start = trial_queue.heartbeat(optuna_study, trial), time.perf_counter()
     try:
         config = dataclasses.replace(study.base, **trial_overrides(trial, study))
         point = trial.user_attrs.get(trial_queue.POINT)

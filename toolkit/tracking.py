@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from toolkit import UI_HOST, UI_PORT, ToolkitError, storage_failure
 from toolkit.config import RunConfig
-from toolkit.machine import HOST, file_lock, process_alive
+from toolkit.machine import HOST, Heartbeat, file_lock, process_alive
 
 STORE_DIR = Path("mlruns")
 CHECKPOINTS = "checkpoint"  # artifact folder of a run's training state, kept until the run finishes
@@ -173,27 +172,10 @@ def _orphaned(tags: dict[str, str]) -> str | None:
     return f"its process {pid} on {host} sent no heartbeat for {silent / 60:.0f} minutes" if silent > STALE_S else None
 
 
-class Heartbeat:
+def heartbeat(mlflow_client: MlflowClient, run_id: str) -> Heartbeat:
     """While a run is open, its tag `heartbeat` (seconds since the epoch) is renewed every
     HEARTBEAT_S seconds, so that other machines sharing the store can tell a dead run from a live one."""
-
-    def __init__(self, mlflow_client: MlflowClient, run_id: str):
-        self.client, self.run_id, self.stopped = mlflow_client, run_id, threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
-        self.thread.start()
-
-    def _beat(self):
-        while True:
-            try:
-                self.client.set_tag(self.run_id, HEARTBEAT, f"{time.time():.0f}")
-            except Exception:  # a store briefly unreachable: the next beat tries again
-                pass
-            if self.stopped.wait(HEARTBEAT_S):
-                return
-
-    def stop(self):
-        self.stopped.set()
-        self.thread.join()
+    return Heartbeat(lambda: mlflow_client.set_tag(run_id, HEARTBEAT, f"{time.time():.0f}"), HEARTBEAT_S, (Exception,))
 
 
 def process_tags() -> dict[str, str]:
@@ -292,12 +274,13 @@ class Run:
         torch.save(state, buffer)
         self.log_bytes(buffer.getvalue(), f"{CHECKPOINTS}/epoch-{len(state['history']):04d}.pt")
         for older in checkpoint_paths(self.client, self.run_id)[1:]:
-            self._artifacts().delete_artifacts(older)
+            self._artifacts.delete_artifacts(older)
 
     def drop_checkpoints(self):
         """Remove the run's checkpoints: once it has finished its logged model is what remains."""
-        self._artifacts().delete_artifacts(CHECKPOINTS)
+        self._artifacts.delete_artifacts(CHECKPOINTS)
 
+    @functools.cached_property
     def _artifacts(self):
         """The run's artifact repository, for deleting: MLflow's client has no public call for that."""
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
@@ -381,7 +364,7 @@ def continue_run(run_id: str, tags: dict[str, str] | None = None):
 
 @contextmanager
 def _ending(handle: Run):
-    heartbeat = Heartbeat(handle.client, handle.run_id)
+    beating = heartbeat(handle.client, handle.run_id)
     try:
         yield handle
     except KeyboardInterrupt as exc:
@@ -394,7 +377,7 @@ def _ending(handle: Run):
         handle.end("FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         raise
     finally:
-        heartbeat.stop()
+        beating.stop()
     handle.end("FINISHED")
 
 

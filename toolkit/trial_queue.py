@@ -11,7 +11,6 @@ tracked run is the `on_abandoned` hook's business.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
@@ -22,7 +21,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from toolkit.machine import HOST, file_lock, process_alive
+from toolkit.machine import HOST, Heartbeat, file_lock, process_alive
 
 HEARTBEAT_S, GRACE_S = 10, 30
 STORAGE_WAIT_S = 120  # how long a worker waits for an unreachable storage before it gives up
@@ -123,7 +122,7 @@ def _pop(optuna_study: optuna.Study, grid: bool) -> optuna.Trial | None:
 
 def _ask(optuna_study: optuna.Study, budget: int) -> optuna.Trial | None:
     while _trials_under_way(optuna_study) < budget:
-        with warnings.catch_warnings():  # the heartbeat is recorded by `Heartbeat`, not by Study.optimize
+        with warnings.catch_warnings():  # the heartbeat is recorded by `heartbeat`, not by Study.optimize
             warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
             trial = optuna_study.ask()
         if _trials_under_way(optuna_study, before=trial.number) < budget:
@@ -154,26 +153,10 @@ def _duplicate_of(optuna_study: optuna.Study, trial: FrozenTrial) -> int | None:
                  and other.user_attrs.get(POINT) == point), None)
 
 
-class Heartbeat:
-    """Records the trial's heartbeat every HEARTBEAT_S seconds while it runs."""
-
-    def __init__(self, optuna_study: optuna.Study, trial: optuna.Trial):
-        self.storage, self.trial_id, self.stopped = optuna_study._storage, trial._trial_id, threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
-        self.thread.start()
-
-    def _beat(self):
-        while True:
-            try:
-                self.storage.record_heartbeat(self.trial_id)
-            except UNREACHABLE:  # the storage's server is down for a moment: the next beat tries again
-                pass
-            if self.stopped.wait(HEARTBEAT_S):
-                return
-
-    def stop(self):
-        self.stopped.set()
-        self.thread.join()
+def heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Heartbeat:
+    """Records the trial's heartbeat every HEARTBEAT_S seconds while it runs; a storage server
+    down for a moment misses beats, not the trial."""
+    return Heartbeat(lambda: optuna_study._storage.record_heartbeat(trial._trial_id), HEARTBEAT_S, UNREACHABLE)
 
 
 def patiently(call: Callable, *args, **kwargs):
