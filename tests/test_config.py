@@ -1,10 +1,14 @@
+import contextlib
+import dataclasses
+import io
 import json
 import subprocess
 import sys
 
 import pytest
 
-from toolkit.config import VAE_ONLY, ConfigError, RunConfig
+from toolkit.cli import Parser, add_run_arguments, config_from_args
+from toolkit.config import MLP_ONLY, VAE_ONLY, ConfigError, RunConfig, setting
 
 
 @pytest.mark.parametrize("field, value", [
@@ -12,7 +16,8 @@ from toolkit.config import VAE_ONLY, ConfigError, RunConfig
     ("dataset", "cifar10"), ("model", "gan"), ("likelihood", "poisson"), ("epochs", 0),
     ("batch_size", 0), ("hidden", (400, 0)), ("limit", 0), ("warmup_epochs", -1),
     ("fid", "kid"), ("fid_samples", 0), ("sampler", "flow"), ("iw_samples", -1),
-    ("beta", float("nan")), ("beta", float("inf")), ("free_bits", float("nan")), ("free_bits", float("inf")),
+    ("architecture", "transformer"), ("beta", float("nan")), ("beta", float("inf")), ("free_bits", float("nan")),
+    ("free_bits", float("inf")),
     ("lr", float("inf")), ("lr", float("nan")), ("seed", 2 ** 70), ("seed", -1),
 ])
 def test_invalid_value_is_refused_naming_the_field(field, value):
@@ -60,3 +65,70 @@ def test_cli_refuses_malformed_hidden_sizes(tmp_cwd, cli_env):
                             capture_output=True, text=True, env=cli_env, timeout=120)
     assert result.returncode == 2
     assert "hidden" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_conv_model_logs_no_hidden_sizes_and_a_run_before_architectures_loads_as_mlp():
+    params = RunConfig(architecture="conv", hidden=(128,)).to_params()
+    assert params["architecture"] == "conv" and not set(MLP_ONLY) & set(params)
+    assert RunConfig.from_params(params) == RunConfig(architecture="conv")
+    older = {k: v for k, v in RunConfig().to_params().items() if k != "architecture"}
+    assert RunConfig.from_params(older).architecture == "mlp"
+
+
+def parse(argv: list[str], base: RunConfig = RunConfig()):
+    parser = Parser(prog="train")
+    add_run_arguments(parser, base)
+    return parser.parse_args(argv)
+
+
+# A value for every field other than its default, as typed on a command line.
+EVERY_FIELD = {"model": "ae", "architecture": "conv", "dataset": "mnist", "latent_dim": "7", "hidden": "64,32",
+               "likelihood": "gaussian", "beta": "0.5", "warmup_epochs": "3", "free_bits": "0.25", "epochs": "4",
+               "batch_size": "64", "lr": "0.002", "patience": "0", "seed": "9", "limit": "100", "fid": "off",
+               "fid_samples": "500", "sampler": "gmm", "iw_samples": "5"}
+
+
+def test_the_command_line_has_an_option_for_every_field_and_parses_it_to_the_field_type():
+    assert set(EVERY_FIELD) == {f.name for f in dataclasses.fields(RunConfig)}
+    argv = [word for name, value in EVERY_FIELD.items() for word in (f"--{name.replace('_', '-')}", value)]
+    config = config_from_args(parse(argv))
+    assert config == RunConfig.from_params(EVERY_FIELD)
+    assert config_from_args(parse([])) == RunConfig()
+
+
+@pytest.mark.parametrize("option, word", [("--latent-dim", "seven"), ("--beta", "big"), ("--hidden", "400x2"),
+                                          ("--limit", "1.5"), ("--seed", "")])
+def test_a_word_that_is_not_the_fields_type_is_one_line_naming_the_field(option, word, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse([option, word])
+    line = capsys.readouterr().err.strip()
+    field = option.removeprefix("--").replace("-", "_")
+    assert exit_info.value.code == 2 and "\n" not in line
+    assert line.startswith(f"error: argument {option}: {field}: ") and line.endswith("see train --help")
+
+
+def test_help_shows_each_fields_text_choices_and_default():
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), pytest.raises(SystemExit):
+        parse(["--help"])
+    help_text = " ".join(text.getvalue().split())
+    assert "--architecture ARCHITECTURE" in help_text and "one of mlp, conv (default mlp)" in help_text
+    assert "--hidden HIDDEN hidden layer sizes of the mlp, e.g. 400 or 256,128 (default 400)" in help_text
+    assert "--limit LIMIT use only the first N training images" in help_text
+
+
+@dataclasses.dataclass(frozen=True)
+class WithDropout(RunConfig):
+    dropout: float = setting(0.0, "probability of dropping a hidden unit")
+    schedule: str = setting("constant", "the learning-rate schedule", ("constant", "cosine"))
+
+
+def test_a_field_added_to_the_config_is_an_option_without_other_changes(capsys):
+    config = config_from_args(parse(["--dropout", "0.3", "--schedule", "cosine"], WithDropout()), WithDropout)
+    assert config == WithDropout(dropout=0.3, schedule="cosine")
+    assert config.to_params()["dropout"] == "0.3"
+    with pytest.raises(ConfigError, match="^schedule: unknown value 'linear'; choose one of constant, cosine"):
+        config_from_args(parse(["--schedule", "linear"], WithDropout()), WithDropout)
+    with pytest.raises(SystemExit):
+        parse(["--dropout", "lots"], WithDropout())
+    assert "argument --dropout: dropout: cannot read 'lots' as float" in capsys.readouterr().err

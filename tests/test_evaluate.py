@@ -20,13 +20,13 @@ def trained():
 
 def test_one_sample_bound_is_the_negative_elbo(trained):
     model, test = trained
-    assert iw_nll(model, test, "bernoulli", samples=1) == pytest.approx(
+    assert iw_nll(model, test, "bernoulli", samples=1).nats == pytest.approx(
         elbo_metrics(model, test, "bernoulli", 1.0)["neg_elbo"], rel=0.01)
 
 
 def test_bound_tightens_as_samples_grow(trained):
     model, test = trained
-    bounds = [iw_nll(model, test, "bernoulli", samples=k) for k in (1, 10, 100)]
+    bounds = [iw_nll(model, test, "bernoulli", samples=k).nats for k in (1, 10, 100)]
     assert bounds[0] > bounds[1] > bounds[2]
 
 
@@ -35,5 +35,5 @@ def test_gaussian_likelihood_bound_is_finite_and_below_its_elbo():
     cfg = config(likelihood="gaussian", epochs=2)
     model = build(cfg, torch.device("cpu"))
     fit(model, splits, cfg, quiet=True)
-    bound = iw_nll(model, splits.test, "gaussian", samples=20)
+    bound = iw_nll(model, splits.test, "gaussian", samples=20).nats
     assert math.isfinite(bound) and bound < elbo_metrics(model, splits.test, "gaussian", 1.0)["neg_elbo"]

@@ -2,13 +2,17 @@ import pytest
 import torch
 
 from toolkit.config import RunConfig
-from toolkit.models import AE, VAE, build
+from toolkit.models import build
 
 
-@pytest.mark.parametrize("hidden", [(400,), (256, 128)])
+def tiny(model="vae", latent_dim=5, **settings):
+    return build(RunConfig(model=model, latent_dim=latent_dim, **settings), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("architecture,hidden", [("mlp", (400,)), ("mlp", (256, 128)), ("conv", (400,))])
 @pytest.mark.parametrize("model", ["vae", "ae"])
-def test_models_share_one_interface(model, hidden):
-    net = build(RunConfig(model=model, hidden=hidden, latent_dim=7), torch.device("cpu"))
+def test_models_share_one_interface(model, architecture, hidden):
+    net = tiny(model, 7, architecture=architecture, hidden=hidden)
     x = torch.rand(5, 784)
     mu, logvar = net.encode(x)
     assert mu.shape == (5, 7)
@@ -19,7 +23,7 @@ def test_models_share_one_interface(model, hidden):
 
 
 def test_hidden_sizes_shape_the_layers():
-    net = VAE(latent_dim=3, hidden=(256, 128))
+    net = tiny(latent_dim=3, hidden=(256, 128))
     widths = [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]
     assert widths == [256, 128, 6, 128, 256, 784]
 
@@ -27,7 +31,7 @@ def test_hidden_sizes_shape_the_layers():
 def test_ae_code_is_deterministic_and_vae_code_is_sampled():
     torch.manual_seed(0)
     x = torch.rand(4, 784)
-    ae, vae = AE(5), VAE(5)
+    ae, vae = tiny("ae"), tiny("vae")
     assert torch.equal(ae(x).z, ae(x).z)
     assert not torch.equal(vae(x).z, vae(x).z)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
@@ -35,5 +39,21 @@ def test_ae_code_is_deterministic_and_vae_code_is_sampled():
 
 
 def test_vae_samples_are_images_from_the_prior():
-    images = VAE(4).sample(6, torch.Generator().manual_seed(0))
+    images = tiny(latent_dim=4).sample(6, torch.Generator().manual_seed(0))
     assert images.shape == (6, 784) and images.min() >= 0 and images.max() <= 1
+
+
+def test_the_conv_model_halves_the_image_twice_and_mirrors_it_back():
+    net = tiny(architecture="conv", latent_dim=3)
+    convs = [m for m in net.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    transposes = [m for m in net.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(m.in_channels, m.out_channels, m.stride) for m in convs] == [(1, 32, (2, 2)), (32, 64, (2, 2))]
+    assert [(m.in_channels, m.out_channels, m.stride) for m in transposes] == [(64, 32, (2, 2)), (32, 1, (2, 2))]
+    assert net.head.in_features == 64 * 7 * 7 and net.head.out_features == 6
+
+
+@pytest.mark.parametrize("model", ["vae", "ae"])
+def test_a_seed_fixes_the_initial_weights_of_either_architecture(model):
+    for architecture in ("mlp", "conv"):
+        first, second = (tiny(model, architecture=architecture).state_dict() for _ in range(2))
+        assert all(torch.equal(first[name], second[name]) for name in first)

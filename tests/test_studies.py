@@ -130,7 +130,8 @@ def test_resuming_with_other_settings_is_refused_naming_them(tiny_data, storage)
 
 
 def test_an_unreachable_storage_is_a_clear_error(tiny_data, store):
-    with pytest.raises(ToolkitError, match="cannot open the Optuna storage.*does not answer: start it, or check the host and port in --storage"):
+    hint = "does not answer: start it, or check the host and port in --storage"
+    with pytest.raises(ToolkitError, match=f"cannot open the Optuna storage.*{hint}"):
         run_study(Study("x", TINY, grid={"only": {}}),
                   Settings("postgresql+psycopg2://nobody@127.0.0.1:9/none", data_dir=tiny_data))
 

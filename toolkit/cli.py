@@ -6,45 +6,41 @@ import dataclasses
 import sys
 
 from toolkit import DASHBOARD_PORT, UI_HOST, UI_PORT, ToolkitError, command
-from toolkit.config import DATASETS, FID_MODES, LIKELIHOODS, MODELS, SAMPLERS, RunConfig, parse_hidden
+from toolkit.config import DATASETS, ConfigError, RunConfig, parse_value
 from toolkit.reports import KINDS as REPORT_KINDS
 
 
-def add_run_arguments(parser: argparse.ArgumentParser):
-    d = RunConfig()
-    parser.add_argument("--model", default=d.model, help=f"one of {', '.join(MODELS)} (default {d.model})")
-    parser.add_argument("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)}")
-    parser.add_argument("--latent-dim", type=int, default=d.latent_dim)
-    parser.add_argument("--hidden", default="400", help="hidden layer sizes, e.g. 400 or 256,128")
-    parser.add_argument("--likelihood", default=d.likelihood, help=f"one of {', '.join(LIKELIHOODS)}")
-    parser.add_argument("--beta", type=float, default=d.beta, help="weight of the KL term")
-    parser.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs, help="linear KL warm-up length")
-    parser.add_argument("--free-bits", type=float, default=d.free_bits, help="nats per latent dimension")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--patience", type=int, default=d.patience, help="early stopping; 0 turns it off")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
-    parser.add_argument("--data-dir", default=None, help="directory holding the IDX files")
-    parser.add_argument("--fid", default=d.fid, help=f"one of {', '.join(FID_MODES)}: auto scores with the "
-                        "domain CNN always and Inception too when its weights and a GPU are here")
-    parser.add_argument("--fid-samples", type=int, default=d.fid_samples, help="generated images per FID")
-    parser.add_argument("--sampler", default=d.sampler, help=f"one of {', '.join(SAMPLERS)}: gmm adds FID of "
-                        "samples from a 10-component Gaussian mixture fitted to the training codes")
-    parser.add_argument("--iw-samples", type=int, default=d.iw_samples,
-                        help="K of the importance-weighted NLL bound (VAE); 0 skips it")
-    parser.add_argument("--fid-weights", default=None,
-                        help="pytorch-fid Inception weights file (or set TOOLKIT_FID_WEIGHTS)")
+def add_run_arguments(parser: argparse.ArgumentParser, base: RunConfig, required: bool = True,
+                      unlisted: frozenset[str] = frozenset()):
+    """One option per `RunConfig` field (`latent_dim` -> `--latent-dim`), typed, explained and
+    checked by the field's own declaration. Its default is `base`'s value; with `required=False` an
+    option not given is left out of the parsed arguments (a study keeps its own value). Fields in
+    `unlisted` are parsed but not shown in --help (a study's per-trial settings, refused later)."""
+    group = parser.add_argument_group("run settings" if required else "run settings (default: the study's)")
+    for field in dataclasses.fields(base):
+        value, choices = getattr(base, field.name), field.metadata.get("choices")
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        group.add_argument(f"--{field.name.replace('_', '-')}", type=_field_type(type(base), field.name),
+                           default=value if required else argparse.SUPPRESS,
+                           help=argparse.SUPPRESS if field.name in unlisted else
+                           field.metadata.get("help", field.name.replace("_", " "))
+                           + (f"; one of {', '.join(choices)}" if choices else "")
+                           + ("" if value is None else f" (default {shown})"))
 
 
-def config_from_args(args) -> RunConfig:
-    return RunConfig(model=args.model, dataset=args.dataset, latent_dim=args.latent_dim,
-                     hidden=parse_hidden(args.hidden), likelihood=args.likelihood, beta=args.beta,
-                     warmup_epochs=args.warmup_epochs, free_bits=args.free_bits, epochs=args.epochs,
-                     batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
-                     limit=args.limit, fid=args.fid, fid_samples=args.fid_samples, sampler=args.sampler,
-                     iw_samples=args.iw_samples)
+def _field_type(cls: type, name: str):
+    """A command-line word as the field's value; a word that is not one is a one-line error naming the field."""
+    def convert(word: str):
+        try:
+            return parse_value(name, word, cls)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
+
+
+def config_from_args(args, cls: type = RunConfig) -> RunConfig:
+    """The `cls` (a RunConfig) whose fields the parsed arguments hold."""
+    return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
 
 
 def cmd_train(args):
@@ -113,7 +109,10 @@ def parser() -> argparse.ArgumentParser:
     top = Parser(prog="toolkit", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train one AE or VAE and log it to MLflow")
-    add_run_arguments(train)
+    add_run_arguments(train, RunConfig())
+    train.add_argument("--data-dir", default=None, help="directory holding the IDX files")
+    train.add_argument("--fid-weights", default=None,
+                       help="pytorch-fid Inception weights file (or set TOOLKIT_FID_WEIGHTS)")
     train.add_argument("--experiment", default=None, help="MLflow experiment (default: the dataset name)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--resume", metavar="RUN_ID", default=None,
@@ -158,11 +157,10 @@ def main(argv=None):
 def study_main(study, argv=None):
     """The command line every study script shares: run (or resume) the declared study, then write
     its report (the kind the declaration names) and print where everything is."""
-    from toolkit.studies import PRUNERS
+    from toolkit.studies import PRUNERS, varied_settings
 
     study = dataclasses.replace(study, description=study.description or sys.modules["__main__"].__doc__ or "")
     parser = Parser(description=study.description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=None, help=f"per trial (default {study.base.epochs})")
     if not study.grid:
         parser.add_argument("--trials", type=int, default=None,
                             help=f"finished trials to aim for (default {study.trials}, 3 with --quick)")
@@ -170,14 +168,13 @@ def study_main(study, argv=None):
                             help="minimise (validation reconstruction, FID of samples) and report the Pareto front")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in mlruns/optuna.db)")
     parser.add_argument("--workers", type=int, default=1, help="processes on this machine, sharing its cores")
-    parser.add_argument("--dataset", default=study.base.dataset, help=f"one of {', '.join(DATASETS)}")
-    parser.add_argument("--seed", type=int, default=study.base.seed)
     parser.add_argument("--data-dir", default=None, help="directory holding the IDX files")
     parser.add_argument("--pruner", default=study.pruner, choices=sorted(PRUNERS))
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 2 epochs on 2,000 images" + ("" if study.grid else ", 3 trials"))
     parser.add_argument("--name", default=None, help="study name (default: derived from the script and settings)")
     parser.add_argument("--out", default=None, help="report directory (default: reports/<study name>)")
+    add_run_arguments(parser, study.base, required=False, unlisted=frozenset(varied_settings(study)))
     args = parser.parse_args(argv)
     with command("finished trials are kept; rerun the same command to resume"):
         _run_study_command(configure(study, args), args)
@@ -204,20 +201,25 @@ def configure(study, args):
     """The declared study with the command line's settings; its name tells studies with other settings apart.
     Bad settings are refused before any data is read."""
     from toolkit.data import training_size
-    from toolkit.studies import QUICK
+    from toolkit.studies import QUICK, varied_settings
 
     if args.workers < 1:
         raise ToolkitError(f"workers: must be >= 1, got {args.workers}")
     if getattr(args, "trials", None) is not None and args.trials < 1:
         raise ToolkitError(f"trials: must be >= 1, got {args.trials}")
-    given = {"dataset": args.dataset, "seed": args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)}
     dataclasses.replace(study.base, **given)  # refuses a bad value
+    varied = sorted(given.keys() & varied_settings(study))
+    if varied:
+        raise ToolkitError(f"{varied[0]}: this study sets it per trial; drop "
+                           + ", ".join(f"--{name.replace('_', '-')}" for name in varied))
+    dataset = given.get("dataset", study.base.dataset)
     quick = {}
     if args.quick:  # at most QUICK's number of images: all of them where the data has fewer
-        enough = training_size(args.dataset, args.data_dir) > QUICK["limit"]
+        enough = training_size(dataset, args.data_dir) > QUICK["limit"]
         quick = {**QUICK, "limit": QUICK["limit"] if enough else None}
     overrides = {**quick, **given}
-    name = args.name or "-".join([study.name, *([args.dataset] if args.dataset != RunConfig.dataset else []),
+    name = args.name or "-".join([study.name, *([dataset] if dataset != RunConfig.dataset else []),
                                   *(["quick"] if args.quick else [])])
     return dataclasses.replace(
         study, name=name, base=dataclasses.replace(study.base, **overrides), pruner=args.pruner,

@@ -5,22 +5,33 @@ import dataclasses
 import functools
 import math
 import os
+import typing
 from dataclasses import dataclass
 
 from toolkit import ToolkitError
 
 MODELS = ("vae", "ae")
+ARCHITECTURES = ("mlp", "conv")
 DATASETS = ("fashion-mnist", "mnist")
 LIKELIHOODS = ("bernoulli", "gaussian")
 FID_MODES = ("auto", "inception", "off")  # auto: the domain CNN always, Inception too when it is cheap
 SAMPLERS = ("default", "gmm")  # default: the VAE's prior, a Gaussian fitted to the AE's codes
 VAE_ONLY = ("beta", "warmup_epochs", "free_bits", "iw_samples")  # fields an AE ignores, so does not log
-INT_FIELDS = ("latent_dim", "warmup_epochs", "epochs", "batch_size", "patience", "seed", "fid_samples", "iw_samples")
-FLOAT_FIELDS = ("beta", "free_bits", "lr")
-INPUT_DIM = 28 * 28  # the MLPs' input and output width
+MLP_ONLY = ("hidden",)  # fields the conv architecture ignores, so does not log
+IMAGE_SIDE = 28
+INPUT_DIM = IMAGE_SIDE * IMAGE_SIDE  # the width of a flattened image, the models' input and output
 # Copies of the parameters that training holds at once: the weights, their gradients, Adam's two
 # moments, the best epoch's weights and a checkpoint being written.
 TRAINING_COPIES = 6
+# The conv architecture (`models.conv_encoder`): channels of its two stride-2 convolutions (28 -> 14 -> 7)
+# and the width of the flattened 7 x 7 feature map that the latent head reads and the decoder starts from.
+CONV_CHANNELS = (32, 64)
+CONV_FEATURES = CONV_CHANNELS[-1] * (IMAGE_SIDE // 4) ** 2
+
+
+def setting(default, help: str, choices: tuple[str, ...] = ()):
+    """A `RunConfig` field: its default, the help `toolkit train --help` shows, its allowed values."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
 class ConfigError(ToolkitError):
@@ -29,29 +40,34 @@ class ConfigError(ToolkitError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    model: str = "vae"
-    dataset: str = "fashion-mnist"
-    latent_dim: int = 20
-    hidden: tuple[int, ...] = (400,)
-    likelihood: str = "bernoulli"
-    beta: float = 1.0
-    warmup_epochs: int = 0
-    free_bits: float = 0.0
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    patience: int = 5
-    seed: int = 42
-    limit: int | None = None
-    fid: str = "auto"
-    fid_samples: int = 10_000
-    sampler: str = "default"
-    iw_samples: int = 100  # 0 skips the importance-weighted bound
+    model: str = setting("vae", "the model", MODELS)
+    architecture: str = setting("mlp", "encoder and decoder: mlp (784-hidden-latent and back) or conv (two "
+                                "stride-2 convolutions 32-64 and their transposes)", ARCHITECTURES)
+    dataset: str = setting("fashion-mnist", "the images", DATASETS)
+    latent_dim: int = setting(20, "latent dimensions")
+    hidden: tuple[int, ...] = setting((400,), "hidden layer sizes of the mlp, e.g. 400 or 256,128")
+    likelihood: str = setting("bernoulli", "the decoder's p(x|z)", LIKELIHOODS)
+    beta: float = setting(1.0, "weight of the KL term (VAE)")
+    warmup_epochs: int = setting(0, "linear KL warm-up length (VAE)")
+    free_bits: float = setting(0.0, "nats per latent dimension below which KL is not penalised (VAE)")
+    epochs: int = setting(30, "at most this many epochs")
+    batch_size: int = setting(128, "training images per step")
+    lr: float = setting(1e-3, "Adam's learning rate")
+    patience: int = setting(5, "early stopping after this many epochs without a better validation loss; 0 turns "
+                            "it off")
+    seed: int = setting(42, "seeds the split, the initial weights and every sample")
+    limit: int | None = setting(None, "use only the first N training images")
+    fid: str = setting("auto", "auto scores with the domain CNN always and with Inception too when its weights "
+                       "and a GPU are here", FID_MODES)
+    fid_samples: int = setting(10_000, "generated images per FID")
+    sampler: str = setting("default", "gmm adds FID of samples from a 10-component Gaussian mixture fitted to "
+                           "the training codes", SAMPLERS)
+    iw_samples: int = setting(100, "K of the importance-weighted NLL bound (VAE); 0 skips it")
 
     def __post_init__(self):
         if isinstance(self.hidden, list):
             object.__setattr__(self, "hidden", tuple(self.hidden))
-        for name in FLOAT_FIELDS:  # 1 and 1.0 must log as the same param value
+        for name in fields_of(type(self), float):  # 1 and 1.0 must log as the same param value
             if _is_int(getattr(self, name)):
                 object.__setattr__(self, name, _as_float(getattr(self, name)))
         for name, problem in self._problems():
@@ -62,13 +78,11 @@ class RunConfig:
         if wrong_type:
             yield wrong_type
             return  # the checks below compare numbers
-        choices = {"model": MODELS, "dataset": DATASETS, "likelihood": LIKELIHOODS, "fid": FID_MODES,
-                   "sampler": SAMPLERS}
-        for name, allowed in choices.items():
+        for name, allowed in choices(type(self)).items():
             value = getattr(self, name)
             if value not in allowed:
                 yield name, f"unknown value {value!r}; choose one of {', '.join(allowed)}"
-        for name in FLOAT_FIELDS:
+        for name in fields_of(type(self), float):
             if not math.isfinite(getattr(self, name)):
                 yield name, f"must be a finite number, got {getattr(self, name)}"
                 return  # nan compares false with everything: the checks below would not catch it
@@ -91,10 +105,11 @@ class RunConfig:
 
     def _type_problem(self) -> tuple[str, str] | None:
         """The first field holding a value of the wrong type (a bool is not a number here), or None."""
-        for name in INT_FIELDS + (("limit",) if self.limit is not None else ()):
-            if not _is_int(getattr(self, name)):
+        for name in fields_of(type(self), int):
+            value = getattr(self, name)
+            if not _is_int(value) and not (value is None and name in optional_fields(type(self))):
                 return name, f"must be an integer, got {getattr(self, name)!r}"
-        for name in FLOAT_FIELDS:
+        for name in fields_of(type(self), float):
             if not isinstance(getattr(self, name), float):
                 return name, f"must be a number, got {getattr(self, name)!r}"
         if not isinstance(self.hidden, tuple) or not all(_is_int(h) for h in self.hidden):
@@ -102,9 +117,15 @@ class RunConfig:
         return None
 
     def parameter_count(self) -> int:
-        """The MLP's parameters: encoder 784 -> hidden -> head (2 x latent_dim wide for a VAE: mean
-        and log-variance), decoder latent_dim -> reversed hidden -> 784, each layer weights and bias."""
+        """The model's parameters, weights and biases. MLP: encoder 784 -> hidden -> head (2 x
+        latent_dim wide for a VAE: mean and log-variance), decoder latent_dim -> reversed hidden ->
+        784. Conv: the 4x4 convolutions 1 -> 32 -> 64 and transposes 64 -> 32 -> 1, three batch
+        norms (a scale and a shift per channel), head and decoder input linear to and from the 7 x 7 map."""
         head = 2 * self.latent_dim if self.model == "vae" else self.latent_dim
+        if self.architecture == "conv":
+            a, b = CONV_CHANNELS
+            convolutions = sum((16 * i + 1) * o for i, o in ((1, a), (a, b), (b, a), (a, 1)))
+            return convolutions + 2 * (a + b + a) + (CONV_FEATURES + 1) * head + (self.latent_dim + 1) * CONV_FEATURES
         encoder = [INPUT_DIM, *self.hidden, head]
         decoder = [self.latent_dim, *reversed(self.hidden), INPUT_DIM]
         return sum((a + 1) * b for sizes in (encoder, decoder) for a, b in zip(sizes, sizes[1:]))
@@ -116,7 +137,7 @@ class RunConfig:
 
     def _memory_problem(self) -> tuple[str, str]:
         """The too-large model, blamed on its widest part."""
-        name = "latent_dim" if self.latent_dim > max(self.hidden) else "hidden"
+        name = "latent_dim" if self.architecture == "conv" or self.latent_dim > max(self.hidden) else "hidden"
         return name, (f"{self.hidden if name == 'hidden' else self.latent_dim} makes a {self.model.upper()} of "
                       f"{self.parameter_count():,} parameters whose training needs about "
                       f"{self.training_bytes() / 2 ** 30:,.1f} GiB ({TRAINING_COPIES} float32 copies: weights, "
@@ -127,7 +148,8 @@ class RunConfig:
         """One sentence a person reads in the MLflow UI: the model, its latent size, its objective
         and how it was trained."""
         layers = "-".join(str(n) for n in (784, *self.hidden, self.latent_dim))
-        text = f"{self.model.upper()} with a {self.latent_dim}-d latent (MLP {layers}), {self.likelihood} likelihood"
+        network = f"conv {'-'.join(map(str, CONV_CHANNELS))}" if self.architecture == "conv" else f"MLP {layers}"
+        text = f"{self.model.upper()} with a {self.latent_dim}-d latent ({network}), {self.likelihood} likelihood"
         if self.model == "vae":
             warmup = f"KL warm-up over {self.warmup_epochs} epochs" if self.warmup_epochs else "no KL warm-up"
             free_bits = f"{self.free_bits:g} free nats per dimension" if self.free_bits else "no free bits"
@@ -137,16 +159,14 @@ class RunConfig:
                 f"seed {self.seed}, on {self.dataset}")
 
     def to_json(self) -> dict:
-        """The fields an AE or VAE uses, typed (`hidden` as a list, `limit` null when unset)."""
-        values = dataclasses.asdict(self)
-        values["hidden"] = list(self.hidden)
-        return {k: v for k, v in values.items() if not (self.model == "ae" and k in VAE_ONLY)}
+        """The fields this model and architecture use, typed (`hidden` as a list, `limit` null when unset)."""
+        unused = (VAE_ONLY if self.model == "ae" else ()) + (MLP_ONLY if self.architecture == "conv" else ())
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     def to_params(self) -> dict[str, str]:
-        """`to_json` as flat MLflow params; `hidden` is written as '400' or '256,128'."""
-        params = self.to_json()
-        params["hidden"] = ",".join(str(h) for h in self.hidden)
-        return {k: str(v) for k, v in params.items()}
+        """`to_json` as flat MLflow params; a sequence like `hidden` is written as '400' or '256,128'."""
+        return {k: ",".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in self.to_json().items()}
 
     @classmethod
     def from_params(cls, params: dict) -> "RunConfig":
@@ -155,8 +175,31 @@ class RunConfig:
         values = {}
         for field in dataclasses.fields(cls):
             if field.name in params:
-                values[field.name] = parse_value(field.name, params[field.name])
+                values[field.name] = parse_value(field.name, params[field.name], cls)
         return cls(**values)
+
+
+@functools.cache
+def annotations(cls: type) -> dict[str, object]:
+    """Each field's annotation, e.g. int, int | None, tuple[int, ...]."""
+    return typing.get_type_hints(cls)
+
+
+def fields_of(cls: type, *kinds) -> tuple[str, ...]:
+    """The fields annotated with one of `kinds`, or with an optional one of them."""
+    return tuple(name for name, kind in annotations(cls).items() if kind in kinds + tuple(k | None for k in kinds))
+
+
+def optional_fields(cls: type) -> tuple[str, ...]:
+    return tuple(name for name, kind in annotations(cls).items() if kind == (kind | None))
+
+
+def choices(cls: type) -> dict[str, tuple[str, ...]]:
+    """The fields with a fixed set of values, and those values."""
+    return {f.name: f.metadata["choices"] for f in dataclasses.fields(cls) if f.metadata.get("choices")}
+
+
+INT_FIELDS, FLOAT_FIELDS = fields_of(RunConfig, int), fields_of(RunConfig, float)
 
 
 def _is_int(value) -> bool:
@@ -177,23 +220,21 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def parse_hidden(text: str) -> tuple[int, ...]:
-    """'256,128' -> (256, 128), with a clear error for anything else."""
-    try:
-        return tuple(int(part) for part in str(text).split(","))
-    except ValueError:
-        raise ConfigError(f"hidden: expected comma-separated integers like '400' or '256,128', got {text!r}") from None
-
-
-def parse_value(name: str, raw):
-    """A field's value from its MLflow param (a string) or from typed JSON."""
+def parse_value(name: str, raw, cls: type | None = None):
+    """A field of `cls` (a RunConfig) from its MLflow param or command-line word (a string), or from typed JSON."""
+    cls = cls or RunConfig
+    sequence = annotations(cls)[name] == tuple[int, ...]
     if not isinstance(raw, str):
-        return tuple(raw) if name == "hidden" else raw
-    if name == "hidden":
-        return parse_hidden(raw)
-    if name == "limit" and raw == "None":
+        return tuple(raw) if sequence else raw
+    if sequence:
+        try:
+            return tuple(int(part) for part in raw.split(","))
+        except ValueError:
+            raise ConfigError(f"{name}: expected comma-separated integers like '400' or '256,128', "
+                              f"got {raw!r}") from None
+    if name in optional_fields(cls) and raw == "None":
         return None
-    kind = int if name == "limit" else type(RunConfig.__dataclass_fields__[name].default)
+    kind = int if name in fields_of(cls, int) else float if name in fields_of(cls, float) else str
     try:
         return kind(raw)
     except ValueError:

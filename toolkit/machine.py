@@ -1,7 +1,7 @@
-"""This machine and its processes: its name, whether a process of it is alive, an exclusive
-file lock between its processes for the moments they must not interleave (creating a store's
-tables, a study's parent run, a FID reference; re-entrant within a process), and a heartbeat
-that tells other machines a process is still alive."""
+"""This machine and its processes: whether it multiplies bfloat16 natively, its name, whether
+a process of it is alive, an exclusive file lock between its processes for the moments they must
+not interleave (creating a store's tables, a study's parent run, a FID reference; re-entrant
+within a process), and a heartbeat that tells other machines a process is still alive."""
 from __future__ import annotations
 
 import fcntl
@@ -13,6 +13,20 @@ from pathlib import Path
 from typing import Callable
 
 HOST = socket.gethostname()
+
+
+def fast_bf16(device) -> bool:
+    """Whether `device` multiplies bfloat16 matrices natively: a CUDA GPU that supports it, or a
+    CPU with AVX-512 BF16 or AMX (elsewhere bf16 is emulated, slower than fp32). PyTorch asks its
+    CPU-capability probe through `torch.cpu._is_avx512_bf16_supported` and `_is_amx_tile_supported`,
+    private functions used only here: the public `torch.backends.cpu.get_cpu_capability()` names
+    the vector width, not the bf16 instructions."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 _held: dict[str, int] = {}  # lock file -> depth, in this process
 _guard = threading.RLock()

@@ -1,5 +1,7 @@
-"""MLP autoencoders. `VAE` and `AE` share one interface so that losses, metrics and samplers
-work on both: `encode(x) -> (mu, logvar or None)`, `decode(z) -> logits`, `forward(x) -> Output`."""
+"""The autoencoders. One `VAE` and one `AE` receive an encoder and a decoder built for
+`config.architecture` (MLP or conv) and share one interface, so that losses, metrics and samplers
+work on all of them: `encode(x) -> (mu, logvar or None)`, `decode(z) -> logits`, `forward(x) -> Output`.
+Images are flat (N, 784) tensors in and logits of the same shape out, whatever the architecture."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -7,7 +9,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from toolkit.config import INPUT_DIM, RunConfig
+from toolkit.config import CONV_CHANNELS, CONV_FEATURES, IMAGE_SIDE, INPUT_DIM, RunConfig
 
 
 class Output(NamedTuple):
@@ -27,20 +29,54 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def mlp_encoder(config: RunConfig) -> tuple[nn.Module, int]:
+    """The MLP encoder 784 -> hidden (ReLU after each layer) and the width of its features."""
+    return nn.Sequential(mlp([INPUT_DIM, *config.hidden]), nn.ReLU()), config.hidden[-1]
+
+
+def mlp_decoder(config: RunConfig) -> nn.Module:
+    """latent -> reversed hidden -> 784 logits."""
+    return mlp([config.latent_dim, *reversed(config.hidden), INPUT_DIM])
+
+
+def conv_encoder(config: RunConfig) -> tuple[nn.Module, int]:
+    """Two 4x4 stride-2 convolutions (28 -> 14 -> 7 pixels, CONV_CHANNELS channels), batch norm
+    and ReLU after each, flattened to CONV_FEATURES features."""
+    a, b = CONV_CHANNELS
+    return nn.Sequential(
+        nn.Unflatten(1, (1, IMAGE_SIDE, IMAGE_SIDE)),
+        nn.Conv2d(1, a, 4, 2, 1), nn.BatchNorm2d(a), nn.ReLU(),
+        nn.Conv2d(a, b, 4, 2, 1), nn.BatchNorm2d(b), nn.ReLU(),
+        nn.Flatten()), CONV_FEATURES
+
+
+def conv_decoder(config: RunConfig) -> nn.Module:
+    """The encoder mirrored: a linear layer to the 7 x 7 feature map, then two 4x4 stride-2
+    transposed convolutions (7 -> 14 -> 28 pixels) to one channel of logits, flattened to 784."""
+    a, b = CONV_CHANNELS
+    side = IMAGE_SIDE // 4
+    return nn.Sequential(
+        nn.Linear(config.latent_dim, CONV_FEATURES), nn.ReLU(), nn.Unflatten(1, (b, side, side)),
+        nn.ConvTranspose2d(b, a, 4, 2, 1), nn.BatchNorm2d(a), nn.ReLU(),
+        nn.ConvTranspose2d(a, 1, 4, 2, 1), nn.Flatten())
+
+
+ARCHITECTURES = {"mlp": (mlp_encoder, mlp_decoder), "conv": (conv_encoder, conv_decoder)}
+
+
 class AE(nn.Module):
-    """Deterministic autoencoder: the code is the encoder's output."""
+    """Deterministic autoencoder: the code is the encoder's output. `encoder` maps images to
+    features, the linear `head` maps those to the code, `decoder` maps codes to logits."""
 
     variational = False
+    codes_per_dim = 1  # the head's outputs per latent dimension
 
-    def __init__(self, latent_dim: int = 20, hidden: tuple[int, ...] = (400,)):
+    def __init__(self, encoder: nn.Module, head: nn.Linear, decoder: nn.Module):
         super().__init__()
-        self.latent_dim = latent_dim
-        self.encoder = nn.Sequential(mlp([INPUT_DIM, *hidden]), nn.ReLU())
-        self.head = nn.Linear(hidden[-1], self._head_width())
-        self.decoder = mlp([latent_dim, *reversed(hidden), INPUT_DIM])
-
-    def _head_width(self) -> int:
-        return self.latent_dim
+        self.latent_dim = head.out_features // self.codes_per_dim
+        self.encoder = encoder
+        self.head = head
+        self.decoder = decoder
 
     def encode(self, x):
         return self.head(self.encoder(x)), None
@@ -58,9 +94,7 @@ class VAE(AE):
     """Gaussian encoder q(z|x) = N(mu, diag(exp(logvar))), prior N(0, I)."""
 
     variational = True
-
-    def _head_width(self) -> int:
-        return 2 * self.latent_dim
+    codes_per_dim = 2  # mean and log-variance
 
     def encode(self, x):
         mu, logvar = self.head(self.encoder(x)).chunk(2, dim=-1)
@@ -86,4 +120,7 @@ def build(config: RunConfig, device: torch.device | None = None) -> AE:
     """The model a config describes, initialised from `config.seed`, on `device`."""
     torch.manual_seed(config.seed)
     cls = VAE if config.model == "vae" else AE
-    return cls(config.latent_dim, config.hidden).to(device or default_device())
+    parts, decoder = ARCHITECTURES[config.architecture]
+    encoder, features = parts(config)  # created encoder, head, decoder: the order the seeds' weights need
+    head = nn.Linear(features, cls.codes_per_dim * config.latent_dim)
+    return cls(encoder, head, decoder(config)).to(device or default_device())

@@ -16,7 +16,15 @@ def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str) -
     (D/2) log(pi) per example, which is left out so the numbers stay comparable with the seeds.
     """
     if likelihood == "bernoulli":
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        if torch.is_grad_enabled():  # training: torch's fused loss and backward
+            return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        # Evaluation: softplus(l) - x l = log(1 + exp(-|l|)) + max(l, 0) - x l, in place (these
+        # passes over memory are what it costs). log(1 + e) stands for log1p(e), 5 times slower on the
+        # 2-core CPU; where e is below float32's resolution the 784 pixels' sum moves by < 1e-4 nats.
+        nll = logits.abs().neg_().exp_().add_(1).log_()
+        nll += logits.clamp_min(0)
+        nll -= logits * x
+        return nll.sum(-1)
     if likelihood == "gaussian":
         return (torch.sigmoid(logits) - x).pow(2).sum(-1)
     raise ValueError(f"unknown likelihood {likelihood!r}")

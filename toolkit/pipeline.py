@@ -12,16 +12,17 @@ import torch
 from toolkit import ToolkitError, figures, fid
 from toolkit.config import RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
-from toolkit.evaluate import EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
+from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.models import build, default_device
 from toolkit.samplers import (FittedMixture, LaplacePrior, NormalPrior, decode_images, default_sampler, generate,
                               interpolation_codes, latent_means, manifold_codes)
 from toolkit.tracking import (NOTE, RunStopped, continue_run, existing_run, load_checkpoint, metric_histories,
                               start_run)
-from toolkit.train import fit
+from toolkit.train import EPOCH_SECONDS, fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
-FINAL_PREFIXES = ("test/", "fid/", "best_epoch")  # metrics logged once at the end; the others once per epoch
+MEAN_EPOCH_SECONDS = "time/mean_epoch_s"
+FINAL_PREFIXES = ("test/", "fid/", "best_epoch", MEAN_EPOCH_SECONDS)  # logged once at the end; others once per epoch
 
 
 NAME_PREFIX = {"warmup_epochs": "warmup", "free_bits": "fb", "hidden": "h", "batch_size": "bs",
@@ -29,14 +30,15 @@ NAME_PREFIX = {"warmup_epochs": "warmup", "free_bits": "fb", "hidden": "h", "bat
 
 
 def run_name(config: RunConfig, base: RunConfig | None = None) -> str:
-    """`vae-z20-beta1` or `ae-z20`, then every setting that differs from `base` (a study's fixed
-    settings), so that siblings are told apart: `vae-z20-beta1-warmup10-fb0.05`."""
-    name = f"{config.model}-z{config.latent_dim}" + (f"-beta{config.beta:g}" if config.model == "vae" else "")
+    """`vae-z20-beta1`, `ae-z20` or `vae-conv-z20-beta1`, then every setting that differs from `base`
+    (a study's fixed settings), so that siblings are told apart: `vae-z20-beta1-warmup10-fb0.05`."""
+    shown = (config.model, *([config.architecture] if config.architecture != "mlp" else []), f"z{config.latent_dim}")
+    name = "-".join(shown) + (f"-beta{config.beta:g}" if config.model == "vae" else "")
     if base is None:
         return name
     fixed = base.to_json()
     for key, value in config.to_json().items():
-        if key not in ("model", "latent_dim", "beta") and value != fixed.get(key, value):
+        if key not in ("model", "architecture", "latent_dim", "beta") and value != fixed.get(key, value):
             shown = "x".join(map(str, value)) if isinstance(value, list) else f"{value:g}" \
                 if isinstance(value, float) else str(value)
             name += f"-{NAME_PREFIX.get(key, key)}{shown}"
@@ -145,8 +147,13 @@ def evaluate_and_log(run, model, config: RunConfig, splits, references, result) 
     per-dimension KL, the figures and their images (logged)."""
     test = elbo_metrics(model, splits.test, config.likelihood, config.beta)
     metrics = {f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch}
+    metrics[MEAN_EPOCH_SECONDS] = sum(h[EPOCH_SECONDS] for h in result.history) / len(result.history)
     if model.variational and config.iw_samples:
-        metrics["test/nll_iw"] = iw_nll(model, splits.test, config.likelihood, config.iw_samples)
+        bound = iw_nll(model, splits.test, config.likelihood, config.iw_samples)
+        metrics["test/nll_iw"] = bound.nats
+        run.set_tags({"nll_iw_precision": bound.precision if bound.bf16_shift is None else
+                      f"{bound.precision} (bf16 moved the first 100 test images' bound by {bound.bf16_shift:+.4f} nats "
+                      f"from fp32; bf16 is used within ±{BF16_TOLERANCE})"})
     run.log_model(model, config)
     samplers = generation_samplers(model, config, splits.train.images)
     metrics |= fid_metrics(model, samplers, splits.test.images, references, config.fid_samples)

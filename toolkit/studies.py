@@ -204,6 +204,15 @@ def trial_overrides(trial: optuna.Trial, study: Study) -> dict:
     return study.grid[trial.user_attrs[trial_queue.POINT]]
 
 
+def varied_settings(study: Study) -> set[str]:
+    """The RunConfig fields the study's trials set: every grid point's, or those its search space
+    suggests to one trial of a throwaway in-memory study (a field suggested only under some
+    condition may be missed)."""
+    if study.grid:
+        return {name for point in study.grid.values() for name in point}
+    return set(study.space(optuna.create_study().ask()))
+
+
 def grid_params(study: Study) -> dict[str, dict]:
     """Each grid point's overrides as Optuna param values (layer sizes as '256,128')."""
     return {label: {name: ",".join(map(str, value)) if isinstance(value, tuple) else value
@@ -314,6 +323,7 @@ def _check_settings(optuna_study: optuna.Study, study: Study):
     if stored is None:
         optuna_study.set_user_attr("base", current)
         return
+    stored = RunConfig.from_params(stored).to_params()  # a setting added since takes its default
     changed = [f"{k} {stored.get(k)} -> {v}" for k, v in current.items() if stored.get(k) != v]
     if changed:
         raise ToolkitError(f"study {study.name!r} already exists with other settings ({'; '.join(changed)}); "

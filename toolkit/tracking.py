@@ -247,6 +247,9 @@ class Run:
         """Trainer callback: the epoch's metrics, with the epoch as the step."""
         self.log_metrics(metrics, step=epoch)
 
+    def set_tags(self, tags: dict[str, str]):
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def log_figure(self, fig, name: str):
         import matplotlib.pyplot as plt
         self.client.log_figure(self.run_id, fig, f"figures/{name}.png")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -14,6 +15,9 @@ from tqdm.auto import tqdm
 from toolkit import ToolkitError
 from toolkit.evaluate import elbo_metrics
 from toolkit.objectives import beta_at, loss_terms
+
+
+EPOCH_SECONDS = "time/epoch_s"  # wall seconds of an epoch: its training pass and its validation
 
 
 class TrainingDiverged(ToolkitError):
@@ -56,10 +60,11 @@ def fit(model, splits, config, callbacks=(), quiet: bool = False, checkpoint=Non
     bar = tqdm(range(first, config.epochs + 1 if not result.stopped_early else first), desc=f"{config.model}",
                unit="epoch", initial=first - 1, total=config.epochs, disable=quiet or not sys.stderr.isatty())
     for epoch in bar:
+        start = time.perf_counter()
         train = _train_epoch(model, optimizer, splits.train, config, (epoch - 1) * steps_per_epoch,
                              steps_per_epoch, shuffle, noise)
         val = elbo_metrics(model, splits.val, config.likelihood, config.beta)
-        metrics = {**train, **{f"val/{k}": v for k, v in val.items()}}
+        metrics = {**train, **{f"val/{k}": v for k, v in val.items()}, EPOCH_SECONDS: time.perf_counter() - start}
         _check_finite(epoch, metrics)
         result.history.append(metrics)
         bar.set_postfix({k: f"{metrics[k]:.1f}" for k in ("train/loss", "val/loss", "val/recon")})

@@ -46,28 +46,52 @@ def build(runs: RunSet, rebuild: str) -> Document:
                 "(784-400-20, Bernoulli, β = 1, batch 128, Adam 1e-3): a reference, not runs of this store."
                 if seed else ""))
     results_table(doc, runs, "results", settings, labels, columns, extra, mark_better=True)
-    pair = {m: settings[settings["model"] == m].iloc[0] for m in ("vae", "ae")}
+    groups = paired(settings, by[1:])
+    findings_text = []
+    for group, pair in groups.items():
+        suffix = f": {group}" if group else ""
+        side_by_side(doc, runs, pair, suffix, group.replace(", ", "_").replace(" ", "-") + "_" if group else "")
+        findings_text.append((f"**{group}.** " if group else "") + findings(pair, runs.latent_dim, seed))
+    if len(groups) > 1:
+        findings_text.append(across(groups))
+    doc.heading("Findings")
+    doc.text("\n\n".join(findings_text))
+    run_list(doc, runs)
+    return doc
+
+
+def paired(settings: pd.DataFrame, others: list[str]) -> dict[str, dict[str, pd.Series]]:
+    """The VAE and AE rows of each value of the other varied params (e.g. the architecture), keyed
+    by a label like 'architecture conv' ('' when nothing else varies); values where one model is
+    missing are left out."""
+    groups = {}
+    for key, rows in settings.groupby(others, sort=False, dropna=False) if others else [((), settings)]:
+        key = key if isinstance(key, tuple) else (key,)
+        if set(rows["model"]) >= {"vae", "ae"}:
+            label = ", ".join(f"{p} {v}" for p, v in zip(others, key))
+            groups[label] = {m: rows[rows["model"] == m].iloc[0] for m in ("vae", "ae")}
+    return groups
+
+
+def side_by_side(doc: Document, runs: RunSet, pair: dict[str, pd.Series], suffix: str, prefix: str):
+    """Images, latent spaces and loss curves of the first run of each model in `pair`."""
     first = {m: row["run_ids"].split()[0] for m, row in pair.items()}
     images = {m: runs.images(run_id) for m, run_id in first.items()}
-    doc.heading("Side by side")
+    doc.heading(f"Side by side{suffix}")
     doc.text(f"Images from the first run of each model (VAE {first['vae'][:8]}, AE {first['ae'][:8]}); "
              "the same test images for both.")
     if all(i is not None for i in images.values()):
-        image_figures(doc, images)
+        image_figures(doc, images, prefix)
     for name, title in (("latent_pca", "Latent means, PCA"), ("latent_tsne", "Latent means, t-SNE")):
         pngs = {m: runs.figure_png(run_id, name) for m, run_id in first.items()}
         if all(pngs.values()):
             doc.heading(title, 3)
-            doc.images_side_by_side([(m.upper(), f"{name}_{m}.png", png) for m, png in pngs.items()])
+            doc.images_side_by_side([(m.upper(), f"{prefix}{name}_{m}.png", png) for m, png in pngs.items()])
     doc.heading("Loss curves", 3)
     ids = {m: row["run_ids"].split() for m, row in pair.items()}
     histories = runs.histories([i for m in ids.values() for i in m],
                                [f"{split}/{k}" for split in ("train", "val") for k, _ in CURVES])
-    doc.figure("loss_curves", loss_curves(histories, ids), "loss curves of both models")
-    doc.heading("Findings")
-    doc.text(findings(pair, runs.latent_dim, seed))
-    run_list(doc, runs)
-    return doc
+    doc.figure(f"{prefix}loss_curves", loss_curves(histories, ids), "loss curves of both models")
 
 
 def is_seed_setting(runs: RunSet) -> bool:
@@ -76,20 +100,21 @@ def is_seed_setting(runs: RunSet) -> bool:
                for name, value in SEED_SETTING.items())
 
 
-def image_figures(doc: Document, images: dict[str, dict[str, np.ndarray]]):
+def image_figures(doc: Document, images: dict[str, dict[str, np.ndarray]], prefix: str = ""):
+    """Reconstructions, samples and interpolations of both models; files named with `prefix`."""
     vae, ae = images["vae"], images["ae"]
     rows = [("original", vae["originals"]), ("VAE", vae["reconstructions"])]
     if not np.array_equal(vae["originals"], ae["originals"]):
         rows.append(("original (AE)", ae["originals"]))
-    doc.figure("reconstructions", plots.image_rows([*rows, ("AE", ae["reconstructions"])], "reconstructions"),
+    doc.figure(f"{prefix}reconstructions", plots.image_rows([*rows, ("AE", ae["reconstructions"])], "reconstructions"),
                "originals, VAE and AE reconstructions")
     own = [(f"{m.upper()}: samples from {OWN_SAMPLER[m][1]}", images[m][OWN_SAMPLER[m][0]]) for m in ("vae", "ae")]
-    doc.figure("samples", plots.image_grids(own), "samples of both models")
+    doc.figure(f"{prefix}samples", plots.image_grids(own), "samples of both models")
     if all("samples_gmm" in i for i in images.values()):
         gmm = [(f"{m.upper()}: samples from a 10-component GMM fitted to its codes", images[m]["samples_gmm"])
                for m in ("vae", "ae")]
-        doc.figure("samples_gmm", plots.image_grids(gmm), "GMM samples of both models")
-    doc.figure("interpolation", plots.image_rows([("VAE", vae["interpolation"]), ("AE", ae["interpolation"])],
+        doc.figure(f"{prefix}samples_gmm", plots.image_grids(gmm), "GMM samples of both models")
+    doc.figure(f"{prefix}interpolation", plots.image_rows([("VAE", vae["interpolation"]), ("AE", ae["interpolation"])],
                                                  "interpolation between two test images (latent means)"),
                "interpolations of both models")
 
@@ -135,6 +160,23 @@ def findings(pair: dict[str, pd.Series], latent_dim: int, seed: bool) -> str:
                     f"({relative(vae['test/neg_elbo'], published['vae'])}), AE reconstruction "
                     f"{ae['test/recon']:.2f} vs {published['ae']} ({relative(ae['test/recon'], published['ae'])}).")
     return " ".join(text)
+
+
+def across(groups: dict[str, dict[str, pd.Series]]) -> str:
+    """The models compared between groups (architectures): which group's VAE and AE do best by
+    reconstruction and by FID of their own samples."""
+    text = []
+    keys = ["test/recon"] + sorted({k for pair in groups.values() for k in pair["vae"].index
+                                    if k.startswith("fid/") and k.endswith("/samples")})
+    for model in ("vae", "ae"):
+        for key in keys:
+            values = {g: pair[model][key] for g, pair in groups.items() if not np.isnan(pair[model][key])}
+            if len(values) > 1:
+                best = min(values, key=values.get)
+                shown = ", ".join(f"{g} {v:.1f}" for g, v in values.items())
+                what = "reconstruction (nats)" if key == "test/recon" else f"FID ({key.split('/')[1]}) of own samples"
+                text.append(f"{model.upper()}, {what}: {shown}; best {best}.")
+    return "**Across settings.** " + " ".join(text)
 
 
 def _spread(vae: pd.Series, ae: pd.Series, key: str) -> str:

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from toolkit import ToolkitError, tracking
-from toolkit.config import VAE_ONLY
+from toolkit.config import MLP_ONLY, VAE_ONLY
 
 PARENT = "tags.mlflow.parentRunId"
+BEFORE_LOGGED = {"architecture": "mlp"}  # settings added later, with the value that runs logged before them had
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ TEST_COLUMNS = (
     Column("test/nll_iw", "IW bound (nats)"),
     Column("test/active_units", "active units", None, fmt=".3g"),
 )
+TIME_COLUMN = Column("time/mean_epoch_s", "s / epoch", None, fmt=".2f")  # wall time, last in tables
 FID_NAMES = {"samples": "FID samples", "samples_gmm": "FID GMM samples", "recon": "FID recon"}
 
 
@@ -78,8 +80,10 @@ class RunSet:
         runs = self.finished if runs is None else runs
         column = f"params.{name}"
         if column not in runs:
-            return pd.Series([None] * len(runs), index=runs.index, dtype=object)
-        return runs[column].astype(object).where(runs[column].notna(), None)
+            values = pd.Series([None] * len(runs), index=runs.index, dtype=object)
+        else:
+            values = runs[column].astype(object).where(runs[column].notna(), None)
+        return values.fillna(BEFORE_LOGGED[name]) if name in BEFORE_LOGGED else values
 
     def values(self, name: str, runs: pd.DataFrame | None = None) -> list:
         """The distinct values of a param among the (finished) runs, in numeric order where numeric."""
@@ -90,8 +94,9 @@ class RunSet:
         runs = self.finished if runs is None else runs
         names = sorted(c.removeprefix("params.") for c in runs if c.startswith("params."))
         vae = runs[self.param("model", runs) != "ae"]  # an AE neither uses nor logs β and its kin
-        return [n for n in names
-                if n != "seed" and (vae if n in VAE_ONLY else runs)[f"params.{n}"].nunique(dropna=False) > 1]
+        mlp = runs[self.param("architecture", runs) == "mlp"]  # a conv model neither uses nor logs `hidden`
+        users = {**dict.fromkeys(VAE_ONLY, vae), **dict.fromkeys(MLP_ONLY, mlp)}
+        return [n for n in names if n != "seed" and self.param(n, users.get(n, runs)).nunique(dropna=False) > 1]
 
     def describe(self) -> str:
         """The finished runs in a few words, for errors that say what was found."""
@@ -132,7 +137,7 @@ class RunSet:
         logged = {c.removeprefix("metrics.") for c in runs if c.startswith("metrics.") and runs[c].notna().any()}
         fids = [Column(f"fid/{e.name}/{kind}", f"{label} ({e.name})")
                 for e in self.extractors for kind, label in FID_NAMES.items() if f"fid/{e.name}/{kind}" in logged]
-        found = [c for c in TEST_COLUMNS if c.key in logged] + fids
+        found = [c for c in (*TEST_COLUMNS, *fids, TIME_COLUMN) if c.key in logged]
         return sorted(found, key=lambda c: first.index(c.key) if c.key in first else len(first))
 
     def kl_profile(self, run_ids: list[str]) -> np.ndarray:
