@@ -85,7 +85,7 @@ def parse(argv: list[str], base: RunConfig = RunConfig()):
 EVERY_FIELD = {"model": "ae", "architecture": "conv", "dataset": "mnist", "latent_dim": "7", "hidden": "64,32",
                "likelihood": "gaussian", "beta": "0.5", "warmup_epochs": "3", "free_bits": "0.25", "epochs": "4",
                "batch_size": "64", "lr": "0.002", "patience": "0", "seed": "9", "limit": "100", "fid": "off",
-               "fid_samples": "500", "sampler": "gmm", "iw_samples": "5"}
+               "fid_samples": "500", "sampler": "gmm", "iw_samples": "5", "precision": "bf16"}
 
 
 def test_the_command_line_has_an_option_for_every_field_and_parses_it_to_the_field_type():

@@ -194,6 +194,28 @@ def test_model_loaded_from_the_store_reproduces_the_logged_test_metrics(trained,
             assert metrics["neg_elbo"] == pytest.approx(run["metrics.test/neg_elbo"], rel=1e-6)
 
 
+@pytest.mark.parametrize("model_name", ["vae", "ae"])
+def test_a_conv_model_goes_the_same_way_from_the_command_to_a_reloaded_model(model_name, real_subset, store,
+                                                                              tmp_cwd):
+    subprocess.run([TOOLKIT, "train", "--architecture", "conv", "--model", model_name, "--epochs", "1",
+                    "--data-dir", str(real_subset), "--fid-samples", "500", "--iw-samples", "5",
+                    "--experiment", "conv", "--quiet"], check=True, capture_output=True, timeout=600)
+    client = MlflowClient(store)
+    [run] = client.search_runs([client.get_experiment_by_name("conv").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith(f"{model_name}-conv-z20")
+    assert run.data.params["architecture"] == "conv" and "hidden" not in run.data.params
+    assert "(conv 32-64)" in run.data.tags["mlflow.note.content"]
+    assert run.data.metrics["fid/fmnist-cnn/samples"] > 0 and run.data.metrics["time/mean_epoch_s"] > 0
+    assert ("test/nll_iw" in run.data.metrics) == (model_name == "vae")
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert {"figures/latent_tsne.png", "figures/reconstructions.png"} <= figures
+    model, config = load_model(run.info.run_id, torch.device("cpu"))
+    assert config.architecture == "conv" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    test = load_splits("fashion-mnist", real_subset, download=False).test
+    assert elbo_metrics(model, test, config.likelihood, config.beta)["recon"] == pytest.approx(
+        run.data.metrics["test/recon"], rel=1e-6)
+
+
 def test_load_model_reads_runs_logged_before_mlflow_models(store, tmp_path):
     """Runs made before issue 11 logged `model/weights.pt` and `model/config.json` (every value a string)."""
     config = RunConfig(model="ae", latent_dim=3, hidden=(16,))

@@ -67,3 +67,17 @@ def test_ae_terms_have_no_kl():
     out = Output(torch.zeros(2, 4), torch.zeros(2, 3), torch.zeros(2, 3), None)
     terms = loss_terms(out, torch.full((2, 4), 0.5), "bernoulli", beta=1.0, free_bits=0.5)
     assert terms.kl_dims is None and terms.loss.item() == pytest.approx(terms.recon.mean().item())
+
+
+def test_bernoulli_nll_and_its_gradient_match_torchs_fused_loss_even_for_extreme_logits():
+    torch.manual_seed(0)
+    logits = torch.cat([torch.randn(6, 784) * 8, torch.full((1, 784), 120.0), torch.full((1, 784), -120.0)])
+    x = torch.rand(8, 784)
+    ours, theirs = (logits.clone().requires_grad_() for _ in range(2))
+    reconstruction_nll(ours, x, "bernoulli").sum().backward()
+    torch.nn.functional.binary_cross_entropy_with_logits(theirs, x, reduction="none").sum(-1).sum().backward()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    assert torch.allclose(reconstruction_nll(logits, x, "bernoulli"), expected, rtol=1e-6, atol=1e-4)
+    assert torch.allclose(ours.grad, theirs.grad, atol=1e-6)
+    double, target = torch.randn(3, 5, dtype=torch.float64, requires_grad=True), torch.rand(3, 5, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda l: reconstruction_nll(l, target, "bernoulli"), (double,))

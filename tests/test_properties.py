@@ -22,8 +22,8 @@ import toolkit.pipeline
 import toolkit.studies
 from conftest import idx_bytes, write_idx_set
 from toolkit.cli import main, study_main
-from toolkit.config import (ARCHITECTURES, DATASETS, FID_MODES, FLOAT_FIELDS, INT_FIELDS, LIKELIHOODS, MODELS, SAMPLERS,
-                            ConfigError, RunConfig, physical_memory)
+from toolkit.config import (ARCHITECTURES, DATASETS, FID_MODES, FLOAT_FIELDS, INT_FIELDS, LIKELIHOODS, MODELS,
+                            PRECISIONS, SAMPLERS, ConfigError, RunConfig, physical_memory)
 from toolkit.data import FILES, IMAGES_MAGIC, LABELS_MAGIC
 from toolkit.models import build
 from toolkit.studies import PRUNERS, QUICK, Study
@@ -31,7 +31,7 @@ from toolkit.studies import PRUNERS, QUICK, Study
 FAST = settings(max_examples=100, deadline=None)
 N_TRAIN = 200  # images in the training file of the test data: 180 training, 20 validation
 CHOICES = {"model": MODELS, "architecture": ARCHITECTURES, "dataset": DATASETS, "likelihood": LIKELIHOODS,
-           "fid": FID_MODES, "sampler": SAMPLERS}
+           "fid": FID_MODES, "sampler": SAMPLERS, "precision": PRECISIONS}
 ABSURD = st.integers(10 ** 12, 10 ** 15)  # a layer this wide needs terabytes on any machine
 
 VALID = {
@@ -328,7 +328,9 @@ def study_options(draw, study: Study) -> dict:
     options = {"--epochs": st.integers(1, 1000), "--workers": st.integers(1, 64),
                "--dataset": st.sampled_from(DATASETS), "--seed": st.integers(0, 2 ** 32 - 1),
                "--pruner": st.sampled_from(sorted(PRUNERS)), "--quick": st.just(True), "--storage": st.just("sqlite:///elsewhere/optuna.db"),
-               "--name": st.from_regex(r"\A[a-z][a-z0-9-]{0,10}\Z"), "--out": st.just("out")}
+               "--name": st.from_regex(r"\A[a-z][a-z0-9-]{0,10}\Z"), "--out": st.just("out"),
+               "--architecture": st.sampled_from(ARCHITECTURES), "--lr": st.floats(1e-5, 0.1),
+               "--latent-dim": st.integers(1, 64)}
     if not study.grid:
         options |= {"--trials": st.integers(1, 1000), "--multi-objective": st.just(True)}
     chosen = draw(st.lists(st.sampled_from(sorted(options)), unique=True))
@@ -342,7 +344,8 @@ def study_argv(options: dict) -> list[str]:
 def expected_study(study: Study, options: dict) -> Study:
     """The declared study with these settings, given the tiny data (fewer images than --quick's limit)."""
     quick = {**QUICK, "limit": None} if "--quick" in options else {}
-    given = {field: options[f"--{field}"] for field in ("dataset", "seed", "epochs") if f"--{field}" in options}
+    given = {field: options[flag(field)] for field in ("dataset", "seed", "epochs", "architecture", "lr", "latent_dim")
+             if flag(field) in options}
     base = dataclasses.replace(study.base, **{**quick, **given})
     trials = options.get("--trials", 3 if quick else study.trials)
     return dataclasses.replace(study, base=base, trials=trials, pruner=options.get("--pruner", study.pruner),
@@ -383,6 +386,8 @@ def study_mistakes(study: Study) -> st.SearchStrategy[tuple[list[str], tuple[str
         unknown_flags(options_in_help(study_main, SEARCH, ["--help"])).map(
             lambda text: ([text], (f"unrecognized arguments: {text}",))),
     ]
+    varied = ["--model", "ae"] if study.grid else ["--beta", "2"]  # what each study sets per trial
+    mistakes.append(st.just((varied, (f"{varied[0][2:]}: this study sets it per trial; drop {varied[0]}",))))
     if study.grid:  # a grid runs every point once: no trial count, no multi-objective search
         mistakes.append(st.sampled_from([["--trials", "4"], ["--multi-objective"]]).map(
             lambda words: (words, (f"unrecognized arguments: {' '.join(words)}",))))

@@ -33,9 +33,13 @@ STUDIES = {
     "latent": (SMALL, {f"{m}-z{z}": {"model": m, "latent_dim": z} for m in ("vae", "ae") for z in (2, 3)}),
     "collapse": (replace(SMALL, likelihood="gaussian", epochs=2),
                  {f"w{w}-fb{fb}": {"warmup_epochs": w, "free_bits": fb} for w in (0, 1) for fb in (0, 0.5)}),
+    "architecture": (SMALL, {f"{a}-{m}": {"architecture": a, "model": m}
+                             for a in ("mlp", "conv") for m in ("vae", "ae")}),
 }
-KINDS = {"ae-vs-vae": "ae-vs-vae", "beta": "beta-sweep", "latent": "latent-dim", "collapse": "posterior-collapse"}
-LABELS = {"ae-vs-vae": {"model": "model"}, "beta": {"model": "model", "beta": "beta"},
+KINDS = {"ae-vs-vae": "ae-vs-vae", "beta": "beta-sweep", "latent": "latent-dim", "collapse": "posterior-collapse",
+         "architecture": "ae-vs-vae"}
+LABELS = {"ae-vs-vae": {"model": "model"}, "architecture": {"model": "model", "architecture": "architecture"},
+          "beta": {"model": "model", "beta": "beta"},
           "latent": {"model": "model", "latent_dim": "latent_dim"},
           "collapse": {"warmup_epochs": "warmup_epochs", "free_bits": "free_bits"}}
 
@@ -185,6 +189,22 @@ def test_every_linked_file_exists_and_every_figure_is_a_small_valid_png(reports,
             assert path.stat().st_size < 150_000, link
     files = {p.name for p in readme.parent.iterdir()} - {"README.md"}
     assert files == set(linked)
+
+
+def test_ae_vs_vae_over_two_architectures_pairs_the_models_within_each_and_compares_across(reports):
+    readme = reports["architecture"]
+    text = readme.read_text()
+    table = pd.read_csv(readme.parent / "results.csv", dtype=str)
+    assert list(zip(table["model"], table["architecture"])) == [("vae", "conv"), ("vae", "mlp"), ("ae", "conv"),
+                                                                ("ae", "mlp")]
+    assert "hidden" not in table  # a conv model has no hidden layer sizes: they do not make a setting
+    for architecture in ("conv", "mlp"):
+        assert f"## Side by side: architecture {architecture}" in text
+        assert (readme.parent / f"architecture-{architecture}_samples.png").is_file()
+    findings = text[text.index("## Findings"):]
+    assert "**architecture conv.** The " in findings and "**architecture mlp.** The " in findings
+    assert re.search(r"\*\*Across settings\.\*\* VAE, reconstruction \(nats\): architecture conv [0-9.]+, "
+                     r"architecture mlp [0-9.]+; lowest architecture (conv|mlp)\.", findings)
 
 
 def test_failed_and_running_runs_are_listed_apart_with_their_reason(reports):

@@ -89,3 +89,14 @@ def test_non_finite_loss_stops_with_a_clear_error():
 def test_active_units_count_dimensions_whose_mean_varies():
     mu = torch.stack([torch.randn(1000), 0.01 * torch.randn(1000), torch.zeros(1000)], dim=1)
     assert active_units(mu) == 1
+
+
+def test_bf16_precision_trains_the_forward_pass_in_bfloat16_and_keeps_weights_and_evaluation_fp32():
+    seen = []
+    model = build(config(precision="bf16"), torch.device("cpu"))
+    model.decoder[-1].register_forward_hook(lambda module, args, output: seen.append((module.training, output.dtype)))
+    result = fit(model, synthetic_splits(), config(precision="bf16"), quiet=True)
+    assert {dtype for training, dtype in seen if training} == {torch.bfloat16}
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}  # validation
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert result.history[-1]["val/loss"] < result.history[0]["val/loss"]

@@ -16,6 +16,7 @@ DATASETS = ("fashion-mnist", "mnist")
 LIKELIHOODS = ("bernoulli", "gaussian")
 FID_MODES = ("auto", "inception", "off")  # auto: the domain CNN always, Inception too when it is cheap
 SAMPLERS = ("default", "gmm")  # default: the VAE's prior, a Gaussian fitted to the AE's codes
+PRECISIONS = ("fp32", "bf16")
 VAE_ONLY = ("beta", "warmup_epochs", "free_bits", "iw_samples")  # fields an AE ignores, so does not log
 MLP_ONLY = ("hidden",)  # fields the conv architecture ignores, so does not log
 IMAGE_SIDE = 28
@@ -63,6 +64,8 @@ class RunConfig:
     sampler: str = setting("default", "gmm adds FID of samples from a 10-component Gaussian mixture fitted to "
                            "the training codes", SAMPLERS)
     iw_samples: int = setting(100, "K of the importance-weighted NLL bound (VAE); 0 skips it")
+    precision: str = setting("fp32", "of the training steps' forward pass: bf16 runs it under bfloat16 autocast "
+                             "(weights, gradients and losses stay fp32; evaluation is unchanged)", PRECISIONS)
 
     def __post_init__(self):
         if isinstance(self.hidden, list):
@@ -155,6 +158,7 @@ class RunConfig:
             free_bits = f"{self.free_bits:g} free nats per dimension" if self.free_bits else "no free bits"
             text += f", β = {self.beta:g}, {warmup}, {free_bits}"
         stopping = f"patience {self.patience}" if self.patience else "no early stopping"
+        stopping += ", bf16 autocast" if self.precision == "bf16" else ""
         return (f"{text}; up to {self.epochs} epochs (batch {self.batch_size}, lr {self.lr:g}, {stopping}), "
                 f"seed {self.seed}, on {self.dataset}")
 

@@ -18,6 +18,10 @@ class Output(NamedTuple):
     mu: torch.Tensor
     logvar: torch.Tensor | None  # None for the deterministic AE
 
+    def in_fp32(self) -> "Output":
+        """The same outputs as float32 (from a forward pass under bf16 autocast)."""
+        return Output(*(None if t is None else t.float() for t in self))
+
 
 def mlp(sizes: list[int]) -> nn.Sequential:
     """Linear layers with ReLU between them (none after the last)."""

@@ -20,6 +20,8 @@ SEED_SETTING = {"dataset": "fashion-mnist", "hidden": "400", "latent_dim": "20",
 SEED_PUBLISHED = {"vae": {"test/recon": 225.64, "test/kl": 15.74, "test/neg_elbo": 241.38}, "ae": {"test/recon": 213.12}}
 OWN_SAMPLER = {"vae": ("samples_normal_prior", "its prior N(0, I)"),
                "ae": ("samples_fitted_gaussian", "a Gaussian fitted to its training codes")}
+FID_SUBJECTS = {"samples": "each model's own samples (VAE prior, AE fitted Gaussian)",
+                "samples_gmm": "samples from a GMM fitted to the codes", "recon": "reconstructions"}
 CURVES = (("recon", "reconstruction (nats)"), ("kl", "KL (nats), VAE only"), ("loss", "loss: recon + β·KL (nats)"))
 
 
@@ -145,10 +147,7 @@ def findings(pair: dict[str, pd.Series], latent_dim: int, seed: bool) -> str:
         if np.isnan(vae[key]) or np.isnan(ae[key]):
             continue
         winner = "AE" if ae[key] < vae[key] else "VAE"
-        subject = {"samples": "each model's own samples (VAE prior, AE fitted Gaussian)",
-                   "samples_gmm": "samples from a GMM fitted to the codes",
-                   "recon": "reconstructions"}[what]
-        text.append(f"By FID ({extractor}) of {subject}, the {winner} is better: VAE {vae[key]:.1f}, "
+        text.append(f"By FID ({extractor}) of {FID_SUBJECTS[what]}, the {winner} is better: VAE {vae[key]:.1f}, "
                     f"AE {ae[key]:.1f}{_spread(vae, ae, key)}.")
     if "test/active_units" in vae and not np.isnan(vae["test/active_units"]):
         units = vae["test/active_units"]
@@ -163,29 +162,31 @@ def findings(pair: dict[str, pd.Series], latent_dim: int, seed: bool) -> str:
 
 
 def across(groups: dict[str, dict[str, pd.Series]]) -> str:
-    """The models compared between groups (architectures): which group's VAE and AE do best by
-    reconstruction and by FID of their own samples."""
+    """Each model compared between groups (e.g. architectures) on reconstruction and every FID:
+    the best group, and whether its lead over the next is clear of the seed-to-seed spread."""
     text = []
     keys = ["test/recon"] + sorted({k for pair in groups.values() for k in pair["vae"].index
-                                    if k.startswith("fid/") and k.endswith("/samples")})
+                                    if k.startswith("fid/") and not k.endswith("_std")})
     for model in ("vae", "ae"):
         for key in keys:
-            values = {g: pair[model][key] for g, pair in groups.items() if not np.isnan(pair[model][key])}
-            if len(values) > 1:
-                best = min(values, key=values.get)
-                shown = ", ".join(f"{g} {v:.1f}" for g, v in values.items())
-                what = "reconstruction (nats)" if key == "test/recon" else f"FID ({key.split('/')[1]}) of own samples"
-                text.append(f"{model.upper()}, {what}: {shown}; best {best}.")
+            rows = {g: pair[model] for g, pair in groups.items() if not np.isnan(pair[model].get(key, np.nan))}
+            if len(rows) < 2:
+                continue
+            best, second = sorted(rows, key=lambda g: rows[g][key])[:2]
+            what = "reconstruction (nats)" if key == "test/recon" else \
+                f"FID ({key.split('/')[1]}) of {FID_SUBJECTS[key.split('/')[2]]}"
+            shown = ", ".join(f"{g} {row[key]:.1f}" for g, row in rows.items())
+            text.append(f"{model.upper()}, {what}: {shown}; lowest {best}{_spread(rows[best], rows[second], key)}.")
     return "**Across settings.** " + " ".join(text)
 
 
-def _spread(vae: pd.Series, ae: pd.Series, key: str) -> str:
-    """How the gap compares with the seed-to-seed spread, when there are several seeds."""
-    spreads = [s for s in (vae.get(f"{key}_std"), ae.get(f"{key}_std")) if s is not None and not np.isnan(s)]
+def _spread(a: pd.Series, b: pd.Series, key: str) -> str:
+    """How the gap between two settings compares with the seed-to-seed spread, when there are several seeds."""
+    spreads = [s for s in (a.get(f"{key}_std"), b.get(f"{key}_std")) if s is not None and not np.isnan(s)]
     spread = max(spreads, default=0.0)
     if spread == 0:
         return ""
-    ratio = abs(vae[key] - ae[key]) / spread
+    ratio = abs(a[key] - b[key]) / spread
     if ratio < 2:
         return f"; but the gap is only {ratio:.1f}× the larger seed-to-seed standard deviation: not a clear difference"
     return f"; the gap is {ratio:.0f}× the larger seed-to-seed standard deviation"
