@@ -71,13 +71,13 @@ def stop_when(process: subprocess.Popen, client: MlflowClient, experiment: str, 
     return client.get_run(run.info.run_id)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-@pytest.mark.parametrize("phase", ["training", "evaluation"])
 def timeless(run) -> dict[str, float]:
     return {key: value for key, value in run.data.metrics.items() if not key.startswith("time/")}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("phase", ["training", "evaluation"])
 def test_a_stopped_run_resumes_to_the_metrics_of_an_uninterrupted_one(signum, phase, tiny_data, user_dir,
                                                                        monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

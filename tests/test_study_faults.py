@@ -123,16 +123,16 @@ def test_a_report_built_while_two_workers_write(data, user_dir):
                                stderr=subprocess.PIPE, text=True)
     client = store(user_dir)
     wait_for(lambda: len([t for t in trials(storage) if t.state == TrialState.COMPLETE]) >= 2, what="two trials")
+    finished_before = {run.info.run_id for run in client.search_runs(  # the report must show at least these
+        [client.get_experiment_by_name(STUDY).experiment_id], "attributes.status = 'FINISHED' and tags.trial != ''")}
     during = subprocess.run([TOOLKIT, "report", "posterior-collapse", "--experiment", STUDY, "--out", "during"],
                             cwd=user_dir, capture_output=True, text=True, timeout=300)
-    finished_then = {run.info.run_id for run in client.search_runs(
-        [client.get_experiment_by_name(STUDY).experiment_id], "attributes.status = 'FINISHED' and tags.trial != ''")}
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-2000:]  # the workers did not notice
     assert during.returncode == 0, during.stderr[-2000:]
     report = (user_dir / "during" / "README.md").read_text()
     reported = set(re.findall(r"\[([0-9a-f]{8})\]\(http", report))
-    assert len(finished_then) >= 2 and {run_id[:8] for run_id in finished_then} <= reported
+    assert len(finished_before) >= 2 and {run_id[:8] for run_id in finished_before} <= reported
     if "| RUNNING |" in report:  # a run still training is listed apart, said to be running, not summarised
         assert "left out of the tables" in report and "still running" in report
     assert_completed_once(client, storage)

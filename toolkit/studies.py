@@ -166,18 +166,18 @@ def work(study: Study, settings: Settings, threads: int | None = None):
 def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settings, parent_id: str):
     heartbeat, start = trial_queue.heartbeat(optuna_study, trial), time.perf_counter()
     try:
-        config = dataclasses.replace(study.base, **trial_overrides(trial, study))
+        config = dataclasses.replace(study.base, **trial_queue.patiently(trial_overrides, trial, study))
         point = trial.user_attrs.get(trial_queue.POINT)
         note = f"Trial {trial.number} of study `{study.name}`" + (f", grid point `{point}`" if point else "") + ". "
         result = train_run(config, study.name, settings.data_dir, quiet=True,
                            tags={"study": study.name, "trial": str(trial.number), "mlflow.parentRunId": parent_id},
                            callbacks=[] if study.multi_objective else [_pruning_callback(trial, study.objective())],
-                           on_start=lambda run_id: trial.set_user_attr(RUN_ID, run_id),
+                           on_start=lambda run_id: trial_queue.patiently(trial.set_user_attr, RUN_ID, run_id),
                            name=run_name(config, study.base), note=note, resume=trial.user_attrs.get(RESUME))
     except RunStopped:
         finished = trial_queue.patiently(optuna_study.tell, trial, state=TrialState.PRUNED)
     except ToolkitError as exc:  # a bad configuration or a diverged run: recorded, not retried
-        trial.set_user_attr("error", str(exc))
+        trial_queue.patiently(trial.set_user_attr, "error", str(exc))
         finished = trial_queue.patiently(optuna_study.tell, trial, state=TrialState.FAIL)
         print(f"trial {trial.number} failed: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -242,8 +242,8 @@ def _fid_of_samples(final: dict[str, float]) -> float:
 
 def _pruning_callback(trial: optuna.Trial, objective: str):
     def report(epoch: int, metrics: dict[str, float]):
-        trial.report(metrics[objective], epoch)
-        if trial.should_prune():
+        trial_queue.patiently(trial.report, metrics[objective], epoch)
+        if trial_queue.patiently(trial.should_prune):
             raise RunStopped(f"trial {trial.number} pruned at epoch {epoch}")
     return report
 

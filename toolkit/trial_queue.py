@@ -161,7 +161,8 @@ def heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Heartbeat:
 
 def patiently(call: Callable, *args, **kwargs):
     """`call(*args, **kwargs)`, tried again while the storage is unreachable (a database server
-    restarting), for up to STORAGE_WAIT_S seconds; then its error goes up."""
+    restarting), for up to STORAGE_WAIT_S seconds; then its error goes up. Every storage call of a
+    worker goes through it: taking a trial, its params and attributes, its reports, telling it."""
     deadline = time.time() + STORAGE_WAIT_S
     while True:
         try:
