@@ -82,7 +82,12 @@ def one_invalid(draw):
     values = draw(valid_values)
     field = draw(st.sampled_from(sorted(INVALID)))
     values[field] = draw(INVALID[field])
-    return values, field
+    return mlp_for_hidden(values, field), field
+
+
+def mlp_for_hidden(values: dict, field: str) -> dict:
+    """Layer sizes too large for memory are refused for the MLP that has them (conv has no `hidden`)."""
+    return {**values, "architecture": "mlp"} if field == "hidden" else values
 
 
 @contextmanager
@@ -193,9 +198,10 @@ def test_params_read_back_from_a_store_give_a_config_or_one_line_naming_the_fiel
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.sampled_from(MODELS), st.integers(1, 64), st.lists(st.integers(1, 64), min_size=1, max_size=3))
-def test_the_parameter_estimate_is_the_built_models_count(model, latent_dim, hidden):
-    config = RunConfig(model=model, latent_dim=latent_dim, hidden=hidden)
+@given(st.sampled_from(MODELS), st.sampled_from(ARCHITECTURES), st.integers(1, 64),
+       st.lists(st.integers(1, 64), min_size=1, max_size=3))
+def test_the_parameter_estimate_is_the_built_models_count(model, architecture, latent_dim, hidden):
+    config = RunConfig(model=model, architecture=architecture, latent_dim=latent_dim, hidden=hidden)
     assert config.parameter_count() == sum(p.numel() for p in build(config, "cpu").parameters())
 
 
@@ -268,9 +274,7 @@ def test_every_valid_train_command_line_gives_the_config_built_directly(values):
 @settings(max_examples=400, deadline=None)
 @given(valid_values, st.sampled_from(sorted(CLI_INVALID)), st.data())
 def test_every_invalid_train_value_is_one_line_naming_it_before_any_data_or_run(values, field, data):
-    values[field] = data.draw(CLI_INVALID[field])
-    if field == "hidden":  # layer sizes too large for memory are refused for the MLP that has them
-        values["architecture"] = "mlp"
+    values = mlp_for_hidden({**values, field: data.draw(CLI_INVALID[field])}, field)
     with fresh_cwd() as (cwd, patch):
         forbid_data_and_runs(patch)
         status, lines = run(main, [*train_argv(values), "--data-dir", "nowhere"])

@@ -65,7 +65,7 @@ def conv_decoder(config: RunConfig) -> nn.Module:
         nn.ConvTranspose2d(a, 1, 4, 2, 1), nn.Flatten())
 
 
-ARCHITECTURES = {"mlp": (mlp_encoder, mlp_decoder), "conv": (conv_encoder, conv_decoder)}
+BUILDERS = {"mlp": (mlp_encoder, mlp_decoder), "conv": (conv_encoder, conv_decoder)}  # architecture -> its parts
 
 
 class AE(nn.Module):
@@ -124,7 +124,7 @@ def build(config: RunConfig, device: torch.device | None = None) -> AE:
     """The model a config describes, initialised from `config.seed`, on `device`."""
     torch.manual_seed(config.seed)
     cls = VAE if config.model == "vae" else AE
-    parts, decoder = ARCHITECTURES[config.architecture]
+    parts, decoder = BUILDERS[config.architecture]
     encoder, features = parts(config)  # created encoder, head, decoder: the order the seeds' weights need
     head = nn.Linear(features, cls.codes_per_dim * config.latent_dim)
     return cls(encoder, head, decoder(config)).to(device or default_device())
