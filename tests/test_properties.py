@@ -22,14 +22,15 @@ import toolkit.pipeline
 import toolkit.studies
 from conftest import idx_bytes, write_idx_set
 from toolkit.cli import main, study_main
-from toolkit.config import (ARCHITECTURES, DATASETS, FID_MODES, FLOAT_FIELDS, INT_FIELDS, LIKELIHOODS, MODELS,
-                            PRECISIONS, SAMPLERS, ConfigError, RunConfig, physical_memory)
+from toolkit.config import (ARCHITECTURES, DATASETS, FID_MODES, LIKELIHOODS, MODELS, PRECISIONS, SAMPLERS,
+                            ConfigError, RunConfig, fields_of, physical_memory)
 from toolkit.data import FILES, IMAGES_MAGIC, LABELS_MAGIC
 from toolkit.models import build
 from toolkit.studies import PRUNERS, QUICK, Study
 
 FAST = settings(max_examples=100, deadline=None)
 N_TRAIN = 200  # images in the training file of the test data: 180 training, 20 validation
+INT_FIELDS, FLOAT_FIELDS = fields_of(RunConfig, int), fields_of(RunConfig, float)
 CHOICES = {"model": MODELS, "architecture": ARCHITECTURES, "dataset": DATASETS, "likelihood": LIKELIHOODS,
            "fid": FID_MODES, "sampler": SAMPLERS, "precision": PRECISIONS}
 ABSURD = st.integers(10 ** 12, 10 ** 15)  # a layer this wide needs terabytes on any machine

@@ -203,9 +203,6 @@ def choices(cls: type) -> dict[str, tuple[str, ...]]:
     return {f.name: f.metadata["choices"] for f in dataclasses.fields(cls) if f.metadata.get("choices")}
 
 
-INT_FIELDS, FLOAT_FIELDS = fields_of(RunConfig, int), fields_of(RunConfig, float)
-
-
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

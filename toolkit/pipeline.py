@@ -32,8 +32,8 @@ NAME_PREFIX = {"warmup_epochs": "warmup", "free_bits": "fb", "hidden": "h", "bat
 def run_name(config: RunConfig, base: RunConfig | None = None) -> str:
     """`vae-z20-beta1`, `ae-z20` or `vae-conv-z20-beta1`, then every setting that differs from `base`
     (a study's fixed settings), so that siblings are told apart: `vae-z20-beta1-warmup10-fb0.05`."""
-    shown = (config.model, *([config.architecture] if config.architecture != "mlp" else []), f"z{config.latent_dim}")
-    name = "-".join(shown) + (f"-beta{config.beta:g}" if config.model == "vae" else "")
+    head = (config.model, *([config.architecture] if config.architecture != "mlp" else []), f"z{config.latent_dim}")
+    name = "-".join(head) + (f"-beta{config.beta:g}" if config.model == "vae" else "")
     if base is None:
         return name
     fixed = base.to_json()
@@ -147,7 +147,9 @@ def evaluate_and_log(run, model, config: RunConfig, splits, references, result) 
     per-dimension KL, the figures and their images (logged)."""
     test = elbo_metrics(model, splits.test, config.likelihood, config.beta)
     metrics = {f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch}
-    metrics[MEAN_EPOCH_SECONDS] = sum(h[EPOCH_SECONDS] for h in result.history) / len(result.history)
+    seconds = [h[EPOCH_SECONDS] for h in result.history if EPOCH_SECONDS in h]  # not in checkpoints made before it
+    if seconds:
+        metrics[MEAN_EPOCH_SECONDS] = sum(seconds) / len(seconds)
     if model.variational and config.iw_samples:
         bound = iw_nll(model, splits.test, config.likelihood, config.iw_samples)
         metrics["test/nll_iw"] = bound.nats

@@ -114,11 +114,12 @@ def _train_epoch(model, optimizer, split, config, step, steps_per_epoch, shuffle
     model.train()
     sums = torch.zeros(3, device=split.images.device)  # loss * n, recon, kl
     beta_total = 0.0
-    bf16 = config.precision == "bf16" and torch.autocast(split.images.device.type, dtype=torch.bfloat16)
+    forward = torch.autocast(split.images.device.type, dtype=torch.bfloat16) if config.precision == "bf16" \
+        else contextlib.nullcontext()
     for i, (x, _) in enumerate(split.batches(config.batch_size, shuffle)):
         beta = beta_at(step + i, steps_per_epoch, config.beta, config.warmup_epochs)
         beta_total += beta
-        with bf16 if bf16 else contextlib.nullcontext():
+        with forward:
             out = model(x, noise)
         terms = loss_terms(out.in_fp32(), x, config.likelihood, beta, config.free_bits)
         optimizer.zero_grad(set_to_none=True)
