@@ -1,8 +1,9 @@
 """β sweep: the VAE at β in {0.1, 0.25, 0.5, 1, 2, 4, 8}, and the AE as the reference.
 
-Same seed and architecture (784-400-20, Bernoulli) everywhere. What to look at: the
-rate-distortion curve (test KL against reconstruction) and FID against β.
-Every point is a measurement, so nothing is pruned. Run: python studies/beta_sweep.py
+The same architecture (784-400-20, Bernoulli on grey levels) and the same three seeds (42, 43,
+44) at every point. What to look at: the rate-distortion curve (test KL against reconstruction)
+and FID against β, each with its interval over seeds. Every point is a measurement, so nothing
+is pruned. Run: python studies/beta_sweep.py
 """
 from toolkit.cli import study_main
 from toolkit.config import RunConfig

@@ -1,7 +1,8 @@
 """Latent size: VAE and AE with 2, 5, 10, 20 and 50 latent dimensions (the seeds used 2, 10, 20, 50).
 
-Same seed and architecture otherwise. What to look at: reconstruction, FID and active units
-against the latent size; the 2-D runs also log the manifold grid. Run: python studies/latent_dim_sweep.py
+The same architecture otherwise and the same three seeds (42, 43, 44) at every point. What to
+look at: reconstruction, FID and active units against the latent size; the 2-D runs also log
+the manifold grid. Run: python studies/latent_dim_sweep.py
 """
 from toolkit.cli import study_main
 from toolkit.config import RunConfig

@@ -67,6 +67,19 @@ def test_cli_refuses_malformed_hidden_sizes(tmp_cwd, cli_env):
     assert "hidden" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_likelihoods_settings_are_checked_and_logged_only_where_they_apply():
+    with pytest.raises(ConfigError, match="^binarize: binarised pixels go with the bernoulli likelihood, not gaussian"):
+        RunConfig(likelihood="gaussian", binarize="dynamic")
+    with pytest.raises(ConfigError, match="^sigma: must be > 0, got 0.0"):
+        RunConfig(likelihood="gaussian", sigma=0)
+    assert not {"sigma", "decoder_scale"} & set(RunConfig(binarize="dynamic").to_params())
+    gaussian = RunConfig(likelihood="gaussian", decoder_scale="learned")
+    assert gaussian.to_params()["decoder_scale"] == "learned" and float(gaussian.to_params()["sigma"]) ** 2 == \
+        pytest.approx(0.5)
+    assert "Gaussian likelihood (σ learned from 0.707)" in gaussian.describe()
+    assert "Bernoulli likelihood on grey levels" in RunConfig().describe()
+
+
 def test_a_conv_model_logs_no_hidden_sizes_and_a_run_before_architectures_loads_as_mlp():
     params = RunConfig(architecture="conv", hidden=(128,)).to_params()
     assert params["architecture"] == "conv" and not set(MLP_ONLY) & set(params)
@@ -81,9 +94,10 @@ def parse(argv: list[str], base: RunConfig = RunConfig()):
     return parser.parse_args(argv)
 
 
-# A value for every field other than its default, as typed on a command line.
+# A value for every field other than its default (but binarize: binary pixels go with the Bernoulli
+# likelihood, σ with the Gaussian), as typed on a command line.
 EVERY_FIELD = {"model": "ae", "architecture": "conv", "dataset": "mnist", "latent_dim": "7", "hidden": "64,32",
-               "likelihood": "gaussian", "beta": "0.5", "warmup_epochs": "3", "free_bits": "0.25", "epochs": "4",
+               "likelihood": "gaussian", "decoder_scale": "learned", "sigma": "0.2", "binarize": "none", "beta": "0.5", "warmup_epochs": "3", "free_bits": "0.25", "epochs": "4",
                "batch_size": "64", "lr": "0.002", "patience": "0", "seed": "9", "limit": "100", "fid": "off",
                "fid_samples": "500", "sampler": "gmm", "iw_samples": "5", "precision": "bf16"}
 

@@ -216,7 +216,8 @@ def test_an_ae_trained_on_one_image_still_finishes(tiny_data, user_env, tmp_cwd)
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tiny_data, store):
     study = Study("diverging", RunConfig(latent_dim=2, hidden=(16,), epochs=2, fid="off", iw_samples=0),
-                  grid={"sane": {"lr": 1e-3}, "diverges": {"lr": 1e6}, "sane-too": {"lr": 2e-3}}, pruner="none")
+                  grid={"sane": {"lr": 1e-3}, "diverges": {"lr": 1e6}, "sane-too": {"lr": 2e-3}}, pruner="none",
+                  seeds=1)
     optuna_study = run_study(study, Settings(f"sqlite:///{Path(tiny_data).parent / 'optuna.db'}", data_dir=tiny_data))
     states = {t.user_attrs["point"]: t for t in optuna_study.trials}
     assert states["sane"].state == states["sane-too"].state == optuna.trial.TrialState.COMPLETE

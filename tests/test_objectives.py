@@ -1,9 +1,11 @@
+import math
+
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
 from toolkit.models import Output
-from toolkit.objectives import beta_at, kl_per_dim, loss_terms, reconstruction_nll
+from toolkit.objectives import beta_at, kl_per_dim, loss_terms, pixel_entropy, reconstruction_nll
 
 
 def test_kl_per_dimension_matches_the_closed_form():
@@ -22,10 +24,26 @@ def test_bernoulli_nll_is_binary_cross_entropy_summed_over_pixels():
     assert torch.allclose(reconstruction_nll(logits, x, "bernoulli"), expected)
 
 
-def test_gaussian_nll_is_squared_error_summed_over_pixels():
+def test_gaussian_nll_is_the_negative_log_density_with_its_constant():
     x = torch.tensor([[1.0, 0.0], [0.2, 0.4]])
     logits = torch.zeros(2, 2)  # sigmoid -> 0.5
-    assert torch.allclose(reconstruction_nll(logits, x, "gaussian"), torch.tensor([0.5, 0.1]))
+    for sigma in (math.sqrt(0.5), 0.1, 2.0):
+        expected = -Normal(torch.sigmoid(logits), sigma).log_prob(x).sum(-1)
+        got = reconstruction_nll(logits, x, "gaussian", torch.tensor(math.log(sigma)))
+        assert torch.allclose(got, expected, atol=1e-5)
+    # σ² = ½: the squared error plus (D/2) ln π, the seeds' number plus a constant
+    half = reconstruction_nll(logits, x, "gaussian", torch.tensor(math.log(math.sqrt(0.5))))
+    assert torch.allclose(half, torch.tensor([0.5, 0.1]) + math.log(math.pi), atol=1e-6)
+
+
+def test_pixel_entropy_is_the_floor_of_the_bernoulli_cross_entropy_and_zero_for_binary_pixels():
+    x = torch.tensor([[0.2, 0.5, 1.0], [0.0, 1.0, 1.0]])
+    floor = pixel_entropy(x)
+    assert torch.allclose(reconstruction_nll(torch.logit(x.clamp(1e-7, 1 - 1e-7)), x, "bernoulli"), floor, atol=1e-4)
+    assert floor[1] == 0 and floor[0] == pytest.approx(
+        -(0.2 * math.log(0.2) + 0.8 * math.log(0.8)) + math.log(2), rel=1e-6)
+    logits = torch.randn(2, 3)
+    assert (reconstruction_nll(logits, x, "bernoulli") >= floor).all()
 
 
 def _output(mu, logvar):
@@ -36,8 +54,9 @@ def test_free_bits_floor_each_dimension_in_the_objective_but_not_in_the_reported
     mu = torch.tensor([[0.1, 2.0], [0.1, 2.0]], requires_grad=True)  # KL_0 = 0.005, KL_1 = 2
     logvar = torch.zeros(2, 2)
     x = torch.full((2, 4), 0.5)
-    terms = loss_terms(_output(mu, logvar), x, "gaussian", beta=1.0, free_bits=0.5)
-    recon = reconstruction_nll(torch.zeros(2, 4), x, "gaussian").mean()
+    log_sigma = torch.tensor(math.log(math.sqrt(0.5)))
+    terms = loss_terms(_output(mu, logvar), x, "gaussian", beta=1.0, free_bits=0.5, log_sigma=log_sigma)
+    recon = reconstruction_nll(torch.zeros(2, 4), x, "gaussian", log_sigma).mean()
     assert terms.loss.item() == pytest.approx(recon.item() + 0.5 + 2.0)
     assert terms.kl.tolist() == pytest.approx([2.005, 2.005])
     terms.loss.backward()

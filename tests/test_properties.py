@@ -335,7 +335,7 @@ def study_options(draw, study: Study) -> dict:
                "--pruner": st.sampled_from(sorted(PRUNERS)), "--quick": st.just(True), "--storage": st.just("sqlite:///elsewhere/optuna.db"),
                "--name": st.from_regex(r"\A[a-z][a-z0-9-]{0,10}\Z"), "--out": st.just("out"),
                "--architecture": st.sampled_from(ARCHITECTURES), "--lr": st.floats(1e-5, 0.1),
-               "--latent-dim": st.integers(1, 64)}
+               "--latent-dim": st.integers(1, 64), "--seeds": st.integers(1, 10)}
     if not study.grid:
         options |= {"--trials": st.integers(1, 1000), "--multi-objective": st.just(True)}
     chosen = draw(st.lists(st.sampled_from(sorted(options)), unique=True))
@@ -353,8 +353,9 @@ def expected_study(study: Study, options: dict) -> Study:
              if flag(field) in options}
     base = dataclasses.replace(study.base, **{**quick, **given})
     trials = options.get("--trials", 3 if quick else study.trials)
+    seeds = options.get("--seeds", 1 if quick else study.seeds)
     return dataclasses.replace(study, base=base, trials=trials, pruner=options.get("--pruner", study.pruner),
-                               multi_objective="--multi-objective" in options)
+                               multi_objective="--multi-objective" in options, seeds=seeds)
 
 
 @FAST
@@ -383,6 +384,7 @@ def study_mistakes(study: Study) -> st.SearchStrategy[tuple[list[str], tuple[str
     mistakes = [
         number("--epochs", st.integers(max_value=0)),
         number("--workers", st.integers(max_value=0)),
+        number("--seeds", st.integers(max_value=0)),
         number("--seed", st.integers(max_value=-1) | st.integers(min_value=2 ** 32)),
         st.text(max_size=12).filter(lambda text: text not in DATASETS).map(
             lambda text: ([f"--dataset={text}"], ("dataset: ",))),

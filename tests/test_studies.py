@@ -79,17 +79,19 @@ def test_a_three_trial_study_logs_a_parent_with_three_children_and_a_rerun_adds_
 def test_a_grid_records_its_settings_as_params_and_compares_ae_and_vae_on_reconstruction(tiny_data, storage):
     grid = {"ae": {"model": "ae"}, "vae-beta0.5": {"model": "vae", "beta": 0.5},
             "vae-beta4": {"model": "vae", "beta": 4}}
-    study = Study("mixed", TINY, grid=grid, pruner="none", description="Which reconstructs better?")
+    study = Study("mixed", TINY, grid=grid, pruner="none", description="Which reconstructs better?", seeds=1)
     optuna_study = run_study(study, Settings(storage, data_dir=tiny_data))
     assert optuna_study.metric_names == ["validation reconstruction (nats)"]
     done = {t.user_attrs["point"]: t for t in optuna_study.get_trials()}
-    assert done["ae"].params == {"model": "ae"} and done["vae-beta4"].params == {"model": "vae", "beta": 4.0}
+    assert done["ae"].params == {"model": "ae", "seed": 42}
+    assert done["vae-beta4"].params == {"model": "vae", "beta": 4.0, "seed": 42}
     assert done["vae-beta4"].distributions["beta"] == FloatDistribution(0.5, 4)  # a factor 8: a linear axis
     runs = {run.info.run_id: run for run in children("mixed")}
     for label, trial in done.items():
         run = runs[trial.user_attrs["mlflow_run_id"]]
         assert trial.value == pytest.approx(run.data.metrics["val/recon"])  # one epoch: the best is the last
-        assert run.data.tags[tracking.NOTE].startswith(f"Trial {trial.number} of study `mixed`, grid point `{label}`")
+        assert run.data.tags[tracking.NOTE].startswith(
+            f"Trial {trial.number} of study `mixed`, grid point `{label}`, seed 42.")
     assert sorted(run.info.run_name for run in runs.values()) == ["ae-z2", "vae-z2-beta0.5", "vae-z2-beta4"]
     [ae] = [run for run in runs.values() if run.data.params["model"] == "ae"]
     assert not {"beta", "warmup_epochs", "free_bits", "iw_samples"} & set(ae.data.params)
@@ -122,17 +124,17 @@ def test_a_multi_objective_search_minimises_reconstruction_and_fid_and_its_repor
 
 
 def test_resuming_with_other_settings_is_refused_naming_them(tiny_data, storage):
-    study = Study("fixed", TINY, grid={"only": {}}, pruner="none")
+    study = Study("fixed", TINY, grid={"only": {}}, pruner="none", seeds=1)
     run_study(study, Settings(storage, data_dir=tiny_data))
     with pytest.raises(ToolkitError, match="epochs 1 -> 2"):
-        run_study(Study("fixed", replace(TINY, epochs=2), grid={"only": {}}),
+        run_study(Study("fixed", replace(TINY, epochs=2), grid={"only": {}}, seeds=1),
                   Settings(storage, data_dir=tiny_data))
 
 
 def test_an_unreachable_storage_is_a_clear_error(tiny_data, store):
     hint = "does not answer: start it, or check the host and port in --storage"
     with pytest.raises(ToolkitError, match=f"cannot open the Optuna storage.*{hint}"):
-        run_study(Study("x", TINY, grid={"only": {}}),
+        run_study(Study("x", TINY, grid={"only": {}}, seeds=1),
                   Settings("postgresql+psycopg2://nobody@127.0.0.1:9/none", data_dir=tiny_data))
 
 
@@ -154,12 +156,12 @@ def test_a_pruned_trial_keeps_its_partial_metrics_and_ends_killed(tiny_data, sto
 
 
 def test_two_workers_finish_a_six_point_grid_each_point_once(tiny_data, storage):
-    study = Study("grid", replace(TINY, epochs=8, hidden=(400,)), grid=GRID6, pruner="none")
+    study = Study("grid", replace(TINY, epochs=8, hidden=(400,)), grid=GRID6, pruner="none", seeds=1)
     run_study(study, Settings(storage, workers=2, data_dir=tiny_data))
     done = trials("grid", storage)
     assert [t.state for t in done] == [TrialState.COMPLETE] * 6
     assert sorted(t.user_attrs["point"] for t in done) == sorted(GRID6)
-    assert all(t.params == {"beta": GRID6[t.user_attrs["point"]]["beta"]} for t in done)
+    assert all(t.params == {"beta": GRID6[t.user_attrs["point"]]["beta"], "seed": 42} for t in done)
     assert all(t.distributions["beta"] == FloatDistribution(0.5, 16, log=True) for t in done)
     assert len({t.user_attrs["pid"] for t in done}) == 2  # both workers took trials
     runs = children("grid")
@@ -195,7 +197,7 @@ def test_concurrent_workers_run_each_queued_grid_point_once(backend, request, st
     grid point as waiting and both take it; and two machines queueing one grid at the same moment
     can add a point twice."""
     storage = request.getfixturevalue(backend)
-    study = Study("race", TINY, grid={f"seed{i}": {"seed": i} for i in range(30)}, pruner="none")
+    study = Study("race", TINY, grid={f"beta{i}": {"beta": i + 1.0} for i in range(30)}, pruner="none", seeds=1)
     queue = studies.open_study(study, Settings(storage))
     for label in [*study.grid, *study.grid]:  # as if two machines had queued the grid together
         queue.enqueue_trial(study.grid[label], user_attrs={"point": label})
@@ -261,14 +263,15 @@ def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage,
 
     resumed = subprocess.run(command, env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    done, runs = assert_grid_completed_once("posterior-collapse-quick", storage, 6)
+    done, runs = assert_grid_completed_once("posterior-collapse-quick", storage, 12)
     [failed] = [t for t in done if t.number == killed[0].number]
     assert failed.state == TrialState.FAIL
     retried = [t for t in done if t.user_attrs.get("retry_of") == failed.number]
     assert [t.user_attrs["point"] for t in retried] == [failed.user_attrs["point"]]
     assert [t.params for t in retried] == [failed.params]
     [retry] = retried  # went on from the killed run's checkpoint, in the same MLflow run
-    assert retry.user_attrs["resume_run"] == retry.user_attrs["mlflow_run_id"] == failed.user_attrs["mlflow_run_id"]
+    assert retry.user_attrs["resume_runs"] == {"42": retry.user_attrs["mlflow_run_id"]}
+    assert retry.user_attrs["mlflow_run_id"] == failed.user_attrs["mlflow_run_id"]
     client = tracking.client()
     resumed = client.get_run(retry.user_attrs["mlflow_run_id"])
     assert resumed.info.status == "FINISHED" and resumed.data.tags["trial"] == str(retry.number)
@@ -284,8 +287,8 @@ def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli
                                      stderr=subprocess.PIPE))
     for machine in machines:
         assert machine.wait(timeout=600) == 0, machine.stderr.read()
-    done, _ = assert_grid_completed_once("shared-grid", postgres, 6)
-    assert len(done) == 6
+    done, _ = assert_grid_completed_once("shared-grid", postgres, 12)
+    assert len(done) == 12
     assert len({t.user_attrs["pid"] for t in done}) == 2  # both took trials
 
 
@@ -310,3 +313,45 @@ def test_the_beta_sweep_command_on_real_fashion_mnist(real_subset, storage, cli_
     [parent] = parents("beta-sweep-quick")
     logged = {a.path for a in tracking.client().list_artifacts(parent.info.run_id, "report")}
     assert {"report/README.md", "report/results.csv", "report/rate_distortion.png"} <= logged
+
+
+def test_every_grid_point_runs_the_same_seeds_and_more_seeds_later_run_only_the_missing_ones(tiny_data, storage):
+    grid = {"vae": {"model": "vae"}, "ae": {"model": "ae"}}
+    run_study(Study("seeded", TINY, grid=grid, pruner="none", seeds=2), Settings(storage, data_dir=tiny_data))
+    first = {run.info.run_id: run for run in children("seeded")}
+    seeds = {(run.data.params["model"], run.data.params["seed"]) for run in first.values()}
+    assert seeds == {(m, s) for m in ("vae", "ae") for s in ("42", "43")} and len(first) == 4
+    optuna_study = run_study(Study("seeded", TINY, grid=grid, pruner="none", seeds=3),
+                             Settings(storage, data_dir=tiny_data))
+    runs = {run.info.run_id: run for run in children("seeded")}
+    assert set(first) < set(runs) and len(runs) == 6  # the four runs kept, one more seed per point
+    assert {(r.data.params["model"], r.data.params["seed"]) for i, r in runs.items() if i not in first} == \
+        {("vae", "44"), ("ae", "44")}
+    assert sorted(t.params["seed"] for t in optuna_study.get_trials()) == [42, 42, 43, 43, 44, 44]
+    assert all(t.state == TrialState.COMPLETE for t in optuna_study.get_trials())
+    with pytest.raises(ToolkitError, match="a grid point sets seed; leave it out"):
+        run_study(Study("seeded", TINY, grid={"one": {"seed": 3}}, seeds=1), Settings(storage, data_dir=tiny_data))
+
+
+def test_a_search_trial_scores_the_mean_of_its_seeds_and_prunes_on_running_means(tiny_data, storage):
+    study = Study("seeded-search", replace(TINY, epochs=2), space=latent_space, trials=2, pruner="none", seeds=3)
+    optuna_study = run_study(study, Settings(storage, data_dir=tiny_data))
+    runs = {run.info.run_id: run for run in children("seeded-search")}
+    assert len(runs) == 6
+    client = tracking.client()
+    for trial in optuna_study.get_trials():
+        by_seed = trial.user_attrs["mlflow_run_ids"]
+        assert sorted(by_seed) == ["42", "43", "44"] and trial.user_attrs["mlflow_run_id"] == by_seed["42"]
+        curves = {seed: [m.value for m in sorted(client.get_metric_history(run_id, "val/neg_elbo"),
+                                                 key=lambda m: m.step)] for seed, run_id in by_seed.items()}
+        best = {seed: curves[seed][int(runs[run_id].data.metrics["best_epoch"]) - 1] for seed, run_id in by_seed.items()}
+        assert trial.value == pytest.approx(sum(best.values()) / 3)
+        assert trial.user_attrs["objective_by_seed"] == pytest.approx(best)
+        assert trial.user_attrs["objective_sd"] == pytest.approx(float(pd.Series(list(best.values())).std()))
+        for k, seed in enumerate(["42", "43", "44"]):  # step (k - 1) · epochs + e: the mean over the first k seeds
+            for epoch in (1, 2):
+                earlier = [curves[s][epoch - 1] for s in ["42", "43", "44"][:k + 1]]
+                assert trial.intermediate_values[k * 2 + epoch] == pytest.approx(sum(earlier) / len(earlier))
+        assert {runs[run_id].data.params["latent_dim"] for run_id in by_seed.values()} == {str(trial.params["latent_dim"])}
+    with pytest.raises(ToolkitError, match="a search whose trials train 3 seed\\(s\\) each; rerun it with --seeds 3"):
+        run_study(replace(study, seeds=1), Settings(storage, data_dir=tiny_data))

@@ -5,7 +5,7 @@ import torch
 
 from toolkit.config import RunConfig
 from toolkit.data import Split, Splits
-from toolkit.evaluate import active_units, elbo_metrics
+from toolkit.evaluate import active_dims, elbo_metrics
 from toolkit.models import build
 from toolkit.train import EPOCH_SECONDS, TrainingDiverged, fit
 
@@ -74,7 +74,7 @@ def test_best_weights_are_restored_after_early_stopping():
     model, result, splits = train(cfg)
     best = min(h["val/loss"] for h in result.history)
     assert result.best_val_loss == best
-    assert elbo_metrics(model, splits.val, cfg.likelihood, cfg.beta)["loss"] == pytest.approx(best, rel=1e-5)
+    assert elbo_metrics(model, splits.val, cfg)["loss"] == pytest.approx(best, rel=1e-5)
     if result.stopped_early:
         assert len(result.history) - result.best_epoch == cfg.patience
 
@@ -88,7 +88,7 @@ def test_non_finite_loss_stops_with_a_clear_error():
 
 def test_active_units_count_dimensions_whose_mean_varies():
     mu = torch.stack([torch.randn(1000), 0.01 * torch.randn(1000), torch.zeros(1000)], dim=1)
-    assert active_units(mu) == 1
+    assert active_dims(mu).tolist() == [True, False, False]
 
 
 def test_bf16_precision_trains_the_forward_pass_in_bfloat16_and_keeps_weights_and_evaluation_fp32():
@@ -100,3 +100,45 @@ def test_bf16_precision_trains_the_forward_pass_in_bfloat16_and_keeps_weights_an
     assert {dtype for training, dtype in seen if not training} == {torch.float32}  # validation
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert result.history[-1]["val/loss"] < result.history[0]["val/loss"]
+
+
+def test_a_learned_sigma_trains_towards_the_reconstruction_error_and_is_logged_every_epoch():
+    cfg = config(likelihood="gaussian", decoder_scale="learned", epochs=4, lr=3e-2)
+    model, result, splits = train(cfg)
+    sigmas = [h["val/decoder_sigma"] for h in result.history]
+    assert sigmas[0] < cfg.sigma and sigmas[-1] < sigmas[0]  # from √½ towards the pixels' error
+    assert model.log_sigma.requires_grad and model.log_sigma.exp().item() == pytest.approx(
+        result.history[result.best_epoch - 1]["val/decoder_sigma"])
+    fixed, fixed_result, _ = train(config(likelihood="gaussian", epochs=2))
+    assert not fixed.log_sigma.requires_grad and "val/decoder_sigma" not in fixed_result.history[0]
+    assert fixed.log_sigma.item() == pytest.approx(math.log(math.sqrt(0.5)))
+
+
+def test_informative_units_are_active_units_whose_kl_clears_the_free_bits_floor_by_a_tenth_of_a_nat():
+    for free_bits in (0.0, 0.5):
+        cfg = config(free_bits=free_bits, epochs=4)
+        model, _, splits = train(cfg)
+        metrics = elbo_metrics(model, splits.test, cfg)
+        mu = model.encode(splits.test.images)[0]
+        active = active_dims(mu).tolist()
+        above = [metrics[f"kl_dim/{d:02d}"] > free_bits + 0.1 for d in range(cfg.latent_dim)]
+        assert metrics["informative_units"] == sum(a and b for a, b in zip(active, above))
+        assert metrics["informative_units"] <= metrics["active_units"] == sum(active)
+
+
+def test_dynamic_binarisation_trains_on_fresh_binary_draws_and_tests_on_one_fixed_draw():
+    seen = []
+    cfg = config(binarize="dynamic", epochs=2, batch_size=256)
+    splits = synthetic_splits()
+    splits.train.images[:] = splits.train.images[0]  # one grey image: batches differ only by their draws
+    splits = splits.binarized()
+    model = build(cfg, torch.device("cpu"))
+    model.encoder.register_forward_hook(lambda module, args, output: seen.append(args[0].clone()) if module.training
+                                        else None)
+    fit(model, splits, cfg, quiet=True)
+    first, second = seen  # one batch per epoch
+    assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
+    assert torch.allclose(first.mean(0), splits.train.images[0], atol=0.15)  # Bernoulli draws of the grey levels
+    assert set(splits.test.images.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(splits.test.images, synthetic_splits().binarized().test.images)  # the same draw every time
+    assert not torch.equal(splits.train.images, splits.train.images.round())  # kept grey, to draw from

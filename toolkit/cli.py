@@ -157,7 +157,7 @@ def main(argv=None):
 def study_main(study, argv=None):
     """The command line every study script shares: run (or resume) the declared study, then write
     its report (the kind the declaration names) and print where everything is."""
-    from toolkit.studies import PRUNERS, varied_settings
+    from toolkit.studies import GRID_SEEDS, PRUNERS, SEARCH_SEEDS, varied_settings
 
     study = dataclasses.replace(study, description=study.description or sys.modules["__main__"].__doc__ or "")
     parser = Parser(description=study.description, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,12 +166,17 @@ def study_main(study, argv=None):
                             help=f"finished trials to aim for (default {study.trials}, 3 with --quick)")
         parser.add_argument("--multi-objective", action="store_true",
                             help="minimise (validation reconstruction, FID of samples) and report the Pareto front")
+    seeds = study.seeds or (GRID_SEEDS if study.grid else SEARCH_SEEDS)
+    parser.add_argument("--seeds", type=int, default=None, help=(
+        f"seeds per {'grid point' if study.grid else 'trial'}: --seed and the ones after it, the same at every "
+        f"{'point' if study.grid else 'trial'} (default {seeds}, 1 with --quick)"
+        + ("; a rerun with more runs only the seeds it lacks" if study.grid else "; a trial scores their mean")))
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in mlruns/optuna.db)")
     parser.add_argument("--workers", type=int, default=1, help="processes on this machine, sharing its cores")
     parser.add_argument("--data-dir", default=None, help="directory holding the IDX files")
     parser.add_argument("--pruner", default=study.pruner, choices=sorted(PRUNERS))
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 2 epochs on 2,000 images" + ("" if study.grid else ", 3 trials"))
+                        help="a smoke run: 2 epochs on 2,000 images, one seed" + ("" if study.grid else ", 3 trials"))
     parser.add_argument("--name", default=None, help="study name (default: derived from the script and settings)")
     parser.add_argument("--out", default=None, help="report directory (default: reports/<study name>)")
     add_run_arguments(parser, study.base, required=False, unlisted=frozenset(varied_settings(study)))
@@ -207,6 +212,8 @@ def configure(study, args):
         raise ToolkitError(f"workers: must be >= 1, got {args.workers}")
     if getattr(args, "trials", None) is not None and args.trials < 1:
         raise ToolkitError(f"trials: must be >= 1, got {args.trials}")
+    if args.seeds is not None and args.seeds < 1:
+        raise ToolkitError(f"seeds: must be >= 1, got {args.seeds}")
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)}
     dataclasses.replace(study.base, **given)  # refuses a bad value
     varied = sorted(given.keys() & varied_settings(study))
@@ -224,6 +231,7 @@ def configure(study, args):
     return dataclasses.replace(
         study, name=name, base=dataclasses.replace(study.base, **overrides), pruner=args.pruner,
         trials=(3 if args.quick else study.trials) if getattr(args, "trials", None) is None else args.trials,
+        seeds=args.seeds or (1 if args.quick else study.seeds),
         multi_objective=getattr(args, "multi_objective", False))
 
 

@@ -17,8 +17,12 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 FID_MODES = ("auto", "inception", "off")  # auto: the domain CNN always, Inception too when it is cheap
 SAMPLERS = ("default", "gmm")  # default: the VAE's prior, a Gaussian fitted to the AE's codes
 PRECISIONS = ("fp32", "bf16")
+DECODER_SCALES = ("fixed", "learned")  # the Gaussian decoder's σ: fixed at `sigma`, or trained from it
+BINARIZATIONS = ("none", "dynamic")  # grey levels as they are, or Bernoulli draws of them (Burda et al. 2015)
+SQRT_HALF = math.sqrt(0.5)  # σ of the seeds' Gaussian decoder: σ² = ½, so its NLL is the squared error plus a constant
 VAE_ONLY = ("beta", "warmup_epochs", "free_bits", "iw_samples")  # fields an AE ignores, so does not log
 MLP_ONLY = ("hidden",)  # fields the conv architecture ignores, so does not log
+GAUSSIAN_ONLY = ("decoder_scale", "sigma")  # fields the Bernoulli likelihood ignores, so does not log
 IMAGE_SIDE = 28
 INPUT_DIM = IMAGE_SIDE * IMAGE_SIDE  # the width of a flattened image, the models' input and output
 # Copies of the parameters that training holds at once: the weights, their gradients, Adam's two
@@ -48,6 +52,16 @@ class RunConfig:
     latent_dim: int = setting(20, "latent dimensions")
     hidden: tuple[int, ...] = setting((400,), "hidden layer sizes of the mlp, e.g. 400 or 256,128")
     likelihood: str = setting("bernoulli", "the decoder's p(x|z)", LIKELIHOODS)
+    decoder_scale: str = setting("fixed", "the Gaussian decoder's standard deviation σ, one for every pixel: fixed "
+                                 "at --sigma, or learned (a trained parameter starting at --sigma, as in the σ-VAE "
+                                 "of Rybkin et al. 2021)", DECODER_SCALES)
+    sigma: float = setting(SQRT_HALF, "the Gaussian decoder's σ (or its starting value when learned); the default "
+                           "√½ makes the NLL the squared error plus (784/2)·ln π")
+    binarize: str = setting("none", "the Bernoulli likelihood's pixels: grey levels as they are (a cross-entropy, "
+                            "not a likelihood of the images), or dynamic: every training batch drawn anew as "
+                            "Bernoulli samples of the grey levels, validation and test drawn once with a fixed "
+                            "seed (Burda et al. 2015), which makes the nats comparable with published "
+                            "binarised-MNIST likelihoods", BINARIZATIONS)
     beta: float = setting(1.0, "weight of the KL term (VAE)")
     warmup_epochs: int = setting(0, "linear KL warm-up length (VAE)")
     free_bits: float = setting(0.0, "nats per latent dimension below which KL is not penalised (VAE)")
@@ -91,13 +105,15 @@ class RunConfig:
                 return  # nan compares false with everything: the checks below would not catch it
         if not 0 <= self.seed < 2 ** 32:
             yield "seed", f"must be between 0 and 2**32 - 1, got {self.seed}"
-        positive = ("latent_dim", "epochs", "batch_size", "lr", "fid_samples")
+        positive = ("latent_dim", "epochs", "batch_size", "lr", "fid_samples", "sigma")
         for name in positive:
             if not getattr(self, name) > 0:
                 yield name, f"must be > 0, got {getattr(self, name)}"
         for name in ("beta", "free_bits", "warmup_epochs", "patience", "iw_samples"):
             if getattr(self, name) < 0:
                 yield name, f"must be >= 0, got {getattr(self, name)}"
+        if self.binarize != "none" and self.likelihood != "bernoulli":
+            yield "binarize", f"binarised pixels go with the bernoulli likelihood, not {self.likelihood}"
         if self.limit is not None and self.limit <= 0:
             yield "limit", f"must be > 0 when given, got {self.limit}"
         if not self.hidden or any(h <= 0 for h in self.hidden):
@@ -152,7 +168,7 @@ class RunConfig:
         and how it was trained."""
         layers = "-".join(str(n) for n in (784, *self.hidden, self.latent_dim))
         network = f"conv {'-'.join(map(str, CONV_CHANNELS))}" if self.architecture == "conv" else f"MLP {layers}"
-        text = f"{self.model.upper()} with a {self.latent_dim}-d latent ({network}), {self.likelihood} likelihood"
+        text = f"{self.model.upper()} with a {self.latent_dim}-d latent ({network}), {self.likelihood_text()}"
         if self.model == "vae":
             warmup = f"KL warm-up over {self.warmup_epochs} epochs" if self.warmup_epochs else "no KL warm-up"
             free_bits = f"{self.free_bits:g} free nats per dimension" if self.free_bits else "no free bits"
@@ -162,9 +178,19 @@ class RunConfig:
         return (f"{text}; up to {self.epochs} epochs (batch {self.batch_size}, lr {self.lr:g}, {stopping}), "
                 f"seed {self.seed}, on {self.dataset}")
 
+    def likelihood_text(self) -> str:
+        """The decoder's likelihood in words: 'Gaussian likelihood (σ = 0.707, fixed)', 'Bernoulli
+        likelihood on grey levels', …"""
+        if self.likelihood == "gaussian":
+            scale = f"σ = {self.sigma:.3g}, fixed" if self.decoder_scale == "fixed" else f"σ learned from {self.sigma:.3g}"
+            return f"Gaussian likelihood ({scale})"
+        pixels = "grey levels" if self.binarize == "none" else "pixels binarised dynamically"
+        return f"Bernoulli likelihood on {pixels}"
+
     def to_json(self) -> dict:
-        """The fields this model and architecture use, typed (`hidden` as a list, `limit` null when unset)."""
-        unused = (VAE_ONLY if self.model == "ae" else ()) + (MLP_ONLY if self.architecture == "conv" else ())
+        """The fields this model, architecture and likelihood use, typed (`hidden` as a list, `limit` null when unset)."""
+        unused = (VAE_ONLY if self.model == "ae" else ()) + (MLP_ONLY if self.architecture == "conv" else ()) \
+            + (GAUSSIAN_ONLY if self.likelihood != "gaussian" else ())
         values = {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 

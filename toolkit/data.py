@@ -8,6 +8,7 @@ Inside each directory the files may be plain or gzipped, at the top or in torchv
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import math
 import os
@@ -22,6 +23,7 @@ import torch
 from toolkit import ToolkitError
 
 SPLIT_SEED = 20240601  # fixed, so every run (whatever its own seed) sees the same validation set
+BINARIZE_SEED = 20240602  # fixed, so every binarised run is validated and tested on the same draws
 VALIDATION_SIZE = 6000
 IMAGE_SIDE = 28
 IMAGES_MAGIC, LABELS_MAGIC = 0x803, 0x801
@@ -68,6 +70,13 @@ class Splits:
     val: Split
     test: Split
     source: Path  # the directory the files came from
+
+    def binarized(self) -> "Splits":
+        """Validation and test images as one fixed draw of Bernoulli pixels (BINARIZE_SEED), the
+        same for every run; the training split stays grey, for training to draw every batch anew."""
+        generator = torch.Generator(device=self.val.images.device).manual_seed(BINARIZE_SEED)
+        val, test = (Split(torch.bernoulli(s.images, generator=generator), s.labels) for s in (self.val, self.test))
+        return dataclasses.replace(self, val=val, test=test)
 
 
 def candidate_dirs(dataset: str, data_dir: str | os.PathLike | None = None) -> list[Path]:

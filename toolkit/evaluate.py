@@ -7,21 +7,26 @@ from typing import NamedTuple
 import torch
 
 from toolkit.machine import fast_bf16
-from toolkit.objectives import kl_per_dim, reconstruction_nll
+from toolkit.objectives import HALF_LOG_2PI, kl_per_dim, reconstruction_nll
 
 EVAL_SEED = 0  # the posterior sample used for the ELBO is fixed, so reloading a model reproduces its metrics
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: unit u is active when Cov_x(E_q[z_u]) > 0.01
+# An active unit is informative when its test KL exceeds the free-bits floor by this many nats. Its
+# KL bounds the information it carries about the image (E_x KL_u >= I(x; z_u)): under 0.1 nats a
+# unit tells apart about e^0.1 = 1.1 kinds of image, nothing. Active units alone count units of a
+# few thousandths of a nat, and free bits hold units at the floor λ whatever they carry.
+INFORMATIVE_NATS = 0.1
 BATCH = 2000
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 BF16_TOLERANCE = 0.01  # nats per example: how far bf16 may move the IW bound's first batch from fp32
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 IW_ROWS = 2000  # codes decoded at once by the IW bound: 6 MB of fp32 logits, within this CPU's cache
 
 
 @torch.no_grad()
-def elbo_metrics(model, split, likelihood: str, beta: float = 1.0) -> dict[str, float]:
-    """recon, mse (per pixel, from the posterior mean) and loss; for a VAE also kl, neg_elbo,
-    kl_dim/NN and active_units. The AE gets no KL keys at all."""
+def elbo_metrics(model, split, config) -> dict[str, float]:
+    """recon, mse (per pixel, from the posterior mean) and loss (at `config.beta`); for a VAE also
+    kl, neg_elbo, kl_dim/NN, active_units and informative_units; decoder_sigma where σ is learned.
+    The AE gets no KL keys at all."""
     was_training = model.training
     model.eval()
     device = split.images.device
@@ -30,7 +35,7 @@ def elbo_metrics(model, split, likelihood: str, beta: float = 1.0) -> dict[str, 
     kl_dims, mus = 0.0, []
     for x, _ in split.batches(BATCH):
         out = model(x, generator)
-        recon += reconstruction_nll(out.logits, x, likelihood).sum()
+        recon += reconstruction_nll(out.logits, x, config.likelihood, model.log_sigma).sum()
         sq_err += (torch.sigmoid(model.decode(out.mu)) - x).pow(2).sum()
         if out.logvar is not None:
             dims = kl_per_dim(out.mu, out.logvar)
@@ -39,20 +44,24 @@ def elbo_metrics(model, split, likelihood: str, beta: float = 1.0) -> dict[str, 
     model.train(was_training)
     n = len(split)
     metrics = {"recon": float(recon) / n, "mse": float(sq_err) / (n * split.images.shape[1])}
+    if model.learns_sigma:
+        metrics["decoder_sigma"] = float(model.log_sigma.exp())
     if not mus:
         metrics["loss"] = metrics["recon"]
         return metrics
     kl_dims = kl_dims / n
     kl = float(kl_dims.sum())
-    metrics.update(kl=kl, neg_elbo=metrics["recon"] + kl, loss=metrics["recon"] + beta * kl,
-                   active_units=active_units(torch.cat(mus)))
+    active = active_dims(torch.cat(mus))
+    metrics.update(kl=kl, neg_elbo=metrics["recon"] + kl, loss=metrics["recon"] + config.beta * kl,
+                   active_units=int(active.sum()),
+                   informative_units=int((active & (kl_dims > config.free_bits + INFORMATIVE_NATS)).sum()))
     metrics.update({kl_dim_key(d): float(v) for d, v in enumerate(kl_dims)})
     return metrics
 
 
-def active_units(mu: torch.Tensor) -> int:
-    """Number of latent dimensions whose posterior mean varies across the data by more than 0.01."""
-    return int((mu.var(0, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum())
+def active_dims(mu: torch.Tensor) -> torch.Tensor:
+    """Which latent dimensions' posterior means vary across the data by more than 0.01 (Burda et al.)."""
+    return mu.var(0, unbiased=False) > ACTIVE_UNIT_THRESHOLD
 
 
 def kl_dim_key(d: int) -> str:
@@ -70,8 +79,7 @@ def iw_nll(model, split, likelihood: str, samples: int = 100, batch: int = 100) 
     """Importance-weighted bound on -log p(x) (Burda et al. 2015), nats per example.
 
     -log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x). K = 1 gives the negative ELBO and the
-    bound tightens as K grows. It uses the same reconstruction term as `elbo_metrics` (so for the
-    Gaussian likelihood it omits the same constant).
+    bound tightens as K grows. It uses the same reconstruction term as `elbo_metrics`.
 
     Nearly all of its work is the decoder on K x N codes. Where this machine multiplies bfloat16
     natively (`machine.fast_bf16`), the decoder runs under bf16 autocast, five times faster on the
@@ -107,5 +115,5 @@ def _log_mean_weight(model, x, mu, logvar, eps, likelihood: str, dtype: torch.dt
     for codes in z.split(max(1, IW_ROWS // len(x))):
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
             logits = model.decode(codes.flatten(0, 1))
-        log_p_x.append(-reconstruction_nll(logits.float().view(*codes.shape[:2], -1), x, likelihood))
+        log_p_x.append(-reconstruction_nll(logits.float().view(*codes.shape[:2], -1), x, likelihood, model.log_sigma))
     return torch.logsumexp(torch.cat(log_p_x) + log_p_z - log_q, 0) - math.log(samples)

@@ -1,4 +1,4 @@
-"""This machine and its processes: whether it multiplies bfloat16 natively, its name, whether
+"""This machine and its processes: whether it multiplies bfloat16 natively, its name and CPU, whether
 a process of it is alive, an exclusive file lock between its processes for the moments they must
 not interleave (creating a store's tables, a study's parent run, a FID reference; re-entrant
 within a process), and a heartbeat that tells other machines a process is still alive."""
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import platform
 import socket
 import threading
 from contextlib import contextmanager
@@ -27,6 +28,30 @@ def fast_bf16(device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+def compute_tags(device) -> dict[str, str]:
+    """What a run's wall times depend on, as run tags: the CPU model, torch's threads, torch's
+    version and, for a CUDA run, the GPU."""
+    import torch
+
+    device = torch.device(device)
+    tags = {"machine/cpu": cpu_model(), "machine/threads": str(torch.get_num_threads()),
+            "machine/torch": torch.__version__}
+    if device.type == "cuda":
+        tags["machine/gpu"] = torch.cuda.get_device_name(device)
+    return tags
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it, e.g. 'Intel(R) Xeon(R) Processor'."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
 
 _held: dict[str, int] = {}  # lock file -> depth, in this process
 _guard = threading.RLock()

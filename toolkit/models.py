@@ -4,6 +4,7 @@ work on all of them: `encode(x) -> (mu, logvar or None)`, `decode(z) -> logits`,
 Images are flat (N, 784) tensors in and logits of the same shape out, whatever the architecture."""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -70,17 +71,28 @@ BUILDERS = {"mlp": (mlp_encoder, mlp_decoder), "conv": (conv_encoder, conv_decod
 
 class AE(nn.Module):
     """Deterministic autoencoder: the code is the encoder's output. `encoder` maps images to
-    features, the linear `head` maps those to the code, `decoder` maps codes to logits."""
+    features, the linear `head` maps those to the code, `decoder` maps codes to logits.
+    `log_sigma`, for a Gaussian likelihood, is ln σ of the decoder's p(x|z): a parameter when σ
+    is learned, a buffer when it is fixed; None for the Bernoulli likelihood."""
 
     variational = False
     codes_per_dim = 1  # the head's outputs per latent dimension
 
-    def __init__(self, encoder: nn.Module, head: nn.Linear, decoder: nn.Module):
+    def __init__(self, encoder: nn.Module, head: nn.Linear, decoder: nn.Module,
+                 log_sigma: torch.Tensor | None = None):
         super().__init__()
         self.latent_dim = head.out_features // self.codes_per_dim
         self.encoder = encoder
         self.head = head
         self.decoder = decoder
+        if isinstance(log_sigma, nn.Parameter):
+            self.log_sigma = log_sigma
+        else:
+            self.register_buffer("log_sigma", log_sigma)
+
+    @property
+    def learns_sigma(self) -> bool:
+        return isinstance(self.log_sigma, nn.Parameter)
 
     def encode(self, x):
         return self.head(self.encoder(x)), None
@@ -127,4 +139,12 @@ def build(config: RunConfig, device: torch.device | None = None) -> AE:
     parts, decoder = BUILDERS[config.architecture]
     encoder, features = parts(config)  # created encoder, head, decoder: the order the seeds' weights need
     head = nn.Linear(features, cls.codes_per_dim * config.latent_dim)
-    return cls(encoder, head, decoder(config)).to(device or default_device())
+    return cls(encoder, head, decoder(config), decoder_log_sigma(config)).to(device or default_device())
+
+
+def decoder_log_sigma(config: RunConfig) -> torch.Tensor | None:
+    """ln σ of a Gaussian decoder (a parameter when learned), None for the Bernoulli likelihood."""
+    if config.likelihood != "gaussian":
+        return None
+    value = torch.tensor(math.log(config.sigma))
+    return nn.Parameter(value) if config.decoder_scale == "learned" else value

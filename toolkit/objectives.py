@@ -1,24 +1,38 @@
 """Loss terms, per example and in nats, summed over pixels (the seeds' convention)."""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
-def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """-log p(x|z) per example, shape (N,).
 
-    bernoulli: binary cross-entropy from logits, summed over the 784 pixels.
-    gaussian: squared error between x and sigmoid(logits), summed over pixels. This is the
-    Gaussian NLL with fixed variance sigma^2 = 1/2 (so 1/(2 sigma^2) = 1) up to the constant
-    (D/2) log(pi) per example, which is left out so the numbers stay comparable with the seeds.
+def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str,
+                       log_sigma: torch.Tensor | None = None) -> torch.Tensor:
+    """-log p(x|z) per example, shape (N,), in nats summed over the pixels.
+
+    bernoulli: binary cross-entropy from logits. On grey levels x in [0, 1] it is a cross-entropy,
+    not the likelihood of an image: its floor is the pixels' own entropy (`pixel_entropy`).
+    gaussian: the whole negative log-density of N(x; sigmoid(logits), σ²) per pixel, its constant
+    included: Σ (x - mean)² / (2σ²) + D (ln σ + ½ ln 2π), with `log_sigma` = ln σ (a scalar
+    tensor, trained when σ is learned). With σ² = ½ it is the squared error plus (D/2) ln π.
     """
     if likelihood == "bernoulli":
         return BernoulliNLL.apply(logits, x)
     if likelihood == "gaussian":
-        return (torch.sigmoid(logits) - x).pow(2).sum(-1)
+        squared = (torch.sigmoid(logits) - x).pow(2).sum(-1)
+        return 0.5 * squared * torch.exp(-2 * log_sigma) + logits.shape[-1] * (log_sigma + HALF_LOG_2PI)
     raise ValueError(f"unknown likelihood {likelihood!r}")
+
+
+def pixel_entropy(x: torch.Tensor) -> torch.Tensor:
+    """Σ over pixels of the entropy of Bernoulli(x), per example: the lowest value the Bernoulli
+    cross-entropy of grey levels x can take (reached by a decoder that outputs x itself); 0 for
+    binary pixels."""
+    p = x.clamp(1e-12, 1 - 1e-12)
+    return torch.where((x > 0) & (x < 1), -(p * p.log() + (1 - p) * (1 - p).log()), 0.0).sum(-1)
 
 
 class BernoulliNLL(torch.autograd.Function):
@@ -63,12 +77,12 @@ class Terms(NamedTuple):
     kl_dims: torch.Tensor | None  # (N, D) or None for the AE
 
 
-def loss_terms(out, x, likelihood: str, beta: float, free_bits: float) -> Terms:
+def loss_terms(out, x, likelihood: str, beta: float, free_bits: float, log_sigma: torch.Tensor | None = None) -> Terms:
     """Objective = mean recon + beta * sum_d max(free_bits, mean KL_d) (Kingma et al. 2016).
 
     The KL returned for reporting is always the true KL, without the free-bits floor.
     """
-    recon = reconstruction_nll(out.logits, x, likelihood)
+    recon = reconstruction_nll(out.logits, x, likelihood, log_sigma)
     if out.logvar is None:
         return Terms(recon.mean(), recon, torch.zeros_like(recon), None)
     kl_dims = kl_per_dim(out.mu, out.logvar)

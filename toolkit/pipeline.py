@@ -13,7 +13,9 @@ from toolkit import ToolkitError, figures, fid
 from toolkit.config import RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
 from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
+from toolkit.machine import compute_tags
 from toolkit.models import build, default_device
+from toolkit.objectives import pixel_entropy
 from toolkit.samplers import (FittedMixture, LaplacePrior, NormalPrior, decode_images, default_sampler, generate,
                               interpolation_codes, latent_means, manifold_codes)
 from toolkit.tracking import (NOTE, RunStopped, continue_run, existing_run, load_checkpoint, metric_histories,
@@ -22,11 +24,15 @@ from toolkit.train import EPOCH_SECONDS, fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
 MEAN_EPOCH_SECONDS = "time/mean_epoch_s"
-FINAL_PREFIXES = ("test/", "fid/", "best_epoch", MEAN_EPOCH_SECONDS)  # logged once at the end; others once per epoch
+EPOCHS_TRAINED = "epochs_trained"  # fewer than the `epochs` param: the run stopped early
+TRAIN_IMAGES = "train_images"  # tag: the number of images the model was trained on
+# logged once at the end; the others once per epoch
+FINAL_PREFIXES = ("test/", "fid/", "best_epoch", EPOCHS_TRAINED, MEAN_EPOCH_SECONDS)
 
 
 NAME_PREFIX = {"warmup_epochs": "warmup", "free_bits": "fb", "hidden": "h", "batch_size": "bs",
-               "likelihood": "", "dataset": "", "sampler": "", "fid": "fid-"}  # in run names; others: the field
+               "likelihood": "", "dataset": "", "sampler": "", "fid": "fid-", "decoder_scale": "sigma-",
+               "binarize": "binarize-"}  # in run names; others: the field
 
 
 def run_name(config: RunConfig, base: RunConfig | None = None) -> str:
@@ -72,12 +78,15 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
     device = default_device()
     splits = load_splits(config.dataset, data_dir, config.limit, device)
     full = splits if config.limit is None else load_splits(config.dataset, data_dir, None, device)
+    if config.binarize == "dynamic":
+        splits = splits.binarized()
     references, skipped = fid.references(config.dataset, full, config.fid, fid_weights)
     for reason in skipped:
         print(f"warning: {reason}", file=sys.stderr)
     checkpoint = load_checkpoint(resume) if resume else None
     model = build(config, device)
     run_tags = {"model": config.model, "dataset": config.dataset, "data_dir": str(splits.source.resolve()),
+                TRAIN_IMAGES: str(len(splits.train)), **compute_tags(device),
                 **{f"fid/{r.extractor.name}/extractor_hash": r.extractor.content_hash for r in references},
                 **{f"fid/{r.extractor.name}/reference_run": r.run_id for r in references},
                 **({"fid/skipped": " | ".join(skipped)} if skipped else {}),
@@ -145,8 +154,11 @@ def _fit_logged(run, model, splits, config: RunConfig, callbacks, quiet: bool, c
 def evaluate_and_log(run, model, config: RunConfig, splits, references, result) -> dict[str, float]:
     """Test metrics, the IW bound and FIDs (returned, for the caller to log), and the model, the
     per-dimension KL, the figures and their images (logged)."""
-    test = elbo_metrics(model, splits.test, config.likelihood, config.beta)
-    metrics = {f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch}
+    test = elbo_metrics(model, splits.test, config)
+    metrics = {f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch,
+                                                            EPOCHS_TRAINED: len(result.history)}
+    if config.likelihood == "bernoulli":  # the cross-entropy's floor on grey levels; 0 for binary pixels
+        metrics["test/pixel_entropy"] = float(pixel_entropy(splits.test.images).mean())
     seconds = [h[EPOCH_SECONDS] for h in result.history if EPOCH_SECONDS in h]  # not in checkpoints made before it
     if seconds:
         metrics[MEAN_EPOCH_SECONDS] = sum(seconds) / len(seconds)

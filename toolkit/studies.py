@@ -10,6 +10,10 @@ What this module adds to Optuna:
   abandoned trial's MLflow run ends FAILED, and Ctrl-C queues the interrupted trial again too;
 - one objective for every trial, named in the study: validation reconstruction when the study has
   AE trials (an AE has no ELBO), validation negative ELBO otherwise;
+- seeds as a dimension: every grid point runs with the same `seeds` seed values (one trial each,
+  its seed an Optuna param), every search trial trains them one after another and reports their
+  mean, so that any two settings can be compared seed by seed; rerunning a grid with more seeds
+  runs only the seeds it lacks;
 - grid points recorded as their real settings (Optuna params `model`, `beta`, ...), so that
   optuna-dashboard's importances and slice plots speak of them; the point's label is the trial's
   user attribute `point`;
@@ -23,6 +27,7 @@ import dataclasses
 import functools
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -43,7 +48,11 @@ PRUNERS = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_w
            "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=2),
            "none": optuna.pruners.NopPruner}
 
-RUN_ID, RESUME = "mlflow_run_id", "resume_run"  # trial user attributes: its MLflow run; the run a retry resumes
+# Trial user attributes: the MLflow run of its first seed (what dashboards link), the runs of all its
+# seeds ({seed: run id}), the runs a retry resumes ({seed: run id}), and a search trial's spread.
+RUN_ID, RUN_IDS, RESUME = "mlflow_run_id", "mlflow_run_ids", "resume_runs"
+BY_SEED, SEED_SD = "objective_by_seed", "objective_sd"
+GRID_SEEDS, SEARCH_SEEDS = 3, 1  # seeds per grid point, per search trial, unless a study says otherwise
 OBJECTIVE_NAMES = {"val/neg_elbo": "validation negative ELBO (nats)", "val/recon": "validation reconstruction (nats)"}
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -55,9 +64,10 @@ class Study:
 
     name: str
     base: RunConfig = RunConfig()
-    grid: dict[str, dict] | None = None  # label -> RunConfig overrides; each point runs once
+    grid: dict[str, dict] | None = None  # label -> RunConfig overrides; each point runs once per seed
     space: Callable[[optuna.Trial], dict] | None = None  # a search: overrides suggested per trial
     trials: int = 20  # finished trials a search aims for
+    seeds: int | None = None  # seeds per grid point or search trial (GRID_SEEDS, SEARCH_SEEDS by default)
     pruner: str = "median"
     multi_objective: bool = False  # minimise (validation reconstruction, FID of samples); no pruning
     report: str = "study"  # the kind of report written at the end (toolkit.reports.KINDS)
@@ -74,6 +84,12 @@ class Study:
         if self.multi_objective:
             return [OBJECTIVE_NAMES["val/recon"], "FID of samples"]
         return [OBJECTIVE_NAMES[self.objective()]]
+
+    def seed_values(self) -> list[int]:
+        """The seeds every grid point or search trial runs: `base.seed` and the ones after it, the
+        same at every point, so settings can be compared seed by seed."""
+        count = self.seeds or (GRID_SEEDS if self.grid else SEARCH_SEEDS)
+        return [self.base.seed + i for i in range(count)]
 
 
 @dataclass(frozen=True)
@@ -122,14 +138,25 @@ def run_study(study: Study, settings: Settings) -> optuna.Study:
     optuna_study = open_study(study, settings)
     _check_settings(optuna_study, study)
     if study.grid:
-        for label, params in grid_params(study).items():
-            trial_queue.enqueue_point(optuna_study, label, params)
+        enqueue_grid(optuna_study, study)
     with tracking.continue_run(_parent_run_id(optuna_study, study)):
         if settings.workers == 1:
             work(study, settings)
         else:
             _run_workers(study, settings)
     return optuna_study
+
+
+def enqueue_grid(optuna_study: optuna.Study, study: Study):
+    """Queue every (grid point, seed) the study lacks: a rerun with more seeds adds only theirs. A
+    trial recorded without a seed (made before seeds were a dimension) counts as the first seed."""
+    first = study.seed_values()[0]
+    have = {(trial.user_attrs.get(trial_queue.POINT), trial_queue.configured_params(trial).get("seed", first))
+            for trial in optuna_study.get_trials(deepcopy=False) if trial.state != TrialState.FAIL}
+    for label, params in grid_params(study).items():
+        for seed in study.seed_values():
+            if (label, seed) not in have:
+                trial_queue.enqueue_point(optuna_study, label, {**params, "seed": seed})
 
 
 def _run_workers(study: Study, settings: Settings):
@@ -165,15 +192,17 @@ def work(study: Study, settings: Settings, threads: int | None = None):
 
 def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settings, parent_id: str):
     heartbeat, start = trial_queue.heartbeat(optuna_study, trial), time.perf_counter()
+    runs = dict(trial.user_attrs.get(RUN_IDS, {}))  # seed -> MLflow run, kept as each starts
     try:
-        config = dataclasses.replace(study.base, **trial_queue.patiently(trial_overrides, trial, study))
-        point = trial.user_attrs.get(trial_queue.POINT)
-        note = f"Trial {trial.number} of study `{study.name}`" + (f", grid point `{point}`" if point else "") + ". "
-        result = train_run(config, study.name, settings.data_dir, quiet=True,
-                           tags={"study": study.name, "trial": str(trial.number), "mlflow.parentRunId": parent_id},
-                           callbacks=[] if study.multi_objective else [_pruning_callback(trial, study.objective())],
-                           on_start=lambda run_id: trial_queue.patiently(trial.set_user_attr, RUN_ID, run_id),
-                           name=run_name(config, study.base), note=note, resume=trial.user_attrs.get(RESUME))
+        overrides = trial_queue.patiently(trial_overrides, trial, study)
+        configs = [dataclasses.replace(study.base, **{**overrides, "seed": seed})
+                   for seed in ([overrides["seed"]] if study.grid else study.seed_values())]
+        means, results = SeedMeans(trial, study), []
+        for config in configs:
+            callbacks = [] if study.multi_objective else [means.reporter(len(results))]
+            results.append(_train_seed(trial, study, settings, parent_id, config, runs, callbacks))
+            if len(results) < len(configs) and not study.multi_objective:
+                means.finished(results[-1], runs[str(config.seed)])
     except RunStopped:
         finished = trial_queue.patiently(optuna_study.tell, trial, state=TrialState.PRUNED)
     except ToolkitError as exc:  # a bad configuration or a diverged run: recorded, not retried
@@ -181,16 +210,74 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
         finished = trial_queue.patiently(optuna_study.tell, trial, state=TrialState.FAIL)
         print(f"trial {trial.number} failed: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
-        trial_queue.stop(optuna_study, trial, _resumable(trial.user_attrs.get(RUN_ID)))
+        trial_queue.stop(optuna_study, trial, _resumable(runs))
         raise
     else:
-        values = [result.best["val/recon"], _fid_of_samples(result.final)] if study.multi_objective \
-            else result.best[study.objective()]
-        finished = trial_queue.patiently(optuna_study.tell, trial, values)
+        finished = trial_queue.patiently(optuna_study.tell, trial, _trial_values(trial, study, configs, results))
     finally:
         heartbeat.stop()
     seconds = time.perf_counter() - start
     print(f"{study.name}: trial {trial.number} {trial.params} {finished.state.name} in {seconds:.0f} s", flush=True)
+
+
+def _train_seed(trial: optuna.Trial, study: Study, settings: Settings, parent_id: str, config: RunConfig,
+                runs: dict[str, str], callbacks: list):
+    """Train (or resume, or take the finished result of) the trial's run of one seed, recording
+    its run in `runs` as soon as it starts."""
+    seed = str(config.seed)
+    point = trial.user_attrs.get(trial_queue.POINT)
+    note = f"Trial {trial.number} of study `{study.name}`" + (f", grid point `{point}`" if point else "") + \
+        f", seed {seed}. "
+
+    def started(run_id: str):
+        runs[seed] = run_id
+        trial_queue.patiently(trial.set_user_attr, RUN_IDS, dict(runs))
+        if len(runs) == 1:
+            trial_queue.patiently(trial.set_user_attr, RUN_ID, run_id)
+
+    return train_run(config, study.name, settings.data_dir, quiet=True,
+                     tags={"study": study.name, "trial": str(trial.number), "mlflow.parentRunId": parent_id},
+                     callbacks=callbacks, on_start=started, name=run_name(config, study.base), note=note,
+                     resume=trial.user_attrs.get(RESUME, {}).get(seed))
+
+
+def _trial_values(trial: optuna.Trial, study: Study, configs: list[RunConfig], results) -> float | list[float]:
+    """The trial's objective(s): the mean over its seeds, their values and spread kept as user attributes."""
+    per_seed = [(r.best["val/recon"], _fid_of_samples(r.final)) if study.multi_objective
+                else (r.best[study.objective()],) for r in results]
+    columns = list(zip(*per_seed))  # one per objective
+    if len(results) > 1:
+        shown = [v if study.multi_objective else v[0] for v in per_seed]
+        trial_queue.patiently(trial.set_user_attr, BY_SEED, {str(c.seed): v for c, v in zip(configs, shown)})
+        spread = [statistics.stdev(column) for column in columns]
+        trial_queue.patiently(trial.set_user_attr, SEED_SD, spread if study.multi_objective else spread[0])
+    means = [statistics.fmean(column) for column in columns]
+    return means if study.multi_objective else means[0]
+
+
+class SeedMeans:
+    """What a trial reports to its pruner, its seeds trained one after another: at epoch e of its
+    k-th seed, as step (k - 1) · epochs + e, the mean objective at epoch e over its first k seeds
+    (a seed that stopped before epoch e counts with its final value). Every trial trains its seeds
+    in the same order, so the pruner compares means over as many seeds at the same epoch; with
+    one seed a step is an epoch, as in any Optuna study."""
+
+    def __init__(self, trial: optuna.Trial, study: Study):
+        self.trial, self.key, self.epochs = trial, study.objective(), study.base.epochs
+        self.done: list[tuple[list[float], float]] = []  # finished seeds: objective per epoch, final value
+
+    def reporter(self, seed_index: int):
+        def report(epoch: int, metrics: dict[str, float]):
+            earlier = [curve[epoch - 1] if epoch <= len(curve) else final for curve, final in self.done]
+            mean = (sum(earlier) + metrics[self.key]) / (len(earlier) + 1)
+            trial_queue.patiently(self.trial.report, mean, seed_index * self.epochs + epoch)
+            if trial_queue.patiently(self.trial.should_prune):
+                raise RunStopped(f"trial {self.trial.number} pruned at epoch {epoch} of seed {seed_index + 1}")
+        return report
+
+    def finished(self, result, run_id: str):
+        history = tracking.metric_histories([run_id], [self.key]).sort_values("step")
+        self.done.append((list(history["value"]), result.best[self.key]))
 
 
 def trial_overrides(trial: optuna.Trial, study: Study) -> dict:
@@ -201,7 +288,10 @@ def trial_overrides(trial: optuna.Trial, study: Study) -> dict:
     spread = grid_params(study)
     for name, value in spread[trial.user_attrs[trial_queue.POINT]].items():
         _suggest(trial, name, value, [point[name] for point in spread.values() if name in point])
-    return study.grid[trial.user_attrs[trial_queue.POINT]]
+    seeds, queued = study.seed_values(), trial_queue.queued_params(trial)
+    seed = trial.suggest_int("seed", seeds[0], max(seeds[-1], queued["seed"])) if "seed" in queued \
+        else seeds[0]  # no seed recorded: a trial made before seeds were a dimension
+    return {**study.grid[trial.user_attrs[trial_queue.POINT]], "seed": seed}
 
 
 def varied_settings(study: Study) -> set[str]:
@@ -240,35 +330,27 @@ def _fid_of_samples(final: dict[str, float]) -> float:
     return found[0]
 
 
-def _pruning_callback(trial: optuna.Trial, objective: str):
-    def report(epoch: int, metrics: dict[str, float]):
-        trial_queue.patiently(trial.report, metrics[objective], epoch)
-        if trial_queue.patiently(trial.should_prune):
-            raise RunStopped(f"trial {trial.number} pruned at epoch {epoch}")
-    return report
-
-
 def _end_abandoned_run(trial: optuna.trial.FrozenTrial) -> dict:
     """A trial whose worker died: its MLflow run, if still RUNNING, ends FAILED saying so. The
     retry resumes that run where it has a checkpoint."""
-    run_id = trial.user_attrs.get(RUN_ID)
-    if run_id:
-        mlflow_client = tracking.client()
+    runs = trial.user_attrs.get(RUN_IDS, {})
+    mlflow_client = tracking.client() if runs else None
+    for run_id in runs.values():
         if mlflow_client.get_run(run_id).info.status == "RUNNING":
             tracking.Run(mlflow_client, run_id).end(
                 "FAILED", f"the worker of trial {trial.number} died (host {trial.user_attrs.get('host')}); "
                 "its configuration was queued again")
-    return _resumable(run_id)
+    return _resumable(runs)
 
 
-def _resumable(run_id: str | None) -> dict:
-    """The user attribute that makes a retried trial resume the run `run_id`: where it kept a
-    checkpoint (a trial stopped in its first epoch starts over), or where it finished (its worker
-    died before telling Optuna: the retry takes its result)."""
-    if run_id and (tracking.existing_run(run_id).info.status == "FINISHED"
-                   or tracking.checkpoint_paths(tracking.client(), run_id)):
-        return {RESUME: run_id}
-    return {}
+def _resumable(runs: dict[str, str]) -> dict:
+    """The user attribute that makes a retried trial resume its seeds' runs ({seed: run id}): those
+    that kept a checkpoint (a run stopped in its first epoch starts over) or finished (the retry
+    takes their result)."""
+    kept = {seed: run_id for seed, run_id in runs.items()
+            if tracking.existing_run(run_id).info.status == "FINISHED"
+            or tracking.checkpoint_paths(tracking.client(), run_id)}
+    return {RESUME: kept} if kept else {}
 
 
 def _parent_run_id(optuna_study: optuna.Study, study: Study) -> str:
@@ -294,11 +376,14 @@ def _parent_run_id_unlocked(optuna_study: optuna.Study, study: Study) -> str:
 
 def describe(study: Study) -> str:
     """The study in a few lines of markdown: the MLflow description of its experiment and parent run."""
+    seeds = study.seed_values()
+    seeds_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}"
     if study.grid:
         labels = ", ".join(f"`{label}`" for label in study.grid)
-        design = f"A grid of {len(study.grid)} points ({labels}), each run once."
+        design = f"A grid of {len(study.grid)} points ({labels}), each run with {seeds_text}."
     else:
-        design = f"A TPE search aiming for {study.trials} finished trials, pruner {study.pruner}."
+        design = (f"A TPE search aiming for {study.trials} finished trials, pruner {study.pruner}; each trial "
+                  f"trains {seeds_text} and scores their mean.")
     objectives = " and ".join(study.objective_names())
     return (f"**Study `{study.name}`.** {study.description.strip()}\n\n{design} Minimises {objectives}. "
             f"Fixed settings: {study.base.describe()}. Each trial is a child run named by the settings "
@@ -318,6 +403,11 @@ def _check_settings(optuna_study: optuna.Study, study: Study):
     if any("point" in trial.params for trial in optuna_study.get_trials(deepcopy=False)):
         raise ToolkitError(f"study {study.name!r} was made by an earlier toolkit, which recorded grid points as one "
                            "param 'point'; pass --name to start it anew with the settings as params")
+    if any("seed" in point for point in (study.grid or {}).values()):
+        raise ToolkitError(f"study {study.name!r}: a grid point sets seed; leave it out: --seeds N runs every point "
+                           "with N seeds")
+    if not study.grid:
+        _check_search_seeds(optuna_study, study)
     stored = optuna_study.user_attrs.get("base")
     current = study.base.to_params()
     if stored is None:
@@ -328,3 +418,14 @@ def _check_settings(optuna_study: optuna.Study, study: Study):
     if changed:
         raise ToolkitError(f"study {study.name!r} already exists with other settings ({'; '.join(changed)}); "
                            "rerun with its settings to resume it, or pass --name to start a new study")
+
+
+def _check_search_seeds(optuna_study: optuna.Study, study: Study):
+    """A search's trials are scored by their mean over seeds: all of them over as many. (A grid
+    may grow: its seeds are trials of their own.)"""
+    count, stored = len(study.seed_values()), optuna_study.user_attrs.get("seeds")
+    if stored is None:
+        optuna_study.set_user_attr("seeds", count)
+    elif stored != count:
+        raise ToolkitError(f"study {study.name!r} is a search whose trials train {stored} seed(s) each; rerun it "
+                           f"with --seeds {stored}, or pass --name to start a search with {count}")

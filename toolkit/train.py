@@ -64,7 +64,7 @@ def fit(model, splits, config, callbacks=(), quiet: bool = False, checkpoint=Non
         start = time.perf_counter()
         train = _train_epoch(model, optimizer, splits.train, config, (epoch - 1) * steps_per_epoch,
                              steps_per_epoch, shuffle, noise)
-        val = elbo_metrics(model, splits.val, config.likelihood, config.beta)
+        val = elbo_metrics(model, splits.val, config)
         metrics = {**train, **{f"val/{k}": v for k, v in val.items()}, EPOCH_SECONDS: time.perf_counter() - start}
         _check_finite(epoch, metrics)
         result.history.append(metrics)
@@ -110,18 +110,21 @@ def _restore(state: dict, model, optimizer, shuffle, noise) -> tuple[FitResult, 
 
 
 def _train_epoch(model, optimizer, split, config, step, steps_per_epoch, shuffle, noise):
-    """One pass over the training split: per-example means and, for a VAE, the epoch-mean beta."""
+    """One pass over the training split: per-example means and, for a VAE, the epoch-mean beta.
+    With dynamic binarisation every batch is drawn anew as Bernoulli samples of its grey levels."""
     model.train()
     sums = torch.zeros(3, device=split.images.device)  # loss * n, recon, kl
     beta_total = 0.0
     forward = torch.autocast(split.images.device.type, dtype=torch.bfloat16) if config.precision == "bf16" \
         else contextlib.nullcontext()
     for i, (x, _) in enumerate(split.batches(config.batch_size, shuffle)):
+        if config.binarize == "dynamic":
+            x = torch.bernoulli(x, generator=noise)
         beta = beta_at(step + i, steps_per_epoch, config.beta, config.warmup_epochs)
         beta_total += beta
         with forward:
             out = model(x, noise)
-        terms = loss_terms(out.in_fp32(), x, config.likelihood, beta, config.free_bits)
+        terms = loss_terms(out.in_fp32(), x, config.likelihood, beta, config.free_bits, model.log_sigma)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         optimizer.step()

@@ -143,14 +143,19 @@ def configured_params(trial: FrozenTrial) -> dict:
     return trial.params or trial.system_attrs.get("fixed_params", {})
 
 
+def queued_params(trial: optuna.Trial) -> dict:
+    """The params a running trial was enqueued with (a grid point's settings and seed), {} for a sampled one."""
+    return trial.study._storage.get_trial(trial._trial_id).system_attrs.get("fixed_params", {})
+
+
 def _duplicate_of(optuna_study: optuna.Study, trial: FrozenTrial) -> int | None:
-    """The number of an earlier trial, not failed, of the same grid point. Two machines that queue
-    a grid at the same moment can both add a point (Optuna's skip_if_exists checks, then inserts);
-    the earliest copy is the one that runs."""
-    point = trial.user_attrs.get(POINT)
+    """The number of an earlier trial, not failed, of the same grid point and seed. Two machines
+    that queue a grid at the same moment can both add a point (Optuna's skip_if_exists checks,
+    then inserts); the earliest copy is the one that runs."""
+    point, seed = trial.user_attrs.get(POINT), configured_params(trial).get("seed")
     return next((other.number for other in optuna_study.get_trials(deepcopy=False)
                  if other.number < trial.number and other.state != TrialState.FAIL
-                 and other.user_attrs.get(POINT) == point), None)
+                 and other.user_attrs.get(POINT) == point and configured_params(other).get("seed") == seed), None)
 
 
 def heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Heartbeat:
