@@ -31,7 +31,7 @@ STUDY = os.environ.get("TOOLKIT_UI_STUDY", "posterior-collapse-quick")
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """A directory whose `mlruns/` holds a finished quick study (posterior collapse: six trials on
+    """A directory whose `mlruns/` holds a finished quick study (posterior collapse: twelve trials on
     a few hundred synthetic images), unless TOOLKIT_UI_STORE names one."""
     if os.environ.get("TOOLKIT_UI_STORE"):
         return Path(os.environ["TOOLKIT_UI_STORE"]).resolve()

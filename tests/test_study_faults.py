@@ -72,7 +72,10 @@ def a_trial_with_an_epoch(client: MlflowClient, storage: str):
     return None
 
 
-def assert_completed_once(client: MlflowClient, storage: str, points: int = 6):
+POINTS = 12  # the posterior-collapse grid: σ {fixed, learned} × warm-up {0, 10} × free bits {0, 0.05, 0.25}, one seed
+
+
+def assert_completed_once(client: MlflowClient, storage: str, points: int = POINTS):
     done = trials(storage)
     complete = [t for t in done if t.state == TrialState.COMPLETE]
     assert len(complete) == points and len({t.user_attrs["point"] for t in complete}) == points
@@ -97,7 +100,7 @@ def test_one_of_two_workers_killed_the_other_resumes_its_trial(data, user_dir):
     assert "note: 1 of 2 workers stopped (exit status -9)" in err
     complete, children = assert_completed_once(client, storage)
     [retry] = [t for t in complete if t.user_attrs.get("retry_of") == victim.number]
-    assert retry.user_attrs["resume_run"] == victim.user_attrs["mlflow_run_id"]  # went on from its checkpoint
+    assert retry.user_attrs["resume_runs"] == {"42": victim.user_attrs["mlflow_run_id"]}  # went on from its checkpoint
     steps = [m.step for m in client.get_metric_history(retry.user_attrs["mlflow_run_id"], "train/loss")]
     assert steps == [1, 2]
     assert (user_dir / "reports" / STUDY / "README.md").is_file()

@@ -148,11 +148,12 @@ def run_study(study: Study, settings: Settings) -> optuna.Study:
 
 
 def enqueue_grid(optuna_study: optuna.Study, study: Study):
-    """Queue every (grid point, seed) the study lacks: a rerun with more seeds adds only theirs. A
-    trial recorded without a seed (made before seeds were a dimension) counts as the first seed."""
+    """Queue every (grid point, seed) the study has no trial of, in any state (a diverged one is not
+    run again): a rerun with more seeds adds only theirs. A trial recorded without a seed (made
+    before seeds were a dimension) counts as the first seed."""
     first = study.seed_values()[0]
     have = {(trial.user_attrs.get(trial_queue.POINT), trial_queue.configured_params(trial).get("seed", first))
-            for trial in optuna_study.get_trials(deepcopy=False) if trial.state != TrialState.FAIL}
+            for trial in optuna_study.get_trials(deepcopy=False)}
     for label, params in grid_params(study).items():
         for seed in study.seed_values():
             if (label, seed) not in have:

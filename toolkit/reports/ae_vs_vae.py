@@ -1,7 +1,11 @@
-"""`ae-vs-vae`: AE beside VAE, as the seeds compared them: the test metrics with the better value
-marked (and the seed notebook's published numbers when the setting is the seed's), then their
-reconstructions, samples, interpolations, latent spaces and loss curves side by side."""
+"""`ae-vs-vae`: AE beside VAE, as the seeds compared them: the test metrics, the clearly better
+value marked (and the seed notebook's published numbers when the setting is the seed's), their
+reconstructions, samples, interpolations, latent spaces and loss curves side by side, and
+findings from paired differences over seeds (within each other setting, e.g. the architecture,
+and across them)."""
 from __future__ import annotations
+
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,9 +14,12 @@ import pandas as pd
 from toolkit import ToolkitError
 from toolkit.config import VAE_ONLY
 from toolkit.reports import plots
+from toolkit.reports.claims import ONE_SEED, Claims, sentence
 from toolkit.reports.document import Document
 from toolkit.reports.runs import RunSet, shown_param, vae_first
-from toolkit.reports.sections import SAMPLES, SPREAD, provenance, relative, results_table, run_list
+from toolkit.reports.sections import (fid_caption, provenance, relative, results_table, run_list, settings_section,
+                                      statistics_caption)
+from toolkit.reports.stats import estimate
 
 # The seed notebook's setting and its published test numbers (nats per image): a reference, not a result.
 SEED_SETTING = {"dataset": "fashion-mnist", "hidden": "400", "latent_dim": "20", "likelihood": "bernoulli",
@@ -41,28 +48,31 @@ def build(runs: RunSet, rebuild: str) -> Document:
     extra = [{"model": f"*{m.upper()}, seed notebook (published)*",
               **{c.header: f"*{values[c.key]:.2f}*" for c in columns if c.key in values}}
              for m, values in SEED_PUBLISHED.items()] if seed else []
+    settings_section(doc, runs, columns)
     doc.heading("Results")
-    doc.text("Test split: reconstruction, KL and −ELBO in nats per image, MSE per pixel; the better of the "
-             f"models in **bold**. {SAMPLES}{SPREAD}"
+    doc.text("Test split: reconstruction, KL and −ELBO in nats per image, MSE per pixel. "
+             f"{fid_caption(columns)} {statistics_caption(settings)}"
              + (" The rows in *italics* are the seed notebook's published numbers for this setting "
-                "(784-400-20, Bernoulli, β = 1, batch 128, Adam 1e-3): a reference, not runs of this store."
-                if seed else ""))
-    results_table(doc, runs, "results", settings, labels, columns, extra, mark_better=True)
-    groups = paired(settings, by[1:])
-    findings_text = []
+                "(784-400-20, Bernoulli on grey levels, β = 1, batch 128, Adam 1e-3, 30 epochs): a reference, not "
+                "runs of this store." if seed else ""))
+    results_table(doc, runs, "results", settings, labels, columns, extra)
+    groups = pairs_by_group(settings, by[1:])
+    claims, findings_text = Claims(), [] if (settings["n"] > 1).any() else [ONE_SEED]
     for group, pair in groups.items():
         suffix = f": {group}" if group else ""
         side_by_side(doc, runs, pair, suffix, group.replace(", ", "_").replace(" ", "-") + "_" if group else "")
-        findings_text.append((f"**{group}.** " if group else "") + findings(pair, runs.latent_dim, seed))
+        findings_text.append((f"**{group}.** " if group else "") +
+                             findings(runs, claims, pair, runs.latent_dim, seed, group))
     if len(groups) > 1:
-        findings_text.append(across(groups))
+        findings_text.append(across(runs, claims, groups))
     doc.heading("Findings")
     doc.text("\n\n".join(findings_text))
+    claims.table(doc)
     run_list(doc, runs)
     return doc
 
 
-def paired(settings: pd.DataFrame, others: list[str]) -> dict[str, dict[str, pd.Series]]:
+def pairs_by_group(settings: pd.DataFrame, others: list[str]) -> dict[str, dict[str, pd.Series]]:
     """The VAE and AE rows of each value of the other varied params (e.g. the architecture), keyed
     by a label like 'architecture conv' ('' when nothing else varies); values where one model is
     missing are left out."""
@@ -93,7 +103,8 @@ def side_by_side(doc: Document, runs: RunSet, pair: dict[str, pd.Series], suffix
     ids = {m: row["run_ids"].split() for m, row in pair.items()}
     histories = runs.histories([i for m in ids.values() for i in m],
                                [f"{split}/{k}" for split in ("train", "val") for k, _ in CURVES])
-    doc.figure(f"{prefix}loss_curves", loss_curves(histories, ids), "loss curves of both models")
+    doc.figure(f"{prefix}loss_curves", loss_curves(histories, ids), "loss curves of both models",
+               f"Mean over the seeds; {plots.BANDS[0].lower()}{plots.BANDS[1:]}")
 
 
 def is_seed_setting(runs: RunSet) -> bool:
@@ -135,58 +146,63 @@ def loss_curves(histories: pd.DataFrame, ids: dict[str, list[str]]):
     return fig
 
 
-def findings(pair: dict[str, pd.Series], latent_dim: int, seed: bool) -> str:
-    vae, ae = pair["vae"], pair["ae"]
-    better = "AE" if ae["test/recon"] < vae["test/recon"] else "VAE"
-    low, high = sorted([ae["test/recon"], vae["test/recon"]])
-    text = [f"The {better} reconstructs better: {low:.1f} against {high:.1f} nats of test reconstruction "
-            f"({relative(low, high)}){_spread(vae, ae, 'test/recon')}; MSE per pixel {ae['test/mse']:.5f} (AE) "
-            f"against {vae['test/mse']:.5f} (VAE)."]
-    for key in sorted(k for k in vae.index if k.startswith("fid/") and not k.endswith("_std")):
-        extractor, what = key.split("/")[1:]
-        if np.isnan(vae[key]) or np.isnan(ae[key]):
-            continue
-        winner = "AE" if ae[key] < vae[key] else "VAE"
-        text.append(f"By FID ({extractor}) of {FID_SUBJECTS[what]}, the {winner} is better: VAE {vae[key]:.1f}, "
-                    f"AE {ae[key]:.1f}{_spread(vae, ae, key)}.")
+def findings(runs: RunSet, claims: Claims, pair: dict[str, pd.Series], latent_dim: int, seed: bool,
+             group: str = "") -> str:
+    """VAE against AE on reconstruction, MSE and every FID, paired by seed; the VAE's units; the
+    published numbers against this store's intervals where the setting is the seed notebook's."""
+    ids = {m: row["run_ids"].split() for m, row in pair.items()}
+
+    def compare(key: str, what: str, fmt: str) -> str:
+        return claims.compare(what, "the AE", "the VAE", runs.by_seed(ids["ae"], key), runs.by_seed(ids["vae"], key),
+                              True, fmt, group).text
+
+    text = [sentence(compare("test/recon", "reconstruction (nats)", ".2f")),
+            sentence(compare("test/mse", "MSE per pixel", ".5f"))]
+    for key in sorted(k for k in pair["vae"].index if k.startswith("fid/") and not k.endswith(("_std", "_low", "_high"))):
+        if not (np.isnan(pair["vae"][key]) or np.isnan(pair["ae"][key])):
+            extractor, what = key.split("/")[1:]
+            text.append(sentence(compare(key, f"FID ({extractor}) of {FID_SUBJECTS[what]}", ".1f")))
+    vae = pair["vae"]
     if "test/active_units" in vae and not np.isnan(vae["test/active_units"]):
-        units = vae["test/active_units"]
-        text.append(f"The VAE uses {units:.3g} of its {latent_dim} latent dimensions (active units); "
-                    f"{latent_dim - units:.3g} have collapsed to the prior.")
+        informative = vae.get("test/informative_units", np.nan)
+        text.append(f"The VAE has {vae['test/active_units']:.3g} active units of {latent_dim} (mean over seeds)"
+                    + ("" if np.isnan(informative) else f", {informative:.3g} of them informative") + ".")
     if seed:
-        published = {m: SEED_PUBLISHED[m][k] for m, k in (("vae", "test/neg_elbo"), ("ae", "test/recon"))}
-        text.append(f"Against the seed notebook: VAE −ELBO {vae['test/neg_elbo']:.2f} vs {published['vae']} "
-                    f"({relative(vae['test/neg_elbo'], published['vae'])}), AE reconstruction "
-                    f"{ae['test/recon']:.2f} vs {published['ae']} ({relative(ae['test/recon'], published['ae'])}).")
+        text.append(published(runs, ids))
     return " ".join(text)
 
 
-def across(groups: dict[str, dict[str, pd.Series]]) -> str:
+def published(runs: RunSet, ids: dict[str, list[str]]) -> str:
+    """The seed notebook's published numbers beside this store's means and 95 % intervals."""
+    parts = []
+    for model, key, what in (("vae", "test/neg_elbo", "VAE −ELBO"), ("ae", "test/recon", "AE reconstruction")):
+        found = estimate(runs.by_seed(ids[model], key).values())
+        value = SEED_PUBLISHED[model][key]
+        inside = "" if math.isnan(found.low) else \
+            (", inside its 95 % interval" if found.low <= value <= found.high else
+             f", outside its 95 % interval [{found.low:.2f}, {found.high:.2f}]")
+        parts.append(f"{what} {found.mean:.2f} here against {value} published ({relative(found.mean, value)}{inside})")
+    return "Against the seed notebook: " + "; ".join(parts) + "."
+
+
+def across(runs: RunSet, claims: Claims, groups: dict[str, dict[str, pd.Series]]) -> str:
     """Each model compared between groups (e.g. architectures) on reconstruction and every FID:
-    the best group, and whether its lead over the next is clear of the seed-to-seed spread."""
+    two groups by their paired difference, more by the best of them after Holm's correction."""
     text = []
     keys = ["test/recon"] + sorted({k for pair in groups.values() for k in pair["vae"].index
-                                    if k.startswith("fid/") and not k.endswith("_std")})
+                                    if k.startswith("fid/") and not k.endswith(("_std", "_low", "_high"))})
     for model in ("vae", "ae"):
         for key in keys:
-            rows = {g: pair[model] for g, pair in groups.items() if not np.isnan(pair[model].get(key, np.nan))}
-            if len(rows) < 2:
+            values = {g: runs.by_seed(pair[model]["run_ids"].split(), key) for g, pair in groups.items()}
+            values = {g: v for g, v in values.items() if v}
+            if len(values) < 2:
                 continue
-            best, second = sorted(rows, key=lambda g: rows[g][key])[:2]
             what = "reconstruction (nats)" if key == "test/recon" else \
                 f"FID ({key.split('/')[1]}) of {FID_SUBJECTS[key.split('/')[2]]}"
-            shown = ", ".join(f"{g} {row[key]:.1f}" for g, row in rows.items())
-            text.append(f"{model.upper()}, {what}: {shown}; lowest {best}{_spread(rows[best], rows[second], key)}.")
+            what, fmt = f"the {model.upper()}'s {what}", ".2f" if key == "test/recon" else ".1f"
+            if len(values) == 2:
+                (a, va), (b, vb) = values.items()
+                text.append(sentence(claims.compare(what, a, b, va, vb, True, fmt).text))
+            else:
+                text.append(sentence(claims.best(what, values, True, fmt)))
     return "**Across settings.** " + " ".join(text)
-
-
-def _spread(a: pd.Series, b: pd.Series, key: str) -> str:
-    """How the gap between two settings compares with the seed-to-seed spread, when there are several seeds."""
-    spreads = [s for s in (a.get(f"{key}_std"), b.get(f"{key}_std")) if s is not None and not np.isnan(s)]
-    spread = max(spreads, default=0.0)
-    if spread == 0:
-        return ""
-    ratio = abs(a[key] - b[key]) / spread
-    if ratio < 2:
-        return f"; but the gap is only {ratio:.1f}× the larger seed-to-seed standard deviation: not a clear difference"
-    return f"; the gap is {ratio:.0f}× the larger seed-to-seed standard deviation"

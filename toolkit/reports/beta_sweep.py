@@ -1,6 +1,6 @@
 """`beta-sweep`: VAEs that differ only in β, with the AE as the reference: the rate–distortion
 plane (Alemi et al. 2018), FID and active units against β, the KL of every latent dimension
-against β, and samples at each β."""
+against β, and samples at each β; findings stated only where the seeds resolve them."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,11 +11,14 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from toolkit.reports import plots
-from toolkit.reports.document import Document, number
+from toolkit.reports.claims import ONE_SEED, Claims, sentence
+from toolkit.reports.document import Document
 from toolkit.reports.runs import Column, RunSet
-from toolkit.reports.sections import SAMPLES, SPREAD, lowest, provenance, results_table, run_list, trend
+from toolkit.reports.sections import (fid_caption, provenance, results_table, run_list, settings_section,
+                                      statistics_caption)
 
-ORDER = ("test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/active_units", "test/mse")
+ORDER = ("test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/active_units", "test/informative_units",
+         "test/mse")
 HEADERS = {"test/kl": "rate: KL (nats)", "test/recon": "distortion: recon (nats)"}
 SAMPLES_SHOWN = 12
 FID_LABELS = {"samples": "prior samples", "samples_gmm": "GMM samples", "recon": "reconstructions"}
@@ -32,19 +35,23 @@ def build(runs: RunSet, rebuild: str) -> Document:
                           runs.settings([], ae, columns).assign(model="ae", beta="")], ignore_index=True)
     settings = settings[["model", "beta", *[c for c in settings if c not in ("model", "beta")]]]
     betas = settings["beta"][settings["model"] == "vae"].astype(float)
+    settings_section(doc, runs, columns)
     doc.heading("Results")
     doc.text("Test split, nats per image (MSE per pixel). Rate is the KL of q(z|x) from the prior; distortion the "
-             f"reconstruction term. {SAMPLES}{SPREAD}")
-    labels = {"β": [number(b) for b in betas] + ["–"] * (len(settings) - len(betas)),
+             "reconstruction term. Active units: posterior mean varies over the data (variance > 0.01); "
+             f"informative: also 0.1 nats of KL above the free-bits floor. {fid_caption(columns)} "
+             f"{statistics_caption(settings)}")
+    labels = {"β": [f"{b:g}" for b in betas] + ["–"] * (len(settings) - len(betas)),
               "model": list(settings["model"].str.upper())}
     results_table(doc, runs, "results", settings, labels, columns)
     vae_rows, ae_row = settings[settings["model"] == "vae"], settings[settings["model"] == "ae"]
     doc.heading("Rate and distortion")
-    doc.figure("rate_distortion", rate_distortion(vae_rows, betas, ae_row), "rate-distortion plane")
+    doc.figure("rate_distortion", rate_distortion(vae_rows, betas, ae_row), "rate-distortion plane",
+               plots.BARS.replace("Error bars", "Error bars (both axes)"))
     doc.heading("FID and active units against β")
     fids = [c for c in columns if c.key.startswith("fid/")]
     doc.figure("fid_active_units", fid_and_active_units(vae_rows, betas, ae_row, fids, runs.latent_dim),
-               "FID and active units against beta")
+               "FID and active units against beta", plots.BARS + " The AE's values: dotted lines.")
     doc.heading("KL of every latent dimension")
     profiles = [runs.kl_profile(ids.split()) for ids in vae_rows["run_ids"]]
     doc.figure("kl_per_dimension", kl_heatmap(profiles, betas), "KL per latent dimension against beta")
@@ -55,7 +62,9 @@ def build(runs: RunSet, rebuild: str) -> Document:
                  "setting): VAEs from the prior N(0, I), the AE from a Gaussian fitted to its training codes.")
         doc.figure("samples", plots.image_rows(samples, "samples at each β"), "samples at each beta")
     doc.heading("Findings")
-    doc.text(findings(vae_rows, betas, ae_row, fids, runs.latent_dim))
+    claims = Claims()
+    doc.text(findings(runs, claims, vae_rows, betas, ae_row, fids))
+    claims.table(doc)
     run_list(doc, runs)
     return doc
 
@@ -65,7 +74,7 @@ def rate_distortion(vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame):
     the lowest of them drawn darker, and the AE's distortion as a horizontal reference line."""
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     rate, distortion = vae["test/kl"].to_numpy(), vae["test/recon"].to_numpy()
-    ax.errorbar(rate, distortion, xerr=plots.spread(vae, "test/kl"), yerr=plots.spread(vae, "test/recon"),
+    ax.errorbar(rate, distortion, xerr=plots.half_widths(vae, "test/kl"), yerr=plots.half_widths(vae, "test/recon"),
                 marker="o", capsize=3, label="VAE, one point per β")
     for r, d, b in zip(rate, distortion, betas):
         ax.annotate(f"β={b:g}", (r, d), textcoords="offset points", xytext=(6, 4), fontsize=9)
@@ -80,7 +89,7 @@ def rate_distortion(vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame):
         ax.plot([0, x_high], [c, c - x_high], color="grey", alpha=0.2, linewidth=0.8, zorder=0)
     best = int(np.argmin(neg_elbo))
     ax.plot([0, x_high], [neg_elbo[best], neg_elbo[best] - x_high], color="grey", linestyle="--", linewidth=1,
-            label=f"−ELBO = {neg_elbo[best]:.1f}, the lowest (β = {betas.iloc[best]:g})")
+            label=f"−ELBO = {neg_elbo[best]:.1f}, the lowest mean (β = {betas.iloc[best]:g})")
     if len(ae):
         ax.axhline(ae_d, color="tab:red", linestyle="--",
                    label=f"AE distortion {ae_d:.1f} (deterministic code: no finite rate)")
@@ -111,10 +120,11 @@ def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
                title=f"FID against β ({extractor})")
         ax.legend(fontsize=7)
     units = axes[0, -1]
-    if "test/active_units" in vae:
-        plots.errorbars(units, betas, vae, "test/active_units", "VAE")
+    for i, (key, label) in enumerate((("test/active_units", "active"), ("test/informative_units", "informative"))):
+        if key in vae:
+            plots.errorbars(units, betas, vae, key, f"VAE, {label}", color=f"C{i}")
     units.axhline(latent_dim, color="grey", linestyle=":", label=f"latent size {latent_dim}")
-    units.set(xscale="log", xlabel="β (log scale)", ylabel="active units", title="active units against β",
+    units.set(xscale="log", xlabel="β (log scale)", ylabel="units", title="active and informative units against β",
               ylim=(0, latent_dim + 1))
     units.yaxis.set_major_locator(MaxNLocator(integer=True))
     units.legend(fontsize=8)
@@ -149,30 +159,53 @@ def sample_rows(runs: RunSet, vae, betas, ae) -> list[tuple[str, np.ndarray]]:
     return rows
 
 
-def findings(vae, betas, ae, fids: list[Column], latent_dim: int) -> str:
-    b = list(betas)
-    rate, distortion = vae["test/kl"].to_numpy(), vae["test/recon"].to_numpy()
-    text = [f"As β rises from {b[0]:g} to {b[-1]:g}, the rate {trend(rate)} ({rate[0]:.1f} → {rate[-1]:.1f} nats) "
-            f"and the distortion {trend(distortion)} ({distortion[0]:.1f} → {distortion[-1]:.1f} nats)."]
-    if "test/neg_elbo" in vae:
-        at, value = lowest(b, vae["test/neg_elbo"])
-        text.append(f"The negative ELBO is lowest at β = {at:g} ({value:.1f} nats).")
-    if "test/active_units" in vae:
-        units = vae["test/active_units"].to_numpy()
-        text.append(f"The number of active units {trend(units)}: {number(units[0])} → {number(units[-1])} of "
-                    f"{latent_dim}.")
+def findings(runs: RunSet, claims: Claims, vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame,
+             fids: list[Column]) -> str:
+    """The findings, each stated only as far as its paired intervals over seeds resolve it."""
+    labels = [f"β = {b:g}" for b in betas]
+    per_beta = {key: [runs.by_seed(ids.split(), key) for ids in vae["run_ids"]] for key in
+                ("test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/active_units",
+                 "test/informative_units", *(c.key for c in fids))}
+    text = [] if (vae["n"] > 1).any() else [ONE_SEED]
+    rate = vae["test/kl"].to_numpy()
+    distortion = vae["test/recon"].to_numpy()
+    text.append(f"As β rises from {betas.iloc[0]:g} to {betas.iloc[-1]:g} the rate goes from {rate[0]:.1f} to "
+                f"{rate[-1]:.1f} nats and the distortion from {distortion[0]:.1f} to {distortion[-1]:.1f}: "
+                + claims.trend("the rate", labels, per_beta["test/kl"], ".2f") + "; "
+                + claims.trend("the distortion", labels, per_beta["test/recon"], ".2f") + ".")
+    for key, what in (("test/neg_elbo", "the negative ELBO"), ("test/nll_iw", "the IW bound")):
+        if key in vae and vae[key].notna().any():
+            text.append(sentence(claims.best(what, dict(zip(labels, per_beta[key])), True, ".2f")))
+    for key, what in (("test/active_units", "the number of active units"),
+                      ("test/informative_units", "the number of informative units")):
+        if key in vae and vae[key].notna().any():
+            counts = ", ".join(f"{u:.3g}" for u in vae[key])
+            text.append(f"Across β, {claims.trend(what, labels, per_beta[key], '.2f')} (means {counts} of "
+                        f"{runs.latent_dim}).")
+    ae_ids = ae["run_ids"].iloc[0].split() if len(ae) else []
     for column in fids:
-        at, value = lowest(b, vae[column.key])
-        extractor, what = column.key.split("/")[1:]
-        sentence = f"The FID of the VAE's {FID_LABELS[what]} ({extractor}) is lowest at β = {at:g} ({value:.1f})"
-        if len(ae) and not np.isnan(ae[column.key].iloc[0]):
-            other = ae[column.key].iloc[0]
-            sentence += f"; the AE's {AE_FID_LABELS[what]} score {other:.1f}, " + (
-                "better than every VAE" if other < vae[column.key].min() else
-                "worse than every VAE" if other > vae[column.key].max() else "within the VAEs' range")
-        text.append(sentence + ".")
-    if len(ae):
-        d = ae["test/recon"].iloc[0]
-        position = "below" if d < distortion.min() else "not below"
-        text.append(f"The AE's distortion, {d:.1f} nats, is {position} every VAE's.")
+        what = f"the FID of the VAE's {FID_LABELS[column.key.split('/')[2]]} ({column.key.split('/')[1]})"
+        text.append(sentence(claims.best(what, dict(zip(labels, per_beta[column.key])), True, ".1f")))
+        if ae_ids:
+            text.append(_ae_against_every_vae(claims, f"FID ({column.key.split('/')[1]}) of "
+                                              f"{AE_FID_LABELS[column.key.split('/')[2]]}",
+                                              runs.by_seed(ae_ids, column.key), labels, per_beta[column.key], ".1f"))
+    if ae_ids:
+        text.append(_ae_against_every_vae(claims, "distortion (reconstruction, nats)", runs.by_seed(ae_ids, "test/recon"),
+                                          labels, per_beta["test/recon"], ".2f"))
     return " ".join(text)
+
+
+def _ae_against_every_vae(claims: Claims, what: str, ae: dict, labels: list[str], vae: list[dict], fmt: str) -> str:
+    """Whether the AE is clearly better, clearly worse or unresolved against each VAE (a fixed
+    reference compared with each: every comparison must hold on its own, no correction needed)."""
+    sides = {label: claims.compare(what, "AE", label, ae, values, True, fmt).better for label, values in zip(labels, vae)}
+    better = [label for label, side in sides.items() if side == "a"]
+    worse = [label for label, side in sides.items() if side == "b"]
+    unresolved = [label for label in labels if label not in better + worse]
+    if len(better) == len(labels):
+        return f"By {what}, the AE is clearly better than every VAE."
+    parts = [f"clearly better than the VAE at {', '.join(better)}" if better else "",
+             f"clearly worse than at {', '.join(worse)}" if worse else "",
+             f"not resolved against {', '.join(unresolved)}" if unresolved else ""]
+    return f"By {what}, the AE is " + "; ".join(p for p in parts if p) + "."

@@ -104,10 +104,11 @@ class Document:
         self._add_file(f"{name}.csv", (shown if data is None else data).to_csv(index=False, lineterminator="\n").encode())
         self.parts.append(f"{markdown}\n\n<sub>As CSV: [{name}.csv]({name}.csv)</sub>")
 
-    def figure(self, name: str, fig, alt: str):
-        """Save a matplotlib figure as `name.png` and show it in the markdown."""
+    def figure(self, name: str, fig, alt: str, caption: str = ""):
+        """Save a matplotlib figure as `name.png` and show it in the markdown, with its caption
+        (what its bars and bands are) below."""
         self._add_file(f"{name}.png", render_png(fig))
-        self.parts.append(f"![{alt}]({name}.png)")
+        self.parts.append(f"![{alt}]({name}.png)" + (f"\n\n<sub>{caption}</sub>" if caption else ""))
 
     def images_side_by_side(self, cells: list[tuple[str, str, bytes]]):
         """PNG files (a caption, a file name, the bytes, e.g. figures runs logged) in one row."""

@@ -1,14 +1,20 @@
 """`latent-dim`: VAE and AE at several latent sizes: reconstruction, −ELBO, FID and active units
-against the size, the 2-D manifolds where a run has a 2-d latent, and the table."""
+against the size, the 2-D manifolds where a run has a 2-d latent, the table, and findings
+stated only where the seeds resolve them."""
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
+import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from toolkit.reports import plots
+from toolkit.reports.claims import ONE_SEED, Claims, sentence
 from toolkit.reports.document import Document, render_png
 from toolkit.reports.runs import RunSet, vae_first
-from toolkit.reports.sections import SAMPLES, SPREAD, lowest, provenance, results_table, run_list, trend
+from toolkit.reports.sections import (fid_caption, provenance, results_table, run_list, settings_section,
+                                      statistics_caption)
 
 MODELS = (("vae", "VAE"), ("ae", "AE"))
 PER_ROW = 3  # panels per row of the figure against the latent size
@@ -20,14 +26,15 @@ def build(runs: RunSet, rebuild: str) -> Document:
     provenance(doc, runs, rebuild)
     columns = runs.columns()
     settings = vae_first(runs.settings(["model", "latent_dim"], columns=columns))
+    settings_section(doc, runs, columns)
     doc.heading("Results")
-    doc.text(f"Test split, nats per image (MSE per pixel). {SAMPLES}{SPREAD}")
+    doc.text(f"Test split, nats per image (MSE per pixel). {fid_caption(columns)} {statistics_caption(settings)}")
     results_table(doc, runs, "results", settings, {"model": list(settings["model"].str.upper()),
                                                    "latent size": list(settings["latent_dim"])}, columns)
     by_model = {m: settings[settings["model"] == m] for m, _ in MODELS if (settings["model"] == m).any()}
     doc.heading("Against the latent size")
     doc.figure("against_latent_size", against_size(by_model, [c for c in columns if c.key.startswith("fid/")]),
-               "reconstruction, -ELBO, FID and active units against the latent size")
+               "reconstruction, -ELBO, FID and active units against the latent size", plots.BARS)
     manifolds = []
     for model, label in MODELS:
         two = settings[(settings["model"] == model) & (settings["latent_dim"] == "2")]
@@ -41,14 +48,16 @@ def build(runs: RunSet, rebuild: str) -> Document:
                  "the second coordinate falls down the rows, the first rises along them.")
         doc.images_side_by_side(manifolds)
     doc.heading("Findings")
-    doc.text(findings(by_model))
+    claims = Claims()
+    doc.text(findings(runs, claims, by_model))
+    claims.table(doc)
     run_list(doc, runs)
     return doc
 
 
 def against_size(by_model: dict, fids: list):
     panels = [("test/recon", "reconstruction (nats)"), ("test/neg_elbo", "−ELBO (nats), VAE only"),
-              *((c.key, c.header) for c in fids), ("test/active_units", "active units, VAE only")]
+              *((c.key, c.header) for c in fids), ("test/active_units", "active and informative units, VAE only")]
     rows = -(-len(panels) // PER_ROW)
     fig, axes = plt.subplots(rows, PER_ROW, figsize=(3.8 * PER_ROW, 3.3 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
@@ -58,6 +67,9 @@ def against_size(by_model: dict, fids: list):
         for i, (model, frame) in enumerate(by_model.items()):
             if key in frame and frame[key].notna().any():
                 plots.errorbars(ax, frame["latent_dim"].astype(int), frame, key, model.upper(), color=f"C{i}")
+        if key == "test/active_units" and "vae" in by_model and "test/informative_units" in by_model["vae"]:
+            plots.errorbars(ax, by_model["vae"]["latent_dim"].astype(int), by_model["vae"], "test/informative_units",
+                            "VAE, informative", color="C0", linestyle="--", marker="s")
         if key == "test/active_units":
             ax.plot(sizes, sizes, color="grey", linestyle=":", label="all units active")
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -69,18 +81,24 @@ def against_size(by_model: dict, fids: list):
     return fig
 
 
-def findings(by_model: dict) -> str:
-    text = []
+def findings(runs: RunSet, claims: Claims, by_model: dict) -> str:
+    """Per model: how reconstruction moves with the latent size, step by step, and which size has
+    the best sample FID, each as far as the seeds resolve it; the VAE's active and informative units."""
+    text = [] if any((frame["n"] > 1).any() for frame in by_model.values()) else [ONE_SEED]
     for model, frame in by_model.items():
-        sizes, recon = list(frame["latent_dim"]), frame["test/recon"].to_numpy()
-        text.append(f"The {model.upper()}'s reconstruction {trend(recon)} from {recon[0]:.1f} nats at {sizes[0]} "
-                    f"dimensions to {recon[-1]:.1f} at {sizes[-1]}.")
+        sizes, recon = [f"{s} dimensions" for s in frame["latent_dim"]], frame["test/recon"].to_numpy()
+        values = [runs.by_seed(ids.split(), "test/recon") for ids in frame["run_ids"]]
+        text.append(sentence(f"the {model.upper()}'s reconstruction goes from {recon[0]:.1f} nats at {sizes[0]} to "
+                             f"{recon[-1]:.1f} at {sizes[-1]}: "
+                             + claims.trend(f"the {model.upper()}'s reconstruction", sizes, values)))
         for key in (k for k in frame if k.startswith("fid/") and k.endswith("/samples")):
-            at, value = lowest(sizes, frame[key])
-            text.append(f"Its sample FID ({key.split('/')[1]}) is lowest at {at} dimensions ({value:.1f}).")
+            values = {size: runs.by_seed(ids.split(), key) for size, ids in zip(sizes, frame["run_ids"])}
+            text.append(sentence(claims.best(f"the {model.upper()}'s sample FID ({key.split('/')[1]})", values, True,
+                                             ".1f")))
     vae = by_model.get("vae")
     if vae is not None and "test/active_units" in vae:
-        units = vae["test/active_units"].to_numpy()
-        text.append("The VAE's active units: " + ", ".join(
-            f"{u:.3g} of {s}" for s, u in zip(vae["latent_dim"], units)) + ".")
+        informative = vae.get("test/informative_units", pd.Series(math.nan, index=vae.index))
+        counts = [f"{a:.3g} active" + ("" if math.isnan(i) else f" and {i:.3g} informative") + f" of {s}"
+                  for s, a, i in zip(vae["latent_dim"], vae["test/active_units"], informative)]
+        text.append("The VAE's units (means over seeds): " + "; ".join(counts) + ".")
     return " ".join(text)

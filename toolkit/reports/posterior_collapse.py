@@ -1,108 +1,214 @@
-"""`posterior-collapse`: VAEs under KL warm-up and free bits. For each (warm-up, free bits)
-setting: active units and the final KL of every dimension, the KL of every dimension over the
-epochs, the KL curve with the effective β and the free-bits floor; the baseline beside the best
-cured setting; the table and what it shows."""
+"""`posterior-collapse`: VAEs under KL warm-up, free bits and (for a Gaussian decoder) its scale σ.
+For each setting: active and informative units and the KL each kind carries, the final KL of
+every dimension against the free-bits floor and the informative threshold, the KL of every
+dimension over the epochs, the KL curve with the effective β; every setting against the baseline
+on units, KL, −ELBO, IW bound and FID, with paired intervals; the baseline beside the setting with
+the most informative units; findings that never call collapse cured on a unit count alone."""
 from __future__ import annotations
+
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from toolkit.evaluate import INFORMATIVE_NATS
 from toolkit.reports import plots
+from toolkit.reports.claims import ONE_SEED, Claims, interval
 from toolkit.reports.document import Document
-from toolkit.reports.runs import RunSet
-from toolkit.reports.sections import SPREAD, provenance, results_table, run_list
+from toolkit.reports.runs import Column, RunSet
+from toolkit.reports.sections import (fid_caption, provenance, results_table, run_list, settings_section,
+                                      statistics_caption)
+from toolkit.reports.stats import estimate, paired
+from toolkit.tracking import ArtifactMissing
 
-SETTING = ("warmup_epochs", "free_bits")
-ORDER = ("test/active_units", "test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/mse")
+AXES = ("decoder_scale", "sigma", "warmup_epochs", "free_bits")  # what a setting may vary, the grid's rows first
+KL_SPLIT = (Column("derived/kl_informative", "KL of informative dims (nats)", None),
+            Column("derived/kl_rest", "KL of the other dims (nats)", None, fmt=".2f"))
+ORDER = ("test/active_units", "test/informative_units", "test/kl", *(c.key for c in KL_SPLIT), "test/recon",
+         "test/neg_elbo", "test/nll_iw", "test/mse", "test/decoder_sigma")
+# Against the baseline: what changes, and which way is better (None: no better way).
+DELTAS = (("test/active_units", "active units", None), ("test/informative_units", "informative units", None),
+          ("test/kl", "KL (nats)", None), ("test/neg_elbo", "−ELBO (nats)", True), ("test/nll_iw", "IW bound (nats)", True))
 
 
 def build(runs: RunSet, rebuild: str) -> Document:
     vae = runs.of_model("vae")
-    runs.require("posterior-collapse", SETTING, vae, "finished VAE runs")
+    axes = [a for a in AXES if a in ("warmup_epochs", "free_bits") or a in runs.varying(vae)]
+    runs.require("posterior-collapse", tuple(axes), vae, "finished VAE runs")
+    split_kl(runs)
+    vae = runs.of_model("vae")
     doc = Document(f"Posterior collapse: {runs.experiment}")
     provenance(doc, runs, rebuild)
-    columns = runs.columns(vae, first=ORDER)
-    settings = runs.settings(list(SETTING), vae, columns)
+    columns = [c for c in runs.columns(vae, first=ORDER) if c.key != "test/decoder_sigma" or "decoder_scale" in axes]
+    columns = sorted([*columns, *KL_SPLIT], key=lambda c: ORDER.index(c.key) if c.key in ORDER else len(ORDER))
+    settings = runs.settings(axes, vae, columns)
     latent_dim = runs.latent_dim
+    settings_section(doc, runs, columns)
     doc.heading("Results")
     doc.text(f"Test split, nats per image; a {latent_dim}-d latent. Warm-up: epochs over which β ramps linearly "
-             "from 0; free bits: the floor, in nats, on each dimension's KL in the objective (the logged KL is "
-             "the true KL). A dimension is active when its posterior mean varies over the data (variance > 0.01)."
-             + SPREAD)
-    results_table(doc, runs, "results", settings, {"warm-up (epochs)": list(settings["warmup_epochs"]),
-                                                   "free bits (nats/dim)": list(settings["free_bits"])}, columns)
+             "from 0; free bits: the floor, in nats, on each dimension's KL in the objective (the logged KL is the "
+             "true KL); σ: the Gaussian decoder's standard deviation, fixed or learned. A dimension is *active* when "
+             "its posterior mean varies over the data (variance > 0.01, Burda et al. 2015) and *informative* when it "
+             f"is active and its test KL exceeds the free-bits floor by {INFORMATIVE_NATS:g} nats (a dimension's KL "
+             "bounds what it tells about the image; free bits hold dimensions at the floor whatever they carry). "
+             f"The KL columns split each run's KL between those dimensions and the rest. {fid_caption(columns)} "
+             f"{statistics_caption(settings)}")
+    results_table(doc, runs, "results", settings, {HEADERS[name]: [shown(name, v) for v in settings[name]] for name in axes},
+                  columns)
+    baseline = baseline_of(settings)
+    claims = Claims()
+    doc.heading("Against the baseline")
+    doc.text(f"Every setting minus the baseline ({label(settings.loc[baseline], axes)}), paired by seed: mean "
+             "difference and 95 % interval; **bold** where the interval excludes zero.")
+    doc.table("against_baseline", against_baseline(runs, settings, baseline, axes, columns))
     first = [row.split()[0] for row in settings["run_ids"]]
-    histories = runs.histories(first, ["val/kl", "train/kl", "beta_eff"])
-    profiles = {i: runs.kl_profile(row["run_ids"].split()) for i, row in settings.iterrows()}
+    profiles = {i: runs.kl_profiles(row["run_ids"].split()) for i, row in settings.iterrows()}
     doc.heading("KL of every dimension at the end")
-    doc.figure("kl_per_dimension", kl_bars(settings, profiles), "final KL per dimension per setting")
-    doc.heading("KL of every dimension over the epochs")
-    doc.text("Validation KL of each dimension per epoch (first run of each setting), dimensions sorted by their "
-             "final KL; one colour scale for all settings.")
-    doc.figure("kl_heatmaps", kl_heatmaps(settings, [runs.kl_by_epoch(r) for r in first]), "KL heatmaps")
+    doc.figure("kl_per_dimension", kl_bars(settings, profiles, axes), "final KL per dimension per setting",
+               "Each run's dimensions sorted by their test KL, the mean over seeds of each rank; "
+               f"{plots.BARS[0].lower()}{plots.BARS[1:]} Red dotted: the free-bits floor; black dashed: the "
+               f"informative threshold, {INFORMATIVE_NATS:g} nats above it. Symmetric-log scale, linear below 0.1 nats; "
+               "intervals are cut at zero, below which a KL cannot go.")
+    matrices = [kl_by_epoch(runs, r) for r in first]
+    if all(m is not None for m in matrices):
+        doc.heading("KL of every dimension over the epochs")
+        doc.text("Validation KL of each dimension per epoch (first seed of each setting), dimensions sorted by their "
+                 "final KL; one colour scale for all settings.")
+        doc.figure("kl_heatmaps", kl_heatmaps(settings, matrices, axes), "KL heatmaps")
     doc.heading("KL over the epochs")
-    doc.figure("kl_curves", kl_curves(settings, histories, first, latent_dim), "KL curves with beta and floor")
-    baseline, cured = baseline_and_cured(settings)
-    if cured is not None:
-        side_by_side(doc, runs, settings, baseline, cured)
+    histories = runs.histories(first, ["val/kl", "train/kl", "beta_eff"])
+    doc.figure("kl_curves", kl_curves(settings, histories, first, latent_dim, axes), "KL curves with beta and floor",
+               "First seed of each setting.")
+    richest = most_informative(runs, settings, baseline)
+    if richest is not None:
+        side_by_side(doc, runs, settings, baseline, richest, axes)
     doc.heading("Findings")
-    doc.text(findings(settings, profiles, baseline, cured, latent_dim))
+    doc.text(findings(runs, claims, settings, baseline, axes, latent_dim, columns))
+    claims.table(doc)
     run_list(doc, runs)
     return doc
 
 
-def label(row: pd.Series) -> str:
-    return f"warm-up {row['warmup_epochs']}, free bits {float(row['free_bits']):g}"
+def split_kl(runs: RunSet):
+    """Add to each finished VAE run the KL of its dimensions above the informative threshold (its
+    free bits plus INFORMATIVE_NATS) and of the rest, as the metrics `derived/kl_informative`
+    and `derived/kl_rest`."""
+    frame = runs.finished
+    keys = [f"metrics.test/kl_dim/{d:02d}" for d in range(runs.latent_dim) if f"metrics.test/kl_dim/{d:02d}" in frame]
+    dims = frame[keys].to_numpy(dtype=float)
+    floor = pd.to_numeric(runs.param("free_bits"), errors="coerce").fillna(0).to_numpy()[:, None] + INFORMATIVE_NATS
+    above = np.where(dims > floor, dims, 0.0)
+    vae = (runs.param("model") == "vae").to_numpy()
+    frame["metrics.derived/kl_informative"] = np.where(vae, np.nansum(above, axis=1), np.nan)
+    frame["metrics.derived/kl_rest"] = np.where(vae, np.nansum(dims, axis=1) - np.nansum(above, axis=1), np.nan)
 
 
-def _grid(settings: pd.DataFrame, width: float = 3.4, height: float = 2.6, **kwargs):
-    """Axes laid out as warm-up (rows) x free bits (columns), one per setting, and the setting of each."""
-    warmups = sorted(set(settings["warmup_epochs"]), key=float)
+HEADERS = {"decoder_scale": "σ", "sigma": "σ (starting)", "warmup_epochs": "warm-up (epochs)",
+           "free_bits": "free bits (nats/dim)"}
+
+
+def shown(name: str, value) -> str:
+    """A setting's value as a table shows it: σ and free bits as short numbers, '–' where not logged."""
+    if value is None:
+        return "–"
+    return f"{float(value):.3g}" if name in ("sigma", "free_bits") else str(value)
+
+
+def label(row: pd.Series, axes: list[str]) -> str:
+    """'σ learned, warm-up 10, free bits 0.05'."""
+    words = {"decoder_scale": "σ", "sigma": "σ from", "warmup_epochs": "warm-up", "free_bits": "free bits"}
+    return ", ".join(f"{words[name]} {shown(name, row[name])}" for name in axes)
+
+
+def baseline_of(settings: pd.DataFrame) -> int:
+    """No warm-up, no free bits, σ fixed where it is a setting; else the first setting."""
+    plain = (settings["warmup_epochs"].astype(float) == 0) & (settings["free_bits"].astype(float) == 0)
+    if "decoder_scale" in settings:
+        plain &= settings["decoder_scale"] == "fixed"
+    return int(settings.index[plain][0]) if plain.any() else int(settings.index[0])
+
+
+def against_baseline(runs: RunSet, settings: pd.DataFrame, baseline: int, axes: list[str],
+                     columns: list[Column]) -> pd.DataFrame:
+    """Each other setting minus the baseline on units, KL, −ELBO, IW bound and sample FID."""
+    keys = [(key, header) for key, header, _ in DELTAS if key in settings] + \
+        [(c.key, c.header) for c in columns if c.key.startswith("fid/") and c.key.endswith("/samples")]
+    base = settings.loc[baseline, "run_ids"].split()
+    rows = []
+    for i, row in settings.drop(index=baseline).iterrows():
+        cells = {"setting": label(row, axes)}
+        for key, header in keys:
+            d = paired(runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base, key))
+            cells[header] = f"**{interval(d)}**" if d.clear else interval(d)
+        rows.append(cells)
+    return pd.DataFrame(rows)
+
+
+def _grid(settings: pd.DataFrame, axes: list[str], width: float = 3.4, height: float = 2.6, **kwargs):
+    """Axes laid out with free bits across and the other settings down, one per setting, and the setting of each."""
+    down = [a for a in axes if a != "free_bits"]
+    rows = sorted({tuple(r) for r in settings[down].itertuples(index=False)}, key=str)
     bits = sorted(set(settings["free_bits"]), key=float)
-    fig, axes = plt.subplots(len(warmups), len(bits), figsize=(width * len(bits), height * len(warmups)),
-                             squeeze=False, **kwargs)
-    used = {}
-    for i, row in settings.iterrows():
-        used[(warmups.index(row["warmup_epochs"]), bits.index(row["free_bits"]))] = i
-    for (r, c), ax in np.ndenumerate(axes):
+    fig, grid = plt.subplots(len(rows), len(bits), figsize=(width * len(bits), height * len(rows)), squeeze=False,
+                             **kwargs)
+    used = {(rows.index(tuple(row[down])), bits.index(row["free_bits"])): i for i, row in settings.iterrows()}
+    for (r, c), ax in np.ndenumerate(grid):
         if (r, c) not in used:
             ax.set_visible(False)
-    return fig, [(axes[r, c], settings.loc[i]) for (r, c), i in sorted(used.items())]
+    return fig, [(grid[r, c], settings.loc[i]) for (r, c), i in sorted(used.items())]
 
 
-def kl_bars(settings, profiles: dict[int, np.ndarray]):
-    """Final test KL of each dimension, sorted, per setting, with the free-bits floor."""
-    fig, cells = _grid(settings, sharey=True)
+def kl_bars(settings, profiles: dict[int, np.ndarray], axes: list[str]):
+    """Final test KL of each dimension, sorted (mean over seeds per rank, with its interval), per
+    setting, with the free-bits floor and the informative threshold."""
+    fig, cells = _grid(settings, axes, sharey=True)
     for ax, row in cells:
-        profile = profiles[row.name]
-        ax.bar(np.arange(1, len(profile) + 1), profile, color="tab:blue")
-        if float(row["free_bits"]) > 0:
-            ax.axhline(float(row["free_bits"]), color="tab:red", linestyle=":", label="free-bits floor")
-            ax.legend(fontsize=7)
-        ax.set(title=f"{label(row)}\n{row['test/active_units']:.3g} active units", xlabel="dimension, by KL",
-               ylabel="KL (nats)")
-    fig.tight_layout()
+        found = [estimate(column) for column in profiles[row.name].T]
+        mean = np.array([e.mean for e in found])
+        error = np.array([0.0 if math.isnan(e.low) else e.mean - e.low for e in found])
+        floor = float(row["free_bits"])
+        ax.bar(np.arange(1, len(mean) + 1), mean, yerr=[np.minimum(error, mean), error], color="tab:blue",
+               error_kw={"linewidth": 0.8})  # a KL is not negative: the interval is cut at zero
+        if floor > 0:
+            ax.axhline(floor, color="tab:red", linestyle=":", label="free-bits floor")
+        ax.axhline(floor + INFORMATIVE_NATS, color="black", linestyle="--", linewidth=0.8, label="informative threshold")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_ylim(bottom=0)
+        informative = row.get("test/informative_units", math.nan)
+        ax.set(title=f"{label(row, axes)}\n{row['test/active_units']:.3g} active, {informative:.3g} informative",
+               xlabel="dimension, by KL", ylabel="KL (nats, symlog)")
+        ax.title.set_fontsize(8)
+    legend = {label: handle for ax, _ in cells for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
 
-def kl_heatmaps(settings, matrices: list[np.ndarray]):
+def kl_by_epoch(runs: RunSet, run_id: str) -> np.ndarray | None:
+    try:
+        return runs.kl_by_epoch(run_id)
+    except ArtifactMissing:
+        return None
+
+
+def kl_heatmaps(settings, matrices: list[np.ndarray], axes: list[str]):
     top = max(float(m.max()) for m in matrices)
-    fig, cells = _grid(settings, width=3.2, height=2.6, sharex=True, sharey=True, layout="constrained")
+    fig, cells = _grid(settings, axes, width=3.2, height=2.6, sharex=True, sharey=True, layout="constrained")
     for (ax, row), matrix in zip(cells, matrices):
         ordered = matrix[:, np.argsort(matrix[-1])[::-1]].T  # dimensions (sorted by final KL) x epochs
         image = ax.imshow(ordered, aspect="auto", cmap="viridis", vmin=0, vmax=top, interpolation="nearest",
                           extent=(0.5, len(matrix) + 0.5, len(ordered) - 0.5, -0.5))
-        ax.set_title(label(row), fontsize=9)
+        ax.set_title(label(row, axes), fontsize=8)
     fig.supxlabel("epoch")
     fig.supylabel("latent dimension, sorted by final KL")
     fig.colorbar(image, ax=[ax for ax, _ in cells], label="KL (nats)")
     return fig
 
 
-def kl_curves(settings, histories: pd.DataFrame, first: list[str], latent_dim: int):
+def kl_curves(settings, histories: pd.DataFrame, first: list[str], latent_dim: int, axes: list[str]):
     """Validation and training KL per epoch, the effective β (right axis) and the free-bits floor."""
-    fig, cells = _grid(settings, width=3.6, height=2.6, sharey=True)
+    fig, cells = _grid(settings, axes, width=3.6, height=2.6, sharey=True)
     legend = {}
     for (ax, row), run_id in zip(cells, first):
         own = histories[histories["run_id"] == run_id]
@@ -111,7 +217,8 @@ def kl_curves(settings, histories: pd.DataFrame, first: list[str], latent_dim: i
         floor = latent_dim * float(row["free_bits"])
         if floor:
             ax.axhline(floor, color="tab:red", linestyle=":", label=f"free-bits floor ({latent_dim} × λ)")
-        ax.set(title=label(row), xlabel="epoch", ylabel="KL (nats)")
+        ax.set(xlabel="epoch", ylabel="KL (nats)")
+        ax.set_title(label(row, axes), fontsize=8)
         beta = ax.twinx()
         plots.curves(beta, own, "beta_eff", "effective β", color="tab:grey", linestyle="-.")
         beta.set(ylim=(0, 1.1 * max(1.0, own.loc[own["key"] == "beta_eff", "value"].max())), ylabel="effective β")
@@ -122,52 +229,111 @@ def kl_curves(settings, histories: pd.DataFrame, first: list[str], latent_dim: i
     return fig
 
 
-def baseline_and_cured(settings: pd.DataFrame) -> tuple[int, int | None]:
-    """The baseline (no warm-up, no free bits; else the first setting) and the setting with the
-    most active units (the lowest −ELBO among ties), if it has more than the baseline."""
-    plain = settings[(settings["warmup_epochs"].astype(float) == 0) & (settings["free_bits"].astype(float) == 0)]
-    baseline = int(plain.index[0]) if len(plain) else 0
-    ranked = settings.sort_values(["test/active_units", "test/neg_elbo"], ascending=[False, True], kind="stable")
+def most_informative(runs: RunSet, settings: pd.DataFrame, baseline: int) -> int | None:
+    """The setting with the most informative units (the lowest −ELBO among ties), when it has
+    clearly more than the baseline."""
+    key = "test/informative_units"
+    if key not in settings:
+        return None
+    ranked = settings.sort_values([key, "test/neg_elbo"], ascending=[False, True], kind="stable")
     best = int(ranked.index[0])
-    if settings.loc[best, "test/active_units"] <= settings.loc[baseline, "test/active_units"]:
-        return baseline, None
-    return baseline, best
+    d = paired(runs.by_seed(settings.loc[best, "run_ids"].split(), key),
+               runs.by_seed(settings.loc[baseline, "run_ids"].split(), key))
+    return best if best != baseline and d.clear and d.mean > 0 else None
 
 
-def side_by_side(doc: Document, runs: RunSet, settings, baseline: int, cured: int):
-    rows = {i: settings.loc[i] for i in (baseline, cured)}
+def side_by_side(doc: Document, runs: RunSet, settings, baseline: int, other: int, axes: list[str]):
+    rows = {i: settings.loc[i] for i in (baseline, other)}
     images = {i: runs.images(row["run_ids"].split()[0]) for i, row in rows.items()}
     if any(v is None for v in images.values()):
         return
-    doc.heading("The baseline beside the best cured setting")
-    doc.text(f"Baseline: {label(rows[baseline])}. Best cured: {label(rows[cured])} (the most active units).")
+    doc.heading("The baseline beside the setting with the most informative units")
+    doc.text(f"Baseline: {label(rows[baseline], axes)}. Most informative units: {label(rows[other], axes)}. First "
+             "seed of each.")
     doc.figure("reconstructions", plots.image_rows(
         [("original", images[baseline]["originals"]),
-         *((label(rows[i]), images[i]["reconstructions"]) for i in (baseline, cured))], "reconstructions"),
-        "reconstructions of baseline and cured")
-    doc.figure("samples", plots.image_grids([(f"{label(rows[i])}: prior samples", images[i]["samples_normal_prior"])
-                                             for i in (baseline, cured)]), "prior samples of baseline and cured")
+         *((label(rows[i], axes), images[i]["reconstructions"]) for i in (baseline, other))], "reconstructions"),
+        "reconstructions of the baseline and the most informative setting")
+    doc.figure("samples", plots.image_grids([(f"{label(rows[i], axes)}: prior samples", images[i]["samples_normal_prior"])
+                                             for i in (baseline, other)]), "prior samples of both")
 
 
-def findings(settings: pd.DataFrame, profiles: dict[int, np.ndarray], baseline: int, cured: int | None,
-             latent_dim: int) -> str:
-    """`profiles`: each setting's final KL per dimension, sorted from the largest."""
+def findings(runs: RunSet, claims: Claims, settings: pd.DataFrame, baseline: int, axes: list[str], latent_dim: int,
+             columns: list[Column]) -> str:
+    """How many dimensions collapse in the baseline; which settings have clearly more active or
+    informative units; and what each such change costs or buys in KL, −ELBO, IW bound and sample
+    FID, each as far as its paired interval resolves it. A unit count alone never makes a setting
+    'cured': more active units without more informative ones are said to carry next to nothing."""
     base = settings.loc[baseline]
-    alive = int(round(base["test/active_units"]))
-    text = [f"In the baseline ({label(base)}), {latent_dim - alive} of {latent_dim} latent dimensions collapse "
-            f"({alive} active units, KL {base['test/kl']:.1f} nats)."]
-    if cured is None:
-        text.append("No other setting keeps more dimensions alive.")
+    base_ids = base["run_ids"].split()
+    text = [] if (settings["n"] > 1).any() else [ONE_SEED]
+    text.append(f"In the baseline ({label(base, axes)}), {base['test/active_units']:.3g} of {latent_dim} dimensions "
+                f"are active and {base['test/informative_units']:.3g} informative, with {base['test/kl']:.1f} nats of "
+                f"KL ({base['derived/kl_informative']:.1f} in the informative ones).")
+    others = settings.drop(index=baseline)
+
+    def change(key: str) -> dict[int, str | None]:
+        """'more', 'fewer' or None (not resolved) per setting, each comparison recorded."""
+        found = {}
+        for i, row in others.iterrows():
+            d = paired(runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base_ids, key))
+            found[i] = ("more" if d.mean > 0 else "fewer") if d.clear else None
+            claims.record(key.removeprefix("test/").replace("_", " "), label(row, axes), "the baseline", d,
+                          found[i] or "not resolved", ".1f")
+        return found
+
+    active, informative = change("test/active_units"), change("test/informative_units")
+    names = {i: label(row, axes) for i, row in others.iterrows()}
+    more_active = [i for i, c in active.items() if c == "more"]
+    richer = [i for i, c in informative.items() if c == "more"]
+    if not more_active and not richer:
+        text.append("No setting has clearly more active or informative units than the baseline.")
         return " ".join(text)
-    best = settings.loc[cured]
-    revived = profiles[cured][alive:]
-    text.append(f"{label(best).capitalize()} keeps the most alive: {best['test/active_units']:.3g} active units, "
-                f"KL {best['test/kl']:.1f} nats, −ELBO {best['test/neg_elbo']:.1f} against the baseline's "
-                f"{base['test/neg_elbo']:.1f}, reconstruction {best['test/recon']:.1f} against "
-                f"{base['test/recon']:.1f}. Its {len(revived)} dimensions beyond the baseline's {alive} carry "
-                f"{revived.sum():.2f} nats of KL together (at most {revived.max():.2f} each), against "
-                f"{profiles[cured][:alive].sum():.1f} in its strongest {alive}.")
-    same = settings[settings["test/active_units"] <= base["test/active_units"]].drop(index=baseline)
-    if len(same):
-        text.append("No more active units than the baseline: " + "; ".join(label(r) for _, r in same.iterrows()) + ".")
+    if more_active:
+        text.append("Clearly more active units than the baseline: " + "; ".join(names[i] for i in more_active) + ".")
+    empty = [i for i in more_active if i not in richer]
+    if empty:
+        held = "; ".join(f"{names[i]}: {_beyond(others.loc[i], latent_dim)}" for i in empty)
+        text.append("Of these, not clearly more informative ones: " + "; ".join(names[i] for i in empty) +
+                    f". Their dimensions beyond the informative ones hold little KL ({held}): free bits leave KL "
+                    "below the floor unpenalised, so such dimensions sit at it whatever they encode, and the "
+                    "active-unit count includes them.")
+    poorer = [i for i, c in informative.items() if c == "fewer"]
+    if poorer:
+        text.append("Clearly fewer informative units than the baseline: " + "; ".join(
+            f"{names[i]} ({others.loc[i, 'test/informative_units']:.3g})" for i in poorer) + ".")
+    if richer:
+        text.append("Clearly more informative units than the baseline: " + "; ".join(
+            f"{names[i]} ({others.loc[i, 'test/informative_units']:.3g})" for i in richer) + ".")
+    fids = [c for c in columns if c.key.startswith("fid/") and c.key.endswith("/samples")]
+    outcomes = [("test/kl", "KL", None), ("test/neg_elbo", "−ELBO", True), ("test/nll_iw", "the IW bound", True),
+                *((c.key, f"sample FID ({c.key.split('/')[1]})", True) for c in fids)]
+    for group, what in ((richer, "with more informative units"), (empty, "with more active units only")):
+        if group:
+            text.append(f"For the settings {what}, against the baseline: " + "; ".join(
+                _grouped(claims, runs, others.loc[group], base_ids, key, name, better, axes)
+                for key, name, better in outcomes if key in settings) + ".")
     return " ".join(text)
+
+
+def _beyond(row: pd.Series, latent_dim: int) -> str:
+    """'11.7 dimensions with 3.29 nats together, 0.281 each, against a floor of 0.25'."""
+    count = latent_dim - row["test/informative_units"]
+    each = row["derived/kl_rest"] / count if count else math.nan
+    return (f"{count:.3g} dimensions with {row['derived/kl_rest']:.2f} nats together, {each:.3f} each, against a "
+            f"floor of {float(row['free_bits']):g}")
+
+
+def _grouped(claims: Claims, runs: RunSet, rows: pd.DataFrame, base_ids: list[str], key: str, what: str,
+             better: bool | None, axes: list[str]) -> str:
+    """'−ELBO clearly better for A, B; clearly worse for C; not resolved for D' (each comparison recorded)."""
+    words = {"a": "clearly better", "b": "clearly worse"} if better else {}
+    groups: dict[str, list[str]] = {}
+    for _, row in rows.iterrows():
+        said = claims.compare(what, label(row, axes), "the baseline", runs.by_seed(row["run_ids"].split(), key),
+                              runs.by_seed(base_ids, key), better)
+        d = paired(runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base_ids, key))
+        verdict = words.get(said.better) or (("clearly higher" if d.mean > 0 else "clearly lower") if d.clear
+                                             else "not resolved")
+        groups.setdefault(verdict, []).append(f"{label(row, axes)} ({interval(d, '.1f')})")
+    return f"{what} " + "; ".join(f"{verdict} for {', '.join(names)}" for verdict, names in groups.items())

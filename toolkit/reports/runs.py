@@ -1,8 +1,9 @@
 """The runs a report is built from, as the tracking store holds them, and their aggregation.
 
 A *setting* is the configuration of a run less its seed: runs of one setting with different
-seeds are summarised as mean ± sample standard deviation (n runs). Only FINISHED runs are
-summarised; every other run is listed apart with its status and the reason it ended.
+seeds are summarised as mean, sample standard deviation, n and the 95 % t interval of the mean
+(`stats.estimate`), and compared with other settings seed by seed (`by_seed`). Only FINISHED
+runs are summarised; every other run is listed apart with its status and the reason it ended.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from toolkit import ToolkitError, tracking
-from toolkit.config import MLP_ONLY, VAE_ONLY
+from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY
+from toolkit.reports.stats import estimate
 
 PARENT = "tags.mlflow.parentRunId"
-BEFORE_LOGGED = {"architecture": "mlp"}  # settings added later, with the value that runs logged before them had
+BEFORE_LOGGED = {"architecture": "mlp", "binarize": "none"}  # settings added later, with what runs before them had
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ TEST_COLUMNS = (
     Column("test/neg_elbo", "−ELBO (nats)"),
     Column("test/nll_iw", "IW bound (nats)"),
     Column("test/active_units", "active units", None, fmt=".3g"),
+    Column("test/informative_units", "informative units", None, fmt=".3g"),
+    Column("test/decoder_sigma", "σ (learned)", None, fmt=".4f"),
 )
 TIME_COLUMN = Column("time/mean_epoch_s", "s / epoch", None, fmt=".2f")  # wall time, last in tables
 FID_NAMES = {"samples": "FID samples", "samples_gmm": "FID GMM samples", "recon": "FID recon"}
@@ -95,7 +99,8 @@ class RunSet:
         names = sorted(c.removeprefix("params.") for c in runs if c.startswith("params."))
         vae = runs[self.param("model", runs) != "ae"]  # an AE neither uses nor logs β and its kin
         mlp = runs[self.param("architecture", runs) == "mlp"]  # a conv model neither uses nor logs `hidden`
-        users = {**dict.fromkeys(VAE_ONLY, vae), **dict.fromkeys(MLP_ONLY, mlp)}
+        gaussian = runs[self.param("likelihood", runs) == "gaussian"]  # nor does a Bernoulli one log σ
+        users = {**dict.fromkeys(VAE_ONLY, vae), **dict.fromkeys(MLP_ONLY, mlp), **dict.fromkeys(GAUSSIAN_ONLY, gaussian)}
         return [n for n in names if n != "seed" and self.param(n, users.get(n, runs)).nunique(dropna=False) > 1]
 
     def describe(self) -> str:
@@ -140,17 +145,22 @@ class RunSet:
         found = [c for c in (*TEST_COLUMNS, *fids, TIME_COLUMN) if c.key in logged]
         return sorted(found, key=lambda c: first.index(c.key) if c.key in first else len(first))
 
-    def kl_profile(self, run_ids: list[str]) -> np.ndarray:
-        """The final test KL of every latent dimension, sorted from the largest; for several runs
-        (seeds) the mean of their sorted profiles."""
+    def kl_profiles(self, run_ids: list[str]) -> np.ndarray:
+        """The final test KL of every latent dimension of each run (runs x dimensions), each run's
+        sorted from the largest."""
         keys = [f"metrics.test/kl_dim/{d:02d}" for d in range(self.latent_dim)]
         rows = self.finished.loc[self.finished["run_id"].isin(run_ids), keys].to_numpy()
-        return np.mean([np.sort(row)[::-1] for row in rows], axis=0)
+        return np.array([np.sort(row)[::-1] for row in rows])
+
+    def kl_profile(self, run_ids: list[str]) -> np.ndarray:
+        """The mean over runs (seeds) of their sorted KL profiles (`kl_profiles`)."""
+        return self.kl_profiles(run_ids).mean(axis=0)
 
     def settings(self, by: list[str], runs: pd.DataFrame | None = None,
                  columns: list[Column] | None = None) -> pd.DataFrame:
         """One row per setting (the values of the params `by`): n, the run ids, and for each
-        column its mean (named by the metric key) and sample standard deviation (key + '_std')."""
+        column its mean (named by the metric key), sample standard deviation (key + '_std') and
+        95 % interval of the mean (key + '_low', key + '_high')."""
         runs = self.finished if runs is None else runs
         columns = self.columns(runs) if columns is None else columns
         keys = [tuple(row) for row in zip(*(self.param(p, runs) for p in by))] if by else [()] * len(runs)
@@ -159,11 +169,20 @@ class RunSet:
             group = runs[[k == key for k in keys]]
             row = {p: v for p, v in zip(by, key)} | {"n": len(group), "run_ids": " ".join(group["run_id"])}
             for column in columns:
-                values = group[f"metrics.{column.key}"].dropna() if f"metrics.{column.key}" in group else []
-                row[column.key] = float(np.mean(values)) if len(values) else math.nan
-                row[f"{column.key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+                found = estimate(group[f"metrics.{column.key}"] if f"metrics.{column.key}" in group else [])
+                row |= {column.key: found.mean, f"{column.key}_std": found.sd, f"{column.key}_low": found.low,
+                        f"{column.key}_high": found.high}
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def by_seed(self, run_ids, key: str) -> dict[int, float]:
+        """A metric of some finished runs (a setting's) by seed, for comparing settings seed by
+        seed; runs of one setting that share a seed (a run repeated) count with their mean."""
+        rows = self.finished[self.finished["run_id"].isin(list(run_ids))]
+        if f"metrics.{key}" not in rows:
+            return {}
+        values = pd.DataFrame({"seed": self.param("seed", rows), "value": rows[f"metrics.{key}"]}).dropna()
+        return {int(seed): float(value) for seed, value in values.groupby("seed")["value"].mean().items()}
 
     @cached_property
     def extractors(self) -> list[Extractor]:

@@ -1,21 +1,28 @@
-"""The parts every report of runs shares: provenance, the results table, the runs left out of it,
-and the list of every run with its link."""
+"""The parts every report of runs shares: provenance, the settings its runs share and what
+their numbers can be compared with, the results table, the runs left out of it, and the list of
+every run with its link."""
 from __future__ import annotations
 
 import datetime
 import math
+from pathlib import Path
+from urllib.parse import unquote
 
-import numpy as np
 import pandas as pd
 
 from toolkit import tracking
+from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY, RunConfig
 from toolkit.reports.document import GENERATED, Document, markdown_table, mean_std, number
-from toolkit.reports.runs import Column, RunSet, shown_param
+from toolkit.reports.runs import FID_NAMES, Column, RunSet, shown_param, sort_key
+from toolkit.reports.stats import LEVEL, best_of
 
 RUNNING_REASON = "still running, or its process died without ending the run"
-SAMPLES = ("FID samples: the VAE's drawn from its prior N(0, I), the AE's from a Gaussian fitted to its training "
-           "codes; FID GMM samples: from a 10-component Gaussian mixture fitted to either model's codes.")
-SPREAD = " Mean ± sample standard deviation over seeds where a setting has several runs (n)."
+FID_SUBJECTS = {"samples": "the VAE's drawn from its prior N(0, I), the AE's from a Gaussian fitted to its "
+                           "training codes",
+                "samples_gmm": "from a 10-component Gaussian mixture fitted to either model's training codes",
+                "recon": "the decoder means of the test images' posterior means"}
+# Settings a report does not list under its runs' shared settings: said elsewhere, or no setting of the model.
+NOT_LISTED = ("seed",)
 
 
 def link(runs: RunSet, run_id: str, text: str | None = None) -> str:
@@ -25,7 +32,7 @@ def link(runs: RunSet, run_id: str, text: str | None = None) -> str:
 def provenance(doc: Document, runs: RunSet | None, rebuild: str, extra: list[tuple[str, str]] = ()):
     """Where every number comes from: store, experiment, runs, code, data and FID extractors
     (`extra` rows, e.g. an Optuna study's, before the command that rebuilds the report)."""
-    rows = [("store", f"`{tracking.tracking_uri()}`")]
+    rows = [("store", f"`{shown_store(tracking.tracking_uri())}`")]
     if runs is not None:
         counts = runs.runs["status"].value_counts()
         rows += [("experiment", f"`{runs.experiment}` (id {runs.experiment_id})"),
@@ -38,6 +45,18 @@ def provenance(doc: Document, runs: RunSet | None, rebuild: str, extra: list[tup
     rows += [*extra, ("rebuild", f"`{rebuild}`")]
     doc.text("\n".join(["| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows),
                         f"{GENERATED} {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC |"]))
+
+
+def shown_store(uri: str) -> str:
+    """The store as a reader of the report finds it: a local database relative to the directory
+    the report was built in (`mlruns/mlflow.db` in the project), any other URI as it is."""
+    if not uri.startswith("sqlite:///"):
+        return uri
+    path = Path(unquote(uri.removeprefix("sqlite:///")))
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return uri
 
 
 def _extractor_row(e) -> tuple[str, str]:
@@ -63,42 +82,170 @@ def _dataset(runs: pd.DataFrame) -> str:
     return ", ".join(names) + (f", read from {', '.join(f'`{d}`' for d in dirs)}" if dirs else "")
 
 
+def fid_caption(columns: list[Column]) -> str:
+    """What each FID column of a table scores, for the columns it has."""
+    kinds = [kind for kind in FID_SUBJECTS if any(c.key.endswith(f"/{kind}") for c in columns)]
+    return " ".join(f"{FID_NAMES[kind]}: {FID_SUBJECTS[kind]}." for kind in kinds)
+
+
+def statistics_caption(settings: pd.DataFrame) -> str:
+    """How the table's cells and bold are to be read, for the number of seeds it has."""
+    if not (settings["n"] > 1).any():
+        return ("One seed per setting: the cells are single runs, without intervals, and nothing is bold. "
+                "Rerun the study with `--seeds 3` for intervals.")
+    return (f"Cells: mean ± sample standard deviation over the n seeds, then the {100 * LEVEL:.0f} % Student-t "
+            "interval of the mean. **Bold**: the best value of its column, only where it is clearly better than "
+            "every other row (each paired difference over the shared seeds excludes zero after Holm's correction "
+            "for the k − 1 comparisons).")
+
+
 def results_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame, labels: dict[str, list[str]],
-                  columns: list[Column], extra_rows: list[dict[str, str]] = (), mark_better: bool = False):
-    """The settings as a table: `labels` (header -> one cell per setting) first, then n when a
-    setting has several runs, then mean ± std of each column; `extra_rows` (header -> cell) are
-    appended to the markdown only. With `mark_better` the best value of each column is bold.
-    The CSV holds the full-precision means and standard deviations under the metric keys."""
-    several = bool((settings["n"] > 1).any())
+                  columns: list[Column], extra_rows: list[dict[str, str]] = ()):
+    """The settings as a table: `labels` (header -> one cell per setting) first, then n, then each
+    column's mean ± sd [95 % interval]; the best value of a column with a direction is bold when it
+    is clearly better than every other row (`stats.best_of`). `extra_rows` (header -> cell) are
+    appended to the markdown only. The CSV holds the full-precision means, standard deviations
+    and interval bounds under the metric keys."""
     shown = pd.DataFrame(labels)
-    if several:
-        shown["n"] = settings["n"].astype(str).to_numpy()
+    shown["n"] = settings["n"].astype(str).to_numpy()
     for column in columns:
-        cells = [mean_std(m, s, n, column.fmt) for m, s, n in zip(settings[column.key], settings[f"{column.key}_std"],
-                                                                  settings["n"])]
-        best = _best(settings[column.key], column) if mark_better else None
+        cells = [cell(row, column) for _, row in settings.iterrows()]
+        best = clear_best(runs, settings, column)
         shown[column.header] = [f"**{c}**" if i == best else c for i, c in enumerate(cells)]
     for extra in extra_rows:
         shown.loc[len(shown)] = [extra.get(header, "") for header in shown.columns]
-    keep = [c for c in settings if not c.endswith("_std") or several]
-    doc.table(name, shown, settings[[*[c for c in keep if c != "run_ids"], "run_ids"]])
+    doc.table(name, shown, settings[[*[c for c in settings if c != "run_ids"], "run_ids"]])
     for e in runs.extractors:
         if e.floor is not None and any(c.key.startswith(f"fid/{e.name}/") for c in columns):
             kind = "Inception" if e.name == "inception" else "a domain CNN, so not an Inception FID"
             doc.text(f"FID `{e.name}` ({kind}): its real-vs-real floor (real training images against the test "
                      f"set) is {number(e.floor, '.2f')}.")
-    if "gaussian" in set(runs.param("likelihood")):
-        doc.text("Gaussian likelihood: its reconstruction term is the squared error summed over the 784 pixels "
-                 "(the Gaussian NLL with σ² = ½ without its constant), so its nats are not comparable with those "
-                 "of Bernoulli runs.")
     left_out(doc, runs)
 
 
-def _best(values: pd.Series, column: Column) -> int | None:
-    """The row with the better value (when there are two or more values to compare)."""
-    if column.lower_is_better is None or values.notna().sum() < 2:
+def cell(row: pd.Series, column: Column) -> str:
+    """'241.50 ± 0.02 [241.45, 241.55]' (mean ± sd [95 % interval]), or the value of a single run."""
+    text = mean_std(row[column.key], row[f"{column.key}_std"], row["n"], column.fmt)
+    low, high = row[f"{column.key}_low"], row[f"{column.key}_high"]
+    if row["n"] < 2 or math.isnan(low) or low == high:  # one seed, or the same value at every seed
+        return text
+    return f"{text} [{low:{column.fmt}}, {high:{column.fmt}}]"
+
+
+def clear_best(runs: RunSet, settings: pd.DataFrame, column: Column) -> int | None:
+    """The position of the row whose value is clearly better than every other row's (Holm), or None."""
+    if column.lower_is_better is None:
         return None
-    return int(values.idxmin() if column.lower_is_better else values.idxmax())
+    values = {i: runs.by_seed(ids.split(), column.key) for i, ids in enumerate(settings["run_ids"])}
+    found = best_of({i: v for i, v in values.items() if v}, column.lower_is_better)
+    return found.label if found is not None and found.clear else None
+
+
+def settings_section(doc: Document, runs: RunSet, columns: list[Column]):
+    """What the runs share and what varies, how long they trained, how their bound and FIDs were
+    computed, on what machine their times were taken, and what their numbers can be compared with."""
+    finished = runs.finished
+    doc.heading("Settings")
+    shared, varied = [], runs.varying()
+    for field in RunConfig.__dataclass_fields__:
+        users = _users(runs, field)
+        values = runs.values(field, users) if len(users) else []
+        if field in varied or field in NOT_LISTED or len(values) != 1:
+            continue
+        shared.append((field, values[0]))
+    seeds = runs.values("seed")
+    rows = [("shared by every run that uses it", ", ".join(f"`{k}` {'none' if v in (None, 'None') else v}"
+                                                          for k, v in shared)),
+            ("varied", ", ".join(f"`{k}` {' / '.join(map(str, runs.values(k)))}" for k in varied) or "nothing"),
+            ("seeds", f"{', '.join(map(str, seeds))} ({len(seeds)})"),
+            ("training images", _distinct(finished, "tags.train_images", "{:,}", int)),
+            ("training", _epochs(runs))]
+    if "test/nll_iw" in {c.key for c in columns}:
+        rows.append(("IW bound", f"K = {' / '.join(runs.values('iw_samples', _users(runs, 'iw_samples')))} "
+                                 f"importance samples per test image; precision: {_precisions(finished)}"))
+    if any(c.key.startswith("fid/") for c in columns):
+        rows.append(("FID", f"{' / '.join(runs.values('fid_samples'))} generated images per score against the "
+                            f"10,000 test images; sampler {' / '.join(runs.values('sampler'))}"))
+    if any(c.key.startswith("time/") for c in columns):
+        rows.append(("machine (times)", _machine(finished)))
+    doc.text(markdown_table(pd.DataFrame(rows, columns=["", "value"])))
+    doc.text(comparability(runs))
+
+
+def _users(runs: RunSet, field: str) -> pd.DataFrame:
+    """The finished runs whose model, architecture and likelihood use `field` (and so log it)."""
+    runs_ = runs.finished
+    if field in VAE_ONLY:
+        runs_ = runs_[runs.param("model", runs_) != "ae"]
+    if field in MLP_ONLY:
+        runs_ = runs_[runs.param("architecture", runs_) == "mlp"]
+    if field in GAUSSIAN_ONLY:
+        runs_ = runs_[runs.param("likelihood", runs_) == "gaussian"]
+    return runs_
+
+
+def _distinct(frame: pd.DataFrame, column: str, fmt: str = "{}", kind=str) -> str:
+    if column not in frame or frame[column].isna().all():
+        return "not recorded"
+    return " / ".join(fmt.format(kind(v)) for v in sorted(set(frame[column].dropna()), key=sort_key))
+
+
+def _epochs(runs: RunSet) -> str:
+    """Best epochs and early stops over the runs, e.g. 'best epoch 10 of at most 10 in 22 runs, 9 in 2; 0 stopped early'."""
+    frame = runs.finished
+    if "metrics.best_epoch" not in frame:
+        return "not recorded"
+    best = frame["metrics.best_epoch"].dropna().astype(int).value_counts().sort_index(ascending=False)
+    text = f"at most {' / '.join(runs.values('epochs'))} epochs; best epoch " + \
+        ", ".join(f"{epoch} in {n} run{'s' * (n > 1)}" for epoch, n in best.items())
+    if "metrics.epochs_trained" in frame:
+        stopped = int((frame["metrics.epochs_trained"] < pd.to_numeric(runs.param("epochs"))).sum())
+        text += f"; {stopped} of {len(frame)} stopped early (patience {' / '.join(runs.values('patience'))})"
+    return text + " (each run's under [Runs](#runs))"
+
+
+def _precisions(frame: pd.DataFrame) -> str:
+    if "tags.nll_iw_precision" not in frame:
+        return "not recorded"
+    found = frame["tags.nll_iw_precision"].dropna()
+    kinds = sorted({text.split(" ")[0] for text in found})
+    return " / ".join(f"{kind} ({(found.str.split(' ').str[0] == kind).sum()} runs)" for kind in kinds) + \
+        " (the tag `nll_iw_precision` of each run says how far bf16 moved its first batch)"
+
+
+def _machine(frame: pd.DataFrame) -> str:
+    parts = [_distinct(frame, "tags.machine/cpu"), f"{_distinct(frame, 'tags.machine/threads')} torch threads",
+             f"torch {_distinct(frame, 'tags.machine/torch')}"]
+    if "tags.machine/gpu" in frame and frame["tags.machine/gpu"].notna().any():
+        parts.append(_distinct(frame, "tags.machine/gpu"))
+    return ", ".join(parts) + "; wall seconds per epoch, training and validation, on a machine that may have " \
+        "been shared"
+
+
+def comparability(runs: RunSet) -> str:
+    """What the report's nats and FIDs may be set beside, for the likelihoods and pixels its runs use."""
+    frame, text = runs.finished, []
+    likelihood = runs.param("likelihood")
+    grey = frame[(likelihood == "bernoulli") & (runs.param("binarize") == "none")]
+    if len(grey):
+        floor = grey.get("metrics.test/pixel_entropy", pd.Series(dtype=float)).dropna()
+        entropy = f", {floor.iloc[0]:.1f} nats per test image here" if len(floor) else ""
+        text.append("**Bernoulli likelihood on grey levels.** The pixels are grey levels in [0, 1], not binarised, so "
+                    "the reconstruction term, −ELBO and IW bound are cross-entropies, not likelihoods of the images: "
+                    f"their floor is the test pixels' own entropy{entropy}, and they cannot be set beside published "
+                    "likelihoods (binarised MNIST: about 80–90 nats) or runs with other pixels. Differences between "
+                    "the runs of this report are comparable. `--binarize dynamic` gives likelihoods the literature "
+                    "can be compared with.")
+    if ((likelihood == "bernoulli") & (runs.param("binarize") == "dynamic")).any():
+        text.append("**Bernoulli likelihood on binarised pixels.** Training images are drawn anew as binary pixels "
+                    "every batch, the test set once with a fixed seed (Burda et al. 2015): −ELBO and the IW bound "
+                    "bound the negative log-likelihood of binary images, in nats, as in the literature.")
+    if (likelihood == "gaussian").any():
+        text.append("**Gaussian likelihood.** −log p(x|z) is the whole negative log-density of N(x; decoder mean, σ²) "
+                    "per pixel, its constant D(ln σ + ½ ln 2π) included, so −ELBO and the IW bound are bounds on a "
+                    "continuous density of the grey levels in nats (they can be negative): comparable between "
+                    "Gaussian runs of any σ, not with Bernoulli runs or with likelihoods of discrete pixels.")
+    return "\n\n".join(text)
 
 
 def left_out(doc: Document, runs: RunSet):
@@ -131,6 +278,7 @@ def run_list(doc: Document, runs: RunSet):
                          "trial": frame.get("tags.trial", pd.Series([None] * len(frame))).fillna(""),
                          "seed": runs.param("seed", frame),
                          **{p: runs.param(p, frame) for p in varying if p != "seed"},
+                         "best epoch": _metric(frame, "best_epoch"), "epochs trained": _metric(frame, "epochs_trained"),
                          "git_commit": frame.get("tags.git_commit", pd.Series([None] * len(frame))).fillna("")})
     shown = data.drop(columns=["run_id"]).copy()
     shown.insert(0, "run", [link(runs, r) for r in data["run_id"]])
@@ -144,27 +292,12 @@ def run_list(doc: Document, runs: RunSet):
     doc.table("runs", shown.fillna(""), data.fillna(""))
 
 
+def _metric(frame: pd.DataFrame, key: str) -> list[str]:
+    """A whole-number metric of every run as text, blank where a run has none (it did not finish)."""
+    values = frame.get(f"metrics.{key}", pd.Series([math.nan] * len(frame), index=frame.index))
+    return ["" if math.isnan(v) else f"{v:.0f}" for v in values]
+
+
 def relative(a: float, b: float) -> str:
     """How much larger a is than b, in percent, signed."""
     return "n/a" if not b or math.isnan(a) or math.isnan(b) else f"{100 * (a - b) / b:+.2f}%"
-
-
-def trend(values) -> str:
-    """How a sequence moves, for a findings sentence: 'rises at every step', 'never falls', ..."""
-    values = np.asarray(values, dtype=float)
-    steps = np.diff(values)
-    if (steps > 0).all():
-        return "rises at every step"
-    if (steps < 0).all():
-        return "falls at every step"
-    if (steps >= 0).all():
-        return "never falls"
-    if (steps <= 0).all():
-        return "never rises"
-    return f"{'rises' if values[-1] > values[0] else 'falls'} overall but not at every step"
-
-
-def lowest(x, values) -> tuple:
-    """The x at which `values` is lowest, and that value."""
-    i = int(np.nanargmin(np.asarray(values, dtype=float)))
-    return list(x)[i], float(np.asarray(values, dtype=float)[i])

@@ -1,6 +1,7 @@
 """`study`: any Optuna study: its best trials with their params and run links, the parameter
 importances, the optimisation history and, with several objectives, the Pareto front, drawn with
-Optuna's own importance and matplotlib functions; the trials that did not complete, with why."""
+Optuna's own importance and matplotlib functions; the trials that did not complete, with why;
+and whether the best trial is better than the others beyond the noise of its seeds."""
 from __future__ import annotations
 
 import warnings
@@ -10,9 +11,10 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from toolkit import ToolkitError, tracking
+from toolkit.reports.claims import Claims, sentence
 from toolkit.reports.document import Document, number
 from toolkit.reports.runs import RunSet
-from toolkit.reports.sections import link, provenance, run_list
+from toolkit.reports.sections import link, provenance, run_list, settings_section
 
 BEST_SHOWN = 10
 RUN_METRICS = {"test/neg_elbo": "test −ELBO (nats)", "test/recon": "test recon (nats)", "test/active_units": "active units"}
@@ -32,14 +34,22 @@ def build(name: str, storage: str | None, rebuild: str) -> Document:
             ("objectives", ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(targets, optuna_study.directions))),
             ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))]
     provenance(doc, runs, rebuild, rows)
+    if runs is not None:
+        settings_section(doc, runs, runs.columns())
     multi = len(targets) > 1
     best = sorted(optuna_study.best_trials, key=lambda t: t.values) if multi else \
         sorted(complete, key=lambda t: t.value)[:BEST_SHOWN]
+    seeds = optuna_study.user_attrs.get("seeds", 1)
     doc.heading("Pareto front" if multi else "Best trials")
-    doc.text("The trials no other trial beats on every objective, by the first objective." if multi else
-             f"The {len(best)} best complete trials, best first.")
+    doc.text(("The trials no other trial beats on every objective, by the first objective." if multi else
+              f"The {len(best)} best complete trials, best first.")
+             + (f" Each trial's objective is the mean over its {seeds} seeds (their sample standard deviation beside "
+                "it); its test metrics are its first seed's run." if seeds > 1 else " Each trial is one seed."))
     shown, data = trials_table(best, targets, runs)
     doc.table("pareto_front" if multi else "best_trials", shown, data)
+    claims = Claims()
+    doc.text(winner(claims, complete, targets[0], multi, seeds))
+    claims.table(doc)
     if multi:
         doc.figure("pareto_front", _figure(optuna.visualization.matplotlib.plot_pareto_front, optuna_study,
                                            target_names=targets), "Pareto front")
@@ -83,11 +93,28 @@ def _runs(optuna_study: optuna.Study) -> RunSet | None:
         return None
 
 
+def winner(claims: Claims, complete, target: str, multi: bool, seeds: int) -> str:
+    """Whether the best trial beats every other complete trial, paired by seed over the values
+    each seed scored, after Holm's correction; a study of one seed per trial names no winner."""
+    if multi:
+        return ("The front is drawn from each trial's mean objectives; whether a trial's place on it survives the "
+                "noise of its seeds is not tested.")
+    if seeds < 2:
+        return ("One seed per trial: the best trial is the best of single runs and is not named a winner; another "
+                "seed may reorder them. A search with `--seeds 3` scores each trial by the mean of three seeds "
+                "and gives intervals.")
+    values = {f"trial {t.number}": {int(seed): v for seed, v in t.user_attrs.get("objective_by_seed", {}).items()}
+              for t in complete}
+    return sentence(claims.best(f"the {target}", {k: v for k, v in values.items() if v}, True))
+
+
 def trials_table(trials, targets: list[str], runs: RunSet | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     params = sorted({p for t in trials for p in t.params})
     finals = runs.runs.set_index("run_id") if runs is not None else pd.DataFrame()
     data = pd.DataFrame({"trial": [t.number for t in trials],
                          **{target: [t.values[i] for t in trials] for i, target in enumerate(targets)},
+                         **({"sd over seeds": [t.user_attrs["objective_sd"] for t in trials]}
+                            if all("objective_sd" in t.user_attrs for t in trials) and len(targets) == 1 else {}),
                          **{p: [t.params.get(p, "") for t in trials] for p in params},
                          "run_id": [t.user_attrs.get("mlflow_run_id", "") for t in trials]})
     for key, header in RUN_METRICS.items():
@@ -96,7 +123,7 @@ def trials_table(trials, targets: list[str], runs: RunSet | None) -> tuple[pd.Da
             data[key] = [finals[column].get(r, float("nan")) for r in data["run_id"]]
     shown = data.drop(columns=["run_id"]).astype(object)
     formats = {**{t: ".2f" for t in targets}, **{p: ".4g" for p in params}, **{k: ".1f" for k in RUN_METRICS},
-               "test/active_units": ".3g"}
+               "test/active_units": ".3g", "sd over seeds": ".2g"}
     for column, fmt in formats.items():
         if column in shown:
             shown[column] = [number(v, fmt) if isinstance(v, float) else v for v in shown[column]]

@@ -1,0 +1,153 @@
+"""The statistics behind every report, on stores of made-up runs (no training): intervals and
+paired differences against scipy.stats on the CSV's own values, bold and findings only where an
+interval excludes zero, a finding that flips when one seed's value moves, no winner from one seed."""
+import io
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from synthetic import fake_study
+from toolkit.config import RunConfig
+from toolkit.reports import build_report
+from toolkit.reports.stats import best_of, estimate, holm, paired
+
+SEEDS = (42, 43, 44)
+
+
+def table(doc, name: str) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(doc.files[f"{name}.csv"]))
+
+
+def results_rows(markdown: str) -> dict[str, dict[str, str]]:
+    """The Results table's rows by their first cell."""
+    lines = markdown[markdown.index("## Results"):].splitlines()
+    rows = [line for line in lines if line.startswith("| ")]
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in rows]
+    first_table = cells[:next(i for i, row in enumerate(cells[2:], 2) if len(row) != len(cells[0]))] \
+        if any(len(row) != len(cells[0]) for row in cells) else cells
+    return {" ".join(row[:2]): dict(zip(cells[0], row)) for row in first_table[2:]}
+
+
+def ae_vs_vae(store_name: str, recon: dict[str, list[float]], fid: dict[str, list[float]]) -> str:
+    """A store of an AE and a VAE, one run per seed, with these test reconstructions and sample FIDs."""
+    runs = []
+    for model in ("vae", "ae"):
+        for seed, r, f in zip(SEEDS, recon[model], fid[model]):
+            metrics = {"test/recon": r, "test/mse": r / 20_000, "fid/fmnist-cnn/samples": f}
+            if model == "vae":
+                metrics |= {"test/kl": 16.0, "test/neg_elbo": r + 16, "test/active_units": 14.0,
+                            "test/informative_units": 12.0}
+            runs.append((RunConfig(model=model, seed=seed), metrics))
+    fake_study(store_name, runs)
+    return store_name
+
+
+def test_estimates_and_paired_differences_are_scipys_t_intervals():
+    values = [241.2, 241.9, 240.8]
+    found = estimate(values)
+    low, high = scipy.stats.t.interval(0.95, 2, np.mean(values), scipy.stats.sem(values))
+    assert (found.mean, found.sd, found.n) == pytest.approx((np.mean(values), np.std(values, ddof=1), 3))
+    assert (found.low, found.high) == pytest.approx((low, high))
+    a, b = {42: 10.0, 43: 12.5, 44: 11.0, 45: 30.0}, {42: 9.0, 43: 11.0, 44: 10.8}  # 45: not shared, not used
+    d = paired(a, b)
+    result = scipy.stats.ttest_rel([10.0, 12.5, 11.0], [9.0, 11.0, 10.8])
+    assert (d.n, d.mean, d.p) == (3, pytest.approx(0.9), pytest.approx(result.pvalue))
+    assert (d.low, d.high) == pytest.approx(tuple(result.confidence_interval(0.95)))
+    assert not d.clear  # +0.9 [-0.47, 2.27]
+    assert paired({1: 2.0, 2: 3.0}, {1: 1.0, 2: 2.0}).clear  # the same difference at every seed
+    assert not paired({1: 2.0}, {1: 1.0}).clear  # one seed: no interval, nothing called
+
+
+def test_holm_steps_down_from_the_smallest_p_until_one_fails():
+    assert holm([0.01, 0.04, 0.03]) == [True, False, False]  # 0.01 <= 0.05/3; 0.03 > 0.05/2
+    assert holm([0.01, 0.02, 0.04]) == [True, True, True]  # 0.01 <= 0.0167, 0.02 <= 0.025, 0.04 <= 0.05
+    assert holm([0.001, math.nan]) == [True, False]
+
+
+def test_a_best_of_k_is_named_only_when_it_beats_every_other_after_holm():
+    far = {"a": {1: 1.0, 2: 1.1, 3: 0.9}, "b": {1: 5.0, 2: 5.2, 3: 4.9}, "c": {1: 9.0, 2: 9.1, 3: 9.3}}
+    found = best_of(far)
+    assert found.label == "a" and found.clear
+    first, second = sorted(found.others.values(), key=lambda d: d.p)  # Holm: α/2 for the smaller p, then α
+    assert (first.level, second.level) == pytest.approx((1 - 0.05 / 2, 0.95))
+    close = {**far, "b": {1: 1.2, 2: 0.95, 3: 1.05}}  # b within a's noise
+    found = best_of(close)
+    assert not found.clear and found.beaten == {"b": False, "c": True}
+
+
+def test_a_difference_inside_the_noise_is_neither_bold_nor_called(store):
+    ae_vs_vae("noisy", {"vae": [225.6, 225.1, 226.0], "ae": [213.1, 213.3, 212.9]},
+              {"vae": [90.5, 89.0, 92.0], "ae": [84.8, 91.0, 79.5]})  # FID: AE lower on average, within noise
+    doc = build_report("ae-vs-vae", "noisy")
+    text = doc.markdown()
+    rows = results_rows(text)
+    assert rows["AE 3"]["recon (nats)"].startswith("**") and not rows["VAE 3"]["recon (nats)"].startswith("**")
+    fid = "FID samples (fmnist-cnn)"
+    assert not rows["AE 3"][fid].startswith("**") and not rows["VAE 3"][fid].startswith("**")
+    assert "By reconstruction (nats), the AE is clearly better than the VAE" in text
+    assert re.search(r"By FID \(fmnist-cnn\) of each model's own samples .*, the AE and the VAE are not resolved "
+                     r"with 3 seeds", text)
+    comparisons = table(doc, "comparisons")
+    fid_row = comparisons[comparisons["what"].str.startswith("FID")].iloc[0]
+    d = scipy.stats.ttest_rel([84.8, 91.0, 79.5], [90.5, 89.0, 92.0]).confidence_interval(0.95)
+    assert fid_row["verdict"] == "not resolved" and f"[{d.low:.1f}, {d.high:.1f}]" in fid_row["a − b"]
+
+
+def test_inflating_one_seed_flips_a_finding(store):
+    recon = {"vae": [225.6, 225.1, 226.0], "ae": [213.1, 213.3, 212.9]}
+    clear = {"vae": [90.5, 90.0, 91.0], "ae": [84.8, 84.0, 85.5]}
+    ae_vs_vae("steady", recon, clear)
+    assert "the AE is clearly better than the VAE: 84.8" in build_report("ae-vs-vae", "steady").markdown()
+    ae_vs_vae("one-bad-seed", recon, {**clear, "ae": [84.8, 84.0, 110.0]})  # one AE seed's samples go bad
+    text = build_report("ae-vs-vae", "one-bad-seed").markdown()
+    assert "the AE is clearly better than the VAE: 84.8" not in text
+    assert re.search(r"By FID .*, the AE and the VAE are not resolved with 3 seeds: 92\.9 against 90\.5", text)
+
+
+def beta_sweep(store_name: str, seeds: tuple[int, ...]) -> str:
+    rng = np.random.default_rng(0)
+    runs = []
+    for seed in seeds:
+        for beta in (0.5, 1.0, 2.0):
+            kl, recon = 30 / beta + rng.normal(0, 0.2), 220 + 4 * beta + rng.normal(0, 0.2)
+            runs.append((RunConfig(beta=beta, seed=seed), {
+                "test/kl": kl, "test/recon": recon, "test/neg_elbo": kl + recon + (5 if beta == 1 else 0),
+                "test/nll_iw": kl + recon - 2,
+                "test/active_units": 20.0, "test/informative_units": 20.0, "test/mse": 0.01,
+                **{f"test/kl_dim/{d:02d}": kl / 20 for d in range(20)}}))
+    fake_study(store_name, runs)
+    return store_name
+
+
+def test_a_one_seed_study_names_no_winner_and_says_how_to_get_intervals(store):
+    text = build_report("beta-sweep", beta_sweep("single", (42,))).markdown()
+    assert "no difference is resolved and no setting is named better; rerun the study with `--seeds 3`" in text
+    assert "**" not in text.split("## Results")[1].split("## Rate")[0].replace("**Bold**", "")
+    assert "falls at every step" not in text and "not resolved" in text
+    assert "One seed per setting: the cells are single runs, without intervals, and nothing is bold" in text
+
+
+def test_three_seeds_state_the_clear_steps_of_a_trend_and_the_best_setting(store):
+    doc = build_report("beta-sweep", beta_sweep("triple", SEEDS))
+    text = doc.markdown()
+    assert "the rate falls at every step (2 of 2 clear)" in text
+    assert "the distortion rises at every step (2 of 2 clear)" in text
+    assert "The negative ELBO is lowest at β = 2" in text or "The negative ELBO is lowest at β = 0.5" in text
+    rows = table(doc, "results")
+    kl = {beta: rows.loc[rows["beta"] == beta, "test/kl"].iloc[0] for beta in (0.5, 1.0, 2.0)}
+    assert kl[0.5] > kl[1.0] > kl[2.0]
+
+
+def test_every_report_states_the_settings_its_runs_share_and_what_its_nats_compare_with(store):
+    text = build_report("beta-sweep", beta_sweep("stated", SEEDS)).markdown()
+    settings = text[text.index("## Settings"):text.index("## Results")]
+    assert "`latent_dim` 20" in settings and "`epochs` 30" in settings and "`iw_samples` 100" in settings
+    assert "| varied | `beta` 0.5 / 1.0 / 2.0 |" in settings and "| seeds | 42, 43, 44 (3) |" in settings
+    assert "| training images | 54,000 |" in settings and "best epoch 30 in 9 runs" in settings
+    assert "0 of 9 stopped early" in settings and "K = 100 importance samples" in settings
+    assert "grey levels in [0, 1], not binarised" in settings and "binarised MNIST: about 80–90 nats" in settings
+    assert "FID GMM samples" not in text  # no such column: no caption for it
