@@ -22,8 +22,8 @@ import toolkit.pipeline
 import toolkit.studies
 from conftest import idx_bytes, write_idx_set
 from toolkit.cli import main, study_main
-from toolkit.config import (ARCHITECTURES, DATASETS, FID_MODES, LIKELIHOODS, MODELS, PRECISIONS, SAMPLERS,
-                            ConfigError, RunConfig, fields_of, physical_memory)
+from toolkit.config import (ARCHITECTURES, BINARIZATIONS, DATASETS, DECODER_SCALES, FID_MODES, LIKELIHOODS, MODELS,
+                            PRECISIONS, SAMPLERS, ConfigError, RunConfig, fields_of, physical_memory)
 from toolkit.data import FILES, IMAGES_MAGIC, LABELS_MAGIC
 from toolkit.models import build
 from toolkit.studies import PRUNERS, QUICK, Study
@@ -32,11 +32,14 @@ FAST = settings(max_examples=100, deadline=None)
 N_TRAIN = 200  # images in the training file of the test data: 180 training, 20 validation
 INT_FIELDS, FLOAT_FIELDS = fields_of(RunConfig, int), fields_of(RunConfig, float)
 CHOICES = {"model": MODELS, "architecture": ARCHITECTURES, "dataset": DATASETS, "likelihood": LIKELIHOODS,
-           "fid": FID_MODES, "sampler": SAMPLERS, "precision": PRECISIONS}
+           "fid": FID_MODES, "sampler": SAMPLERS, "precision": PRECISIONS, "decoder_scale": DECODER_SCALES,
+           "binarize": BINARIZATIONS}
 ABSURD = st.integers(10 ** 12, 10 ** 15)  # a layer this wide needs terabytes on any machine
 
 VALID = {
     **{name: st.sampled_from(allowed) for name, allowed in CHOICES.items()},
+    "binarize": st.just("none"),  # binary pixels go with the Bernoulli likelihood only (test_config checks that)
+    "sigma": st.floats(1e-6, 1e3),
     "latent_dim": st.integers(1, 256),
     "hidden": st.lists(st.integers(1, 1024), min_size=1, max_size=3).map(tuple),
     "beta": st.floats(0, 1e6) | st.integers(0, 100),
@@ -65,6 +68,7 @@ INVALID = {
     "beta": NON_FINITE | st.floats(max_value=0, exclude_max=True) | st.booleans() | st.text(max_size=5)
             | st.integers(min_value=10 ** 400),
     "free_bits": NON_FINITE | st.floats(max_value=0, exclude_max=True) | st.booleans() | st.none(),
+    "sigma": NON_FINITE | st.floats(max_value=0) | st.booleans() | st.text(max_size=5),
     "lr": NON_FINITE | st.floats(max_value=0) | st.integers(max_value=0) | st.booleans(),
     "warmup_epochs": st.integers(max_value=-1) | NOT_AN_INT,
     "epochs": st.integers(max_value=0) | NOT_AN_INT,

@@ -226,7 +226,9 @@ def git_tags() -> dict[str, str]:
             return ""
     commit = git("rev-parse", "HEAD") or "unknown"
     return {"git_commit": commit, "mlflow.source.git.commit": commit,
-            "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no")))}
+            # changed tracked files other than the committed reports, which the study scripts rewrite
+            "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                      ":(exclude,top)reports")))}
 
 
 class Run:

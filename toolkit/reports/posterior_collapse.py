@@ -295,8 +295,8 @@ def findings(runs: RunSet, claims: Claims, settings: pd.DataFrame, baseline: int
     if empty:
         held = "; ".join(f"{names[i]}: {_beyond(others.loc[i], latent_dim)}" for i in empty)
         text.append("Of these, not clearly more informative ones: " + "; ".join(names[i] for i in empty) +
-                    f". Their dimensions beyond the informative ones hold little KL ({held}): free bits leave KL "
-                    "below the floor unpenalised, so such dimensions sit at it whatever they encode, and the "
+                    f". Their dimensions beyond the informative ones hold little KL ({held}): they sit at the "
+                    "free-bits floor where there is one (KL below it is not penalised) or near zero, and the "
                     "active-unit count includes them.")
     poorer = [i for i, c in informative.items() if c == "fewer"]
     if poorer:
