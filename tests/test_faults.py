@@ -93,10 +93,10 @@ def test_two_study_processes_started_together_share_one_parent_and_one_fid_refer
     parents = [run for run in runs if "trial" not in run.data.tags]
     assert len(parents) == 1
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(children) == len(runs) - 1 == 6 and {run.info.status for run in children} == {"FINISHED"}
+    assert len(children) == len(runs) - 1 == 12 and {run.info.status for run in children} == {"FINISHED"}
     study = optuna.load_study(study_name="posterior-collapse-quick",
                               storage=f"sqlite:///{tmp_cwd / 'mlruns' / 'optuna.db'}")
-    assert Counter(t.state for t in study.trials)[optuna.trial.TrialState.COMPLETE] == 6
+    assert Counter(t.state for t in study.trials)[optuna.trial.TrialState.COMPLETE] == 12
     references = client.search_runs([client.get_experiment_by_name("fid-references").experiment_id])
     assert len(references) == 1
 

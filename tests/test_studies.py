@@ -226,11 +226,14 @@ def study_command(script: str, data: str, storage: str, *extra: str) -> list[str
     return [sys.executable, str(ROOT / "studies" / script), "--quick", "--data-dir", data, "--storage", storage, *extra]
 
 
-def wait_for_a_running_trial(name: str, timeout: float = 180):
+def wait_for_a_running_trial(name: str, timeout: float = 180, checkpointed: bool = False):
+    """Until a trial's run is under way (it has logged an epoch) and, if `checkpointed`, has kept
+    its first checkpoint (which is written just after the epoch's metrics)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            if [run for run in children(name) if run.info.status == "RUNNING" and run.data.metrics]:
+            running = [run for run in children(name) if run.info.status == "RUNNING" and run.data.metrics]
+            if running and (not checkpointed or tracking.checkpoint_paths(tracking.client(), running[0].info.run_id)):
                 return
         except Exception:  # the experiment may not exist yet
             pass
@@ -254,7 +257,7 @@ def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage,
     command = study_command("posterior_collapse.py", tiny_data, storage)
     process = subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_a_running_trial("posterior-collapse-quick")
+        wait_for_a_running_trial("posterior-collapse-quick", checkpointed=True)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
