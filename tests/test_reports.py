@@ -1,6 +1,7 @@
 """Reports built from a small store of real 1-2 epoch runs on real Fashion-MNIST images: every
 table cell against `mlflow.search_runs`, every linked figure a valid PNG, the runs left out, the
 error paths, a byte-identical rebuild, and the same report through an `mlflow server`."""
+import errno
 import math
 import os
 import re
@@ -21,7 +22,7 @@ from conftest import running_mlflow_server
 from toolkit import ToolkitError, tracking
 from toolkit.config import RunConfig
 from toolkit.reports import build_report, write_report
-from toolkit.reports.document import GENERATED, MARKER
+from toolkit.reports.document import GENERATED, MARKER, Document
 from toolkit.studies import Settings, Study, run_study
 
 TOOLKIT = str(Path(sys.executable).parent / "toolkit")
@@ -172,8 +173,8 @@ def test_ae_vs_vae_bolds_the_better_model_only_when_the_paired_interval_excludes
         worse = {"AE": "VAE", "VAE": "AE"}[better]
         assert rows[better][header].startswith("**") == clear, (key, low, high)
         assert not rows[worse][header].startswith("**")
-    assert rows["*VAE, seed notebook (published)*"]["−ELBO (nats)"] == "*241.38*"
-    assert rows["*AE, seed notebook (published)*"]["recon (nats)"] == "*213.12*"
+    assert rows["VAE, seed notebook (published)"]["−ELBO (nats)"] == "*241.38*"
+    assert rows["AE, seed notebook (published)"]["recon (nats)"] == "*213.12*"
     other = build_report("ae-vs-vae", "latent").markdown()  # latent sizes 2 and 3: not the seed's setting
     assert "seed notebook (published)" not in other
 
@@ -343,3 +344,34 @@ def test_a_report_through_an_mlflow_server(mlflow_server, real_subset, tmp_path,
     ui = subprocess.run([str(Path(sys.executable).parent / "toolkit"), "ui"], capture_output=True, text=True, timeout=120)
     experiment = runs["experiment_id"].iloc[0]
     assert ui.returncode == 0 and f"served: {mlflow_server}/#/experiments/{experiment}/runs?" in ui.stdout
+
+
+def small_report(text: str) -> Document:
+    doc = Document("a report")
+    doc.text(text)
+    doc.table("numbers", pd.DataFrame({"x": [1, 2], "y": [3, 4]}))
+    return doc
+
+
+def test_a_report_cut_short_while_writing_leaves_the_earlier_one_whole_and_the_rerun_succeeds(tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    small_report("first").write(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_write = Path.write_bytes
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(ToolkitError, match="No space left on device; check --out .an earlier report there is unchanged."):
+        small_report("second").write(out)
+    monkeypatch.setattr(Path, "write_bytes", real_write)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and os.listdir(tmp_path) == ["report"]
+    small_report("second").write(out)
+    assert "second" in (out / "README.md").read_text() and os.listdir(tmp_path) == ["report"]
+
+
+def test_out_naming_a_file_is_refused_in_one_line_before_any_work(store, tmp_path):
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(ToolkitError, match="it is a file, not a directory"):
+        write_report("beta-sweep", "no-such-experiment", out=tmp_path / "taken")
+    assert (tmp_path / "taken").read_text() == "mine"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from toolkit import ToolkitError
+from toolkit import ToolkitError, path_in
+from toolkit.reports.document import check_out
 
 KINDS = {"ae-vs-vae": "ae_vs_vae", "beta-sweep": "beta_sweep", "latent-dim": "latent_dim",
          "posterior-collapse": "posterior_collapse", "study": "study"}  # kind -> its module, imported when used
@@ -43,5 +44,9 @@ def write_report(kind: str, experiment: str | None = None, parent: str | None = 
                  study_name: str | None = None, storage: str | None = None) -> tuple:
     """Build a report and write it into `out` (default `reports/<experiment or study>/`); returns
     the document and the path of its README.md. Nothing is written when the report cannot be built."""
-    doc = build_report(kind, experiment, parent, study_name, storage)
-    return doc, doc.write(Path(out) if out else REPORTS_DIR / (experiment or study_name))
+    name = experiment or study_name
+    folder = Path(out) if out else path_in(REPORTS_DIR, name, "the report's folder for") if name else None
+    if folder is not None:
+        check_out(folder)  # before the work of building it
+    doc = build_report(kind, experiment, parent, study_name, storage)  # refuses a missing name
+    return doc, doc.write(folder)

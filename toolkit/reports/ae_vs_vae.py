@@ -15,7 +15,7 @@ from toolkit import ToolkitError
 from toolkit.config import VAE_ONLY
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, sentence
-from toolkit.reports.document import Document
+from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import RunSet, shown_param, vae_first
 from toolkit.reports.sections import (fid_caption, provenance, relative, results_table, run_list, settings_section,
                                       statistics_caption)
@@ -37,7 +37,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     if vae.empty or ae.empty:
         raise ToolkitError(f"an ae-vs-vae report needs finished runs of both models; experiment "
                            f"{runs.experiment!r} has {runs.describe()}")
-    doc = Document(f"AE vs VAE: {runs.experiment}")
+    doc = Document(f"AE vs VAE: {escape(runs.experiment)}")
     provenance(doc, runs, rebuild)
     by = ["model", *[p for p in runs.varying() if p != "model"]]
     columns = runs.columns()
@@ -45,15 +45,15 @@ def build(runs: RunSet, rebuild: str) -> Document:
     labels = {"model": list(settings["model"].str.upper()),
               **{p: [shown_param(m, p, v) for m, v in zip(settings["model"], settings[p])] for p in by[1:]}}
     seed = is_seed_setting(runs)
-    extra = [{"model": f"*{m.upper()}, seed notebook (published)*",
+    extra = [{"model": f"{m.upper()}, seed notebook (published)",
               **{c.header: f"*{values[c.key]:.2f}*" for c in columns if c.key in values}}
              for m, values in SEED_PUBLISHED.items()] if seed else []
     settings_section(doc, runs, columns)
     doc.heading("Results")
     doc.text("Test split: reconstruction, KL and −ELBO in nats per image, MSE per pixel. "
              f"{fid_caption(columns)} {statistics_caption(settings)}"
-             + (" The rows in *italics* are the seed notebook's published numbers for this setting "
-                "(784-400-20, Bernoulli on grey levels, β = 1, batch 128, Adam 1e-3, 30 epochs): a reference, not "
+             + (" The rows marked published, their numbers in *italics*, are the seed notebook's published "
+                "numbers for this setting (784-400-20, Bernoulli on grey levels, β = 1, batch 128, Adam 1e-3, 30 epochs): a reference, not "
                 "runs of this store." if seed else ""))
     results_table(doc, runs, "results", settings, labels, columns, extra)
     groups = pairs_by_group(settings, by[1:])
@@ -90,7 +90,7 @@ def side_by_side(doc: Document, runs: RunSet, pair: dict[str, pd.Series], suffix
     first = {m: row["run_ids"].split()[0] for m, row in pair.items()}
     images = {m: runs.images(run_id) for m, run_id in first.items()}
     doc.heading(f"Side by side{suffix}")
-    doc.text(f"Images from the first run of each model (VAE {first['vae'][:8]}, AE {first['ae'][:8]}); "
+    doc.text(f"Images from the first run of each model (VAE {escape(first['vae'][:8])}, AE {escape(first['ae'][:8])}); "
              "the same test images for both.")
     if all(i is not None for i in images.values()):
         image_figures(doc, images, prefix)

@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, sentence
-from toolkit.reports.document import Document
+from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
 from toolkit.reports.sections import (fid_caption, provenance, results_table, run_list, settings_section,
                                       statistics_caption)
@@ -28,7 +28,7 @@ AE_FID_LABELS = {"samples": "fitted-Gaussian samples", "samples_gmm": "GMM sampl
 def build(runs: RunSet, rebuild: str) -> Document:
     vae, ae = runs.of_model("vae"), runs.of_model("ae")
     runs.require("beta-sweep", ("beta",), vae, "finished VAE runs")
-    doc = Document(f"β sweep: {runs.experiment}")
+    doc = Document(f"β sweep: {escape(runs.experiment)}")
     provenance(doc, runs, rebuild)
     columns = [replace(c, header=HEADERS.get(c.key, c.header)) for c in runs.columns(first=ORDER)]
     settings = pd.concat([runs.settings(["beta"], vae, columns).assign(model="vae"),

@@ -5,9 +5,15 @@ except for the one line that dates the report (`GENERATED`).
 """
 from __future__ import annotations
 
+import errno
 import io
 import math
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 import matplotlib
 
@@ -17,13 +23,42 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from toolkit import ToolkitError  # noqa: E402
+from toolkit import ToolkitError, masked  # noqa: E402
 
 MARKER = "<!-- written by `toolkit report`: rebuilt from the tracking store, edits are overwritten -->"
 GENERATED = "| generated |"  # the provenance row that holds the date: the only line that changes on a rebuild
 DPI = 80
 MAX_PNG = 150_000  # bytes: a larger figure is re-encoded with fewer colours (see `small_png`)
 PNG_METADATA = {"Software": None}  # no library version in the file: the same figure gives the same bytes
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")  # line breaks and other control characters
+# What makes code, emphasis (an underscore only where it is not inside a word), a table cell or a
+# link target out of text.
+MARKUP = re.compile(r"([\\`*~|]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))|(\]\()")
+
+
+def escape(text) -> str:
+    """Any text (a run name, an end reason, a param read from the store) as markdown that shows
+    exactly it, on one line: no HTML, link, image, emphasis or table cell can come out of it
+    (`<` and `&` as entities; `]` before `(`, which alone opens a link's target, escaped)."""
+    text = CONTROL.sub(" ", str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return MARKUP.sub(lambda m: "\\" + m.group(1) if m.group(1) else "]\\(", text)
+
+
+def code(text) -> str:
+    """Text from the store as an inline code span on one line (HTML in a code span is shown, not
+    rendered; a backtick, which would end it, is shown as a quote; `|` escaped for table rows)."""
+    return "`" + CONTROL.sub(" ", str(text)).replace("`", "'").replace("|", "\\|") + "`"
+
+
+def link(text, target: str) -> str:
+    """A link whose text and target may come from the store: the text escaped, the target
+    percent-encoded, and only an http(s) target linked (any other is shown as text)."""
+    if not target.startswith(("http://", "https://")):
+        return escape(text)
+    text = escape(text).replace("[", "\\[").replace("]", "\\]")  # a bracket would end the link's text
+    return f"[{text}]({quote(target, safe=':/#?&=%')})"
 
 
 def number(value, fmt: str = ".4g") -> str:
@@ -44,11 +79,16 @@ def mean_std(mean: float, std: float, n: int, fmt: str = ".4g") -> str:
     return f"{number(mean, fmt)} ± {std:.{decimals}f}"
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A pipe table of the frame's cells as they are (strings), headers from its columns."""
-    def row(cells):
-        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
-    lines = [row(frame.columns), row(["---"] * len(frame.columns)), *(row(r) for r in frame.itertuples(index=False))]
+def markdown_table(frame: pd.DataFrame, markup: Iterable[str] = ()) -> str:
+    """A pipe table of the frame's cells, headers from its columns. The cells of the columns named
+    in `markup` are markdown the toolkit wrote (links, bold, code spans of escaped text) and go in
+    as they are; every other cell and header is text, escaped (`escape`)."""
+    escaped = [column not in set(markup) for column in frame.columns]
+
+    def row(cells, escaping=escaped):
+        return "| " + " | ".join(escape(c) if e else str(c) for c, e in zip(cells, escaping)) + " |"
+    lines = [row(frame.columns, [True] * len(escaped)), "|" + " --- |" * len(escaped),
+             *(row(r) for r in frame.itertuples(index=False))]
     return "\n".join(lines)
 
 
@@ -96,10 +136,10 @@ class Document:
     def text(self, markdown: str):
         self.parts.append(markdown.strip())
 
-    def table(self, name: str, shown: pd.DataFrame, data: pd.DataFrame | None = None):
-        """`shown` (formatted cells) as a markdown table; `data` (full precision, default `shown`)
-        as `name.csv` beside it, linked under the table."""
-        markdown = markdown_table(shown)
+    def table(self, name: str, shown: pd.DataFrame, data: pd.DataFrame | None = None, markup: Iterable[str] = ()):
+        """`shown` (formatted cells; `markup` names its columns of markdown) as a markdown table;
+        `data` (full precision, default `shown`) as `name.csv` beside it, linked under the table."""
+        markdown = markdown_table(shown, markup)
         self.main_table = self.main_table or markdown
         self._add_file(f"{name}.csv", (shown if data is None else data).to_csv(index=False, lineterminator="\n").encode())
         self.parts.append(f"{markdown}\n\n<sub>As CSV: [{name}.csv]({name}.csv)</sub>")
@@ -124,25 +164,61 @@ class Document:
         self.files[name] = data
 
     def markdown(self) -> str:
-        return "\n\n".join(self.parts) + "\n"
+        """The whole report, every URL in it with its credentials masked."""
+        return masked("\n\n".join(self.parts) + "\n")
 
     def write(self, out: Path) -> Path:
-        """Write README.md and the files into `out`, replacing an earlier report there (its stale
-        PNGs and CSVs go too); a directory holding anything else is refused."""
+        """Write README.md and the files into a new folder beside `out`, then move it into place,
+        replacing an earlier report there: a reader never sees half a report, and one cut short (a
+        full disk, a kill) leaves the earlier report as it was. A directory holding anything but
+        a toolkit report is refused."""
         out = Path(out)
-        readme = out / "README.md"
-        if out.exists() and any(out.iterdir()):
-            if not (readme.is_file() and readme.read_text(errors="replace").startswith(MARKER)):
-                raise ToolkitError(f"--out {out}: the directory holds files that are not a toolkit report; "
-                                   "choose a new or empty directory")
-            for stale in [*out.glob("*.png"), *out.glob("*.csv")]:
-                if stale.name not in self.files:
-                    stale.unlink()
+        check_out(out)
+        staging = None
         try:
-            out.mkdir(parents=True, exist_ok=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
+            staging.chmod(0o755)  # mkdtemp's folder is private; a report is for everyone who can read its parent
             for name, data in self.files.items():
-                (out / name).write_bytes(data)
-            readme.write_text(self.markdown())
+                (staging / name).write_bytes(data)
+            (staging / "README.md").write_text(self.markdown())
+            _swap_in(staging, out)
         except OSError as exc:
-            raise ToolkitError(f"cannot write the report into {out}: {exc.strerror}; check --out") from None
-        return readme
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise ToolkitError(f"cannot write the report into {out}: {exc.strerror}; check --out "
+                               "(an earlier report there is unchanged)") from None
+        return out / "README.md"
+
+
+def check_out(out: Path):
+    """Refuse `out` when it is a file, or a directory holding anything but a toolkit report."""
+    if out.exists() and not out.is_dir():
+        raise ToolkitError(f"--out {out}: it is a file, not a directory; choose a new or empty directory")
+    if out.is_dir() and any(out.iterdir()):
+        readme = out / "README.md"
+        if not (readme.is_file() and readme.read_text(errors="replace").startswith(MARKER)):
+            raise ToolkitError(f"--out {out}: the directory holds files that are not a toolkit report; "
+                               "choose a new or empty directory")
+
+
+def _swap_in(staging: Path, out: Path):
+    """Move the finished folder `staging` to `out`, the earlier report there (if any) moved aside
+    first and removed after. Another writer of the same report may be swapping too: retried."""
+    for _ in range(3):
+        old = None
+        if out.exists() and any(out.iterdir()):
+            old = out.with_name(f".{out.name}.old-{staging.name}")
+            try:
+                out.rename(old)
+            except FileNotFoundError:  # the other writer moved it first
+                old = None
+        try:
+            staging.replace(out)  # onto a missing or empty directory
+        except OSError:
+            continue  # the other writer's report arrived in between: move it aside in turn
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        return
+    raise OSError(errno.EBUSY, "other processes kept writing the same report")

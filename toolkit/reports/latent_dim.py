@@ -11,7 +11,7 @@ from matplotlib.ticker import MaxNLocator
 
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, sentence
-from toolkit.reports.document import Document, render_png
+from toolkit.reports.document import Document, escape, render_png
 from toolkit.reports.runs import RunSet, vae_first
 from toolkit.reports.sections import (fid_caption, provenance, results_table, run_list, settings_section,
                                       statistics_caption)
@@ -22,7 +22,7 @@ PER_ROW = 3  # panels per row of the figure against the latent size
 
 def build(runs: RunSet, rebuild: str) -> Document:
     runs.require("latent-dim", ("latent_dim",), runs.finished, "finished runs")
-    doc = Document(f"Latent size: {runs.experiment}")
+    doc = Document(f"Latent size: {escape(runs.experiment)}")
     provenance(doc, runs, rebuild)
     columns = runs.columns()
     settings = vae_first(runs.settings(["model", "latent_dim"], columns=columns))

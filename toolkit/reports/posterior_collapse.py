@@ -15,7 +15,7 @@ import pandas as pd
 from toolkit.evaluate import INFORMATIVE_NATS
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, interval
-from toolkit.reports.document import Document
+from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
 from toolkit.reports.sections import (fid_caption, provenance, results_table, run_list, settings_section,
                                       statistics_caption)
@@ -38,7 +38,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     runs.require("posterior-collapse", tuple(axes), vae, "finished VAE runs")
     split_kl(runs)
     vae = runs.of_model("vae")
-    doc = Document(f"Posterior collapse: {runs.experiment}")
+    doc = Document(f"Posterior collapse: {escape(runs.experiment)}")
     provenance(doc, runs, rebuild)
     columns = [c for c in runs.columns(vae, first=ORDER) if c.key != "test/decoder_sigma" or "decoder_scale" in axes]
     columns = sorted([*columns, *KL_SPLIT], key=lambda c: ORDER.index(c.key) if c.key in ORDER else len(ORDER))
@@ -61,7 +61,8 @@ def build(runs: RunSet, rebuild: str) -> Document:
     doc.heading("Against the baseline")
     doc.text(f"Every setting minus the baseline ({label(settings.loc[baseline], axes)}), paired by seed: mean "
              "difference and 95 % interval; **bold** where the interval excludes zero.")
-    doc.table("against_baseline", against_baseline(runs, settings, baseline, axes, columns))
+    deltas = against_baseline(runs, settings, baseline, axes, columns)
+    doc.table("against_baseline", deltas, markup=[c for c in deltas if c != "setting"])
     first = [row.split()[0] for row in settings["run_ids"]]
     profiles = {i: runs.kl_profiles(row["run_ids"].split()) for i, row in settings.iterrows()}
     doc.heading("KL of every dimension at the end")

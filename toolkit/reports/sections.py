@@ -12,7 +12,8 @@ import pandas as pd
 
 from toolkit import tracking
 from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY, RunConfig
-from toolkit.reports.document import GENERATED, Document, markdown_table, mean_std, number
+from toolkit.reports.document import GENERATED, Document, code, escape, markdown_table, mean_std, number
+from toolkit.reports.document import link as markdown_link
 from toolkit.reports.runs import FID_NAMES, Column, RunSet, shown_param, sort_key
 from toolkit.reports.stats import LEVEL, best_of
 
@@ -26,23 +27,23 @@ NOT_LISTED = ("seed",)
 
 
 def link(runs: RunSet, run_id: str, text: str | None = None) -> str:
-    return f"[{text or run_id[:8]}]({tracking.run_url(runs.experiment_id, run_id)})"
+    return markdown_link(text or run_id[:8], tracking.run_url(runs.experiment_id, run_id))
 
 
 def provenance(doc: Document, runs: RunSet | None, rebuild: str, extra: list[tuple[str, str]] = ()):
     """Where every number comes from: store, experiment, runs, code, data and FID extractors
     (`extra` rows, e.g. an Optuna study's, before the command that rebuilds the report)."""
-    rows = [("store", f"`{shown_store(tracking.tracking_uri())}`")]
+    rows = [("store", code(shown_store(tracking.tracking_uri())))]
     if runs is not None:
         counts = runs.runs["status"].value_counts()
-        rows += [("experiment", f"`{runs.experiment}` (id {runs.experiment_id})"),
+        rows += [("experiment", f"{code(runs.experiment)} (id {escape(runs.experiment_id)})"),
                  ("parent run", link(runs, runs.parent, runs.parent) if runs.parent else "none: every run of the experiment"),
-                 ("runs", f"{len(runs.runs)}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+                 ("runs", f"{len(runs.runs)}: " + ", ".join(f"{n} {escape(s.lower())}" for s, n in sorted(counts.items()))
                   + "; ids under [Runs](#runs)"),
                  ("git commit", _commits(runs.runs)),
                  ("dataset", _dataset(runs.finished))]
         rows += [_extractor_row(e) for e in runs.extractors]
-    rows += [*extra, ("rebuild", f"`{rebuild}`")]
+    rows += [*extra, ("rebuild", code(rebuild))]
     doc.text("\n".join(["| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows),
                         f"{GENERATED} {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC |"]))
 
@@ -62,10 +63,10 @@ def shown_store(uri: str) -> str:
 def _extractor_row(e) -> tuple[str, str]:
     floor = f"real-vs-real floor {number(e.floor)}" if e.floor is not None else "floor not found"
     kind = "Inception" if e.name == "inception" else "a domain CNN: these are not Inception FIDs"
-    hashes = ", ".join(f"`{h}`" for h in e.hashes)
+    hashes = ", ".join(code(h) for h in e.hashes)
     warning = "; **several extractor versions: their FIDs are not comparable**" if len(e.hashes) > 1 else ""
-    reference = f" (reference run {e.reference_run})" if e.reference_run else ""
-    return f"FID `{e.name}`", f"{kind}; hash {hashes}{warning}; {floor}{reference}"
+    reference = f" (reference run {escape(e.reference_run)})" if e.reference_run else ""
+    return f"FID {code(e.name)}", f"{kind}; hash {hashes}{warning}; {floor}{reference}"
 
 
 def _commits(runs: pd.DataFrame) -> str:
@@ -73,13 +74,13 @@ def _commits(runs: pd.DataFrame) -> str:
         return "not recorded"
     dirty = runs.get("tags.git_dirty", pd.Series(["?"] * len(runs), index=runs.index))
     found = sorted({(c[:10], d) for c, d in zip(runs["tags.git_commit"].fillna("unknown"), dirty.fillna("?"))})
-    return ", ".join(f"`{c}`" + (" (uncommitted changes)" if d == "True" else "") for c, d in found)
+    return ", ".join(code(c) + (" (uncommitted changes)" if d == "True" else "") for c, d in found)
 
 
 def _dataset(runs: pd.DataFrame) -> str:
     names = sorted(set(runs.get("params.dataset", pd.Series(dtype=object)).dropna()))
     dirs = sorted(set(runs.get("tags.data_dir", pd.Series(dtype=object)).dropna()))
-    return ", ".join(names) + (f", read from {', '.join(f'`{d}`' for d in dirs)}" if dirs else "")
+    return escape(", ".join(names)) + (f", read from {', '.join(code(d) for d in dirs)}" if dirs else "")
 
 
 def fid_caption(columns: list[Column]) -> str:
@@ -114,11 +115,12 @@ def results_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame
         shown[column.header] = [f"**{c}**" if i == best else c for i, c in enumerate(cells)]
     for extra in extra_rows:
         shown.loc[len(shown)] = [extra.get(header, "") for header in shown.columns]
-    doc.table(name, shown, settings[[*[c for c in settings if c != "run_ids"], "run_ids"]])
+    doc.table(name, shown, settings[[*[c for c in settings if c != "run_ids"], "run_ids"]],
+              markup=[c.header for c in columns])
     for e in runs.extractors:
         if e.floor is not None and any(c.key.startswith(f"fid/{e.name}/") for c in columns):
             kind = "Inception" if e.name == "inception" else "a domain CNN, so not an Inception FID"
-            doc.text(f"FID `{e.name}` ({kind}): its real-vs-real floor (real training images against the test "
+            doc.text(f"FID {code(e.name)} ({kind}): its real-vs-real floor (real training images against the test "
                      f"set) is {number(e.floor, '.2f')}.")
     left_out(doc, runs)
 
@@ -154,21 +156,21 @@ def settings_section(doc: Document, runs: RunSet, columns: list[Column]):
             continue
         shared.append((field, values[0]))
     seeds = runs.values("seed")
-    rows = [("shared by every run that uses it", ", ".join(f"`{k}` {'none' if v in (None, 'None') else v}"
+    rows = [("shared by every run that uses it", ", ".join(f"`{k}` {'none' if v in (None, 'None') else escape(v)}"
                                                           for k, v in shared)),
-            ("varied", ", ".join(f"`{k}` {' / '.join(map(str, runs.values(k)))}" for k in varied) or "nothing"),
-            ("seeds", f"{', '.join(map(str, seeds))} ({len(seeds)})"),
+            ("varied", ", ".join(f"`{k}` {_values(runs, k)}" for k in varied) or "nothing"),
+            ("seeds", f"{escape(', '.join(map(str, seeds)))} ({len(seeds)})"),
             ("training images", _distinct(finished, "tags.train_images", "{:,}", int)),
             ("training", _epochs(runs))]
     if "test/nll_iw" in {c.key for c in columns}:
-        rows.append(("IW bound", f"K = {' / '.join(runs.values('iw_samples', _users(runs, 'iw_samples')))} "
+        rows.append(("IW bound", f"K = {_values(runs, 'iw_samples', _users(runs, 'iw_samples'))} "
                                  f"importance samples per test image; precision: {_precisions(finished)}"))
     if any(c.key.startswith("fid/") for c in columns):
-        rows.append(("FID", f"{' / '.join(runs.values('fid_samples'))} generated images per score against the "
-                            f"10,000 test images; sampler {' / '.join(runs.values('sampler'))}"))
+        rows.append(("FID", f"{_values(runs, 'fid_samples')} generated images per score against the "
+                            f"10,000 test images; sampler {_values(runs, 'sampler')}"))
     if any(c.key.startswith("time/") for c in columns):
         rows.append(("machine (times)", _machine(finished)))
-    doc.text(markdown_table(pd.DataFrame(rows, columns=["", "value"])))
+    doc.text(markdown_table(pd.DataFrame(rows, columns=["", "value"]), markup=["value"]))
     doc.text(comparability(runs))
 
 
@@ -184,10 +186,16 @@ def _users(runs: RunSet, field: str) -> pd.DataFrame:
     return runs_
 
 
+def _values(runs: RunSet, field: str, frame: pd.DataFrame | None = None) -> str:
+    """The values a setting takes, as markdown: 'a / b'."""
+    return escape(" / ".join(map(str, runs.values(field, frame))))
+
+
 def _distinct(frame: pd.DataFrame, column: str, fmt: str = "{}", kind=str) -> str:
+    """The values a tag takes over the runs, as markdown: 'a / b'."""
     if column not in frame or frame[column].isna().all():
         return "not recorded"
-    return " / ".join(fmt.format(kind(v)) for v in sorted(set(frame[column].dropna()), key=sort_key))
+    return escape(" / ".join(fmt.format(kind(v)) for v in sorted(set(frame[column].dropna()), key=sort_key)))
 
 
 def _epochs(runs: RunSet) -> str:
@@ -196,11 +204,11 @@ def _epochs(runs: RunSet) -> str:
     if "metrics.best_epoch" not in frame:
         return "not recorded"
     best = frame["metrics.best_epoch"].dropna().astype(int).value_counts().sort_index(ascending=False)
-    text = f"at most {' / '.join(runs.values('epochs'))} epochs; best epoch " + \
+    text = f"at most {_values(runs, 'epochs')} epochs; best epoch " + \
         ", ".join(f"{epoch} in {n} run{'s' * (n > 1)}" for epoch, n in best.items())
     if "metrics.epochs_trained" in frame:
         stopped = int((frame["metrics.epochs_trained"] < pd.to_numeric(runs.param("epochs"))).sum())
-        text += f"; {stopped} of {len(frame)} stopped early (patience {' / '.join(runs.values('patience'))})"
+        text += f"; {stopped} of {len(frame)} stopped early (patience {_values(runs, 'patience')})"
     return text + " (each run's under [Runs](#runs))"
 
 
@@ -209,7 +217,7 @@ def _precisions(frame: pd.DataFrame) -> str:
         return "not recorded"
     found = frame["tags.nll_iw_precision"].dropna()
     kinds = sorted({text.split(" ")[0] for text in found})
-    return " / ".join(f"{kind} ({(found.str.split(' ').str[0] == kind).sum()} runs)" for kind in kinds) + \
+    return " / ".join(f"{escape(kind)} ({(found.str.split(' ').str[0] == kind).sum()} runs)" for kind in kinds) + \
         " (the tag `nll_iw_precision` of each run says how far bf16 moved its first batch)"
 
 
@@ -256,7 +264,7 @@ def left_out(doc: Document, runs: RunSet):
                          "status": runs.excluded["status"],
                          "reason": [_reason(run) for _, run in runs.excluded.iterrows()]})
     doc.text(f"**{len(rows)} run(s) left out of the tables** (not FINISHED):")
-    doc.text(markdown_table(rows))
+    doc.text(markdown_table(rows, markup=["run"]))
 
 
 def _reason(run: pd.Series) -> str:
@@ -289,7 +297,7 @@ def run_list(doc: Document, runs: RunSet):
     doc.heading("Runs")
     served = "" if tracking.tracking_uri().startswith("http") else " (start it with `toolkit ui`)"
     doc.text(f"Links open the run in the MLflow UI at {tracking.ui_url()}{served}.")
-    doc.table("runs", shown.fillna(""), data.fillna(""))
+    doc.table("runs", shown.fillna(""), data.fillna(""), markup=["run"])
 
 
 def _metric(frame: pd.DataFrame, key: str) -> list[str]:

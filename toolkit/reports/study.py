@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from toolkit import ToolkitError, tracking
 from toolkit.reports.claims import Claims, sentence
-from toolkit.reports.document import Document, number
+from toolkit.reports.document import Document, code, escape, number
 from toolkit.reports.runs import RunSet
 from toolkit.reports.sections import link, provenance, run_list, settings_section
 
@@ -29,9 +29,9 @@ def build(name: str, storage: str | None, rebuild: str) -> Document:
                            f"({', '.join(f'{n} {s}' for s, n in sorted(states.items())) or 'no trials'})")
     runs = _runs(optuna_study)
     targets = objective_names(optuna_study)
-    doc = Document(f"Optuna study: {name}")
-    rows = [("Optuna storage", f"`{storage_url(storage)}`"), ("study", f"`{name}`"),
-            ("objectives", ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(targets, optuna_study.directions))),
+    doc = Document(f"Optuna study: {escape(name)}")
+    rows = [("Optuna storage", code(storage_url(storage))), ("study", code(name)),
+            ("objectives", ", ".join(f"{escape(n)} ({d.name.lower()})" for n, d in zip(targets, optuna_study.directions))),
             ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))]
     provenance(doc, runs, rebuild, rows)
     if runs is not None:
@@ -46,7 +46,7 @@ def build(name: str, storage: str | None, rebuild: str) -> Document:
              + (f" Each trial's objective is the mean over its {seeds} seeds (their sample standard deviation beside "
                 "it); its test metrics are its first seed's run." if seeds > 1 else " Each trial is one seed."))
     shown, data = trials_table(best, targets, runs)
-    doc.table("pareto_front" if multi else "best_trials", shown, data)
+    doc.table("pareto_front" if multi else "best_trials", shown, data, markup=["run"])
     claims = Claims()
     doc.text(winner(claims, complete, targets[0], multi, seeds))
     claims.table(doc)
@@ -69,7 +69,7 @@ def storage_url(storage: str | None) -> str:
 
 
 def load(name: str, storage: str | None) -> optuna.Study:
-    url = storage_url(storage)
+    url = tracking.existing_optuna_storage(storage)
     try:
         names = optuna.get_all_study_names(storage=url)
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
@@ -153,7 +153,7 @@ def importances(doc: Document, optuna_study: optuna.Study, targets: list[str], c
                    f"parameter importances for {target}")
     data = pd.DataFrame(rows)
     conditional = sorted(p for p in params if any(p not in t.params for t in complete))
-    caveat = (f" Not every trial has {', '.join(f'`{p}`' for p in conditional)} (a conditional parameter, as β is "
+    caveat = (f" Not every trial has {', '.join(code(p) for p in conditional)} (a conditional parameter, as β is "
               "when AE trials are among them), and Optuna's evaluators do not weigh such a parameter reliably: "
               "read its effect off the best trials above instead." if conditional else "")
     doc.text("Optuna's default importance evaluator (PED-ANOVA): the share of each parameter in the "
