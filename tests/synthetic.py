@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 
 from toolkit import tracking
 from toolkit.config import RunConfig

@@ -64,12 +64,22 @@ def wait_for(condition, timeout: float = 300, what: str = "a condition"):
 
 
 def a_trial_with_an_epoch(client: MlflowClient, storage: str):
-    """A RUNNING trial whose run has logged an epoch (so it keeps a checkpoint)."""
+    """A RUNNING trial whose run has logged an epoch and kept its checkpoint (written just after the
+    epoch's metrics)."""
     for trial in trials(storage):
         run_id = trial.user_attrs.get("mlflow_run_id")
-        if trial.state == TrialState.RUNNING and run_id and client.get_metric_history(run_id, "train/loss"):
+        if trial.state == TrialState.RUNNING and run_id and client.get_metric_history(run_id, "train/loss") \
+                and client.list_artifacts(run_id, "checkpoint"):
             return trial
     return None
+
+
+def ended(pid: int) -> bool:
+    """Whether the process has exited (gone, or a zombie its new parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 POINTS = 12  # the posterior-collapse grid: σ {fixed, learned} × warm-up {0, 10} × free bits {0, 0.05, 0.25}, one seed
@@ -104,6 +114,20 @@ def test_one_of_two_workers_killed_the_other_resumes_its_trial(data, user_dir):
     steps = [m.step for m in client.get_metric_history(retry.user_attrs["mlflow_run_id"], "train/loss")]
     assert steps == [1, 2]
     assert (user_dir / "reports" / STUDY / "README.md").is_file()
+
+
+def test_workers_end_when_their_study_process_is_killed_and_the_rerun_finishes_the_study(data, user_dir):
+    storage = f"sqlite:///{user_dir / 'mlruns' / 'optuna.db'}"
+    process = subprocess.Popen(study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    client = store(user_dir)
+    worker = wait_for(lambda: a_trial_with_an_epoch(client, storage), what="a trial's first epoch").user_attrs["pid"]
+    process.send_signal(signal.SIGKILL)  # the parent only: as the kernel's OOM killer would
+    process.wait()
+    wait_for(lambda: ended(worker), timeout=20, what="the orphaned worker's end")  # its queue would take longer
+    rerun = subprocess.run(study(data), cwd=user_dir, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert_completed_once(client, storage)
 
 
 def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, postgres_server):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
-from toolkit import DASHBOARD_PORT, UI_HOST, UI_PORT, ToolkitError, command
+from toolkit import DASHBOARD_PORT, UI_HOST, UI_PORT, ToolkitError, command, masked
 from toolkit.config import DATASETS, ConfigError, RunConfig, parse_value
 from toolkit.reports import KINDS as REPORT_KINDS
 
@@ -55,7 +56,7 @@ def cmd_train(args):
         result = train_run(config, args.experiment, args.data_dir, args.quiet, fid_weights=args.fid_weights,
                            on_start=lambda run_id: print(f"run {run_id} started; if it stops, "
                                                          f"`toolkit train --resume {run_id}` continues it"))
-    print(f"run {result.run_id} finished; store {tracking_uri()}; browse with `toolkit ui`")
+    print(f"run {result.run_id} finished; store {masked(tracking_uri())}; browse with `toolkit ui`")
 
 
 def _check_resume_alone(args, config: RunConfig):
@@ -199,7 +200,23 @@ def _run_study_command(study, args):
     print(doc.main_table)
     print(f"\nreport: {path} (also under the artifacts of the parent run {parent}); "
           f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "
-          f"Optuna study '{study.name}' in {args.storage or tracking.optuna_storage()}")
+          f"Optuna study '{study.name}' in {masked(args.storage or tracking.optuna_storage())}")
+
+
+def check_workers(workers: int, config: RunConfig):
+    """At most one worker per core, and no more than the machine's memory holds (each worker holds
+    its own copy of the data and its model: WORKER_BYTES and the run's `memory_bytes`)."""
+    from toolkit.config import physical_memory
+    from toolkit.studies import WORKER_BYTES
+
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        raise ToolkitError(f"workers: this machine has {cores} cores, so at most {cores} workers; got {workers}")
+    each = WORKER_BYTES + config.memory_bytes()
+    if workers * each > physical_memory():
+        fit = max(1, physical_memory() // each)
+        raise ToolkitError(f"workers: {workers} workers need about {workers * each / 2 ** 30:,.1f} GiB, more than this "
+                           f"machine's {physical_memory() / 2 ** 30:,.1f} GiB of memory; use at most {fit}")
 
 
 def configure(study, args):
@@ -215,7 +232,7 @@ def configure(study, args):
     if args.seeds is not None and args.seeds < 1:
         raise ToolkitError(f"seeds: must be >= 1, got {args.seeds}")
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)}
-    dataclasses.replace(study.base, **given)  # refuses a bad value
+    check_workers(args.workers, dataclasses.replace(study.base, **given))  # refuses a bad value first
     varied = sorted(given.keys() & varied_settings(study))
     if varied:
         raise ToolkitError(f"{varied[0]}: this study sets it per trial; drop "

@@ -28,6 +28,14 @@ INPUT_DIM = IMAGE_SIDE * IMAGE_SIDE  # the width of a flattened image, the model
 # Copies of the parameters that training holds at once: the weights, their gradients, Adam's two
 # moments, the best epoch's weights and a checkpoint being written.
 TRAINING_COPIES = 6
+# What evaluation holds at once, for `memory_bytes`: the IW bound's K x IW_IMAGES codes (with their
+# noise, log-densities and a copy in flight: IW_COPIES of them), the codes of up to TRAIN_IMAGES
+# training images (the AE's fitted Gaussian and the GMM sampler are fitted to them) and the
+# covariances fitted to those codes (float64 and GMM_COMPONENTS of them for the GMM, with its
+# working copies: COVARIANCE_COPIES).
+IW_IMAGES, IW_COPIES = 100, 4
+TRAIN_IMAGES = 60_000
+GMM_COMPONENTS, COVARIANCE_COPIES = 10, 3
 # The conv architecture (`models.conv_encoder`): channels of its two stride-2 convolutions (28 -> 14 -> 7)
 # and the width of the flattened 7 x 7 feature map that the latent head reads and the decoder starts from.
 CONV_CHANNELS = (32, 64)
@@ -119,7 +127,7 @@ class RunConfig:
         if not self.hidden or any(h <= 0 for h in self.hidden):
             yield "hidden", f"needs one or more positive layer sizes, got {self.hidden}"
             return  # the memory estimate needs the sizes
-        if self.training_bytes() > physical_memory():
+        if self.memory_bytes() > physical_memory():
             yield self._memory_problem()
 
     def _type_problem(self) -> tuple[str, str] | None:
@@ -150,18 +158,37 @@ class RunConfig:
         return sum((a + 1) * b for sizes in (encoder, decoder) for a, b in zip(sizes, sizes[1:]))
 
     def training_bytes(self) -> int:
-        """A rough lower bound on the memory training takes: TRAINING_COPIES float32 copies of the
-        parameters. Activations are left out: batches of a few hundred images are small beside them."""
+        """A lower bound on the memory training takes: TRAINING_COPIES float32 copies of the
+        parameters (activations of a batch of a few hundred images are small beside them)."""
         return self.parameter_count() * 4 * TRAINING_COPIES
 
+    def evaluation_bytes(self) -> int:
+        """A lower bound on the memory evaluation takes at its largest: the weights with the largest
+        of the IW bound's codes (VAE) and the training images' codes with the covariances fitted
+        to them (the AE's Gaussian, the GMM sampler), all float32 but the GMM's."""
+        d = self.latent_dim
+        iw = self.iw_samples * IW_IMAGES * d * 4 * IW_COPIES if self.model == "vae" else 0
+        gaussian = d * d * 4 if self.model == "ae" else 0
+        gmm = GMM_COMPONENTS * d * d * 8 if self.sampler == "gmm" else 0
+        codes = (self.limit or TRAIN_IMAGES) * d * 4 + COVARIANCE_COPIES * max(gaussian, gmm) if gaussian or gmm else 0
+        return self.parameter_count() * 4 + max(iw, codes)
+
+    def memory_bytes(self) -> int:
+        """A lower bound on the most memory a run holds at once, in training or in evaluation:
+        checked before any work, so that a run the machine cannot hold is refused, not killed."""
+        return max(self.training_bytes(), self.evaluation_bytes())
+
     def _memory_problem(self) -> tuple[str, str]:
-        """The too-large model, blamed on its widest part."""
+        """The too-large model, blamed on its widest part, with the stage that needs the memory."""
         name = "latent_dim" if self.architecture == "conv" or self.latent_dim > max(self.hidden) else "hidden"
-        return name, (f"{self.hidden if name == 'hidden' else self.latent_dim} makes a {self.model.upper()} of "
-                      f"{self.parameter_count():,} parameters whose training needs about "
-                      f"{self.training_bytes() / 2 ** 30:,.1f} GiB ({TRAINING_COPIES} float32 copies: weights, "
-                      f"gradients, Adam's two moments, best weights, checkpoint), more than this machine's "
-                      f"{physical_memory() / 2 ** 30:,.1f} GiB of memory; make it smaller")
+        stage = (f"training needs about {self.training_bytes() / 2 ** 30:,.1f} GiB ({TRAINING_COPIES} float32 copies "
+                 f"of its {self.parameter_count():,} parameters: weights, gradients, Adam's two moments, best "
+                 "weights, checkpoint)") if self.training_bytes() >= self.evaluation_bytes() else \
+            (f"evaluation needs about {self.evaluation_bytes() / 2 ** 30:,.1f} GiB (the IW bound's K x "
+             f"{IW_IMAGES} codes, or the training images' codes and the covariances fitted to them)")
+        return name, (f"{self.hidden if name == 'hidden' else self.latent_dim} makes a {self.model.upper()} whose "
+                      f"{stage}, more than this machine's {physical_memory() / 2 ** 30:,.1f} GiB of memory; "
+                      "make it smaller")
 
     def describe(self) -> str:
         """One sentence a person reads in the MLflow UI: the model, its latent size, its objective

@@ -16,6 +16,20 @@ from typing import Callable
 HOST = socket.gethostname()
 
 
+def _process_table() -> str | None:
+    """What names this process table, which a pid is only meaningful in: the kernel's boot id and
+    the pid namespace (two containers, or two machines, that report one host name have different
+    ones). None where /proc has neither (not Linux): a run is then judged by its heartbeat alone."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+PROCESS_TABLE = _process_table()
+
+
 def fast_bf16(device) -> bool:
     """Whether `device` multiplies bfloat16 matrices natively: a CUDA GPU that supports it, or a
     CPU with AVX-512 BF16 or AMX (elsewhere bf16 is emulated, slower than fp32). PyTorch asks its
@@ -81,6 +95,20 @@ def file_lock(path: Path):
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
         finally:
             os.close(descriptor)
+
+
+def end_with_parent(parent: int, interval: float = 1.0):
+    """End this process (SIGTERM, so it stops as on Ctrl-C) once its parent `parent` is gone, from a
+    background thread that looks every `interval` seconds: a worker never outlives its study
+    process, even one killed outright (SIGKILL, out of memory)."""
+    import signal
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, daemon=True, name="end-with-parent").start()
 
 
 def process_alive(pid: int | None) -> bool:

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import sqlite3
 import subprocess
 import sys
@@ -22,12 +23,14 @@ import pandas as pd
 from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from toolkit import UI_HOST, UI_PORT, ToolkitError, storage_failure
+from toolkit import UI_HOST, UI_PORT, ToolkitError, path_in, storage_failure
 from toolkit.config import RunConfig
-from toolkit.machine import HOST, Heartbeat, file_lock, process_alive
+from toolkit.machine import HOST, PROCESS_TABLE, Heartbeat, file_lock, process_alive
 
 STORE_DIR = Path("mlruns")
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"  # a logged model as load_model reads it
 CHECKPOINTS = "checkpoint"  # artifact folder of a run's training state, kept until the run finishes
+PROCESS_TABLE_TAG = "process_table"  # tag: the boot id and pid namespace the run's pid belongs to
 HEARTBEAT = "heartbeat"  # tag: when the run's process last said it was alive (seconds since the epoch)
 HEARTBEAT_S, STALE_S = 60, 600  # how often it says so; how long a run of another machine may be silent
 END_REASON = "end_reason"  # tag: why a run ended FAILED or KILLED
@@ -47,6 +50,15 @@ def optuna_storage() -> str:
     """The studies' default Optuna storage: its own SQLite file in the store directory (never
     MLflow's database: both use Alembic's `alembic_version` table)."""
     return f"sqlite:///{(STORE_DIR / 'optuna.db').resolve()}"
+
+
+def existing_optuna_storage(url: str | None) -> str:
+    """The Optuna storage to read (`url`, default the store's own): a local file that is not there
+    is an error, not a new storage."""
+    url = url or optuna_storage()
+    if url.startswith("sqlite:///") and not Path(unquote(url.removeprefix("sqlite:///"))).is_file():
+        raise ToolkitError(f"no Optuna storage at {url} yet: run a study first (make demo), or pass --storage URL")
+    return url
 
 
 def artifact_root(uri: str) -> Path | None:
@@ -164,9 +176,11 @@ def _end_orphans(mlflow_client: MlflowClient, experiments: list[str]):
 
 
 def _orphaned(tags: dict[str, str]) -> str | None:
-    """Why a RUNNING run with these tags has no process left, or None when it may still have one."""
+    """Why a RUNNING run with these tags has no process left, or None when it may still have one:
+    its pid is looked up only in the process table it was started in (a host name alone does not
+    name one: containers and cloned machines share them), any other run is judged by its heartbeat."""
     host, pid = tags.get("host"), tags.get("pid", "0")
-    if host == HOST:
+    if PROCESS_TABLE is not None and tags.get(PROCESS_TABLE_TAG) == PROCESS_TABLE:
         return None if process_alive(int(pid)) else f"its process {pid} on {host} died"
     silent = time.time() - float(tags.get(HEARTBEAT, "inf"))
     return f"its process {pid} on {host} sent no heartbeat for {silent / 60:.0f} minutes" if silent > STALE_S else None
@@ -180,7 +194,7 @@ def heartbeat(mlflow_client: MlflowClient, run_id: str) -> Heartbeat:
 
 def process_tags() -> dict[str, str]:
     """The tags that tell which process a run belongs to, for `_end_orphans`."""
-    return {"host": HOST, "pid": str(os.getpid())}
+    return {"host": HOST, "pid": str(os.getpid()), **({PROCESS_TABLE_TAG: PROCESS_TABLE} if PROCESS_TABLE else {})}
 
 
 def use_store_globally():
@@ -206,7 +220,7 @@ def experiment_id(mlflow_client: MlflowClient, name: str, description: str = TRA
     if found is not None:
         return found.experiment_id
     root = artifact_root(tracking_uri())
-    location = str(root / name) if root else None
+    location = str(path_in(root, name, "experiment")) if root else None
     tags = {NOTE: description, "mlflow.experimentKind": "custom_model_development"}
     try:
         return mlflow_client.create_experiment(name, artifact_location=location, tags=tags)
@@ -301,13 +315,15 @@ class Run:
         tag `end_reason`, for reports and the UI."""
         if reason:
             self.client.set_tag(self.run_id, END_REASON, reason[:1000])
+        elif status == "FINISHED" and END_REASON in self.client.get_run(self.run_id).data.tags:
+            self.client.delete_tag(self.run_id, END_REASON)  # an earlier end (resumed since, or judged dead) was not the last
         self.client.set_terminated(self.run_id, status)
 
     def log_model(self, model, config: RunConfig):
         """Log the model as an MLflow PyTorch model named `model` (it appears under the run's
-        Logged models and loads with `mlflow.pytorch.load_model("runs:/<run id>/model")`), with
-        its RunConfig as typed JSON in `extra_files/config.json`. A resumed run keeps the model it
-        had logged before it was stopped, or replaces one whose logging was cut short."""
+        Logged models, for the UI and the registry), with what `load_model` reads beside it in
+        `extra_files/`: the RunConfig as typed JSON and the weights as a state dict. A resumed run
+        keeps the model it had logged before it was stopped, or replaces one whose logging was cut short."""
         import mlflow.pytorch
         import torch  # here, not at the top: reading the store (reports) needs no torch
 
@@ -320,9 +336,11 @@ class Run:
                                                  model_type=config.model, params=config.to_params())
         use_store_globally()
         with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.pytorch"):
-            (Path(tmp) / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+            (Path(tmp) / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=1))
+            torch.save(model.state_dict(), Path(tmp) / WEIGHTS_FILE)
             mlflow.pytorch.log_model(model, name="model", run_id=self.run_id, model_id=logged.model_id,
-                                     serialization_format="pickle", extra_files=[str(Path(tmp) / "config.json")],
+                                     serialization_format="pickle",
+                                     extra_files=[str(Path(tmp) / name) for name in (CONFIG_FILE, WEIGHTS_FILE)],
                                      pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
 
 
@@ -387,32 +405,52 @@ def _ending(handle: Run):
 
 
 def load_model(run_id: str, device=None):
-    """The model a run logged, with its weights, in eval mode, and its RunConfig. Runs log an
-    MLflow PyTorch model; runs made before that logged `model/weights.pt` and `model/config.json`."""
-    import mlflow.pytorch
+    """The model a run logged, with its weights, in eval mode, and its RunConfig: built from the
+    typed config and loaded from the state dict with `weights_only=True`, so nothing in the store
+    runs code here (the pickled MLflow model beside them is never unpickled). Runs logged before
+    models were MLflow models have the same two files as plain artifacts under `model/`."""
     import torch  # here, not at the top: reading the store (reports) needs no torch
 
     from toolkit.models import build, default_device
 
-    device = device or default_device()
-    use_store_globally()
-    with tempfile.TemporaryDirectory() as tmp:
+    existing_run(run_id)  # the store opened as commands open it: a moved or copied one reads its own files
+    use_store_globally()  # a logged model's files are found through the global store (see there)
+    for folder in ("model/extra_files", "model"):
         try:
-            path = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=tmp))
-        except Exception as exc:
-            raise ToolkitError(f"run {run_id}: no model artifact in the store ({type(exc).__name__})") from None
-        if (path / "MLmodel").is_file():
-            config = RunConfig.from_params(json.loads((path / "extra_files" / "config.json").read_text()))
-            model = mlflow.pytorch.load_model(str(path), map_location=device, weights_only=False)
-        else:
-            config = RunConfig.from_params(json.loads((path / "config.json").read_text()))
+            config_json = read_artifact(run_id, f"{folder}/{CONFIG_FILE}")
+        except ArtifactMissing:
+            continue
+        try:
+            weights = read_artifact(run_id, f"{folder}/{WEIGHTS_FILE}")
+        except ArtifactMissing:
+            raise ToolkitError(f"run {run_id} logged its model only as a pickle, which the toolkit does not load "
+                               "(unpickling runs whatever code the file holds); retrain the run, or load it with "
+                               "mlflow.pytorch.load_model(..., weights_only=False) if you trust everyone who can "
+                               "write to the store") from None
+        try:
+            config = RunConfig.from_params(json.loads(config_json))
+            device = device or default_device()
             model = build(config, device)
-            model.load_state_dict(torch.load(path / "weights.pt", map_location=device, weights_only=True))
-    return model.to(device).eval(), config
+            model.load_state_dict(torch.load(io.BytesIO(weights), map_location=device, weights_only=True))
+        except (ValueError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+            raise ToolkitError(f"run {run_id}: its model files are damaged or not a toolkit model's "
+                               f"({type(exc).__name__}); retrain the run") from None
+        return model.eval(), config
+    raise ToolkitError(f"run {run_id} has no model in the store: it has not finished (or was stopped before "
+                       f"logging it); `toolkit train --resume {run_id}` finishes it")
+
+
+def existing_store():
+    """For what only reads the store: a local store that is not there is an error, not a new store."""
+    root = artifact_root(tracking_uri())
+    if root is not None and not (root.parent / "mlflow.db").is_file():
+        raise ToolkitError(f"no tracking store at {root.parent / 'mlflow.db'}: run from the directory that holds "
+                           "mlruns/, or set MLFLOW_TRACKING_URI to the store")
 
 
 def existing_experiment(name: str):
     """The experiment called `name`, or a ToolkitError naming the experiments the store does have."""
+    existing_store()
     mlflow_client = client()
     found = mlflow_client.get_experiment_by_name(name)
     if found is None:
@@ -434,6 +472,7 @@ def load_runs(experiment: str, parent: str | None = None) -> pd.DataFrame:
 
 def existing_run(run_id: str):
     """The MLflow run `run_id`, or a ToolkitError naming the store that lacks it."""
+    existing_store()
     try:
         return client().get_run(run_id)
     except mlflow.exceptions.MlflowException:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import mlflow
 
+from toolkit import masked
+
 ML_WORKFLOW = "workflowType=machine_learning"  # the UI's URL parameter for its "Model training" view
 # The UI's own local-storage defaults, set only where the browser holds no choice: the "Model
 # training" view, and the assistant panel not opened by itself (it takes a third of the page).
@@ -64,7 +66,7 @@ def print_runs_links(base: str):
 
     for experiment in tracking.client().search_experiments():
         if experiment.name != "Default":
-            print(f"  {experiment.name}: {runs_url(base, experiment.experiment_id)}")
+            print(f"  {experiment.name}: {masked(runs_url(base, experiment.experiment_id))}")
     sys.stdout.flush()
 
 
@@ -75,7 +77,7 @@ def serve(host: str, port: int):
 
     uri = tracking.tracking_uri()
     if uri.startswith(("http://", "https://")):
-        print(f"The store is the MLflow server {uri}; its UI is there:")
+        print(f"The store is the MLflow server {masked(uri)}; its UI is there:")
         print_runs_links(uri.rstrip("/"))
         return
     base = f"http://{host}:{port}"
@@ -83,7 +85,7 @@ def serve(host: str, port: int):
             "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     if tracking.artifact_root(uri):
         argv += ["--default-artifact-root", tracking.artifact_root(uri).as_uri()]
-    print(f"MLflow UI on {base} (store {uri}); Ctrl-C stops it")
+    print(f"MLflow UI on {base} (store {masked(uri)}); Ctrl-C stops it")
     print_runs_links(base)
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     os.execv(sys.executable, argv)  # the server takes over this process, so signals reach it directly
@@ -97,9 +99,7 @@ def serve_dashboard(storage: str | None, host: str, port: int):
 
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise ToolkitError("optuna-dashboard is not installed: pip install -e '.[dashboard]' (`make install` does)")
-    url = storage or tracking.optuna_storage()
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise ToolkitError(f"no Optuna storage at {url} yet: run a study first (make demo), or pass --storage URL")
+    url = tracking.existing_optuna_storage(storage)
     try:
         optuna_storage = optuna.storages.get_storage(url)
         names = [study.study_name for study in optuna_storage.get_all_studies()]
@@ -107,7 +107,7 @@ def serve_dashboard(storage: str | None, host: str, port: int):
                  for name in names}
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
         raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}); check --storage") from None
-    print(f"optuna-dashboard on http://{host}:{port} (storage {url}); Ctrl-C stops it")
+    print(f"optuna-dashboard on http://{host}:{port} (storage {masked(url)}); Ctrl-C stops it")
     for name, page in pages.items():
         print(f"  {name}: {page}")
     sys.stdout.flush()

@@ -1,0 +1,210 @@
+"""What a hostile member of a group sharing one store can write into it, and what reaches the
+others: no code run, no payload in a report, no path outside its folder, no secret printed."""
+from __future__ import annotations
+
+import io
+import pickle
+import re
+from pathlib import Path
+
+import mlflow.pytorch
+import pytest
+import torch
+
+from toolkit import ToolkitError, tracking
+from toolkit.config import RunConfig
+from toolkit.models import build
+
+CONFIG = RunConfig(model="vae", latent_dim=3, hidden=(16,))
+
+
+class Payload:
+    """Unpickled, it creates the file `marker`: the proof that loading ran code from the store."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def logged_model_run(tmp_path) -> tuple[str, Path]:
+    """A run with a toolkit model logged, and the folder of that model's files in the store."""
+    mlflow_client = tracking.client()
+    run_id = mlflow_client.create_run(tracking.experiment_id(mlflow_client, "shared")).info.run_id
+    tracking.Run(mlflow_client, run_id).log_model(build(CONFIG, torch.device("cpu")), CONFIG)
+    [folder] = (tmp_path / "store" / "artifacts").glob("shared/models/*/artifacts")
+    return run_id, folder
+
+
+def test_a_pickled_model_replaced_in_the_store_runs_no_code_when_loaded(store, tmp_path):
+    run_id, folder = logged_model_run(tmp_path)
+    marker = tmp_path / "pwned"
+    (folder / "data" / "model.pth").write_bytes(pickle.dumps(Payload(marker)))
+    model, config = tracking.load_model(run_id, torch.device("cpu"))
+    assert config == CONFIG and not model.training and not marker.exists()
+    with pytest.raises(Exception):  # what MLflow's own loader does with it: it runs the payload
+        mlflow.pytorch.load_model(str(folder), weights_only=False)
+    assert marker.exists()
+
+
+def test_weights_replaced_by_a_pickle_are_refused_in_one_line_without_running_it(store, tmp_path):
+    run_id, folder = logged_model_run(tmp_path)
+    marker = tmp_path / "pwned"
+    buffer = io.BytesIO()
+    torch.save({"model": Payload(marker)}, buffer)
+    (folder / "extra_files" / tracking.WEIGHTS_FILE).write_bytes(buffer.getvalue())
+    with pytest.raises(ToolkitError, match=f"run {run_id}: its model files are damaged") as error:
+        tracking.load_model(run_id, torch.device("cpu"))
+    assert "\n" not in str(error.value) and not marker.exists()
+
+
+def test_a_model_logged_only_as_a_pickle_is_refused_saying_why(store, tmp_path):
+    run_id, folder = logged_model_run(tmp_path)
+    (folder / "extra_files" / tracking.WEIGHTS_FILE).unlink()
+    with pytest.raises(ToolkitError, match="only as a pickle, which the toolkit does not load"):
+        tracking.load_model(run_id, torch.device("cpu"))
+
+
+# Strings a member of the group can put into the shared store, each trying to get out of its cell.
+PAYLOADS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "[click](javascript:alert(1))",
+            "a|b\n\n# heading", "**winner**", "`code` and \\ backslash", "![i](http://evil/x.png)"]
+
+
+def hostile_store() -> str:
+    """An AE-vs-VAE experiment whose name, run names, tags and a failed run's end reason carry PAYLOADS."""
+    from synthetic import fake_study
+
+    name = "ae-vs-vae " + PAYLOADS[1]
+    runs = [(RunConfig(model=model, seed=seed), {"test/recon": 200.0 + seed % 3 + (model == "vae"),
+                                                  "fid/fmnist-cnn/samples": 90.0 + seed % 2})
+            for model in ("vae", "ae") for seed in (42, 43, 44)]
+    parent = fake_study(name, runs)
+    mlflow_client = tracking.client()
+    experiment = mlflow_client.get_experiment_by_name(name).experiment_id
+    for run, payload in zip(mlflow_client.search_runs([experiment], "tags.trial != ''"), PAYLOADS):
+        mlflow_client.set_tag(run.info.run_id, "mlflow.runName", payload)
+        mlflow_client.set_tag(run.info.run_id, "data_dir", payload)
+        mlflow_client.set_tag(run.info.run_id, "machine/cpu", payload)
+    failed = mlflow_client.create_run(experiment, run_name=PAYLOADS[2], tags={
+        "mlflow.parentRunId": parent, "trial": "9", tracking.END_REASON: " ".join(PAYLOADS)}).info.run_id
+    mlflow_client.set_terminated(failed, "FAILED")
+    return name
+
+
+def test_a_report_shows_what_the_store_holds_as_text_and_carries_none_of_it_out(store, tmp_path):
+    from markdown_it import MarkdownIt
+
+    from toolkit.reports import write_report
+
+    _, readme = write_report("ae-vs-vae", hostile_store(), out=tmp_path / "report")
+    markdown = readme.read_text()
+    html = MarkdownIt("commonmark").enable("table").render(markdown)  # raw HTML allowed, as a README renderer
+    assert "<script" not in html and "onerror" not in html.replace("onerror=alert(1)&gt;", "")
+    assert not [href for href in re.findall(r'href="([^"]*)"', html)
+                if not href.startswith(("http://127.0.0.1", "#")) and not href.endswith(".csv")]
+    assert not [src for src in re.findall(r'src="([^"]*)"', html) if "/" in src]  # only the report's own PNGs
+    assert html.count("<h1>") == 1 and "<strong>winner</strong>" not in html
+    rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    tables = MarkdownIt("commonmark").enable("table").parse(markdown)
+    assert sum(t.type == "tr_open" for t in tables) == len([r for r in rows if not r.startswith("| ---")])
+    shown = [line for line in html.splitlines() if "alert(1)&lt;/script&gt;" in line]
+    assert shown  # the payloads are there to be read, as text
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/../../outside", "/tmp/outside", "..", " "])
+def test_an_experiment_name_that_leaves_the_store_is_refused_before_anything_is_created(store, tmp_path, name):
+    mlflow_client = tracking.client()
+    with pytest.raises(ToolkitError, match="experiment") as error:
+        tracking.experiment_id(mlflow_client, name)
+    assert "\n" not in str(error.value) and mlflow_client.get_experiment_by_name(name) is None
+    assert not (tmp_path / "outside").exists() and not Path("/tmp/outside").exists()
+
+
+def test_a_report_named_after_an_experiment_that_leaves_reports_is_refused(store, tmp_cwd):
+    from toolkit.reports import write_report
+
+    with pytest.raises(ToolkitError, match="leads outside reports/"):
+        write_report("ae-vs-vae", "../../outside")
+    assert not (tmp_cwd.parent / "outside").exists() and not (tmp_cwd / "reports").exists()
+
+
+def test_a_storage_password_is_masked_in_the_study_report_and_its_rebuild_command(store, postgres, tmp_path):
+    import optuna
+
+    from toolkit.reports import write_report
+
+    url = postgres.replace("postgres@", "postgres:hunter2@")  # the server trusts local users: any password works
+    optuna_study = optuna.create_study(study_name="secret-study", storage=url)
+    for x in (1.0, 2.0, 3.0):
+        optuna_study.enqueue_trial({"x": x})
+        optuna_study.optimize(lambda trial: trial.suggest_float("x", 0, 4) ** 2, n_trials=1)
+    _, readme = write_report("study", out=tmp_path / "report", study_name="secret-study", storage=url)
+    written = b"".join(path.read_bytes() for path in readme.parent.iterdir())
+    assert b"hunter2" not in written and "postgres:***@127.0.0.1" in readme.read_text()
+
+
+def test_a_storage_password_is_masked_in_the_error_when_its_server_does_not_answer(cli_env, tmp_path):
+    import subprocess
+    import sys
+
+    url = "postgresql+psycopg2://bob:hunter2@127.0.0.1:9/none"
+    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "report", "study", "--study", "s", "--storage", url],
+                            env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "hunter2" not in result.stderr + result.stdout
+    assert result.stderr.count("\n") == 1 and "bob:***@127.0.0.1" in result.stderr
+
+
+def test_a_live_run_of_another_container_with_this_host_name_is_not_taken_for_dead(store, cli_env, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from toolkit.machine import HOST
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer exists in this process table
+    mlflow_client = tracking.client()
+    experiment = tracking.experiment_id(mlflow_client, "shared")
+    tags = {"host": HOST, "pid": str(gone.pid), "heartbeat": str(time.time())}
+    runs = {"other container": {**tags, tracking.PROCESS_TABLE_TAG: "another-boot/pid:[4026531836]"},
+            "before the tag": tags, "this table": {**tracking.process_tags(), **tags}}
+    ids = {name: mlflow_client.create_run(experiment, tags=run_tags).info.run_id for name, run_tags in runs.items()}
+    subprocess.run([sys.executable, "-m", "toolkit.cli", "report", "ae-vs-vae", "--experiment", "shared"],
+                   env=cli_env, cwd=tmp_path, capture_output=True, timeout=120)  # a read-only command opens the store
+    status = {name: mlflow_client.get_run(run_id).info.status for name, run_id in ids.items()}
+    assert status == {"other container": "RUNNING", "before the tag": "RUNNING", "this table": "FAILED"}
+    live = tracking.Run(mlflow_client, ids["other container"])
+    live.end("FAILED", "judged dead by a stale heartbeat")
+    live.end("FINISHED")  # it was alive after all
+    assert tracking.END_REASON not in mlflow_client.get_run(ids["other container"]).data.tags
+
+
+@pytest.mark.parametrize("argv", [["report", "beta-sweep", "--experiment", "nope"], ["train", "--resume", "0" * 32],
+                                  ["report", "study", "--study", "nope"]])
+def test_a_read_only_command_where_there_is_no_store_creates_none(tmp_path, argv):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run([sys.executable, "-m", "toolkit.cli", *argv], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: no ")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_latent_size_whose_evaluation_the_machine_cannot_hold_is_refused_before_any_work(tmp_cwd):
+    import os
+    import subprocess
+    import sys
+
+    from toolkit.config import physical_memory
+
+    latent = physical_memory() // (100 * 100 * 4 * 4) + 1  # the IW bound's 100 x 100 codes alone exceed the memory
+    assert RunConfig(model="vae", latent_dim=latent, iw_samples=0).training_bytes() < physical_memory()
+    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "train", "--latent-dim", str(latent)],
+                            cwd=tmp_cwd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: latent_dim: {latent} makes a VAE whose evaluation needs about")
+    assert os.listdir(tmp_cwd) == []
