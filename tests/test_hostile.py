@@ -208,3 +208,104 @@ def test_a_latent_size_whose_evaluation_the_machine_cannot_hold_is_refused_befor
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: latent_dim: {latent} makes a VAE whose evaluation needs about")
     assert os.listdir(tmp_cwd) == []
+
+
+def test_experiment_names_mlflow_cannot_hold_or_has_deleted_are_refused_in_one_line(store):
+    mlflow_client = tracking.client()
+    with pytest.raises(ToolkitError, match="a name needs 1 to 256 characters"):
+        tracking.experiment_id(mlflow_client, "x" * 300)
+    deleted = tracking.experiment_id(mlflow_client, "gone")
+    mlflow_client.delete_experiment(deleted)
+    with pytest.raises(ToolkitError, match=f"experiment 'gone' was deleted in MLflow: restore it .*{deleted}"):
+        tracking.experiment_id(mlflow_client, "gone")
+
+
+def test_a_parent_that_is_not_a_run_id_never_reaches_the_search_filter(store, tmp_path):
+    from toolkit.reports import write_report
+
+    hostile_store()
+    with pytest.raises(ToolkitError, match="--parent .*: not a run id"):
+        write_report("ae-vs-vae", "ae-vs-vae " + PAYLOADS[1], parent="x' or tags.trial != '", out=tmp_path / "r")
+
+
+def test_a_damaged_images_file_leaves_its_images_out_of_the_report_saying_so(store, tmp_path, capsys):
+    from toolkit.reports import write_report
+
+    name = hostile_store()
+    mlflow_client = tracking.client()
+    experiment = mlflow_client.get_experiment_by_name(name).experiment_id
+    (tmp_path / "images.npz").write_bytes(b"PK\x03\x04 not a zip")
+    for run in mlflow_client.search_runs([experiment], "tags.trial != ''"):
+        mlflow_client.log_artifact(run.info.run_id, str(tmp_path / "images.npz"))
+    _, readme = write_report("ae-vs-vae", name, out=tmp_path / "r")
+    assert readme.is_file() and "images.npz cannot be read (BadZipFile)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["ui", "dashboard"])
+def test_a_server_on_a_port_already_taken_is_refused_before_any_link_is_printed(store, cli_env, tmp_path, command):
+    import optuna
+    import socket
+    import subprocess
+    import sys
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="s", storage=storage)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "toolkit.cli", command, "--port", str(port),
+                                 *(["--storage", storage] if command == "dashboard" else [])],
+                                env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: port {port} on 127.0.0.1 is taken")
+
+
+@pytest.mark.slow
+def test_a_tracking_server_gone_during_training_says_to_resume_the_run_not_to_rerun_the_command(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import running_mlflow_server, write_idx_set
+
+    data = write_idx_set(tmp_path / "data", n_train=3000, n_test=100)
+    with running_mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as url:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+        training = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "train", "--data-dir", str(data),
+                                     "--epochs", "50", "--patience", "0", "--fid", "off", "--quiet"],
+                                    env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started = training.stdout.readline()
+        assert started.startswith("run ") and "started" in started
+    _, err = training.communicate(timeout=300)  # the server is gone, for good
+    assert training.returncode == 2 and err.count("\n") == 1, err[-2000:]
+    assert "does not answer" in err and "toolkit train --resume RUN_ID" in err
+
+
+@pytest.mark.parametrize("name, message", [("", "a name needs 1 to 256 characters"), ("x" * 300, "1 to 256"),
+                                           ("../elsewhere", "leads outside")])
+def test_an_experiment_name_train_cannot_use_is_refused_before_the_data_is_read(tmp_cwd, name, message):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "train", "--experiment", name,
+                             "--data-dir", "no-such-dir"], cwd=tmp_cwd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert os.listdir(tmp_cwd) == []
+
+
+def test_a_checkpoint_replaced_by_a_pickle_is_passed_over_for_the_one_before_and_runs_no_code(store, tmp_path):
+    mlflow_client = tracking.client()
+    run = tracking.Run(mlflow_client, mlflow_client.create_run(tracking.experiment_id(mlflow_client, "x")).info.run_id)
+    buffer = io.BytesIO()
+    torch.save({"history": [{"val/loss": 1.0}]}, buffer)
+    run.log_bytes(buffer.getvalue(), f"{tracking.CHECKPOINTS}/epoch-0001.pt")
+    marker = tmp_path / "pwned"
+    run.log_bytes(pickle.dumps(Payload(marker)), f"{tracking.CHECKPOINTS}/epoch-0002.pt")  # the newest
+    assert tracking.load_checkpoint(run.run_id) == {"history": [{"val/loss": 1.0}]} and not marker.exists()
+    only = mlflow_client.create_run(run.client.get_run(run.run_id).info.experiment_id).info.run_id
+    tracking.Run(mlflow_client, only).log_bytes(pickle.dumps(Payload(marker)), f"{tracking.CHECKPOINTS}/epoch-0001.pt")
+    with pytest.raises(ToolkitError, match="none of its checkpoints .* can be read"):
+        tracking.load_checkpoint(only)
+    assert not marker.exists()

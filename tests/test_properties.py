@@ -52,7 +52,7 @@ VALID = {
     "patience": st.integers(0, 10 ** 6),
     "seed": st.integers(0, 2 ** 32 - 1),
     "limit": st.none() | st.integers(1, 10 ** 9),
-    "fid_samples": st.integers(1, 10 ** 7),
+    "fid_samples": st.integers(129, 10 ** 7),
     "iw_samples": st.integers(0, 10 ** 5),
 }
 valid_values = st.fixed_dictionaries({}, optional=VALID)
@@ -77,7 +77,7 @@ INVALID = {
     "patience": st.integers(max_value=-1) | NOT_AN_INT,
     "seed": st.integers(max_value=-1) | st.integers(min_value=2 ** 32) | NOT_AN_INT,
     "limit": st.integers(max_value=0) | st.booleans() | st.floats() | st.text(max_size=5),
-    "fid_samples": st.integers(max_value=0) | NOT_AN_INT,
+    "fid_samples": st.integers(max_value=128) | NOT_AN_INT,
     "iw_samples": st.integers(max_value=-1) | NOT_AN_INT,
 }
 

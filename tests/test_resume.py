@@ -112,6 +112,8 @@ def test_resume_refuses_what_it_cannot_do_in_one_line(tiny_data, user_dir, monke
     cases = {("--resume", run_id): f"error: run {run_id} is FINISHED: only a FAILED or KILLED run can be resumed",
              ("--resume", run_id, "--beta", "2", "--epochs", "9"):
                  "error: resume: a resumed run keeps its own settings; drop --beta, --epochs",
+             ("--resume", run_id, "--latent-dim=20", "--experiment", "fashion-mnist"):  # defaults, typed: refused too
+                 "error: resume: a resumed run keeps its own settings; drop --latent-dim, --experiment",
              ("--resume", "0" * 32): f"error: no run {'0' * 32} in the store"}
     for argv, message in cases.items():
         result = train(user_dir, *argv, "--data-dir", tiny_data, check=False)

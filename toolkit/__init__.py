@@ -74,16 +74,18 @@ def storage_failure(exc: BaseException) -> tuple[str, BaseException] | None:
     return None
 
 
-def _storage_problem(exc: BaseException) -> str | None:
-    """One line for a full disk, a path that cannot be written or a database server gone; None for
-    anything else."""
+RERUN = "rerun the same command (finished runs and trials are kept, interrupted ones resume)"
+
+
+def _storage_problem(exc: BaseException, again: str = RERUN) -> str | None:
+    """One line for a full disk, a path that cannot be written or a database server gone (`again`:
+    how to go on once it is back); None for anything else."""
     found = storage_failure(exc)
     if found is None or found[0] == "damaged":
         return None
     kind, seen = found
     if kind == "unreachable":
-        return (f"the database server does not answer: {str(seen).splitlines()[0]}; when it is back, rerun the same "
-                "command (finished runs and trials are kept, interrupted ones resume)")
+        return f"the database server does not answer: {str(seen).splitlines()[0]}; when it is back, {again}"
     where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
     what = "the disk is full" if kind == "full" else "a file could not be written"
     todo = ("free some space" if kind == "full" else "make it writable, run from a directory you can write to "
@@ -96,9 +98,10 @@ def _interrupt(signum, frame):
 
 
 @contextmanager
-def command(interrupted: str):
+def command(interrupted: str, again: str = RERUN):
     """The body of a command-line entry point: a ToolkitError becomes one line on stderr and exit
-    status 2; Ctrl-C or SIGTERM prints `interrupted` and exits with status 130."""
+    status 2 (`again` says how to go on after a database server was gone); Ctrl-C or SIGTERM prints
+    `interrupted` and exits with status 130."""
     stop_on_signals()
     try:
         yield
@@ -106,7 +109,7 @@ def command(interrupted: str):
         print(f"error: {masked(exc)}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
-        problem = _storage_problem(exc)
+        problem = _storage_problem(exc, again)
         if problem is None:
             raise  # a bug: its traceback is what a developer needs
         print(f"error: {masked(problem)}", file=sys.stderr)

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 
-from toolkit import DASHBOARD_PORT, UI_HOST, UI_PORT, ToolkitError, command, masked
+from toolkit import DASHBOARD_PORT, RERUN, UI_HOST, UI_PORT, ToolkitError, command, masked
 from toolkit.config import DATASETS, ConfigError, RunConfig, parse_value
 from toolkit.reports import KINDS as REPORT_KINDS
 
@@ -46,11 +46,13 @@ def config_from_args(args, cls: type = RunConfig) -> RunConfig:
 
 def cmd_train(args):
     from toolkit.pipeline import resume_run, train_run
-    from toolkit.tracking import tracking_uri
+    from toolkit.tracking import new_experiment_location, tracking_uri
 
     config = config_from_args(args)  # refuses bad values before any data is read
+    if args.experiment is not None:
+        new_experiment_location(args.experiment)  # refuses a name the store cannot hold, before any work
     if args.resume:
-        _check_resume_alone(args, config)
+        _check_resume_alone(args.words)
         result = resume_run(args.resume, args.data_dir, args.quiet, args.fid_weights)
     else:
         result = train_run(config, args.experiment, args.data_dir, args.quiet, fid_weights=args.fid_weights,
@@ -59,15 +61,19 @@ def cmd_train(args):
     print(f"run {result.run_id} finished; store {masked(tracking_uri())}; browse with `toolkit ui`")
 
 
-def _check_resume_alone(args, config: RunConfig):
-    """--resume takes the run's own settings: any other setting given is refused, not ignored."""
-    defaults = RunConfig().to_json()
-    given = [name for name, value in config.to_json().items() if value != defaults.get(name, value)]
-    given += ["experiment"] if args.experiment else []
-    if given:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-        raise ToolkitError(f"resume: a resumed run keeps its own settings; drop {flags} (only --data-dir, "
-                           "--fid-weights and --quiet go with --resume)")
+TRAIN_AGAIN = ("go on with `toolkit train --resume RUN_ID` (the id it printed when it started; the same command "
+               "again would start a new run)")
+RESUME_OPTIONS = ("--resume", "--data-dir", "--fid-weights", "--quiet")  # what goes with --resume
+
+
+def _check_resume_alone(words: list[str]):
+    """--resume takes the run's own settings: any other option typed is refused, not ignored, even
+    one whose value is its default."""
+    given = [word.split("=", 1)[0] for word in words if word.startswith("--")]
+    others = sorted(set(given) - set(RESUME_OPTIONS), key=given.index)
+    if others:
+        raise ToolkitError(f"resume: a resumed run keeps its own settings; drop {', '.join(others)} (only "
+                           f"{', '.join(RESUME_OPTIONS[1:-1])} and {RESUME_OPTIONS[-1]} go with --resume)")
 
 
 def cmd_report(args):
@@ -151,7 +157,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    with command("an open run is marked KILLED"):
+    args.words = sys.argv[1:] if argv is None else list(argv)  # what was typed, for `_check_resume_alone`
+    with command("an open run is marked KILLED", TRAIN_AGAIN if args.command == "train" else RERUN):
         args.func(args)
 
 

@@ -34,6 +34,7 @@ TRAINING_COPIES = 6
 # covariances fitted to those codes (float64 and GMM_COMPONENTS of them for the GMM, with its
 # working copies: COVARIANCE_COPIES).
 IW_IMAGES, IW_COPIES = 100, 4
+MIN_FID_SAMPLES = 129  # more images than the domain CNN has features (128), for a covariance of full rank
 TRAIN_IMAGES = 60_000
 GMM_COMPONENTS, COVARIANCE_COPIES = 10, 3
 # The conv architecture (`models.conv_encoder`): channels of its two stride-2 convolutions (28 -> 14 -> 7)
@@ -113,10 +114,13 @@ class RunConfig:
                 return  # nan compares false with everything: the checks below would not catch it
         if not 0 <= self.seed < 2 ** 32:
             yield "seed", f"must be between 0 and 2**32 - 1, got {self.seed}"
-        positive = ("latent_dim", "epochs", "batch_size", "lr", "fid_samples", "sigma")
+        positive = ("latent_dim", "epochs", "batch_size", "lr", "sigma")
         for name in positive:
             if not getattr(self, name) > 0:
                 yield name, f"must be > 0, got {getattr(self, name)}"
+        if self.fid_samples < MIN_FID_SAMPLES:
+            yield "fid_samples", (f"must be >= {MIN_FID_SAMPLES}, got {self.fid_samples}: the covariance of fewer "
+                                  f"images' {MIN_FID_SAMPLES - 1} features is singular")
         for name in ("beta", "free_bits", "warmup_epochs", "patience", "iw_samples"):
             if getattr(self, name) < 0:
                 yield name, f"must be >= 0, got {getattr(self, name)}"

@@ -92,7 +92,7 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
                 **({"fid/skipped": " | ".join(skipped)} if skipped else {}),
                 NOTE: f"{note}{config.describe()}; {len(splits.train):,} training images.", **(tags or {})}
     opened = continue_run(resume, run_tags) if resume else \
-        start_run(experiment or config.dataset, name or run_name(config), run_tags)
+        start_run(config.dataset if experiment is None else experiment, name or run_name(config), run_tags)
     with opened as run:
         if on_start:
             on_start(run.run_id)

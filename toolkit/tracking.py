@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from toolkit.config import RunConfig
 from toolkit.machine import HOST, PROCESS_TABLE, Heartbeat, file_lock, process_alive
 
 STORE_DIR = Path("mlruns")
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+EXPERIMENT_NAME_MAX = 256  # MLflow's experiments.name column, VARCHAR(256) on PostgreSQL (its own check allows 500)
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"  # a logged model as load_model reads it
 CHECKPOINTS = "checkpoint"  # artifact folder of a run's training state, kept until the run finishes
 PROCESS_TABLE_TAG = "process_table"  # tag: the boot id and pid namespace the run's pid belongs to
@@ -214,13 +217,25 @@ def run_url(experiment: str, run_id: str) -> str:
     return f"{ui_url()}/#/experiments/{experiment}/runs/{run_id}"
 
 
+def new_experiment_location(name: str) -> str | None:
+    """Where a new experiment `name` keeps its artifacts (None: a tracking server chooses), the name
+    refused in one line when MLflow could not hold it or when it leads outside the store (`path_in`)."""
+    if not name.strip() or len(name) > EXPERIMENT_NAME_MAX:
+        raise ToolkitError(f"experiment {name[:40]!r}: a name needs 1 to {EXPERIMENT_NAME_MAX} characters, "
+                           "not only spaces")
+    root = artifact_root(tracking_uri())
+    return str(path_in(root, name, "experiment")) if root else None
+
+
 def experiment_id(mlflow_client: MlflowClient, name: str, description: str = TRAIN_NOTE) -> str:
     """The id of the experiment `name`, created with `description` when it does not exist yet."""
     found = mlflow_client.get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage == "deleted":
+        raise ToolkitError(f"experiment {name!r} was deleted in MLflow: restore it (mlflow experiments restore "
+                           f"--experiment-id {found.experiment_id}) or choose another --experiment")
     if found is not None:
         return found.experiment_id
-    root = artifact_root(tracking_uri())
-    location = str(path_in(root, name, "experiment")) if root else None
+    location = new_experiment_location(name)
     tags = {NOTE: description, "mlflow.experimentKind": "custom_model_development"}
     try:
         return mlflow_client.create_experiment(name, artifact_location=location, tags=tags)
@@ -466,12 +481,21 @@ def load_runs(experiment: str, parent: str | None = None) -> pd.DataFrame:
     pages through the store, so there is no cap on the number of runs."""
     found = existing_experiment(experiment)
     use_store_globally()
-    query = f"tags.`mlflow.parentRunId` = '{parent}'" if parent else ""
+    query = f"tags.`mlflow.parentRunId` = '{checked_run_id(parent, '--parent')}'" if parent else ""
     return mlflow.search_runs([found.experiment_id], query, max_results=None)
+
+
+def checked_run_id(run_id: str, what: str) -> str:
+    """A run id a user gave, refused unless it is one (32 hexadecimal digits): ids go into search
+    filters, which are strings, so nothing else may reach them."""
+    if not RUN_ID.fullmatch(run_id):
+        raise ToolkitError(f"{what} {run_id!r}: not a run id (32 hexadecimal digits, as the MLflow UI shows them)")
+    return run_id
 
 
 def existing_run(run_id: str):
     """The MLflow run `run_id`, or a ToolkitError naming the store that lacks it."""
+    checked_run_id(run_id, "run")
     existing_store()
     try:
         return client().get_run(run_id)
@@ -524,10 +548,14 @@ def load_checkpoint(run_id: str) -> dict:
     """The newest readable training state a run kept (an older one if the newest was cut short)."""
     import torch
 
-    for path in checkpoint_paths(client(), run_id):
+    paths = checkpoint_paths(client(), run_id)
+    for path in paths:
         try:
             return torch.load(io.BytesIO(read_artifact(run_id, path)), map_location="cpu", weights_only=True)
-        except (ArtifactMissing, RuntimeError, EOFError, OSError):
-            continue
+        except (ArtifactMissing, RuntimeError, EOFError, OSError, pickle.UnpicklingError):
+            continue  # cut short, damaged, or not a training state (never unpickled): the one before it
+    if paths:
+        raise ToolkitError(f"run {run_id}: none of its checkpoints ({', '.join(paths)}) can be read: they are damaged "
+                           "or not training states; train it anew")
     raise ToolkitError(f"run {run_id} has no checkpoint to resume from: it finished, was pruned, stopped before "
                        "its first epoch ended, or was made before runs kept checkpoints")

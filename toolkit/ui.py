@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -70,6 +71,20 @@ def print_runs_links(base: str):
     sys.stdout.flush()
 
 
+def check_port_free(host: str, port: int):
+    """Refuse a port another server listens on, before any link is printed: the links would open
+    that server (perhaps another store's UI), not this one."""
+    from toolkit import ToolkitError
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: a closed port is free
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ToolkitError(f"port {port} on {host} is taken ({exc.strerror}): another server listens there; "
+                               "stop it or pass --port N") from None
+
+
 def serve(host: str, port: int):
     """Print the runs view of every experiment in the store, then become the MLflow server (or,
     when the store is a tracking server already, only print its links)."""
@@ -80,6 +95,7 @@ def serve(host: str, port: int):
         print(f"The store is the MLflow server {masked(uri)}; its UI is there:")
         print_runs_links(uri.rstrip("/"))
         return
+    check_port_free(host, port)
     base = f"http://{host}:{port}"
     argv = [sys.executable, "-m", "mlflow", "server", "--app-name", "toolkit", "--workers", "1",
             "--backend-store-uri", uri, "--host", host, "--port", str(port)]
@@ -100,6 +116,7 @@ def serve_dashboard(storage: str | None, host: str, port: int):
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise ToolkitError("optuna-dashboard is not installed: pip install -e '.[dashboard]' (`make install` does)")
     url = tracking.existing_optuna_storage(storage)
+    check_port_free(host, port)
     try:
         optuna_storage = optuna.storages.get_storage(url)
         names = [study.study_name for study in optuna_storage.get_all_studies()]

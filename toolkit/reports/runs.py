@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -205,6 +207,10 @@ class RunSet:
         try:
             return dict(np.load(io.BytesIO(tracking.read_artifact(run_id, "images.npz"))))
         except tracking.ArtifactMissing:
+            return None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # damaged, or arrays of objects
+            print(f"note: run {run_id}: its images.npz cannot be read ({type(exc).__name__}); the report shows "
+                  "no images of it", file=sys.stderr)
             return None
 
     def kl_by_epoch(self, run_id: str) -> np.ndarray:
