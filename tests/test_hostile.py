@@ -309,3 +309,36 @@ def test_a_checkpoint_replaced_by_a_pickle_is_passed_over_for_the_one_before_and
     with pytest.raises(ToolkitError, match="none of its checkpoints .* can be read"):
         tracking.load_checkpoint(only)
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_the_dashboard_prints_its_links_and_no_server_log(cli_env, tmp_path):
+    import optuna
+    import subprocess
+    import sys
+    import urllib.request
+
+    from conftest import free_port, serving
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="s", storage=storage)
+    port = free_port()
+    argv = [sys.executable, "-m", "toolkit.cli", "dashboard", "--storage", storage, "--port", str(port)]
+    with serving(argv, f"http://127.0.0.1:{port}", ready="/", env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,
+                 stderr=subprocess.STDOUT, text=True) as process:
+        for page in ("/", "/dashboard/studies/1", "/api/studies"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=10).read()
+    lines = process.stdout.read().splitlines()
+    assert lines == [f"optuna-dashboard on http://127.0.0.1:{port} (storage {storage}); Ctrl-C stops it",
+                     f"  s: http://127.0.0.1:{port}/dashboard/studies/1"], lines
+
+
+def test_load_model_on_a_copied_store_reads_the_copy_not_the_original(store, tmp_path, monkeypatch):
+    import shutil
+
+    run_id, _ = logged_model_run(tmp_path)
+    shutil.copytree(tmp_path / "store", tmp_path / "copy")
+    shutil.move(tmp_path / "store", tmp_path / "original-gone")  # its files are no longer where it recorded them
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'copy' / 'mlflow.db'}")
+    model, config = tracking.load_model(run_id, torch.device("cpu"))
+    assert config == CONFIG and not model.training

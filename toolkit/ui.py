@@ -129,4 +129,4 @@ def serve_dashboard(storage: str | None, host: str, port: int):
         print(f"  {name}: {page}")
     sys.stdout.flush()
     dashboard = Path(sys.executable).parent / "optuna-dashboard"  # the package's console script
-    os.execv(dashboard, [str(dashboard), url, "--host", host, "--port", str(port)])
+    os.execv(dashboard, [str(dashboard), url, "--host", host, "--port", str(port), "--quiet"])  # no request log
