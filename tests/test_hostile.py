@@ -342,3 +342,19 @@ def test_load_model_on_a_copied_store_reads_the_copy_not_the_original(store, tmp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'copy' / 'mlflow.db'}")
     model, config = tracking.load_model(run_id, torch.device("cpu"))
     assert config == CONFIG and not model.training
+
+
+def test_workers_are_bounded_by_the_machines_cores_and_memory():
+    import os
+
+    from toolkit.cli import check_workers
+    from toolkit.config import physical_memory
+
+    cores = os.cpu_count() or 1
+    with pytest.raises(ToolkitError, match=f"workers: this machine has {cores} cores, so at most {cores} workers"):
+        check_workers(cores + 1, RunConfig())
+    large = RunConfig(latent_dim=int(0.6 * physical_memory()) // (100 * 100 * 4 * 4))  # one fits, two do not
+    check_workers(1, large)
+    if cores >= 2:
+        with pytest.raises(ToolkitError, match="workers: 2 workers need about .* GiB, more than .*; use at most 1"):
+            check_workers(2, large)
