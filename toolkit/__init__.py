@@ -43,7 +43,7 @@ def path_in(folder: Path, name: str, what: str) -> Path:
     if path == root or not path.is_relative_to(root):
         raise ToolkitError(f"{what} {name!r}: the name leads outside {folder}/ (it is absolute or has '..'); "
                            "choose a name without them")
-    return root / name
+    return Path(folder) / name  # as given (relative stays relative), once checked
 
 
 def stop_on_signals():
