@@ -347,7 +347,7 @@ def test_load_model_on_a_copied_store_reads_the_copy_not_the_original(store, tmp
 def test_workers_are_bounded_by_the_machines_cores_and_memory():
     import os
 
-    from toolkit.cli import check_workers
+    from toolkit.studies import check_workers
     from toolkit.config import physical_memory
 
     cores = os.cpu_count() or 1

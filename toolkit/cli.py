@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 
 from toolkit import DASHBOARD_PORT, RERUN, UI_HOST, UI_PORT, ToolkitError, command, masked
@@ -70,7 +69,7 @@ def _check_resume_alone(words: list[str]):
     """--resume takes the run's own settings: any other option typed is refused, not ignored, even
     one whose value is its default."""
     given = [word.split("=", 1)[0] for word in words if word.startswith("--")]
-    others = sorted(set(given) - set(RESUME_OPTIONS), key=given.index)
+    others = [option for option in dict.fromkeys(given) if option not in RESUME_OPTIONS]
     if others:
         raise ToolkitError(f"resume: a resumed run keeps its own settings; drop {', '.join(others)} (only "
                            f"{', '.join(RESUME_OPTIONS[1:-1])} and {RESUME_OPTIONS[-1]} go with --resume)")
@@ -210,27 +209,11 @@ def _run_study_command(study, args):
           f"Optuna study '{study.name}' in {masked(args.storage or tracking.optuna_storage())}")
 
 
-def check_workers(workers: int, config: RunConfig):
-    """At most one worker per core, and no more than the machine's memory holds (each worker holds
-    its own copy of the data and its model: WORKER_BYTES and the run's `memory_bytes`)."""
-    from toolkit.config import physical_memory
-    from toolkit.studies import WORKER_BYTES
-
-    cores = os.cpu_count() or 1
-    if workers > cores:
-        raise ToolkitError(f"workers: this machine has {cores} cores, so at most {cores} workers; got {workers}")
-    each = WORKER_BYTES + config.memory_bytes()
-    if workers * each > physical_memory():
-        fit = max(1, physical_memory() // each)
-        raise ToolkitError(f"workers: {workers} workers need about {workers * each / 2 ** 30:,.1f} GiB, more than this "
-                           f"machine's {physical_memory() / 2 ** 30:,.1f} GiB of memory; use at most {fit}")
-
-
 def configure(study, args):
     """The declared study with the command line's settings; its name tells studies with other settings apart.
     Bad settings are refused before any data is read."""
     from toolkit.data import training_size
-    from toolkit.studies import QUICK, varied_settings
+    from toolkit.studies import QUICK, check_workers, varied_settings
 
     if args.workers < 1:
         raise ToolkitError(f"workers: must be >= 1, got {args.workers}")

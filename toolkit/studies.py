@@ -31,14 +31,13 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
 
 from toolkit import ToolkitError, masked, stop_on_signals, storage_failure, tracking, trial_queue
-from toolkit.config import RunConfig
+from toolkit.config import RunConfig, physical_memory
 from toolkit.data import find_files
 from toolkit.machine import end_with_parent
 from toolkit.pipeline import run_name, train_run
@@ -108,11 +107,24 @@ class Settings:
     data_dir: str | None = None
 
 
+def check_workers(workers: int, config: RunConfig):
+    """At most one worker per core, and no more than the machine's memory holds (each worker holds
+    its own copy of the data and its model: WORKER_BYTES and the run's `memory_bytes`)."""
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        raise ToolkitError(f"workers: this machine has {cores} cores, so at most {cores} workers; got {workers}")
+    each = WORKER_BYTES + config.memory_bytes()
+    if workers * each > physical_memory():
+        fit = max(1, physical_memory() // each)
+        raise ToolkitError(f"workers: {workers} workers need about {workers * each / 2 ** 30:,.1f} GiB, more than this "
+                           f"machine's {physical_memory() / 2 ** 30:,.1f} GiB of memory; use at most {fit}")
+
+
 def open_study(study: Study, settings: Settings) -> optuna.Study:
     url = settings.storage or tracking.optuna_storage()
     try:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if (database := tracking.sqlite_path(url)) is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
         return trial_queue.open_study(
             study.name, url, study.objective_names(),
             PRUNERS[study.pruner](), optuna.samplers.TPESampler(seed=study.base.seed, multivariate=True),
@@ -139,8 +151,8 @@ def _storage_hint(url: str, exc: Exception) -> str:
 def run_study(study: Study, settings: Settings) -> optuna.Study:
     """Run (or resume) `study` to completion with `settings.workers` processes; returns it."""
     find_files(study.base.dataset, settings.data_dir)  # missing data stops the study, not each trial
-    if settings.storage and settings.storage.startswith("sqlite:///") and \
-            not Path(settings.storage.removeprefix("sqlite:///")).is_file():
+    database = tracking.sqlite_path(settings.storage) if settings.storage else None
+    if database is not None and not database.is_file():
         print(f"note: {masked(settings.storage)} does not exist yet: a new Optuna storage is made there", file=sys.stderr)
     optuna_study = open_study(study, settings)
     _check_settings(optuna_study, study)

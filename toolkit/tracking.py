@@ -55,20 +55,24 @@ def optuna_storage() -> str:
     return f"sqlite:///{(STORE_DIR / 'optuna.db').resolve()}"
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a `sqlite:///` URL (MLflow's or Optuna's), None for any other URL."""
+    return Path(unquote(url.removeprefix("sqlite:///"))) if url.startswith("sqlite:///") else None
+
+
 def existing_optuna_storage(url: str | None) -> str:
     """The Optuna storage to read (`url`, default the store's own): a local file that is not there
     is an error, not a new storage."""
     url = url or optuna_storage()
-    if url.startswith("sqlite:///") and not Path(unquote(url.removeprefix("sqlite:///"))).is_file():
+    if (database := sqlite_path(url)) is not None and not database.is_file():
         raise ToolkitError(f"no Optuna storage at {url} yet: run a study first (make demo), or pass --storage URL")
     return url
 
 
 def artifact_root(uri: str) -> Path | None:
     """Artifacts of a local SQLite store go beside the database; a server chooses its own."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(unquote(uri.removeprefix("sqlite:///"))).resolve().parent / "artifacts"
+    database = sqlite_path(uri)
+    return None if database is None else database.resolve().parent / "artifacts"
 
 
 def client() -> MlflowClient:

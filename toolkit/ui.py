@@ -24,7 +24,7 @@ from pathlib import Path
 
 import mlflow
 
-from toolkit import masked
+from toolkit import ToolkitError, masked
 
 ML_WORKFLOW = "workflowType=machine_learning"  # the UI's URL parameter for its "Model training" view
 # The UI's own local-storage defaults, set only where the browser holds no choice: the "Model
@@ -74,8 +74,6 @@ def print_runs_links(base: str):
 def check_port_free(host: str, port: int):
     """Refuse a port another server listens on, before any link is printed: the links would open
     that server (perhaps another store's UI), not this one."""
-    from toolkit import ToolkitError
-
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: a closed port is free
         try:
@@ -111,7 +109,7 @@ def serve_dashboard(storage: str | None, host: str, port: int):
     """Print the dashboard page of every study in the Optuna storage, then become optuna-dashboard."""
     import optuna
 
-    from toolkit import ToolkitError, tracking
+    from toolkit import tracking
 
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise ToolkitError("optuna-dashboard is not installed: pip install -e '.[dashboard]' (`make install` does)")

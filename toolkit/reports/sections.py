@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import math
 from pathlib import Path
-from urllib.parse import unquote
 
 import pandas as pd
 
@@ -51,9 +50,9 @@ def provenance(doc: Document, runs: RunSet | None, rebuild: str, extra: list[tup
 def shown_store(uri: str) -> str:
     """The store as a reader of the report finds it: a local database relative to the directory
     the report was built in (`mlruns/mlflow.db` in the project), any other URI as it is."""
-    if not uri.startswith("sqlite:///"):
+    path = tracking.sqlite_path(uri)
+    if path is None:
         return uri
-    path = Path(unquote(uri.removeprefix("sqlite:///")))
     try:
         return str(path.relative_to(Path.cwd().resolve()))
     except ValueError:

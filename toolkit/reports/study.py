@@ -21,7 +21,8 @@ RUN_METRICS = {"test/neg_elbo": "test −ELBO (nats)", "test/recon": "test recon
 
 
 def build(name: str, storage: str | None, rebuild: str) -> Document:
-    optuna_study = load(name, storage)
+    url = tracking.existing_optuna_storage(storage)
+    optuna_study = load(name, url)
     complete = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     states = pd.Series([t.state.name for t in optuna_study.trials]).value_counts()
     if not complete:
@@ -30,7 +31,7 @@ def build(name: str, storage: str | None, rebuild: str) -> Document:
     runs = _runs(optuna_study)
     targets = objective_names(optuna_study)
     doc = Document(f"Optuna study: {escape(name)}")
-    rows = [("Optuna storage", code(storage_url(storage))), ("study", code(name)),
+    rows = [("Optuna storage", code(url)), ("study", code(name)),
             ("objectives", ", ".join(f"{escape(n)} ({d.name.lower()})" for n, d in zip(targets, optuna_study.directions))),
             ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))]
     provenance(doc, runs, rebuild, rows)
@@ -64,12 +65,7 @@ def build(name: str, storage: str | None, rebuild: str) -> Document:
     return doc
 
 
-def storage_url(storage: str | None) -> str:
-    return storage or tracking.optuna_storage()
-
-
-def load(name: str, storage: str | None) -> optuna.Study:
-    url = tracking.existing_optuna_storage(storage)
+def load(name: str, url: str) -> optuna.Study:
     try:
         names = optuna.get_all_study_names(storage=url)
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
