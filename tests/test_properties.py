@@ -53,7 +53,7 @@ VALID = {
     "seed": st.integers(0, 2 ** 32 - 1),
     "limit": st.none() | st.integers(1, 10 ** 9),
     "fid_samples": st.integers(129, 10 ** 7),
-    "iw_samples": st.integers(0, 10 ** 5),
+    "iw_samples": st.integers(0, 10 ** 3),  # K x 100 codes of up to 256 dimensions fit any test machine's memory
 }
 valid_values = st.fixed_dictionaries({}, optional=VALID)
 

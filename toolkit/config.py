@@ -174,7 +174,8 @@ class RunConfig:
         iw = self.iw_samples * IW_IMAGES * d * 4 * IW_COPIES if self.model == "vae" else 0
         gaussian = d * d * 4 if self.model == "ae" else 0
         gmm = GMM_COMPONENTS * d * d * 8 if self.sampler == "gmm" else 0
-        codes = (self.limit or TRAIN_IMAGES) * d * 4 + COVARIANCE_COPIES * max(gaussian, gmm) if gaussian or gmm else 0
+        images = min(self.limit or TRAIN_IMAGES, TRAIN_IMAGES)  # a limit beyond the data is refused when it is read
+        codes = images * d * 4 + COVARIANCE_COPIES * max(gaussian, gmm) if gaussian or gmm else 0
         return self.parameter_count() * 4 + max(iw, codes)
 
     def memory_bytes(self) -> int:
