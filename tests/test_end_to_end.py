@@ -84,6 +84,25 @@ def test_vae_logs_every_epoch_metric_and_every_kl_dimension(trained):
     assert vae["metrics.test/neg_elbo"] == pytest.approx(vae["metrics.test/recon"] + vae["metrics.test/kl"])
 
 
+def test_every_run_logs_the_diagnostics_of_its_codes_and_samples_and_a_vae_its_rate_split(trained):
+    _, runs, _ = trained
+    for model, run in runs.items():
+        assert 0.1 < run["metrics.test/probe_accuracy"] <= 1
+        classes = [run[f"metrics.test/recon_class/{c:02d}"] for c in range(10)]
+        assert min(classes) < run["metrics.test/recon"] < max(classes)
+        for kind in ("samples", *(("aggregate_posterior",) if model == "vae" else ("samples_gmm",))):
+            assert 0 <= run[f"metrics.precision/fmnist-cnn/{kind}"] <= 1
+            assert 0 <= run[f"metrics.recall/fmnist-cnn/{kind}"] <= 1
+        assert run["metrics.nearest/pixels/samples"] > 0.5 and run["metrics.nearest/fmnist-cnn/samples"] > 0.5
+    vae = runs["vae"]
+    assert 0 < vae["metrics.test/mutual_info"] <= vae["metrics.test/mutual_info_ceiling"] == pytest.approx(np.log(10_000))
+    assert vae["metrics.test/mutual_info"] + vae["metrics.test/marginal_kl"] == pytest.approx(vae["metrics.test/kl"])
+    assert all(vae[f"metrics.test/marginal_kl_dim/{d:02d}"] >= -0.05 for d in range(LATENT))
+    assert vae["metrics.prior_hole/fmnist-cnn"] == pytest.approx(
+        vae["metrics.fid/fmnist-cnn/samples"] - vae["metrics.fid/fmnist-cnn/aggregate_posterior"])
+    assert "metrics.prior_hole/fmnist-cnn" not in runs["ae"] or np.isnan(runs["ae"]["metrics.prior_hole/fmnist-cnn"])
+
+
 def test_ae_logs_no_kl_metrics(trained):
     uri, runs, _ = trained
     logged = MlflowClient(uri).get_run(runs["ae"]["run_id"]).data.metrics
@@ -92,8 +111,9 @@ def test_ae_logs_no_kl_metrics(trained):
 
 
 FIGURES = {"reconstructions", "samples_normal_prior", "samples_laplace_prior", "interpolation", "latent_pca",
-           "latent_tsne", "loss_curves"}
-EXTRA_FIGURES = {"vae": {"kl_per_dim", "kl_heatmap"}, "ae": {"samples_fitted_gaussian", "samples_gmm"}}
+           "latent_tsne", "loss_curves", "nearest_training"}
+EXTRA_FIGURES = {"vae": {"kl_per_dim", "kl_heatmap", "traversals", "samples_aggregate_posterior"},
+                 "ae": {"samples_fitted_gaussian", "samples_gmm"}}
 
 
 def test_artifacts_hold_the_model_every_figure_and_kl_per_dim(trained):
@@ -131,10 +151,13 @@ def test_images_npz_holds_the_pictures_the_figures_show(trained, real_data, tmp_
         path = MlflowClient(uri).download_artifacts(run["run_id"], "images.npz", str(tmp_path / model))
         images = dict(np.load(path))
         samples = {f"samples_{name}" for name in ("normal_prior", "laplace_prior")}
-        samples |= {"samples_fitted_gaussian", "samples_gmm"} if model == "ae" else set()
-        assert set(images) == {"originals", "reconstructions", "interpolation"} | samples
+        samples |= {"samples_fitted_gaussian", "samples_gmm"} if model == "ae" else {"samples_aggregate_posterior"}
+        nearest = {"nearest_samples", "nearest_pixels", "nearest_features"}
+        assert set(images) == {"originals", "reconstructions", "interpolation"} | samples | nearest | \
+            ({"traversal"} if model == "vae" else set())
         assert all(array.dtype == np.uint8 and array.shape[1:] == (28, 28) for array in images.values())
         assert all(len(images[name]) == 64 for name in samples)
+        assert all(len(images[name]) == 10 for name in nearest)
         originals = (test.images[first_of_each_class] * 255).round().to(torch.uint8).view(-1, 28, 28).numpy()
         assert np.array_equal(images["originals"], originals)
         assert images["reconstructions"].shape == (10, 28, 28) and images["interpolation"].shape == (10, 28, 28)
@@ -142,7 +165,7 @@ def test_images_npz_holds_the_pictures_the_figures_show(trained, real_data, tmp_
 
 def test_fids_are_named_after_the_domain_extractor_and_tagged_with_its_hash(trained):
     _, runs, _ = trained
-    expected = {"vae": {"samples", "recon"}, "ae": {"samples", "samples_gmm", "recon"}}
+    expected = {"vae": {"samples", "aggregate_posterior", "recon"}, "ae": {"samples", "samples_gmm", "recon"}}
     hashes = set()
     for model, run in runs.items():
         fids = {k.removeprefix("metrics.") for k in run.index if k.startswith("metrics.fid/") and pd.notna(run[k])}

@@ -23,19 +23,21 @@ IW_ROWS = 2000  # codes decoded at once by the IW bound: 6 MB of fp32 logits, wi
 
 
 @torch.no_grad()
-def elbo_metrics(model, split, config) -> dict[str, float]:
+def elbo_metrics(model, split, config, by_class: bool = False) -> dict[str, float]:
     """recon, mse (per pixel, from the posterior mean) and loss (at `config.beta`); for a VAE also
-    kl, neg_elbo, kl_dim/NN, active_units and informative_units; decoder_sigma where σ is learned.
-    The AE gets no KL keys at all."""
+    kl, neg_elbo, kl_dim/NN, active_units and informative_units; decoder_sigma where σ is learned;
+    `by_class`: recon_class/NN, the mean recon over the images of class NN. The AE gets no KL keys."""
     was_training = model.training
     model.eval()
     device = split.images.device
     generator = torch.Generator(device=device).manual_seed(EVAL_SEED)
     recon = kl = sq_err = 0.0
-    kl_dims, mus = 0.0, []
-    for x, _ in split.batches(BATCH):
+    kl_dims, mus, per_class = 0.0, [], []
+    for x, labels in split.batches(BATCH):
         out = model(x, generator)
-        recon += reconstruction_nll(out.logits, x, config.likelihood, model.log_sigma).sum()
+        nll = reconstruction_nll(out.logits, x, config.likelihood, model.log_sigma)
+        recon += nll.sum()
+        per_class.append((nll, labels))
         sq_err += (torch.sigmoid(model.decode(out.mu)) - x).pow(2).sum()
         if out.logvar is not None:
             dims = kl_per_dim(out.mu, out.logvar)
@@ -44,6 +46,8 @@ def elbo_metrics(model, split, config) -> dict[str, float]:
     model.train(was_training)
     n = len(split)
     metrics = {"recon": float(recon) / n, "mse": float(sq_err) / (n * split.images.shape[1])}
+    if by_class:
+        metrics |= class_means(torch.cat([nll for nll, _ in per_class]), torch.cat([c for _, c in per_class]))
     if model.learns_sigma:
         metrics["decoder_sigma"] = float(model.log_sigma.exp())
     if not mus:
@@ -62,6 +66,15 @@ def elbo_metrics(model, split, config) -> dict[str, float]:
 def active_dims(mu: torch.Tensor) -> torch.Tensor:
     """Which latent dimensions' posterior means vary across the data by more than 0.01 (Burda et al.)."""
     return mu.var(0, unbiased=False) > ACTIVE_UNIT_THRESHOLD
+
+
+def class_means(nll: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """`recon_class/NN`: the mean of `nll` over the images of each class present."""
+    return {recon_class_key(int(c)): float(nll[labels == c].mean()) for c in labels.unique()}
+
+
+def recon_class_key(c: int) -> str:
+    return f"recon_class/{c:02d}"
 
 
 def kl_dim_key(d: int) -> str:

@@ -81,8 +81,12 @@ class Extractor:
         return torch.cat(chunks).numpy()
 
     def statistics(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        f = self.features(images)
-        return f.mean(0), np.cov(f, rowvar=False)
+        return feature_statistics(self.features(images))
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and covariance of (N, d) features, as FID compares them."""
+    return features.mean(0), np.cov(features, rowvar=False)
 
 
 def frechet_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
@@ -212,7 +216,15 @@ class Reference:
 
     def fid(self, images: torch.Tensor) -> float:
         """Fréchet distance of `images` (N, 784) in [0, 1] to the test set, in this extractor's features."""
-        return frechet_distance(self.extractor.statistics(images), self.statistics)
+        return self.fid_of_features(self.extractor.features(images))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """This extractor's features of `images`, float64, on the CPU."""
+        return torch.from_numpy(self.extractor.features(images))
+
+    def fid_of_features(self, features: np.ndarray) -> float:
+        """Fréchet distance to the test set of images whose features (N, d) are `features`."""
+        return frechet_distance(feature_statistics(features), self.statistics)
 
 
 def references(dataset: str, splits, mode: str, weights: str | None = None) -> tuple[list[Reference], list[str]]:

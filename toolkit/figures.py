@@ -46,6 +46,21 @@ def interpolation(images):
     return plots.image_rows([("", _images(images))], "interpolation")
 
 
+def traversals(images, dims: list[int], kl: list[float]):
+    """One row per traversed latent dimension (`diagnostics.traversal_codes`), labelled with its test KL."""
+    rows = _images(images).reshape(len(dims), -1, IMAGE_SIDE, IMAGE_SIDE)
+    return plots.image_rows([(f"z{d:02d}: {k:.2f} nats", row) for d, k, row in zip(dims, kl, rows)],
+                            "traversals (one dimension each, 2nd to 98th percentile of q(z))")
+
+
+def nearest_training(samples, pixels, features, extractor: str):
+    """Samples above their nearest training images in pixel space and in the extractor's features."""
+    rows = [("sample", _images(samples)), ("nearest (pixels)", _images(pixels))]
+    if features is not None:
+        rows.append((f"nearest ({extractor})", _images(features)))
+    return plots.image_rows(rows, "samples and their nearest training images")
+
+
 def _scatter(points: np.ndarray, labels, title: str, class_names=None):
     """Points coloured by class label; the legend names the classes when `class_names` is given."""
     labels = _as_numpy(labels)

@@ -12,17 +12,21 @@ import torch
 from toolkit import ToolkitError, figures, fid
 from toolkit.config import RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
+from toolkit.diagnostics import (NEAREST_QUERIES, NEAREST_TRAIN, PR_IMAGES, PROBE_TRAIN, RateSplit, nearest,
+                                 nearest_ratio, precision_recall, probe_accuracy, rate_split, traversal_codes,
+                                 traversal_dims)
 from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.machine import compute_tags
 from toolkit.models import build, default_device
 from toolkit.objectives import pixel_entropy
-from toolkit.samplers import (FittedMixture, LaplacePrior, NormalPrior, decode_images, default_sampler, generate,
-                              interpolation_codes, latent_means, manifold_codes)
+from toolkit.samplers import (AggregatePosterior, FittedMixture, LaplacePrior, NormalPrior, decode_images,
+                              default_sampler, generate, interpolation_codes, latent_means, manifold_codes, posteriors)
 from toolkit.tracking import (NOTE, RunStopped, continue_run, existing_run, load_checkpoint, metric_histories,
                               start_run)
 from toolkit.train import EPOCH_SECONDS, fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
+NEAREST_SHOWN = 10  # samples shown beside their nearest training images
 MEAN_EPOCH_SECONDS = "time/mean_epoch_s"
 EPOCHS_TRAINED = "epochs_trained"  # fewer than the `epochs` param: the run stopped early
 TRAIN_IMAGES = "train_images"  # tag: the number of images the model was trained on
@@ -152,9 +156,10 @@ def _fit_logged(run, model, splits, config: RunConfig, callbacks, quiet: bool, c
 
 
 def evaluate_and_log(run, model, config: RunConfig, splits, references, result) -> dict[str, float]:
-    """Test metrics, the IW bound and FIDs (returned, for the caller to log), and the model, the
-    per-dimension KL, the figures and their images (logged)."""
-    test = elbo_metrics(model, splits.test, config)
+    """Test metrics, the IW bound, the latent space's diagnostics, FIDs and the samples' diagnostics
+    (returned, for the caller to log), and the model, the per-dimension KL, the figures and their
+    images (logged)."""
+    test = elbo_metrics(model, splits.test, config, by_class=True)
     metrics = {f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch,
                                                             EPOCHS_TRAINED: len(result.history)}
     if config.likelihood == "bernoulli":  # the cross-entropy's floor on grey levels; 0 for binary pixels
@@ -169,16 +174,22 @@ def evaluate_and_log(run, model, config: RunConfig, splits, references, result) 
                       f"{bound.precision} (bf16 moved the first 100 test images' bound by {bound.bf16_shift:+.4f} nats "
                       f"from fp32; bf16 is used within ±{BF16_TOLERANCE})"})
     run.log_model(model, config)
+    latent, rate = latent_metrics(model, splits, test)
     samplers = generation_samplers(model, config, splits.train.images)
-    metrics |= fid_metrics(model, samplers, splits.test.images, references, config.fid_samples)
-    if model.variational:
-        run.log_json({"test": per_dim(test, "", config.latent_dim),
-                      "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in result.history]},
-                     "kl_per_dim.json")
+    scored, nearest_images = sample_metrics(model, samplers, splits, references, config.fid_samples)
+    metrics |= latent | scored
     drawn = figure_samplers(model, config, samplers)
-    images = figure_images(model, config, splits.test, drawn)
+    images = figure_images(model, config, splits.test, drawn) | nearest_images
+    traversed = []
+    if model.variational:
+        kl = per_dim(test, "", config.latent_dim)
+        traversed = traversal_dims(kl)
+        centre = latent_means(model, images["originals"][:1])[0]
+        images["traversal"] = decode_images(model, traversal_codes(centre, traversed, rate.codes).to(centre.device))
+        run.log_json({"test": kl, "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in result.history],
+                      "traversal_dims": traversed}, "kl_per_dim.json")
     run.log_bytes(images_npz(images), "images.npz")
-    for name, figure in run_figures(model, config, splits.test, images, drawn, result.history, test):
+    for name, figure in run_figures(model, config, splits.test, images, drawn, result.history, test, traversed):
         run.log_figure(figure, name)
     return metrics
 
@@ -188,21 +199,65 @@ def per_dim(metrics: dict[str, float], prefix: str, latent_dim: int) -> list[flo
     return [metrics[f"{prefix}{kl_dim_key(d)}"] for d in range(latent_dim)]
 
 
+def latent_metrics(model, splits, test: dict[str, float]) -> tuple[dict[str, float], RateSplit | None]:
+    """`test/probe_accuracy` for every run; for a VAE also the rate split of its test KL
+    (`test/mutual_info`, `test/marginal_kl`, `test/marginal_kl_dim/NN`, `test/mutual_info_ceiling`),
+    returned with the aggregate posterior's codes it drew."""
+    train = splits.train
+    metrics = {"test/probe_accuracy": probe_accuracy(latent_means(model, train.images[:PROBE_TRAIN]),
+                                                     train.labels[:PROBE_TRAIN],
+                                                     latent_means(model, splits.test.images), splits.test.labels)}
+    if not model.variational:
+        return metrics, None
+    mu, logvar = posteriors(model, splits.test.images)
+    rate = rate_split(mu, logvar, test["kl"], torch.Generator(device=mu.device).manual_seed(EVAL_SEED))
+    metrics |= {"test/mutual_info": rate.mutual_information, "test/marginal_kl": rate.marginal_kl,
+                "test/mutual_info_ceiling": rate.ceiling,
+                **{f"test/marginal_{kl_dim_key(d)}": v for d, v in enumerate(rate.marginal_kl_dims)}}
+    return metrics, rate
+
+
 def generation_samplers(model, config: RunConfig, train_images: torch.Tensor) -> dict:
     """Samplers whose images are scored by FID, keyed by the metric's suffix."""
     samplers = {"samples": default_sampler(model, train_images)}
+    if model.variational:
+        samplers["aggregate_posterior"] = AggregatePosterior(model, train_images)
     if config.sampler == "gmm":
         samplers["samples_gmm"] = FittedMixture(latent_means(model, train_images), seed=config.seed)
     return samplers
 
 
-def fid_metrics(model, samplers: dict, test_images: torch.Tensor, references, n: int) -> dict[str, float]:
-    """`fid/<extractor>/<name>` for generated images and for reconstructions of the test set."""
+def sample_metrics(model, samplers: dict, splits, references, n: int) -> tuple[dict[str, float], dict]:
+    """For `n` images of each sampler and the test set's reconstructions, in each reference's
+    features: `fid/<extractor>/<name>`, and beside every sampler's FID `precision/<extractor>/<name>`
+    and `recall/<extractor>/<name>` (PR_IMAGES of them against as many test images); for a VAE
+    `prior_hole/<extractor>`, FID(prior samples) - FID(aggregate posterior's). For the default
+    sampler's images `nearest/<extractor>/samples` and `nearest/pixels/samples`, the memorisation
+    ratio against NEAREST_TRAIN training images. Also the nearest-neighbour figure's images."""
     if not references:
-        return {}
+        return {}, {}
     images = {name: generate(model, sampler, n, EVAL_SEED) for name, sampler in samplers.items()}
-    images["recon"] = decode_images(model, latent_means(model, test_images))
-    return {f"fid/{ref.extractor.name}/{name}": ref.fid(x) for ref in references for name, x in images.items()}
+    images["recon"] = decode_images(model, latent_means(model, splits.test.images))
+    train, test = splits.train.images[:NEAREST_TRAIN], splits.test.images
+    samples = images["samples"]
+    metrics = {"nearest/pixels/samples": nearest_ratio(samples[:NEAREST_QUERIES], test[:NEAREST_QUERIES], train)}
+    shown = {"nearest_samples": samples[:NEAREST_SHOWN], "nearest_pixels": train[nearest(samples[:NEAREST_SHOWN],
+                                                                                           train)[1]]}
+    for ref in references:
+        name = ref.extractor.name
+        real, known = ref.features(test[:PR_IMAGES]), ref.features(train)
+        features = {kind: ref.features(x) for kind, x in images.items()}
+        for kind, found in features.items():
+            metrics[f"fid/{name}/{kind}"] = ref.fid_of_features(found.numpy())
+            if kind != "recon":
+                metrics[f"precision/{name}/{kind}"], metrics[f"recall/{name}/{kind}"] = \
+                    precision_recall(real, found[:PR_IMAGES])
+        if "aggregate_posterior" in features:
+            metrics[f"prior_hole/{name}"] = metrics[f"fid/{name}/samples"] - metrics[f"fid/{name}/aggregate_posterior"]
+        found = features["samples"]
+        metrics[f"nearest/{name}/samples"] = nearest_ratio(found[:NEAREST_QUERIES], real[:NEAREST_QUERIES], known)
+        shown.setdefault("nearest_features", train[nearest(found[:NEAREST_SHOWN], known)[1]])
+    return metrics, shown
 
 
 def showcase_indices(labels: torch.Tensor) -> torch.Tensor:
@@ -212,10 +267,12 @@ def showcase_indices(labels: torch.Tensor) -> torch.Tensor:
 
 def figure_samplers(model, config: RunConfig, samplers: dict) -> dict:
     """The samplers whose samples the figures show, keyed by figure name: both priors, and the
-    AE's fitted Gaussian and the mixture where the run has them."""
+    VAE's aggregate posterior, the AE's fitted Gaussian and the mixture where the run has them."""
     drawn = {"samples_normal_prior": NormalPrior(config.latent_dim),
              "samples_laplace_prior": LaplacePrior(config.latent_dim)}
-    if not model.variational:
+    if model.variational:
+        drawn["samples_aggregate_posterior"] = samplers["aggregate_posterior"]
+    else:
         drawn["samples_fitted_gaussian"] = samplers["samples"]
     if "samples_gmm" in samplers:
         drawn["samples_gmm"] = samplers["samples_gmm"]
@@ -246,7 +303,8 @@ def images_npz(images: dict[str, torch.Tensor]) -> bytes:
     return buffer.getvalue()
 
 
-def run_figures(model, config: RunConfig, test, images: dict, drawn: dict, history, test_metrics):
+def run_figures(model, config: RunConfig, test, images: dict, drawn: dict, history, test_metrics,
+                traversed: list[int]):
     """(name, figure) pairs logged under figures/ for every run."""
     yield "reconstructions", figures.reconstructions(images["originals"], images["reconstructions"])
     for name, sampler in drawn.items():
@@ -260,4 +318,10 @@ def run_figures(model, config: RunConfig, test, images: dict, drawn: dict, histo
     if model.variational:
         yield "kl_per_dim", figures.kl_bars(per_dim(test_metrics, "", config.latent_dim))
         yield "kl_heatmap", figures.kl_heatmap([per_dim(h, "val/", config.latent_dim) for h in history])
+        yield "traversals", figures.traversals(images["traversal"], traversed,
+                                               [test_metrics[kl_dim_key(d)] for d in traversed])
+    if "nearest_samples" in images:
+        yield "nearest_training", figures.nearest_training(
+            images["nearest_samples"], images["nearest_pixels"], images.get("nearest_features"),
+            fid.DOMAIN_NAMES[config.dataset])
     yield "loss_curves", figures.loss_curves(history)

@@ -21,6 +21,13 @@ def latent_means(model, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def posteriors(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VAE's posterior means and log-variances for every image, in batches."""
+    found = [model.encode(images[i:i + BATCH]) for i in range(0, len(images), BATCH)]
+    return torch.cat([mu for mu, _ in found]), torch.cat([logvar for _, logvar in found])
+
+
+@torch.no_grad()
 def decode_images(model, z: torch.Tensor) -> torch.Tensor:
     """Mean images (pixel probabilities) for the codes `z`."""
     return torch.cat([torch.sigmoid(model.decode(z[i:i + BATCH])) for i in range(0, len(z), BATCH)])
@@ -46,6 +53,22 @@ class LaplacePrior(NormalPrior):
     def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
         u = torch.rand(n, self.dim, generator=generator) - 0.5
         return -torch.sign(u) * torch.log1p(-2 * u.abs()) / math.sqrt(2)
+
+
+class AggregatePosterior:
+    """The VAE's aggregate posterior q(z) = E_x q(z|x): a training image drawn at random, then a code
+    from its posterior. Its samples against the prior's show what the prior's mismatch costs."""
+
+    title = "aggregate posterior q(z)"
+
+    def __init__(self, model, images: torch.Tensor):
+        self.model, self.images = model, images
+
+    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        chosen = torch.randint(len(self.images), (n,), generator=generator)
+        mu, logvar = posteriors(self.model, self.images[chosen.to(self.images.device)])
+        eps = torch.randn(mu.shape, generator=generator)
+        return (mu.cpu() + torch.exp(0.5 * logvar.cpu()) * eps).float()
 
 
 class FittedGaussian:
