@@ -105,13 +105,18 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table if "/" in c and not c.endswith(("_std", "_low", "_high")) and not c.startswith("derived/")]
 
 
+TABLES = {"results": ("Results", "test/recon"), "diagnostics": ("Latent space and samples", "test/probe_accuracy")}
+
+
+@pytest.mark.parametrize("table_name", list(TABLES))
 @pytest.mark.parametrize("name", list(KINDS))
-def test_every_results_csv_cell_is_the_mean_spread_and_interval_of_finished_runs_in_the_store(store, reports, name):
+def test_every_results_csv_cell_is_the_mean_spread_and_interval_of_finished_runs_in_the_store(store, reports, name,
+                                                                                                 table_name):
     runs = independent_runs(name)
     finished = runs[(runs["status"] == "FINISHED") & runs["tags.mlflow.parentRunId"].notna()]  # not the parent
-    table = pd.read_csv(reports[name].parent / "results.csv", dtype=str, keep_default_na=False)
+    table = pd.read_csv(reports[name].parent / f"{table_name}.csv", dtype=str, keep_default_na=False)
     metrics = metric_columns(table)
-    assert metrics and "test/recon" in metrics
+    assert metrics and TABLES[table_name][1] in metrics
     for _, row in table.iterrows():
         ids = row["run_ids"].split()
         group = finished[finished["run_id"].isin(ids)]
@@ -134,10 +139,12 @@ def test_every_results_csv_cell_is_the_mean_spread_and_interval_of_finished_runs
     assert used == set(finished["run_id"] if name != "collapse" else finished[finished["params.model"] == "vae"]["run_id"])
 
 
+@pytest.mark.parametrize("table_name", list(TABLES))
 @pytest.mark.parametrize("name", list(KINDS))
-def test_the_markdown_results_table_shows_the_csv_values(reports, name):
-    table = pd.read_csv(reports[name].parent / "results.csv")
-    shown = [row for row in markdown_table(reports[name].read_text(), "Results") if "published" not in str(row)]
+def test_the_markdown_results_table_shows_the_csv_values(reports, name, table_name):
+    table = pd.read_csv(reports[name].parent / f"{table_name}.csv")
+    shown = [row for row in markdown_table(reports[name].read_text(), TABLES[table_name][0])
+             if "published" not in str(row)]
     assert len(shown) == len(table)
     metrics = [c for c in table if "/" in c and not c.endswith(("_std", "_low", "_high"))]
     for row, (_, data) in zip(shown, table.iterrows()):

@@ -13,13 +13,15 @@ import pandas as pd
 
 from toolkit import ToolkitError
 from toolkit.config import VAE_ONLY
+from toolkit.data import CLASS_NAMES
+from toolkit.evaluate import recon_class_key
 from toolkit.reports import plots
-from toolkit.reports.claims import ONE_SEED, Claims, sentence
+from toolkit.reports.claims import ONE_SEED, Claims, interval, sentence
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import RunSet, shown_param, vae_first
-from toolkit.reports.sections import (fid_caption, provenance, relative, results_table, run_list, settings_section,
-                                      statistics_caption)
-from toolkit.reports.stats import estimate
+from toolkit.reports.sections import (diagnostics_section, fid_caption, provenance, relative, results_table, run_list,
+                                      settings_section, statistics_caption)
+from toolkit.reports.stats import estimate, paired
 
 # The seed notebook's setting and its published test numbers (nats per image): a reference, not a result.
 SEED_SETTING = {"dataset": "fashion-mnist", "hidden": "400", "latent_dim": "20", "likelihood": "bernoulli",
@@ -28,6 +30,7 @@ SEED_PUBLISHED = {"vae": {"test/recon": 225.64, "test/kl": 15.74, "test/neg_elbo
 OWN_SAMPLER = {"vae": ("samples_normal_prior", "its prior N(0, I)"),
                "ae": ("samples_fitted_gaussian", "a Gaussian fitted to its training codes")}
 FID_SUBJECTS = {"samples": "each model's own samples (VAE prior, AE fitted Gaussian)",
+                "aggregate_posterior": "the VAE's aggregate-posterior samples",
                 "samples_gmm": "samples from a GMM fitted to the codes", "recon": "reconstructions"}
 CURVES = (("recon", "reconstruction (nats)"), ("kl", "KL (nats), VAE only"), ("loss", "loss: recon + β·KL (nats)"))
 
@@ -40,8 +43,8 @@ def build(runs: RunSet, rebuild: str) -> Document:
     doc = Document(f"AE vs VAE: {escape(runs.experiment)}")
     provenance(doc, runs, rebuild)
     by = ["model", *[p for p in runs.varying() if p != "model"]]
-    columns = runs.columns()
-    settings = vae_first(runs.settings(by, columns=columns))
+    columns, diagnostics = runs.columns(), runs.diagnostic_columns()
+    settings = vae_first(runs.settings(by, columns=columns + diagnostics))
     labels = {"model": list(settings["model"].str.upper()),
               **{p: [shown_param(m, p, v) for m, v in zip(settings["model"], settings[p])] for p in by[1:]}}
     seed = is_seed_setting(runs)
@@ -56,6 +59,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
                 "numbers for this setting (784-400-20, Bernoulli on grey levels, β = 1, batch 128, Adam 1e-3, 30 epochs): a reference, not "
                 "runs of this store." if seed else ""))
     results_table(doc, runs, "results", settings, labels, columns, extra)
+    diagnostics_section(doc, runs, settings, labels, diagnostics)
     groups = pairs_by_group(settings, by[1:])
     claims, findings_text = Claims(), [] if (settings["n"] > 1).any() else [ONE_SEED]
     for group, pair in groups.items():
@@ -94,6 +98,7 @@ def side_by_side(doc: Document, runs: RunSet, pair: dict[str, pd.Series], suffix
              "the same test images for both.")
     if all(i is not None for i in images.values()):
         image_figures(doc, images, prefix)
+    by_class(doc, runs, {m: row["run_ids"].split() for m, row in pair.items()}, prefix)
     for name, title in (("latent_pca", "Latent means, PCA"), ("latent_tsne", "Latent means, t-SNE")):
         pngs = {m: runs.figure_png(run_id, name) for m, run_id in first.items()}
         if all(pngs.values()):
@@ -105,6 +110,24 @@ def side_by_side(doc: Document, runs: RunSet, pair: dict[str, pd.Series], suffix
                                [f"{split}/{k}" for split in ("train", "val") for k, _ in CURVES])
     doc.figure(f"{prefix}loss_curves", loss_curves(histories, ids), "loss curves of both models",
                f"Mean over the seeds; {plots.BANDS[0].lower()}{plots.BANDS[1:]}")
+
+
+def by_class(doc: Document, runs: RunSet, ids: dict[str, list[str]], prefix: str):
+    """Each model's test reconstruction per class, and the AE's less the VAE's paired by seed."""
+    names = CLASS_NAMES.get(runs.values("dataset")[0] if runs.values("dataset") else "", ())
+    rows = []
+    for c, name in enumerate(names):
+        key = f"test/{recon_class_key(c)}"
+        values = {m: runs.by_seed(ids[m], key) for m in ("vae", "ae")}
+        if not all(values.values()):
+            return
+        d = paired(values["ae"], values["vae"])
+        rows.append({"class": name, **{m.upper(): f"{estimate(v.values()).mean:.1f}" for m, v in values.items()},
+                     "AE − VAE": ("**" if d.clear else "") + interval(d, ".1f") + ("**" if d.clear else "")})
+    doc.heading("Reconstruction by class", 3)
+    doc.text("Test reconstruction (nats per image) of each class, mean over seeds; AE − VAE paired by seed with its "
+             "95 % interval, **bold** where it excludes zero (each class on its own: ten intervals, no correction).")
+    doc.table(f"{prefix}recon_by_class", pd.DataFrame(rows), markup=["AE − VAE"])
 
 
 def is_seed_setting(runs: RunSet) -> bool:
@@ -158,6 +181,10 @@ def findings(runs: RunSet, claims: Claims, pair: dict[str, pd.Series], latent_di
 
     text = [sentence(compare("test/recon", "reconstruction (nats)", ".2f")),
             sentence(compare("test/mse", "MSE per pixel", ".5f"))]
+    if all(runs.by_seed(i, "test/probe_accuracy") for i in ids.values()):
+        text.append(sentence(claims.compare("linear-probe accuracy", "the AE", "the VAE",
+                                            runs.by_seed(ids["ae"], "test/probe_accuracy"),
+                                            runs.by_seed(ids["vae"], "test/probe_accuracy"), False, ".3f", group).text))
     for key in sorted(k for k in pair["vae"].index if k.startswith("fid/") and not k.endswith(("_std", "_low", "_high"))):
         if not (np.isnan(pair["vae"][key]) or np.isnan(pair["ae"][key])):
             extractor, what = key.split("/")[1:]

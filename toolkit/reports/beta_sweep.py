@@ -14,14 +14,15 @@ from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, sentence
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
-from toolkit.reports.sections import (fid_caption, provenance, results_table, run_list, settings_section,
-                                      statistics_caption)
+from toolkit.reports.sections import (diagnostics_section, fid_caption, provenance, results_table, run_list,
+                                      settings_section, statistics_caption)
 
 ORDER = ("test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/active_units", "test/informative_units",
          "test/mse")
 HEADERS = {"test/kl": "rate: KL (nats)", "test/recon": "distortion: recon (nats)"}
 SAMPLES_SHOWN = 12
-FID_LABELS = {"samples": "prior samples", "samples_gmm": "GMM samples", "recon": "reconstructions"}
+FID_LABELS = {"samples": "prior samples", "aggregate_posterior": "aggregate-posterior samples",
+              "samples_gmm": "GMM samples", "recon": "reconstructions"}
 AE_FID_LABELS = {"samples": "fitted-Gaussian samples", "samples_gmm": "GMM samples", "recon": "reconstructions"}
 
 
@@ -31,8 +32,9 @@ def build(runs: RunSet, rebuild: str) -> Document:
     doc = Document(f"β sweep: {escape(runs.experiment)}")
     provenance(doc, runs, rebuild)
     columns = [replace(c, header=HEADERS.get(c.key, c.header)) for c in runs.columns(first=ORDER)]
-    settings = pd.concat([runs.settings(["beta"], vae, columns).assign(model="vae"),
-                          runs.settings([], ae, columns).assign(model="ae", beta="")], ignore_index=True)
+    diagnostics = runs.diagnostic_columns()
+    settings = pd.concat([runs.settings(["beta"], vae, columns + diagnostics).assign(model="vae"),
+                          runs.settings([], ae, columns + diagnostics).assign(model="ae", beta="")], ignore_index=True)
     settings = settings[["model", "beta", *[c for c in settings if c not in ("model", "beta")]]]
     betas = settings["beta"][settings["model"] == "vae"].astype(float)
     settings_section(doc, runs, columns)
@@ -44,6 +46,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     labels = {"β": [f"{b:g}" for b in betas] + ["–"] * (len(settings) - len(betas)),
               "model": list(settings["model"].str.upper())}
     results_table(doc, runs, "results", settings, labels, columns)
+    diagnostics_section(doc, runs, settings, labels, diagnostics)
     vae_rows, ae_row = settings[settings["model"] == "vae"], settings[settings["model"] == "ae"]
     doc.heading("Rate and distortion")
     doc.figure("rate_distortion", rate_distortion(vae_rows, betas, ae_row), "rate-distortion plane",
@@ -182,11 +185,12 @@ def findings(runs: RunSet, claims: Claims, vae: pd.DataFrame, betas: pd.Series, 
             counts = ", ".join(f"{u:.3g}" for u in vae[key])
             text.append(f"Across β, {claims.trend(what, labels, per_beta[key], '.2f')} (means {counts} of "
                         f"{runs.latent_dim}).")
+    text.extend(diagnostic_trends(runs, claims, vae, labels))
     ae_ids = ae["run_ids"].iloc[0].split() if len(ae) else []
     for column in fids:
         what = f"the FID of the VAE's {FID_LABELS[column.key.split('/')[2]]} ({column.key.split('/')[1]})"
         text.append(sentence(claims.best(what, dict(zip(labels, per_beta[column.key])), True, ".1f")))
-        if ae_ids:
+        if ae_ids and runs.by_seed(ae_ids, column.key):
             text.append(_ae_against_every_vae(claims, f"FID ({column.key.split('/')[1]}) of "
                                               f"{AE_FID_LABELS[column.key.split('/')[2]]}",
                                               runs.by_seed(ae_ids, column.key), labels, per_beta[column.key], ".1f"))
@@ -194,6 +198,20 @@ def findings(runs: RunSet, claims: Claims, vae: pd.DataFrame, betas: pd.Series, 
         text.append(_ae_against_every_vae(claims, "distortion (reconstruction, nats)", runs.by_seed(ae_ids, "test/recon"),
                                           labels, per_beta["test/recon"], ".2f"))
     return " ".join(text)
+
+
+def diagnostic_trends(runs: RunSet, claims: Claims, vae: pd.DataFrame, labels: list[str]) -> list[str]:
+    """How the rate's two parts and the prior hole move with β, each trend as far as the seeds resolve it."""
+    found = [("test/mutual_info", "the information I(x; z)"), ("test/marginal_kl", "the marginal KL(q(z) ‖ p(z))"),
+             *((f"prior_hole/{e.name}", f"the prior hole, FID ({e.name}) of prior less aggregate-posterior samples")
+               for e in runs.extractors)]
+    text = []
+    for key, what in found:
+        if key in vae and vae[key].notna().any():
+            values = [runs.by_seed(ids.split(), key) for ids in vae["run_ids"]]
+            means = ", ".join(f"{v:.2f}" for v in vae[key])
+            text.append(f"Across β, {claims.trend(what, labels, values, '.2f')} (means {means}).")
+    return text
 
 
 def _ae_against_every_vae(claims: Claims, what: str, ae: dict, labels: list[str], vae: list[dict], fmt: str) -> str:

@@ -13,8 +13,8 @@ from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, sentence
 from toolkit.reports.document import Document, escape, render_png
 from toolkit.reports.runs import RunSet, vae_first
-from toolkit.reports.sections import (fid_caption, provenance, results_table, run_list, settings_section,
-                                      statistics_caption)
+from toolkit.reports.sections import (diagnostics_section, fid_caption, provenance, results_table, run_list,
+                                      settings_section, statistics_caption)
 
 MODELS = (("vae", "VAE"), ("ae", "AE"))
 PER_ROW = 3  # panels per row of the figure against the latent size
@@ -24,13 +24,14 @@ def build(runs: RunSet, rebuild: str) -> Document:
     runs.require("latent-dim", ("latent_dim",), runs.finished, "finished runs")
     doc = Document(f"Latent size: {escape(runs.experiment)}")
     provenance(doc, runs, rebuild)
-    columns = runs.columns()
-    settings = vae_first(runs.settings(["model", "latent_dim"], columns=columns))
+    columns, diagnostics = runs.columns(), runs.diagnostic_columns()
+    settings = vae_first(runs.settings(["model", "latent_dim"], columns=columns + diagnostics))
     settings_section(doc, runs, columns)
     doc.heading("Results")
     doc.text(f"Test split, nats per image (MSE per pixel). {fid_caption(columns)} {statistics_caption(settings)}")
-    results_table(doc, runs, "results", settings, {"model": list(settings["model"].str.upper()),
-                                                   "latent size": list(settings["latent_dim"])}, columns)
+    labels = {"model": list(settings["model"].str.upper()), "latent size": list(settings["latent_dim"])}
+    results_table(doc, runs, "results", settings, labels, columns)
+    diagnostics_section(doc, runs, settings, labels, diagnostics)
     by_model = {m: settings[settings["model"] == m] for m, _ in MODELS if (settings["model"] == m).any()}
     doc.heading("Against the latent size")
     doc.figure("against_latent_size", against_size(by_model, [c for c in columns if c.key.startswith("fid/")]),

@@ -17,8 +17,8 @@ from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, interval
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
-from toolkit.reports.sections import (fid_caption, provenance, results_table, run_list, settings_section,
-                                      statistics_caption)
+from toolkit.reports.sections import (diagnostics_section, fid_caption, provenance, results_table, run_list,
+                                      settings_section, statistics_caption)
 from toolkit.reports.stats import estimate, paired
 from toolkit.tracking import ArtifactMissing
 
@@ -42,7 +42,8 @@ def build(runs: RunSet, rebuild: str) -> Document:
     provenance(doc, runs, rebuild)
     columns = [c for c in runs.columns(vae, first=ORDER) if c.key != "test/decoder_sigma" or "decoder_scale" in axes]
     columns = sorted([*columns, *KL_SPLIT], key=lambda c: ORDER.index(c.key) if c.key in ORDER else len(ORDER))
-    settings = runs.settings(axes, vae, columns)
+    diagnostics = runs.diagnostic_columns(vae)
+    settings = runs.settings(axes, vae, columns + diagnostics)
     latent_dim = runs.latent_dim
     settings_section(doc, runs, columns)
     doc.heading("Results")
@@ -54,8 +55,9 @@ def build(runs: RunSet, rebuild: str) -> Document:
              "bounds what it tells about the image; free bits hold dimensions at the floor whatever they carry). "
              f"The KL columns split each run's KL between those dimensions and the rest. {fid_caption(columns)} "
              f"{statistics_caption(settings)}")
-    results_table(doc, runs, "results", settings, {HEADERS[name]: [shown(name, v) for v in settings[name]] for name in axes},
-                  columns)
+    labels = {HEADERS[name]: [shown(name, v) for v in settings[name]] for name in axes}
+    results_table(doc, runs, "results", settings, labels, columns)
+    diagnostics_section(doc, runs, settings, labels, diagnostics)
     baseline = baseline_of(settings)
     claims = Claims()
     doc.heading("Against the baseline")

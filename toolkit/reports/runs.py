@@ -48,7 +48,23 @@ TEST_COLUMNS = (
     Column("test/decoder_sigma", "σ (learned)", None, fmt=".4f"),
 )
 TIME_COLUMN = Column("time/mean_epoch_s", "s / epoch", None, fmt=".2f")  # wall time, last in tables
-FID_NAMES = {"samples": "FID samples", "samples_gmm": "FID GMM samples", "recon": "FID recon"}
+FID_NAMES = {"samples": "FID samples", "aggregate_posterior": "FID q(z) samples", "samples_gmm": "FID GMM samples",
+             "recon": "FID recon"}
+# The latent space's and the samples' diagnostics (`toolkit.diagnostics`), shown in a table of their own.
+LATENT_COLUMNS = (
+    Column("test/mutual_info", "I(x; z) (nats)", None, fmt=".2f"),
+    Column("test/marginal_kl", "KL(q(z) ‖ p(z)) (nats)", None, fmt=".2f"),
+    Column("test/probe_accuracy", "linear probe accuracy", False, fmt=".3f"),
+)
+
+
+def sample_columns(extractor: str) -> tuple[Column, ...]:
+    """The samples' diagnostics in one extractor's features (the default sampler's images)."""
+    return (Column(f"prior_hole/{extractor}", f"prior hole: FID samples − FID q(z) samples ({extractor})"),
+            Column(f"precision/{extractor}/samples", f"precision ({extractor})", False, fmt=".3f"),
+            Column(f"recall/{extractor}/samples", f"recall ({extractor})", False, fmt=".3f"),
+            Column(f"nearest/{extractor}/samples", f"nearest-training ratio ({extractor})", None, fmt=".3f"),
+            Column("nearest/pixels/samples", "nearest-training ratio (pixels)", None, fmt=".3f"))
 
 
 @dataclass(frozen=True)
@@ -137,15 +153,26 @@ class RunSet:
         """The latent size of the finished runs (the largest, where it varies)."""
         return max(int(v) for v in self.values("latent_dim"))
 
+    def logged(self, runs: pd.DataFrame | None = None) -> set[str]:
+        """The metric keys that any of the (finished) runs logged."""
+        runs = self.finished if runs is None else runs
+        return {c.removeprefix("metrics.") for c in runs if c.startswith("metrics.") and runs[c].notna().any()}
+
     def columns(self, runs: pd.DataFrame | None = None, first: tuple[str, ...] = ()) -> list[Column]:
         """The test metrics and FIDs that any of the runs logged, in a fixed order (the keys in
         `first` leading, in their order)."""
-        runs = self.finished if runs is None else runs
-        logged = {c.removeprefix("metrics.") for c in runs if c.startswith("metrics.") and runs[c].notna().any()}
+        logged = self.logged(runs)
         fids = [Column(f"fid/{e.name}/{kind}", f"{label} ({e.name})")
                 for e in self.extractors for kind, label in FID_NAMES.items() if f"fid/{e.name}/{kind}" in logged]
         found = [c for c in (*TEST_COLUMNS, *fids, TIME_COLUMN) if c.key in logged]
         return sorted(found, key=lambda c: first.index(c.key) if c.key in first else len(first))
+
+    def diagnostic_columns(self, runs: pd.DataFrame | None = None) -> list[Column]:
+        """The diagnostics (LATENT_COLUMNS, then `sample_columns` of each extractor) that any of the
+        runs logged."""
+        logged = self.logged(runs)
+        found = [*LATENT_COLUMNS, *(c for e in self.extractors for c in sample_columns(e.name))]
+        return list({c.key: c for c in found if c.key in logged}.values())
 
     def kl_profiles(self, run_ids: list[str]) -> np.ndarray:
         """The final test KL of every latent dimension of each run (runs x dimensions), each run's

@@ -13,12 +13,15 @@ from toolkit import tracking
 from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY, RunConfig
 from toolkit.reports.document import GENERATED, Document, code, escape, markdown_table, mean_std, number
 from toolkit.reports.document import link as markdown_link
+from toolkit.diagnostics import NEAREST_QUERIES, NEAREST_TRAIN, PR_IMAGES, PR_K, PROBE_TRAIN, RATE_CODES
 from toolkit.reports.runs import FID_NAMES, Column, RunSet, shown_param, sort_key
 from toolkit.reports.stats import LEVEL, best_of
 
 RUNNING_REASON = "still running, or its process died without ending the run"
 FID_SUBJECTS = {"samples": "the VAE's drawn from its prior N(0, I), the AE's from a Gaussian fitted to its "
                            "training codes",
+                "aggregate_posterior": "the VAE's decoded from its aggregate posterior q(z): a random training "
+                                       "image's posterior q(z|x), one code from it",
                 "samples_gmm": "from a 10-component Gaussian mixture fitted to either model's training codes",
                 "recon": "the decoder means of the test images' posterior means"}
 # Settings a report does not list under its runs' shared settings: said elsewhere, or no setting of the model.
@@ -99,13 +102,13 @@ def statistics_caption(settings: pd.DataFrame) -> str:
             "for the k − 1 comparisons).")
 
 
-def results_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame, labels: dict[str, list[str]],
-                  columns: list[Column], extra_rows: list[dict[str, str]] = ()):
+def settings_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame, labels: dict[str, list[str]],
+                   columns: list[Column], extra_rows: list[dict[str, str]] = ()):
     """The settings as a table: `labels` (header -> one cell per setting) first, then n, then each
     column's mean ± sd [95 % interval]; the best value of a column with a direction is bold when it
     is clearly better than every other row (`stats.best_of`). `extra_rows` (header -> cell) are
     appended to the markdown only. The CSV holds the full-precision means, standard deviations
-    and interval bounds under the metric keys."""
+    and interval bounds of the table's columns under the metric keys."""
     shown = pd.DataFrame(labels)
     shown["n"] = settings["n"].astype(str).to_numpy()
     for column in columns:
@@ -114,8 +117,15 @@ def results_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame
         shown[column.header] = [f"**{c}**" if i == best else c for i, c in enumerate(cells)]
     for extra in extra_rows:
         shown.loc[len(shown)] = [extra.get(header, "") for header in shown.columns]
-    doc.table(name, shown, settings[[*[c for c in settings if c != "run_ids"], "run_ids"]],
-              markup=[c.header for c in columns])
+    stats = [f"{c.key}{part}" for c in columns for part in ("", "_std", "_low", "_high")]
+    kept = [c for c in settings if "/" not in c and c != "run_ids"]  # a metric key has a '/', a param none
+    doc.table(name, shown, settings[[*kept, *stats, "run_ids"]], markup=[c.header for c in columns])
+
+
+def results_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame, labels: dict[str, list[str]],
+                  columns: list[Column], extra_rows: list[dict[str, str]] = ()):
+    """The settings' table (`settings_table`), the FID extractors' floors and the runs left out of it."""
+    settings_table(doc, runs, name, settings, labels, columns, extra_rows)
     for e in runs.extractors:
         if e.floor is not None and any(c.key.startswith(f"fid/{e.name}/") for c in columns):
             kind = "Inception" if e.name == "inception" else "a domain CNN, so not an Inception FID"
@@ -140,6 +150,36 @@ def clear_best(runs: RunSet, settings: pd.DataFrame, column: Column) -> int | No
     values = {i: runs.by_seed(ids.split(), column.key) for i, ids in enumerate(settings["run_ids"])}
     found = best_of({i: v for i, v in values.items() if v}, column.lower_is_better)
     return found.label if found is not None and found.clear else None
+
+
+def diagnostics_section(doc: Document, runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]],
+                        columns: list[Column]):
+    """The latent space's and the samples' diagnostics (`RunSet.diagnostic_columns`) as a table of
+    the same settings as the results table, with how each is estimated."""
+    if not columns:
+        return
+    keys = {c.key.split("/")[0] for c in columns}
+    doc.heading("Latent space and samples")
+    text = []
+    if keys & {"test"}:
+        text.append(f"Test split. The rate (KL) splits into I(x; z), the information the codes carry about the "
+                    f"image, and KL(q(z) ‖ p(z)), the aggregate posterior's mismatch with the prior (Hoffman & "
+                    f"Johnson 2016): q(z) is the mixture of the posteriors of all N test images, the expectations "
+                    f"are Monte Carlo over one code from each of {RATE_CODES:,} of them, and I(x; z) can reach at "
+                    f"most log N (9.21 nats for 10,000 images), where it stops measuring. Linear probe: a logistic "
+                    f"regression from {PROBE_TRAIN:,} training images' posterior means to their classes, its "
+                    f"accuracy on the test set.")
+    if keys & {"prior_hole", "precision", "nearest"}:
+        text.append(f"Samples, in each FID extractor's features: the prior hole is the FID of prior samples less "
+                    f"that of samples decoded from the aggregate posterior, the part of the sample FID the prior's "
+                    f"mismatch costs. Precision (samples within the real images' manifold) and recall (real images "
+                    f"within the samples') after Kynkäänniemi et al. 2019, k = {PR_K} nearest neighbours, "
+                    f"{PR_IMAGES:,} samples against {PR_IMAGES:,} test images. Nearest-training ratio: the median "
+                    f"distance of {NEAREST_QUERIES:,} samples to their nearest of {NEAREST_TRAIN:,} training images "
+                    f"over that of {NEAREST_QUERIES:,} test images; about 1 for samples as novel as unseen "
+                    f"images, near 0 for copies of the training set.")
+    doc.text(" ".join(text) + " " + statistics_caption(settings))
+    settings_table(doc, runs, "diagnostics", settings, labels, columns)
 
 
 def settings_section(doc: Document, runs: RunSet, columns: list[Column]):
