@@ -296,3 +296,25 @@ def test_a_database_server_gone_for_good_ends_the_command_in_one_line(capsys):
     [line] = capsys.readouterr().err.splitlines()
     assert exit_status.value.code == 2
     assert line.startswith("error: the database server does not answer: (") and "rerun the same command" in line
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_during_a_store_write_takes_effect_when_the_write_is_whole(signum, monkeypatch):
+    from toolkit import interrupts_held, stop_on_signals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop_on_signals()
+    steps = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_held():
+                with interrupts_held():  # nested writes: one deferral
+                    os.kill(os.getpid(), signum)
+                    time.sleep(0.05)
+                    steps.append("inner write done")
+                steps.append("outer write done")
+        assert steps == ["inner write done", "outer write done"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

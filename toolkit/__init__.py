@@ -97,6 +97,39 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+_held: list[tuple[int, object]] = []  # signals that arrived while interrupts were held, with their frames
+_holding = 0  # how many `interrupts_held` blocks are open (they nest)
+
+
+@contextmanager
+def interrupts_held():
+    """Ctrl-C and SIGTERM arriving inside the block take effect when it ends, not in the middle of
+    it: a write to the store cut in half leaves a database connection holding its lock, and the
+    run could then not even be marked KILLED ("database is locked"). Outside the main thread,
+    where signals cannot be handled, the block runs as it is."""
+    global _holding
+    try:
+        previous = {s: signal.signal(s, lambda signum, frame: _held.append((signum, frame)))
+                    for s in (signal.SIGINT, signal.SIGTERM)} if _holding == 0 else {}
+    except ValueError:  # not the main thread
+        yield
+        return
+    _holding += 1
+    try:
+        yield
+    finally:
+        _holding -= 1
+        if _holding == 0:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if _held:
+                signum, frame = _held[0]
+                _held.clear()
+                handler = previous[signum]
+                if callable(handler):
+                    handler(signum, frame)
+
+
 @contextmanager
 def command(interrupted: str, again: str = RERUN):
     """The body of a command-line entry point: a ToolkitError becomes one line on stderr and exit

@@ -24,7 +24,7 @@ import pandas as pd
 from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from toolkit import UI_HOST, UI_PORT, ToolkitError, path_in, storage_failure
+from toolkit import UI_HOST, UI_PORT, ToolkitError, interrupts_held, path_in, storage_failure
 from toolkit.config import RunConfig
 from toolkit.machine import HOST, PROCESS_TABLE, Heartbeat, file_lock, process_alive
 
@@ -264,15 +264,27 @@ def git_tags() -> dict[str, str]:
                                       ":(exclude,top)reports")))}
 
 
+def _whole(write):
+    """A write to the store that Ctrl-C or SIGTERM does not cut in half (`interrupts_held`)."""
+    @functools.wraps(write)
+    def held(*args, **kwargs):
+        with interrupts_held():
+            return write(*args, **kwargs)
+    return held
+
+
 class Run:
-    """One MLflow run, written through the client (no global 'active run' state)."""
+    """One MLflow run, written through the client (no global 'active run' state); each write
+    whole, an interrupt taking effect after it."""
 
     def __init__(self, mlflow_client: MlflowClient, run_id: str):
         self.client, self.run_id = mlflow_client, run_id
 
+    @_whole
     def log_params(self, params: dict[str, str]):
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
+    @_whole
     def log_metrics(self, metrics: dict[str, float], step: int = 0):
         """All metrics of one step in a single call."""
         now = int(time.time() * 1000)
@@ -282,20 +294,25 @@ class Run:
         """Trainer callback: the epoch's metrics, with the epoch as the step."""
         self.log_metrics(metrics, step=epoch)
 
+    @_whole
     def set_tags(self, tags: dict[str, str]):
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    @_whole
     def log_figure(self, fig, name: str):
         import matplotlib.pyplot as plt
         self.client.log_figure(self.run_id, fig, f"figures/{name}.png")
         plt.close(fig)
 
+    @_whole
     def log_json(self, data, name: str):
         self.client.log_dict(self.run_id, data, name)
 
+    @_whole
     def log_text(self, text: str, name: str):
         self.client.log_text(self.run_id, text, name)
 
+    @_whole
     def log_bytes(self, data: bytes, path: str):
         """`data` as the artifact `path` (e.g. `images.npz` or `checkpoint/epoch-0003.pt`)."""
         folder, _, name = path.rpartition("/")
@@ -303,6 +320,7 @@ class Run:
             (Path(tmp) / name).write_bytes(data)
             self.client.log_artifact(self.run_id, str(Path(tmp) / name), folder or None)
 
+    @_whole
     def save_checkpoint(self, state: dict):
         """Keep a training state (`train.training_state`) as `checkpoint/epoch-NNNN.pt`, then remove
         the older ones: a process killed while writing leaves the previous checkpoint whole."""
@@ -314,6 +332,7 @@ class Run:
         for older in checkpoint_paths(self.client, self.run_id)[1:]:
             self._artifacts.delete_artifacts(older)
 
+    @_whole
     def drop_checkpoints(self):
         """Remove the run's checkpoints: once it has finished its logged model is what remains."""
         self._artifacts.delete_artifacts(CHECKPOINTS)
@@ -329,6 +348,7 @@ class Run:
         """The highest step logged for the metric `key`, 0 when none."""
         return max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=0)
 
+    @_whole
     def end(self, status: str, reason: str | None = None):
         """Mark the run FINISHED, FAILED or KILLED; a reason for ending otherwise is kept as the
         tag `end_reason`, for reports and the UI."""
@@ -338,6 +358,7 @@ class Run:
             self.client.delete_tag(self.run_id, END_REASON)  # an earlier end (resumed since, or judged dead) was not the last
         self.client.set_terminated(self.run_id, status)
 
+    @_whole
     def log_model(self, model, config: RunConfig):
         """Log the model as an MLflow PyTorch model named `model` (it appears under the run's
         Logged models, for the UI and the registry), with what `load_model` reads beside it in
@@ -385,8 +406,9 @@ class RunStopped(Exception):
 def start_run(experiment: str, run_name: str, tags: dict[str, str] | None = None):
     """Yield a new `Run`; it ends FINISHED, KILLED (Ctrl-C, SIGTERM, RunStopped) or FAILED (any other error)."""
     mlflow_client = client()
-    run = mlflow_client.create_run(experiment_id(mlflow_client, experiment), run_name=run_name,
-                                   tags={**git_tags(), **process_tags(), **(tags or {})})
+    with interrupts_held():
+        run = mlflow_client.create_run(experiment_id(mlflow_client, experiment), run_name=run_name,
+                                       tags={**git_tags(), **process_tags(), **(tags or {})})
     with _ending(Run(mlflow_client, run.info.run_id)) as handle:
         yield handle
 
