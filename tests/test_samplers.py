@@ -66,3 +66,11 @@ def test_manifold_codes_cover_a_symmetric_grid_row_by_row():
     assert z.shape == (25, 2)
     assert torch.equal(z[:5, 1], z[0, 1].expand(5)) and (z[:5, 0].diff() > 0).all()  # a row: z1 rises, z2 fixed
     assert z[0, 1] > z[-1, 1] and z[0, 1] == pytest.approx(-z[-1, 1])  # z2 falls down the rows
+
+
+def test_an_autoencoders_manifold_spans_its_own_codes_quantiles_not_the_priors():
+    codes = torch.stack([torch.linspace(100, 200, 1001), torch.linspace(-3, -1, 1001)], 1)
+    z = manifold_codes(side=5, codes=codes)
+    assert z[:, 0].min() == pytest.approx(105) and z[:, 0].max() == pytest.approx(195)
+    assert z[:, 1].min() == pytest.approx(-2.9) and z[:, 1].max() == pytest.approx(-1.1)
+    assert z[0, 1] > z[-1, 1]  # the same orientation as the prior's grid

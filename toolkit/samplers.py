@@ -112,11 +112,17 @@ def interpolation_codes(model, start: torch.Tensor, end: torch.Tensor, steps: in
     return (1 - weights) * z[0] + weights * z[1]
 
 
-def manifold_codes(side: int = 15) -> torch.Tensor:
-    """A side x side grid of Normal quantiles over a 2-D latent space, row by row: the second
-    coordinate from high to low down the rows, the first from low to high along them."""
-    grid = torch.distributions.Normal(0, 1).icdf(torch.linspace(0.05, 0.95, side))
-    return torch.cartesian_prod(grid.flip(0), grid)[:, [1, 0]]
+def manifold_codes(side: int = 15, codes: torch.Tensor | None = None) -> torch.Tensor:
+    """A side x side grid over a 2-D latent space, row by row: the second coordinate from high to
+    low down the rows, the first from low to high along them. Each coordinate runs over its 5 % to
+    95 % quantiles: of the prior N(0, 1) (a VAE), or of `codes` (an AE's own codes, which no prior
+    describes)."""
+    levels = torch.linspace(0.05, 0.95, side)
+    if codes is None:
+        first = second = torch.distributions.Normal(0, 1).icdf(levels)
+    else:
+        first, second = torch.quantile(codes.cpu().float(), levels, dim=0).T
+    return torch.cartesian_prod(second.flip(0), first)[:, [1, 0]]
 
 
 def default_sampler(model, train_images: torch.Tensor):
