@@ -6,6 +6,7 @@ import torch
 from toolkit import figures
 from toolkit.config import RunConfig
 from toolkit.models import build
+from toolkit.reports import plots
 
 
 @pytest.fixture(autouse=True)
@@ -19,7 +20,7 @@ def model(kind="vae", latent_dim=3):
     return build(RunConfig(model=kind, latent_dim=latent_dim, hidden=(16,)), "cpu")
 
 
-def tiles(ax, scale: int = 2, side: int = 28, gap: int = 2) -> tuple[int, int]:
+def tiles(ax, scale: int = plots.SCALE, side: int = 28, gap: int = plots.GAP) -> tuple[int, int]:
     """(rows, columns) of the images tiled into the axis's one picture."""
     height, width = ax.images[0].get_array().shape
     return (height // scale + gap) // (side + gap), (width // scale + gap) // (side + gap)
@@ -31,7 +32,8 @@ def test_reconstructions_put_originals_above_reconstructions():
     rows = [ax for ax in fig.axes if ax.images]
     assert [ax.get_ylabel() for ax in rows] == ["original", "reconstruction"]
     assert [tiles(ax) for ax in rows] == [(1, 7), (1, 7)]
-    first = rows[1].images[0].get_array()[:56:2, :56:2]  # the first reconstruction, pixel for pixel
+    side = 28 * plots.SCALE
+    first = rows[1].images[0].get_array()[:side:plots.SCALE, :side:plots.SCALE]  # the first reconstruction
     assert torch.allclose(torch.from_numpy(first.copy()).flatten(), recon[0], atol=1e-6)
 
 
@@ -80,3 +82,48 @@ def test_loss_curves_show_train_and_validation(panels):
     fig = figures.loss_curves(history)
     assert [ax.get_title() for ax in fig.axes] == panels
     assert all(len(ax.lines) == 2 and len(ax.lines[0].get_xdata()) == 3 for ax in fig.axes)
+
+
+def texts(fig):
+    """Every piece of text a figure draws: titles, labels, ticks, legends, annotations."""
+    return [t for t in fig.findobj(plt.Text) if t.get_text().strip() and t.get_visible()]
+
+
+def every_run_figure():
+    vae, history = model(latent_dim=4), [{f"{s}/{n}": 1.0 for s in ("train", "val") for n in ("loss", "recon", "kl")}]
+    images, labels = torch.rand(30, 784), torch.arange(30) % 10
+    return [figures.reconstructions(images[:10], images[:10]), figures.samples(images[:16], "samples: N(0, I) prior"),
+            figures.interpolation(images[:10]), figures.latent_pca(vae, images, labels),
+            figures.kl_bars([0.0005, 0.05, 2.0, 0.2], 0.05, 3), figures.kl_heatmap([[1.0, 0.001, 2.0]] * 3, 0.0),
+            figures.traversals(images[:18], [3, 1], [2.0, 0.5]),
+            figures.nearest_training(images[:5], images[5:10], images[10:15], "fmnist-cnn"),
+            figures.loss_curves(history * 3)]
+
+
+def test_every_run_figure_draws_its_text_at_8_points_or_more_at_150_dpi():
+    for fig in every_run_figure():
+        assert fig.dpi >= 150
+        small = [(t.get_text(), t.get_fontsize()) for t in texts(fig) if t.get_fontsize() < 8]
+        assert not small, small
+
+
+def test_kl_bars_are_on_a_log_scale_with_the_informative_threshold_drawn():
+    fig = figures.kl_bars([0.0005, 0.05, 2.0, 0.2], free_bits=0.05, active=3)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and min(p.get_height() for p in ax.patches) > 0
+    assert [line.get_ydata()[0] for line in ax.lines] == [pytest.approx(0.15), pytest.approx(0.05)]
+    assert "2 informative, 3 active" in ax.get_title()
+
+
+def test_kl_heatmap_colours_on_a_log_scale_so_a_thousandth_of_a_nat_differs_from_a_twentieth():
+    fig = figures.kl_heatmap([[0.001, 0.05, 2.0]] * 2)
+    image = fig.axes[0].images[0]
+    low, mid = image.norm(0.001), image.norm(0.05)
+    assert mid - low > 0.4  # on a linear 0-2 scale they would be 0.025 apart
+
+
+def test_pca_names_the_model_and_the_variance_each_axis_explains():
+    fig = figures.latent_pca(model(latent_dim=5), torch.rand(40, 784), torch.arange(40) % 4)
+    ax = fig.axes[0]
+    assert ax.get_title().startswith("VAE latent means: PCA")
+    assert ax.get_xlabel().startswith("PC1 (") and "% of variance" in ax.get_ylabel()

@@ -12,6 +12,7 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from toolkit.config import IMAGE_SIDE  # noqa: E402
+from toolkit.evaluate import INFORMATIVE_NATS  # noqa: E402
 from toolkit.reports import plots  # noqa: E402
 from toolkit.samplers import latent_means  # noqa: E402
 
@@ -19,6 +20,7 @@ TSNE_IMAGES = 2000  # t-SNE runs on the first 2,000 test images: the same subset
 # sklearn's default is 1,000 iterations; at 500 a VAE's codes of those images take half the time
 # (2.1 s against 4.0 s here) and give the same layout, trustworthiness 0.9854 against 0.9856.
 TSNE_ITERATIONS = 500
+MARKERS = "o^sDv<>pPX"  # one per class, with its colour: classes stay apart without colour vision
 
 
 def _as_numpy(images) -> np.ndarray:
@@ -61,32 +63,44 @@ def nearest_training(samples, pixels, features, extractor: str):
     return plots.image_rows(rows, "samples and their nearest training images")
 
 
-def _scatter(points: np.ndarray, labels, title: str, class_names=None):
-    """Points coloured by class label; the legend names the classes when `class_names` is given."""
+def _scatter(points: np.ndarray, labels, title: str, class_names=None, axes: tuple[str, str] = ("", "")):
+    """Points coloured (and shaped) by class label; the legend names the classes when
+    `class_names` is given."""
     labels = _as_numpy(labels)
     fig, ax = plt.subplots(figsize=(6.5, 5))
     for label in np.unique(labels):
         mask = labels == label
         name = class_names[label] if class_names else str(label)
-        ax.scatter(points[mask, 0], points[mask, 1], color=plt.cm.tab10(label % 10), s=3, alpha=0.7, label=name)
-    ax.legend(title="class", fontsize="small", loc="center left", bbox_to_anchor=(1, 0.5), markerscale=3)
-    ax.set(title=title, xticks=[], yticks=[])
+        ax.scatter(points[mask, 0], points[mask, 1], color=f"C{label % 10}", marker=MARKERS[label % len(MARKERS)],
+                   s=4, alpha=0.7, linewidths=0, label=name)
+    ax.legend(title="class", loc="center left", bbox_to_anchor=(1, 0.5), markerscale=3)
+    ax.set(title=title, xticks=[], yticks=[], xlabel=axes[0], ylabel=axes[1])
     fig.tight_layout()
     return fig
 
 
+def _model_name(model) -> str:
+    return "VAE" if model.variational else "AE"
+
+
 def latent_pca(model, images, labels, class_names=None):
-    """First two principal components of the latent means, coloured by class."""
+    """First two principal components of the latent means, coloured by class, each axis with the
+    share of the codes' variance it explains."""
     mu = _as_numpy(latent_means(model, images))
-    points = PCA(2).fit_transform(mu) if mu.shape[1] > 2 else mu
-    return _scatter(points, labels, "latent means: PCA", class_names)
+    if mu.shape[1] <= 2:
+        return _scatter(mu, labels, f"{_model_name(model)} latent means", class_names, ("z1", "z2"))
+    pca = PCA(2).fit(mu)
+    shares = [f"PC{i + 1} ({100 * r:.1f} % of variance)" for i, r in enumerate(pca.explained_variance_ratio_)]
+    return _scatter(pca.transform(mu), labels, f"{_model_name(model)} latent means: PCA of {mu.shape[1]} dimensions",
+                    class_names, tuple(shares))
 
 
 def latent_tsne(model, images, labels, class_names=None, seed: int = 0):
     """t-SNE of the latent means of the first 2,000 images, coloured by class."""
     mu = _as_numpy(latent_means(model, images[:TSNE_IMAGES]))
     points = TSNE(2, init="pca", random_state=seed, perplexity=30, max_iter=TSNE_ITERATIONS).fit_transform(mu)
-    return _scatter(points, labels[:TSNE_IMAGES], "latent means: t-SNE", class_names)
+    return _scatter(points, labels[:TSNE_IMAGES], f"{_model_name(model)} latent means: t-SNE of "
+                    f"{min(len(mu), TSNE_IMAGES):,} test images (perplexity 30)", class_names)
 
 
 def manifold(images):
@@ -94,24 +108,33 @@ def manifold(images):
     return plots.image_grids([("2-D latent manifold", _images(images))], columns=int(np.sqrt(len(images))))
 
 
-def kl_bars(kl_per_dim):
-    """KL of each latent dimension at the end: collapsed dimensions sit near zero."""
+def kl_bars(kl_per_dim, free_bits: float = 0.0, active: int | None = None):
+    """KL of each latent dimension at the end, on a log scale (a collapsed dimension's few
+    thousandths of a nat stay visible), with the informative threshold marked."""
     kl = np.asarray(kl_per_dim)
-    fig, ax = plt.subplots(figsize=(max(4, 0.3 * len(kl)), 3))
-    ax.bar(np.arange(len(kl)), kl)
-    ax.set(title="KL per latent dimension (test)", xlabel="dimension", ylabel="nats")
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.3 * len(kl)), 3.2))
+    threshold = free_bits + INFORMATIVE_NATS
+    ax.bar(np.arange(len(kl)), np.maximum(kl, plots.KL_FLOOR), color=["C0" if k > threshold else "C2" for k in kl])
+    ax.axhline(threshold, color="C1", linestyle="--", label=f"informative: > {threshold:g} nats")
+    if free_bits:
+        ax.axhline(free_bits, color="C5", linestyle=":", label=f"free-bits floor {free_bits:g}")
+    counts = f"{int((kl > threshold).sum())} informative" + (f", {active} active" if active is not None else "")
+    ax.set(yscale="log", ylim=(plots.KL_FLOOR, max(1.0, kl.max()) * 2), title=f"KL per latent dimension (test): {counts}",
+           xlabel="dimension", ylabel="nats (log scale)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
 
 
-def kl_heatmap(kl_by_epoch):
-    """KL of each dimension (rows) over epochs (columns): the picture of posterior collapse."""
-    matrix = np.asarray(kl_by_epoch).T
-    fig, ax = plt.subplots(figsize=(max(4, 0.25 * matrix.shape[1] + 2), max(3, 0.2 * matrix.shape[0] + 1)))
-    image = ax.imshow(matrix, aspect="auto", cmap="viridis", origin="lower",
-                      extent=(0.5, matrix.shape[1] + 0.5, -0.5, matrix.shape[0] - 0.5))
-    fig.colorbar(image, ax=ax, label="nats")
+def kl_heatmap(kl_by_epoch, free_bits: float = 0.0):
+    """KL of each dimension (rows) over epochs (columns), on a log colour scale with the
+    informative threshold marked on its bar: the picture of posterior collapse."""
+    matrix = np.maximum(np.asarray(kl_by_epoch).T, plots.KL_FLOOR)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.25 * matrix.shape[1] + 2.5), max(3, 0.2 * matrix.shape[0] + 1)))
+    image = ax.imshow(matrix, aspect="auto", cmap="viridis", origin="lower", norm=plots.kl_norm(matrix.max()),
+                      extent=(0.5, matrix.shape[1] + 0.5, -0.5, matrix.shape[0] - 0.5), interpolation="nearest")
+    plots.mark_threshold(fig.colorbar(image, ax=ax, label="nats (log scale)"), free_bits + INFORMATIVE_NATS)
     ax.set(title="KL per dimension over epochs (validation)", xlabel="epoch", ylabel="dimension")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

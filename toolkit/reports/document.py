@@ -1,4 +1,5 @@
-"""A report under construction: markdown, tables written both as markdown and as CSV, figures as PNG.
+"""A report under construction: markdown, tables written both as markdown and as CSV, figures as
+PNG (for reading) and PDF (vector, for papers).
 
 Nothing here reads the store. The output is deterministic: the same inputs give the same bytes,
 except for the one line that dates the report (`GENERATED`).
@@ -27,9 +28,11 @@ from toolkit import ToolkitError, masked  # noqa: E402
 
 MARKER = "<!-- written by `toolkit report`: rebuilt from the tracking store, edits are overwritten -->"
 GENERATED = "| generated |"  # the provenance row that holds the date: the only line that changes on a rebuild
-DPI = 80
-MAX_PNG = 150_000  # bytes: a larger figure is re-encoded with fewer colours (see `small_png`)
-PNG_METADATA = {"Software": None}  # no library version in the file: the same figure gives the same bytes
+DPI = 150  # every figure's text is at least 8 pt (`plots.STYLE`) at this resolution, the PNG at natural width
+MAX_PNG = 240_000  # bytes: a larger figure is re-encoded with fewer colours (see `small_png`)
+# No library version or date in the files: the same figure gives the same bytes.
+PNG_METADATA = {"Software": None}
+PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")  # line breaks and other control characters
@@ -101,12 +104,19 @@ def render_png(fig) -> bytes:
     return small_png(_grey_if_possible(buffer.getvalue()))
 
 
+def render_pdf(fig) -> bytes:
+    """A figure as vector PDF bytes (images inside it stay raster), left open."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="pdf", dpi=DPI, bbox_inches="tight", metadata=PDF_METADATA)
+    return buffer.getvalue()
+
+
 def _grey_if_possible(png: bytes) -> bytes:
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
         return png
     buffer = io.BytesIO()
-    Image.fromarray(rgb[..., 0]).save(buffer, format="PNG", optimize=True)
+    Image.fromarray(rgb[..., 0]).save(buffer, format="PNG", optimize=True, dpi=(DPI, DPI))
     return buffer.getvalue()
 
 
@@ -117,7 +127,7 @@ def small_png(png: bytes) -> bytes:
     while len(png) > MAX_PNG and colours >= 16:
         buffer = io.BytesIO()
         Image.open(io.BytesIO(png)).convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT).save(
-            buffer, format="PNG", optimize=True)
+            buffer, format="PNG", optimize=True, dpi=(DPI, DPI))
         png, colours = buffer.getvalue(), colours // 2
     return png
 
@@ -145,10 +155,12 @@ class Document:
         self.parts.append(f"{markdown}\n\n<sub>As CSV: [{name}.csv]({name}.csv)</sub>")
 
     def figure(self, name: str, fig, alt: str, caption: str = ""):
-        """Save a matplotlib figure as `name.png` and show it in the markdown, with its caption
-        (what its bars and bands are) below."""
+        """Save a matplotlib figure as `name.png` and `name.pdf` and show it in the markdown, with
+        its caption (what its bars and bands are) and the PDF's link below."""
+        self._add_file(f"{name}.pdf", render_pdf(fig))
         self._add_file(f"{name}.png", render_png(fig))
-        self.parts.append(f"![{alt}]({name}.png)" + (f"\n\n<sub>{caption}</sub>" if caption else ""))
+        self.parts.append(f"![{alt}]({name}.png)\n\n<sub>{caption + ' ' if caption else ''}"
+                          f"As PDF: [{name}.pdf]({name}.pdf)</sub>")
 
     def images_side_by_side(self, cells: list[tuple[str, str, bytes]]):
         """PNG files (a caption, a file name, the bytes, e.g. figures runs logged) in one row."""

@@ -17,7 +17,6 @@ from toolkit.reports.sections import (diagnostics_section, fid_caption, provenan
                                       settings_section, statistics_caption)
 
 MODELS = (("vae", "VAE"), ("ae", "AE"))
-PER_ROW = 3  # panels per row of the figure against the latent size
 
 
 def build(runs: RunSet, rebuild: str) -> Document:
@@ -41,12 +40,13 @@ def build(runs: RunSet, rebuild: str) -> Document:
         two = settings[(settings["model"] == model) & (settings["latent_dim"] == "2")]
         images = runs.images(two["run_ids"].iloc[0].split()[0]) if len(two) else None
         if images is not None and "manifold" in images:
-            figure = plots.image_grids([(f"{label}, 2-d latent", images["manifold"])], columns=15, scale=1)
+            figure = plots.image_grids([(f"{label}, 2-d latent", images["manifold"])], columns=15, scale=2)
             manifolds.append((label, f"manifold_{model}.png", render_png(figure)))
     if manifolds:
         doc.heading("2-D latent manifolds")
-        doc.text("Decoded images on a 15 × 15 grid of Normal quantiles (5% to 95%) of the 2-d latent space: "
-                 "the second coordinate falls down the rows, the first rises along them.")
+        doc.text("Decoded images on a 15 × 15 grid over the 2-d latent space, each coordinate from its 5 % to its "
+                 "95 % quantile: of the prior N(0, 1) for the VAE, of its own test codes for the AE (no prior "
+                 "describes them). The second coordinate falls down the rows, the first rises along them.")
         doc.images_side_by_side(manifolds)
     doc.heading("Findings")
     claims = Claims()
@@ -57,12 +57,15 @@ def build(runs: RunSet, rebuild: str) -> Document:
 
 
 def against_size(by_model: dict, fids: list):
+    """One panel per metric against the latent size, both models in each; a slot the panels leave
+    in the last row holds the legend of the models."""
     panels = [("test/recon", "reconstruction (nats)"), ("test/neg_elbo", "−ELBO (nats), VAE only"),
               *((c.key, c.header) for c in fids), ("test/active_units", "active and informative units, VAE only")]
-    rows = -(-len(panels) // PER_ROW)
-    fig, axes = plt.subplots(rows, PER_ROW, figsize=(3.8 * PER_ROW, 3.3 * rows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
+    if any("test/probe_accuracy" in frame for frame in by_model.values()):
+        panels.append(("test/probe_accuracy", "linear-probe accuracy (test)"))
+    per_row = next((c for c in (3, 4, 2) if len(panels) % c == 0), 3)
+    rows = -(-len(panels) // per_row)
+    fig, axes = plt.subplots(rows, per_row, figsize=(3.8 * per_row, 3.3 * rows), squeeze=False)
     sizes = sorted({int(s) for frame in by_model.values() for s in frame["latent_dim"]})
     for ax, (key, label) in zip(axes.flat, panels):
         for i, (model, frame) in enumerate(by_model.items()):
@@ -77,7 +80,12 @@ def against_size(by_model: dict, fids: list):
         ax.set(xscale="log", xlabel="latent size (log scale)", ylabel=label, title=label.split(" (")[0].split(",")[0])
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()
-        ax.legend(fontsize=7)
+        if key == "test/active_units" or len(panels) % per_row == 0:
+            ax.legend()
+    for spare in axes.flat[len(panels):]:
+        spare.axis("off")
+    if len(panels) % per_row:
+        axes.flat[len(panels)].legend(*axes.flat[0].get_legend_handles_labels(), loc="center", title="model")
     fig.tight_layout()
     return fig
 

@@ -7,12 +7,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
 
 from toolkit.reports.document import DPI  # noqa: E402
 from toolkit.reports.stats import estimate  # noqa: E402
 
 GAP = 2  # pixels between images in a strip
-LABEL_PX, TITLE_PX, ROW_GAP_PX = 130, 30, 8
+LABEL_PX, TITLE_PX, ROW_GAP_PX = 280, 48, 10  # at DPI: room for a label of about 25 characters at 9 pt
+SCALE = 3  # figure pixels per image pixel, each way: a 28-pixel image is 84 pixels, 0.56 inches at DPI
+# Every figure, of a run or of a report: text of 8 pt or more at DPI, and one colour-blind-safe
+# palette (matplotlib's tableau-colorblind10) for every line, bar and class.
+STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+         "legend.fontsize": 8, "legend.title_fontsize": 8, "figure.titlesize": 10, "figure.dpi": DPI,
+         "savefig.dpi": DPI}
+plt.style.use(["tableau-colorblind10", STYLE])
+KL_FLOOR = 1e-3  # nats: the bottom of every log-scale KL axis; smaller KLs are drawn at it
 
 
 def strip(images: np.ndarray, columns: int | None = None, scale: int = 1) -> np.ndarray:
@@ -41,7 +50,7 @@ def _pixel_axes(fig, canvas: np.ndarray, left: float, bottom: float):
     return ax
 
 
-def image_rows(rows: list[tuple[str, np.ndarray]], title: str, scale: int = 2):
+def image_rows(rows: list[tuple[str, np.ndarray]], title: str, scale: int = SCALE):
     """One labelled strip of images per row (e.g. originals / VAE / AE, or samples per β), each
     image pixel shown as scale x scale figure pixels."""
     canvases = [strip(images, scale=scale) for _, images in rows]
@@ -57,7 +66,7 @@ def image_rows(rows: list[tuple[str, np.ndarray]], title: str, scale: int = 2):
     return fig
 
 
-def image_grids(panels: list[tuple[str, np.ndarray]], columns: int = 8, scale: int = 2):
+def image_grids(panels: list[tuple[str, np.ndarray]], columns: int = 8, scale: int = SCALE):
     """Square grids of images side by side, one titled panel each (e.g. samples of VAE and AE)."""
     canvases = [strip(images, columns, scale) for _, images in panels]
     gap = 3 * ROW_GAP_PX
@@ -66,7 +75,7 @@ def image_grids(panels: list[tuple[str, np.ndarray]], columns: int = 8, scale: i
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     left = gap
     for (title, _), canvas in zip(panels, canvases):
-        _pixel_axes(fig, canvas, left, 0).set_title(title, fontsize=9)
+        _pixel_axes(fig, canvas, left, 0).set_title(title)
         left += canvas.shape[1] + gap
     return fig
 
@@ -101,3 +110,16 @@ def curves(ax, histories: pd.DataFrame, key: str, label: str, **style):
         ax.fill_between(values.index, np.where(np.isnan(low), values.mean(axis=1), low),
                         np.where(np.isnan(high), values.mean(axis=1), high), color=line.get_color(), alpha=0.2,
                         linewidth=0)
+
+
+def kl_norm(top: float) -> LogNorm:
+    """The log colour scale of a KL heatmap, from KL_FLOOR (anything below shows as it) to `top`."""
+    return LogNorm(vmin=KL_FLOOR, vmax=max(top, 10 * KL_FLOOR))
+
+
+def mark_threshold(colorbar, threshold: float):
+    """A line across a KL colour bar at the informative threshold."""
+    colorbar.ax.axhline(threshold, color="white", linewidth=2)
+    colorbar.ax.axhline(threshold, color="C1", linewidth=1, linestyle="--")
+    colorbar.ax.text(1.05, threshold, f" {threshold:g}: informative", transform=colorbar.ax.get_yaxis_transform(),
+                     va="bottom", fontsize=8, color="C1", rotation=90)
