@@ -99,3 +99,8 @@ def test_a_traversal_varies_exactly_one_dimension_per_row_over_the_aggregate_ran
         assert torch.all(row[1:, d] > row[:-1, d])
         assert row[0, d] == pytest.approx(float(torch.quantile(aggregate[:, d], 0.02)), rel=1e-5)
         assert row[-1, d] == pytest.approx(float(torch.quantile(aggregate[:, d], 0.98)), rel=1e-5)
+
+
+def test_a_probe_trained_on_one_class_predicts_it():
+    codes, labels = torch.randn(5, 3), torch.full((5,), 4)
+    assert probe_accuracy(codes, labels, torch.randn(4, 3), torch.tensor([4, 1, 4, 2])) == 0.5

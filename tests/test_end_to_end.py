@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -305,3 +306,33 @@ def test_the_same_command_twice_gives_identical_metrics_on_cpu(real_subset, stor
             [m.value for m in client.get_metric_history(second.info.run_id, key)]
     weights = [load_model(run.info.run_id, torch.device("cpu"))[0].state_dict() for run in (first, second)]
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def test_evaluate_gives_an_older_run_the_metrics_and_figures_it_lacks_without_retraining(real_subset, store, tmp_cwd):
+    subprocess.run([TOOLKIT, "train", "--epochs", "1", "--latent-dim", "3", "--data-dir", str(real_subset),
+                    "--fid-samples", "500", "--iw-samples", "5", "--experiment", "older", "--quiet"],
+                   check=True, capture_output=True, timeout=600)
+    client = MlflowClient(store)
+    run = client.search_runs([client.get_experiment_by_name("older").experiment_id])[0]
+    run_id, before = run.info.run_id, run.data.metrics
+    lacking = [k for k in before if k.startswith(("test/mutual_info", "test/marginal_kl", "precision/", "prior_hole/"))]
+    database = sqlite3.connect(store.removeprefix("sqlite:///"))  # as a run logged before these metrics existed
+    for table in ("metrics", "latest_metrics"):
+        database.executemany(f"DELETE FROM {table} WHERE run_uuid = ? AND key = ?", [(run_id, k) for k in lacking])
+    database.commit()
+    database.close()
+    figure = Path(run.info.artifact_uri.removeprefix("file://")) / "figures" / "traversals.png"
+    figure.unlink()
+    assert lacking and not set(lacking) & set(client.get_run(run_id).data.metrics)
+
+    result = subprocess.run([TOOLKIT, "evaluate", "--experiment", "older", "--data-dir", str(real_subset)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"run {run_id}: {len(lacking)} metrics added" in result.stderr
+    after = client.get_run(run_id)
+    assert after.info.status == "FINISHED" and after.data.tags["evaluated_by"] == after.data.tags["git_commit"]
+    assert after.data.metrics == pytest.approx(before, rel=1e-6)  # the lost ones back, nothing else changed
+    assert figure.is_file()
+    again = subprocess.run([TOOLKIT, "evaluate", run_id, "--data-dir", str(real_subset)], capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0 and f"run {run_id}: nothing to add" in again.stderr

@@ -1,4 +1,5 @@
-"""`toolkit train | report | ui | dashboard | data`: argument parsing only; the work happens in the modules."""
+"""`toolkit train | evaluate | report | ui | dashboard | data`: argument parsing only; the work happens in the
+modules."""
 from __future__ import annotations
 
 import argparse
@@ -75,9 +76,25 @@ def _check_resume_alone(words: list[str]):
                            f"{', '.join(RESUME_OPTIONS[1:-1])} and {RESUME_OPTIONS[-1]} go with --resume)")
 
 
-def cmd_report(args):
-    from toolkit.reports import write_report
+def cmd_evaluate(args):
+    from toolkit.reevaluate import evaluate_runs, experiment_runs
 
+    if bool(args.run_ids) == bool(args.experiment):
+        raise ToolkitError("evaluate: give run ids or --experiment NAME, not both and not neither")
+    run_ids = args.run_ids or experiment_runs(args.experiment)
+    added = evaluate_runs(run_ids, args.data_dir, args.fid_weights)
+    print(f"{sum(bool(keys) for keys in added.values())} of {len(added)} runs gained metrics; rebuild their reports "
+          "with `toolkit report`")
+
+
+def cmd_report(args):
+    from toolkit.reports import REPORTS_DIR, write_report
+
+    if args.kind == "index":
+        from toolkit.reports.index import write_index
+
+        print(f"index written: {write_index(args.out or REPORTS_DIR)}")
+        return
     _, path = write_report(args.kind, args.experiment, args.parent, args.out, args.study, args.storage)
     print(f"report written: {path}")
 
@@ -124,10 +141,19 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_ID", default=None,
                        help="continue this FAILED or KILLED run from its last checkpoint, with its own settings")
     train.set_defaults(func=cmd_train)
+    evaluate = sub.add_parser("evaluate", help="log into finished runs the metrics and figures they lack, from "
+                              "their logged models (no retraining)")
+    evaluate.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="the runs to evaluate")
+    evaluate.add_argument("--experiment", default=None, help="every finished training run of this experiment")
+    evaluate.add_argument("--data-dir", default=None, help="directory holding the IDX files")
+    evaluate.add_argument("--fid-weights", default=None,
+                          help="pytorch-fid Inception weights file (or set TOOLKIT_FID_WEIGHTS)")
+    evaluate.set_defaults(func=cmd_evaluate)
     report = sub.add_parser("report", help="write a markdown report (tables as CSV, figures as PNG) from the store",
                             description="Write DIR/README.md, its tables as CSV and its figures as PNG, from the "
                             "runs in the tracking store (MLFLOW_TRACKING_URI or mlruns/); nothing is retrained.")
-    report.add_argument("kind", choices=list(REPORT_KINDS), help="what the report compares")
+    report.add_argument("kind", choices=[*REPORT_KINDS, "index"],
+                        help="what the report compares; index: one page over the reports in --out (default reports/)")
     report.add_argument("--experiment", default=None, help="MLflow experiment whose runs are reported")
     report.add_argument("--parent", default=None, help="only the child runs of this parent run (a study)")
     report.add_argument("--out", default=None, help="output directory (default: reports/<experiment>)")

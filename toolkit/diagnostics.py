@@ -95,7 +95,9 @@ def precision_recall(real: torch.Tensor, generated: torch.Tensor, k: int = PR_K)
     """Kynkäänniemi et al. (2019): precision is the share of generated points inside the real
     manifold (the union of balls reaching each real point's k-th nearest real neighbour), recall the
     share of real points inside the generated manifold. Low precision: samples unlike any real
-    image; low recall: real images that no sample resembles."""
+    image; low recall: real images that no sample resembles. Undefined (nan) for a set of k points or fewer."""
+    if min(len(real), len(generated)) <= k:
+        return math.nan, math.nan
     real, generated = real.float(), generated.float()
     real_radii, generated_radii = kth_neighbour_radii(real, k), kth_neighbour_radii(generated, k)
     precision = torch.cat([(d <= real_radii).any(1) for d in _distances(generated, real)])
@@ -119,9 +121,13 @@ def nearest_ratio(samples: torch.Tensor, test: torch.Tensor, train: torch.Tensor
 
 def probe_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor,
                    test_labels: torch.Tensor, seed: int = 0) -> float:
-    """Test accuracy of a multinomial logistic regression fitted to standardised training codes."""
+    """Test accuracy of a multinomial logistic regression fitted to standardised training codes.
+    Training images of a single class leave nothing to fit: the probe then predicts that class."""
+    labels = train_labels.cpu().numpy()
+    if len(np.unique(labels)) < 2:
+        return float((test_labels.cpu().numpy() == labels[0]).mean())
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
-    probe.fit(train_codes.cpu().double().numpy(), train_labels.cpu().numpy())
+    probe.fit(train_codes.cpu().double().numpy(), labels)
     return float(probe.score(test_codes.cpu().double().numpy(), test_labels.cpu().numpy()))
 
 

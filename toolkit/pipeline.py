@@ -31,7 +31,8 @@ MEAN_EPOCH_SECONDS = "time/mean_epoch_s"
 EPOCHS_TRAINED = "epochs_trained"  # fewer than the `epochs` param: the run stopped early
 TRAIN_IMAGES = "train_images"  # tag: the number of images the model was trained on
 # logged once at the end; the others once per epoch
-FINAL_PREFIXES = ("test/", "fid/", "best_epoch", EPOCHS_TRAINED, MEAN_EPOCH_SECONDS)
+FINAL_PREFIXES = ("test/", "fid/", "precision/", "recall/", "nearest/", "prior_hole/", "best_epoch", EPOCHS_TRAINED,
+                  MEAN_EPOCH_SECONDS)
 
 
 NAME_PREFIX = {"warmup_epochs": "warmup", "free_bits": "fb", "hidden": "h", "batch_size": "bs",
@@ -80,13 +81,7 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
             on_start(resume)
         return finished
     device = default_device()
-    splits = load_splits(config.dataset, data_dir, config.limit, device)
-    full = splits if config.limit is None else load_splits(config.dataset, data_dir, None, device)
-    if config.binarize == "dynamic":
-        splits = splits.binarized()
-    references, skipped = fid.references(config.dataset, full, config.fid, fid_weights)
-    for reason in skipped:
-        print(f"warning: {reason}", file=sys.stderr)
+    splits, references, skipped = prepare(config, data_dir, fid_weights, device)
     checkpoint = load_checkpoint(resume) if resume else None
     model = build(config, device)
     run_tags = {"model": config.model, "dataset": config.dataset, "data_dir": str(splits.source.resolve()),
@@ -112,6 +107,20 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
         run.log_metrics({key: value for key, value in metrics.items() if key not in already})
         run.drop_checkpoints()
         return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
+
+
+def prepare(config: RunConfig, data_dir, fid_weights: str | None, device):
+    """The splits a run of `config` trains and is tested on, the FID references it is scored
+    against (from the full training split, whatever `config.limit`) and why any was skipped
+    (each also printed as a warning)."""
+    splits = load_splits(config.dataset, data_dir, config.limit, device)
+    full = splits if config.limit is None else load_splits(config.dataset, data_dir, None, device)
+    if config.binarize == "dynamic":
+        splits = splits.binarized()
+    references, skipped = fid.references(config.dataset, full, config.fid, fid_weights)
+    for reason in skipped:
+        print(f"warning: {reason}", file=sys.stderr)
+    return splits, references, skipped
 
 
 def resume_run(run_id: str, data_dir=None, quiet: bool = False, fid_weights: str | None = None) -> RunResult:
@@ -159,11 +168,8 @@ def evaluate_and_log(run, model, config: RunConfig, splits, references, result) 
     """Test metrics, the IW bound, the latent space's diagnostics, FIDs and the samples' diagnostics
     (returned, for the caller to log), and the model, the per-dimension KL, the figures and their
     images (logged)."""
-    test = elbo_metrics(model, splits.test, config, by_class=True)
-    metrics = {f"test/{k}": v for k, v in test.items()} | {"best_epoch": result.best_epoch,
-                                                            EPOCHS_TRAINED: len(result.history)}
-    if config.likelihood == "bernoulli":  # the cross-entropy's floor on grey levels; 0 for binary pixels
-        metrics["test/pixel_entropy"] = float(pixel_entropy(splits.test.images).mean())
+    found = evaluation(model, config, splits, references)
+    metrics = found.metrics | {"best_epoch": result.best_epoch, EPOCHS_TRAINED: len(result.history)}
     seconds = [h[EPOCH_SECONDS] for h in result.history if EPOCH_SECONDS in h]  # not in checkpoints made before it
     if seconds:
         metrics[MEAN_EPOCH_SECONDS] = sum(seconds) / len(seconds)
@@ -174,24 +180,53 @@ def evaluate_and_log(run, model, config: RunConfig, splits, references, result) 
                       f"{bound.precision} (bf16 moved the first 100 test images' bound by {bound.bf16_shift:+.4f} nats "
                       f"from fp32; bf16 is used within ±{BF16_TOLERANCE})"})
     run.log_model(model, config)
+    log_evaluation(run, model, config, splits.test, found, result.history)
+    return metrics
+
+
+@dataclass
+class Evaluation:
+    """What evaluating a trained model gives, besides the IW bound: its test metrics and diagnostics
+    (metric keys), the images its figures show, the samplers drawn for them and the dimensions traversed."""
+
+    test: dict[str, float]  # `elbo_metrics` of the test split, unprefixed
+    metrics: dict[str, float]
+    images: dict[str, torch.Tensor]
+    drawn: dict
+    traversed: list[int]
+
+
+def evaluation(model, config: RunConfig, splits, references) -> Evaluation:
+    """Every test metric and diagnostic of a trained model but the IW bound, and its figures' images."""
+    test = elbo_metrics(model, splits.test, config, by_class=True)
+    metrics = {f"test/{k}": v for k, v in test.items()}
+    if config.likelihood == "bernoulli":  # the cross-entropy's floor on grey levels; 0 for binary pixels
+        metrics["test/pixel_entropy"] = float(pixel_entropy(splits.test.images).mean())
     latent, rate = latent_metrics(model, splits, test)
     samplers = generation_samplers(model, config, splits.train.images)
     scored, nearest_images = sample_metrics(model, samplers, splits, references, config.fid_samples)
-    metrics |= latent | scored
     drawn = figure_samplers(model, config, samplers)
     images = figure_images(model, config, splits.test, drawn) | nearest_images
     traversed = []
     if model.variational:
-        kl = per_dim(test, "", config.latent_dim)
-        traversed = traversal_dims(kl)
+        traversed = traversal_dims(per_dim(test, "", config.latent_dim))
         centre = latent_means(model, images["originals"][:1])[0]
         images["traversal"] = decode_images(model, traversal_codes(centre, traversed, rate.codes).to(centre.device))
-        run.log_json({"test": kl, "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in result.history],
-                      "traversal_dims": traversed}, "kl_per_dim.json")
-    run.log_bytes(images_npz(images), "images.npz")
-    for name, figure in run_figures(model, config, splits.test, images, drawn, result.history, test, traversed):
-        run.log_figure(figure, name)
-    return metrics
+    return Evaluation(test, metrics | latent | scored, images, drawn, traversed)
+
+
+def log_evaluation(run, model, config: RunConfig, test, found: Evaluation, history: list[dict[str, float]],
+                   figures_logged: set[str] = frozenset()):
+    """A VAE's kl_per_dim.json, images.npz and every figure not in `figures_logged`."""
+    if model.variational:
+        run.log_json({"test": per_dim(found.test, "", config.latent_dim),
+                      "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in history],
+                      "traversal_dims": found.traversed}, "kl_per_dim.json")
+    run.log_bytes(images_npz(found.images), "images.npz")
+    drawing = run_figures(model, config, test, found.images, found.drawn, history, found.test, found.traversed)
+    for name, draw in drawing.items():
+        if name not in figures_logged:
+            run.log_figure(draw(), name)
 
 
 def per_dim(metrics: dict[str, float], prefix: str, latent_dim: int) -> list[float]:
@@ -291,7 +326,8 @@ def figure_images(model, config: RunConfig, test, drawn: dict) -> dict[str, torc
         images[name] = decode_images(model, z.to(device))
     images["interpolation"] = decode_images(model, interpolation_codes(model, originals[0], originals[-1]))
     if config.latent_dim == 2:
-        images["manifold"] = decode_images(model, manifold_codes().to(device))
+        own = None if model.variational else latent_means(model, test.images)
+        images["manifold"] = decode_images(model, manifold_codes(codes=own).to(device))
     return images
 
 
@@ -304,24 +340,27 @@ def images_npz(images: dict[str, torch.Tensor]) -> bytes:
 
 
 def run_figures(model, config: RunConfig, test, images: dict, drawn: dict, history, test_metrics,
-                traversed: list[int]):
-    """(name, figure) pairs logged under figures/ for every run."""
-    yield "reconstructions", figures.reconstructions(images["originals"], images["reconstructions"])
-    for name, sampler in drawn.items():
-        yield name, figures.samples(images[name], f"samples: {sampler.title}")
-    yield "interpolation", figures.interpolation(images["interpolation"])
+                traversed: list[int]) -> dict:
+    """The figures logged under figures/ for every run, by name, each drawn only when called (a
+    run re-evaluated draws only those it lacks)."""
     names = CLASS_NAMES[config.dataset]
-    yield "latent_pca", figures.latent_pca(model, test.images, test.labels, names)
-    yield "latent_tsne", figures.latent_tsne(model, test.images, test.labels, names)
+    found = {"reconstructions": lambda: figures.reconstructions(images["originals"], images["reconstructions"])}
+    for name, sampler in drawn.items():
+        found[name] = lambda name=name, title=sampler.title: figures.samples(images[name], f"samples: {title}")
+    found["interpolation"] = lambda: figures.interpolation(images["interpolation"])
+    found["latent_pca"] = lambda: figures.latent_pca(model, test.images, test.labels, names)
+    found["latent_tsne"] = lambda: figures.latent_tsne(model, test.images, test.labels, names)
     if "manifold" in images:
-        yield "manifold", figures.manifold(images["manifold"])
+        found["manifold"] = lambda: figures.manifold(images["manifold"])
     if model.variational:
-        yield "kl_per_dim", figures.kl_bars(per_dim(test_metrics, "", config.latent_dim))
-        yield "kl_heatmap", figures.kl_heatmap([per_dim(h, "val/", config.latent_dim) for h in history])
-        yield "traversals", figures.traversals(images["traversal"], traversed,
-                                               [test_metrics[kl_dim_key(d)] for d in traversed])
+        kl = per_dim(test_metrics, "", config.latent_dim)
+        found["kl_per_dim"] = lambda: figures.kl_bars(kl, config.free_bits, test_metrics["active_units"])
+        found["kl_heatmap"] = lambda: figures.kl_heatmap([per_dim(h, "val/", config.latent_dim) for h in history],
+                                                         config.free_bits)
+        found["traversals"] = lambda: figures.traversals(images["traversal"], traversed, [kl[d] for d in traversed])
     if "nearest_samples" in images:
-        yield "nearest_training", figures.nearest_training(
+        found["nearest_training"] = lambda: figures.nearest_training(
             images["nearest_samples"], images["nearest_pixels"], images.get("nearest_features"),
             fid.DOMAIN_NAMES[config.dataset])
-    yield "loss_curves", figures.loss_curves(history)
+    found["loss_curves"] = lambda: figures.loss_curves(history)
+    return found
