@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from toolkit.evaluate import INFORMATIVE_NATS
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, sentence
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
-from toolkit.reports.sections import (diagnostics_section, fid_caption, provenance, results_table, run_list,
-                                      settings_section, statistics_caption)
+from toolkit.reports.sections import (TRAVERSAL_CAPTION, diagnostics_section, fid_caption, provenance,
+                                      results_table, run_list, settings_section, statistics_caption, traversal_rows)
 
 ORDER = ("test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/active_units", "test/informative_units",
          "test/mse")
@@ -57,13 +58,29 @@ def build(runs: RunSet, rebuild: str) -> Document:
                "FID and active units against beta", plots.BARS + " The AE's values: dotted lines.")
     doc.heading("KL of every latent dimension")
     profiles = [runs.kl_profile(ids.split()) for ids in vae_rows["run_ids"]]
-    doc.figure("kl_per_dimension", kl_heatmap(profiles, betas), "KL per latent dimension against beta")
+    floor = float(runs.values("free_bits", vae)[0])  # the sweep varies β alone
+    doc.figure("kl_per_dimension", kl_heatmap(profiles, betas, floor), "KL per latent dimension against beta",
+               "Each run's dimensions sorted by their test KL, the mean over seeds of each rank; log colour scale, "
+               f"the informative threshold ({floor + INFORMATIVE_NATS:g} nats) marked on its bar.")
     samples = sample_rows(runs, vae_rows, betas, ae_row)
     if samples:
         doc.heading("Samples")
         doc.text(f"The first {SAMPLES_SHOWN} of the 64 samples each run drew for its figures (first run of each "
                  "setting): VAEs from the prior N(0, I), the AE from a Gaussian fitted to its training codes.")
         doc.figure("samples", plots.image_rows(samples, "samples at each β"), "samples at each beta")
+    aggregate = sample_rows(runs, vae_rows, betas, ae_row.iloc[:0], "samples_aggregate_posterior")
+    if aggregate:
+        doc.text("The same VAEs decoding codes from their aggregate posterior q(z) instead of the prior (a random "
+                 "training image's posterior, one code from it): what the decoder makes of the codes it was trained "
+                 "on. The gap between the two rows of a β is the prior hole.")
+        doc.figure("samples_aggregate_posterior", plots.image_rows(aggregate, "aggregate-posterior samples at each β"),
+                   "aggregate-posterior samples at each beta")
+    traversed = [row for b, ids in zip(betas, vae_rows["run_ids"])
+                 for row in traversal_rows(runs, ids.split()[0], f"β = {b:g}")]
+    if traversed:
+        doc.heading("Latent traversals")
+        doc.figure("traversals", plots.image_rows(traversed, "latent traversals at each β"),
+                   "latent traversals at each beta", TRAVERSAL_CAPTION)
     doc.heading("Findings")
     claims = Claims()
     doc.text(findings(runs, claims, vae_rows, betas, ae_row, fids))
@@ -94,7 +111,7 @@ def rate_distortion(vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame):
     ax.plot([0, x_high], [neg_elbo[best], neg_elbo[best] - x_high], color="grey", linestyle="--", linewidth=1,
             label=f"−ELBO = {neg_elbo[best]:.1f}, the lowest mean (β = {betas.iloc[best]:g})")
     if len(ae):
-        ax.axhline(ae_d, color="tab:red", linestyle="--",
+        ax.axhline(ae_d, color="C5", linestyle="--",
                    label=f"AE distortion {ae_d:.1f} (deterministic code: no finite rate)")
     ax.set(xlabel="rate: test KL (nats)", ylabel="distortion: test reconstruction (nats)",
            title=f"rate–distortion plane (grey lines: constant −ELBO, {step:g} nats apart)")
@@ -121,7 +138,7 @@ def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
                 ax.axhline(ae[column.key].iloc[0], color=f"C{i}", linestyle=":", label=f"AE {AE_FID_LABELS[what]}")
         ax.set(xscale="log", xlabel="β (log scale)", ylabel=f"FID, {extractor} (lower is better)",
                title=f"FID against β ({extractor})")
-        ax.legend(fontsize=7)
+        ax.legend()
     units = axes[0, -1]
     for i, (key, label) in enumerate((("test/active_units", "active"), ("test/informative_units", "informative"))):
         if key in vae:
@@ -138,13 +155,15 @@ def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
     return fig
 
 
-def kl_heatmap(profiles: list[np.ndarray], betas: pd.Series):
-    """Test KL of each latent dimension (rows, sorted by KL within each β) against β (columns)."""
-    matrix = np.stack(profiles, axis=1)
+def kl_heatmap(profiles: list[np.ndarray], betas: pd.Series, free_bits: float = 0.0):
+    """Test KL of each latent dimension (rows, sorted by KL within each β) against β (columns), on
+    a log colour scale with the informative threshold marked."""
+    matrix = np.maximum(np.stack(profiles, axis=1), plots.KL_FLOOR)
     latent_dim = len(matrix)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(betas), 1.5 + 0.17 * latent_dim))
-    image = ax.imshow(matrix, aspect="auto", cmap="viridis", origin="upper", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="KL (nats)")
+    fig, ax = plt.subplots(figsize=(2.5 + 0.75 * len(betas), 1.8 + 0.17 * latent_dim))
+    image = ax.imshow(matrix, aspect="auto", cmap="viridis", origin="upper", interpolation="nearest",
+                      norm=plots.kl_norm(matrix.max()))
+    plots.mark_threshold(fig.colorbar(image, ax=ax, label="KL (nats, log scale)"), free_bits + INFORMATIVE_NATS)
     ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
     ax.set_yticks(range(0, latent_dim, max(1, latent_dim // 10)))
     ax.set(xlabel="β", ylabel="latent dimensions, sorted by KL", title="test KL per dimension")
@@ -152,9 +171,10 @@ def kl_heatmap(profiles: list[np.ndarray], betas: pd.Series):
     return fig
 
 
-def sample_rows(runs: RunSet, vae, betas, ae) -> list[tuple[str, np.ndarray]]:
+def sample_rows(runs: RunSet, vae, betas, ae, vae_images: str = "samples_normal_prior") -> list[tuple[str, np.ndarray]]:
+    """The first SAMPLES_SHOWN of `vae_images` of each β's first run, then the AE's own samples (if `ae`)."""
     rows = []
-    for label, row, name in [*((f"β = {b:g}", r, "samples_normal_prior") for b, (_, r) in zip(betas, vae.iterrows())),
+    for label, row, name in [*((f"β = {b:g}", r, vae_images) for b, (_, r) in zip(betas, vae.iterrows())),
                              *(("AE", r, "samples_fitted_gaussian") for _, r in ae.iterrows())]:
         images = runs.images(row["run_ids"].split()[0])
         if images is not None and name in images:

@@ -17,8 +17,8 @@ from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, interval
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
-from toolkit.reports.sections import (diagnostics_section, fid_caption, provenance, results_table, run_list,
-                                      settings_section, statistics_caption)
+from toolkit.reports.sections import (TRAVERSAL_CAPTION, diagnostics_section, fid_caption, provenance,
+                                      results_table, run_list, settings_section, statistics_caption, traversal_rows)
 from toolkit.reports.stats import estimate, paired
 from toolkit.tracking import ArtifactMissing
 
@@ -77,7 +77,8 @@ def build(runs: RunSet, rebuild: str) -> Document:
     if all(m is not None for m in matrices):
         doc.heading("KL of every dimension over the epochs")
         doc.text("Validation KL of each dimension per epoch (first seed of each setting), dimensions sorted by their "
-                 "final KL; one colour scale for all settings.")
+                 "final KL; one log colour scale for all settings, each setting's informative threshold (its free "
+                 f"bits + {INFORMATIVE_NATS:g} nats) marked on the bar.")
         doc.figure("kl_heatmaps", kl_heatmaps(settings, matrices, axes), "KL heatmaps")
     doc.heading("KL over the epochs")
     histories = runs.histories(first, ["val/kl", "train/kl", "beta_eff"])
@@ -86,6 +87,13 @@ def build(runs: RunSet, rebuild: str) -> Document:
     richest = most_informative(runs, settings, baseline)
     if richest is not None:
         side_by_side(doc, runs, settings, baseline, richest, axes)
+    chosen = [baseline] + ([richest] if richest is not None else [])
+    traversed = [row for i in chosen for row in traversal_rows(runs, first[i], label(settings.loc[i], axes))]
+    if traversed:
+        doc.heading("Latent traversals")
+        doc.figure("traversals", plots.image_rows(traversed, "latent traversals"), "latent traversals",
+                   TRAVERSAL_CAPTION + " The baseline" + (", then the setting with the most informative units."
+                                                          if richest is not None else "."))
     doc.heading("Findings")
     doc.text(findings(runs, claims, settings, baseline, axes, latent_dim, columns))
     claims.table(doc)
@@ -171,19 +179,19 @@ def kl_bars(settings, profiles: dict[int, np.ndarray], axes: list[str]):
         mean = np.array([e.mean for e in found])
         error = np.array([0.0 if math.isnan(e.low) else e.mean - e.low for e in found])
         floor = float(row["free_bits"])
-        ax.bar(np.arange(1, len(mean) + 1), mean, yerr=[np.minimum(error, mean), error], color="tab:blue",
-               error_kw={"linewidth": 0.8})  # a KL is not negative: the interval is cut at zero
+        shown = np.maximum(mean, plots.KL_FLOOR)
+        ax.bar(np.arange(1, len(mean) + 1), shown, yerr=[np.minimum(error, shown - plots.KL_FLOOR), error], color="C0",
+               error_kw={"linewidth": 0.8})  # the interval is cut at the axis' floor
         if floor > 0:
-            ax.axhline(floor, color="tab:red", linestyle=":", label="free-bits floor")
+            ax.axhline(floor, color="C5", linestyle=":", label="free-bits floor")
         ax.axhline(floor + INFORMATIVE_NATS, color="black", linestyle="--", linewidth=0.8, label="informative threshold")
-        ax.set_yscale("symlog", linthresh=0.1)
-        ax.set_ylim(bottom=0)
+        ax.set_yscale("log")
+        ax.set_ylim(plots.KL_FLOOR, 2 * max(1.0, float(np.nanmax(mean))))
         informative = row.get("test/informative_units", math.nan)
         ax.set(title=f"{label(row, axes)}\n{row['test/active_units']:.3g} active, {informative:.3g} informative",
-               xlabel="dimension, by KL", ylabel="KL (nats, symlog)")
-        ax.title.set_fontsize(8)
+               xlabel="dimension, by KL", ylabel="KL (nats, log scale)")
     legend = {label: handle for ax, _ in cells for handle, label in zip(*ax.get_legend_handles_labels())}
-    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8)
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
@@ -196,38 +204,42 @@ def kl_by_epoch(runs: RunSet, run_id: str) -> np.ndarray | None:
 
 
 def kl_heatmaps(settings, matrices: list[np.ndarray], axes: list[str]):
-    top = max(float(m.max()) for m in matrices)
+    """Validation KL of each dimension per epoch, one panel per setting, on one log colour scale
+    with each setting's informative threshold marked on its bar."""
+    norm = plots.kl_norm(max(float(m.max()) for m in matrices))
     fig, cells = _grid(settings, axes, width=3.2, height=2.6, sharex=True, sharey=True, layout="constrained")
     for (ax, row), matrix in zip(cells, matrices):
-        ordered = matrix[:, np.argsort(matrix[-1])[::-1]].T  # dimensions (sorted by final KL) x epochs
-        image = ax.imshow(ordered, aspect="auto", cmap="viridis", vmin=0, vmax=top, interpolation="nearest",
+        ordered = np.maximum(matrix[:, np.argsort(matrix[-1])[::-1]].T, plots.KL_FLOOR)  # dimensions (by final KL) x epochs
+        image = ax.imshow(ordered, aspect="auto", cmap="viridis", norm=norm, interpolation="nearest",
                           extent=(0.5, len(matrix) + 0.5, len(ordered) - 0.5, -0.5))
-        ax.set_title(label(row, axes), fontsize=8)
+        ax.set_title(label(row, axes))
     fig.supxlabel("epoch")
     fig.supylabel("latent dimension, sorted by final KL")
-    fig.colorbar(image, ax=[ax for ax, _ in cells], label="KL (nats)")
+    colorbar = fig.colorbar(image, ax=[ax for ax, _ in cells], label="KL (nats, log scale)")
+    for floor in sorted({float(f) for f in settings["free_bits"]}):
+        plots.mark_threshold(colorbar, floor + INFORMATIVE_NATS)
     return fig
 
 
 def kl_curves(settings, histories: pd.DataFrame, first: list[str], latent_dim: int, axes: list[str]):
     """Validation and training KL per epoch, the effective β (right axis) and the free-bits floor."""
-    fig, cells = _grid(settings, axes, width=3.6, height=2.6, sharey=True)
+    fig, cells = _grid(settings, axes, width=3.6, height=2.6)  # each panel its own KL axis
     legend = {}
     for (ax, row), run_id in zip(cells, first):
         own = histories[histories["run_id"] == run_id]
-        plots.curves(ax, own, "val/kl", "KL, validation", color="tab:blue")
-        plots.curves(ax, own, "train/kl", "KL, training", color="tab:blue", linestyle="--")
+        plots.curves(ax, own, "val/kl", "KL, validation", color="C0")
+        plots.curves(ax, own, "train/kl", "KL, training", color="C0", linestyle="--")
         floor = latent_dim * float(row["free_bits"])
         if floor:
-            ax.axhline(floor, color="tab:red", linestyle=":", label=f"free-bits floor ({latent_dim} × λ)")
+            ax.axhline(floor, color="C5", linestyle=":", label=f"free-bits floor ({latent_dim} × λ)")
         ax.set(xlabel="epoch", ylabel="KL (nats)")
-        ax.set_title(label(row, axes), fontsize=8)
+        ax.set_title(label(row, axes))
         beta = ax.twinx()
-        plots.curves(beta, own, "beta_eff", "effective β", color="tab:grey", linestyle="-.")
+        plots.curves(beta, own, "beta_eff", "effective β", color="C3", linestyle="-.")
         beta.set(ylim=(0, 1.1 * max(1.0, own.loc[own["key"] == "beta_eff", "value"].max())), ylabel="effective β")
         for axis in (ax, beta):
             legend.update(zip(*reversed(axis.get_legend_handles_labels())))
-    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8)
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend))
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 

@@ -244,6 +244,18 @@ class RunSet:
         """The validation KL of every latent dimension per epoch (epochs x dimensions), from kl_per_dim.json."""
         return np.asarray(json.loads(tracking.read_artifact(run_id, "kl_per_dim.json"))["val_by_epoch"])
 
+    def traversal(self, run_id: str) -> tuple[list[int], list[float]] | None:
+        """The dimensions a run's traversal image shows (most informative first) and their test KL,
+        from kl_per_dim.json; None for a run that logged none."""
+        try:
+            logged = json.loads(tracking.read_artifact(run_id, "kl_per_dim.json"))
+        except tracking.ArtifactMissing:
+            return None
+        if not isinstance(logged, dict) or "traversal_dims" not in logged:
+            return None
+        dims = [int(d) for d in logged["traversal_dims"]]
+        return dims, [float(logged["test"][d]) for d in dims]
+
     def figure_png(self, run_id: str, name: str) -> bytes | None:
         try:
             return tracking.read_artifact(run_id, f"figures/{name}.png")

@@ -182,6 +182,23 @@ def diagnostics_section(doc: Document, runs: RunSet, settings: pd.DataFrame, lab
     settings_table(doc, runs, "diagnostics", settings, labels, columns)
 
 
+def traversal_rows(runs: RunSet, run_id: str, label: str, most: int = 4) -> list[tuple[str, object]]:
+    """The traversals of a run's `most` most informative dimensions (`figures.traversals`) as rows
+    labelled '<label>, z07: 3.21 nats'; none for a run that logged none."""
+    images, found = runs.images(run_id), runs.traversal(run_id)
+    if images is None or found is None or "traversal" not in images:
+        return []
+    dims, kl = found
+    steps = len(images["traversal"]) // max(len(dims), 1)
+    return [(f"{label}, z{d:02d}: {k:.2f} nats", images["traversal"][i * steps:(i + 1) * steps])
+            for i, (d, k) in enumerate(zip(dims[:most], kl[:most]))]
+
+
+TRAVERSAL_CAPTION = ("Each row moves one latent dimension (the most informative by test KL, its KL given) evenly "
+                     "from the 2nd to the 98th percentile of the aggregate posterior's codes on it, the others held "
+                     "at the posterior mean of one test image (the first run of each setting).")
+
+
 def settings_section(doc: Document, runs: RunSet, columns: list[Column]):
     """What the runs share and what varies, how long they trained, how their bound and FIDs were
     computed, on what machine their times were taken, and what their numbers can be compared with."""
