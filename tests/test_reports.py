@@ -187,9 +187,9 @@ def test_ae_vs_vae_bolds_the_better_model_only_when_the_paired_interval_excludes
 
 
 @pytest.mark.parametrize("name", list(KINDS))
-def test_every_linked_file_exists_and_every_figure_is_a_small_valid_png(reports, name):
+def test_every_linked_file_exists_and_every_figure_is_a_small_valid_png_with_a_pdf_beside_it(reports, name):
     readme = reports[name]
-    linked = re.findall(r"\]\(([^)#:]+\.(?:png|csv))\)", readme.read_text())
+    linked = re.findall(r"\]\(([^)#:]+\.(?:png|csv|pdf))\)", readme.read_text())
     assert any(link.endswith(".png") for link in linked)
     for link in linked:
         path = readme.parent / link
@@ -197,8 +197,13 @@ def test_every_linked_file_exists_and_every_figure_is_a_small_valid_png(reports,
         if link.endswith(".png"):
             with Image.open(path) as image:
                 assert image.format == "PNG"
+                assert image.info["dpi"][0] == pytest.approx(150, abs=1)
                 image.verify()
-            assert path.stat().st_size < 150_000, link
+            assert path.stat().st_size < 250_000, link
+            runs_own = link.endswith(("_vae.png", "_ae.png"))  # a run's logged figure, shown as it is
+            assert runs_own or path.with_suffix(".pdf").name in linked, link
+        if link.endswith(".pdf"):
+            assert path.read_bytes().startswith(b"%PDF"), link
     files = {p.name for p in readme.parent.iterdir()} - {"README.md"}
     assert files == set(linked)
 
@@ -382,3 +387,27 @@ def test_out_naming_a_file_is_refused_in_one_line_before_any_work(store, tmp_pat
     with pytest.raises(ToolkitError, match="it is a file, not a directory"):
         write_report("beta-sweep", "no-such-experiment", out=tmp_path / "taken")
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_the_index_lists_every_report_with_its_runs_date_and_first_finding(reports, tmp_path):
+    from toolkit.reports.index import write_index
+
+    folder = next(iter(reports.values())).parent.parent
+    index = write_index(folder)
+    rows = [r for r in markdown_table("## Index\n" + index.read_text().split("\n\n", 3)[3], "Index")]
+    assert len(rows) == len(reports)
+    for row in rows:
+        target = re.search(r"\]\(([^)]+)\)", row["report"]).group(1)
+        report = (folder / target).read_text()
+        assert f"| runs | {row['runs']}:" in report and f"| generated | {row['generated']} |" in report
+        findings = report.split("\n## Findings\n", 1)[1].strip()
+        assert row["main finding"] != "–" and row["main finding"] in findings
+    assert write_index(folder).read_text() == index.read_text()  # rewritten in place, the same
+    with pytest.raises(ToolkitError, match="no toolkit reports"):
+        write_index(tmp_path)
+    (tmp_path / "README.md").write_text("my notes")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "README.md").write_text(index.read_text())
+    with pytest.raises(ToolkitError, match="not an index the toolkit wrote"):
+        write_index(tmp_path)
+    assert (tmp_path / "README.md").read_text() == "my notes"
