@@ -164,7 +164,7 @@ def loss_curves(histories: pd.DataFrame, ids: dict[str, list[str]]):
             for split, style in (("train", "--"), ("val", "-")):
                 plots.curves(ax, runs, f"{split}/{key}", f"{model.upper()} {split}", color=f"C{i}", linestyle=style)
         ax.set(title=label.split(" (")[0], xlabel="epoch", ylabel=label)
-        ax.legend(fontsize=7)
+        ax.legend()
     fig.tight_layout()
     return fig
 
