@@ -22,6 +22,11 @@ from toolkit.objectives import HALF_LOG_2PI
 # over q(z); q(z) itself is the mixture of the posteriors of all N test images, so the estimate of
 # I_q(x; z) cannot exceed log N (Hoffman & Johnson 2016).
 RATE_CODES = 2000
+# Each dimension's marginal KL, a 1-D quantity, on subsets: q(z_u) the mixture of the first
+# MARGINAL_POSTERIORS test posteriors, the expectation over MARGINAL_CODES codes. On the seed VAE
+# every dimension's estimate is within 0.02 nats of 2,000 codes over all 10,000 posteriors, in a
+# twelfth of the time (0.33 s against 4.2 s).
+MARGINAL_CODES, MARGINAL_POSTERIORS = 1000, 2000
 CHUNK = 500  # rows of a distance or density matrix computed at once
 # Precision and recall (Kynkäänniemi et al. 2019): k-nearest-neighbour balls around this many real
 # and generated images' features. Both scores rise with the number of points; every run uses the same.
@@ -29,6 +34,9 @@ PR_K, PR_IMAGES = 3, 5000
 # Memorisation: this many samples and test images, against this many training images.
 NEAREST_QUERIES, NEAREST_TRAIN = 1000, 10_000
 PROBE_TRAIN = 10_000  # training codes the linear probe is fitted to
+# sklearn's default tolerance is 1e-4; at 1e-3 the seed VAE's probe stops after 35 iterations
+# instead of 90, in 0.3 s instead of 1.25 s, 0.2 points of accuracy lower (79.3 % against 79.5 %).
+PROBE_TOLERANCE = 1e-3
 TRAVERSAL_DIMS, TRAVERSAL_STEPS = 8, 9
 TRAVERSAL_QUANTILES = (0.02, 0.98)  # of the aggregate posterior along each traversed dimension
 
@@ -63,7 +71,8 @@ def rate_split(mu: torch.Tensor, logvar: torch.Tensor, mean_kl: float, generator
     z ~ q(z|x_m) for each of the first `codes` images (both densities at the same z, so that their
     noise largely cancels); the marginal KL is the rest of `mean_kl` (the analytic mean KL of the
     same N posteriors), so the two parts sum to the logged KL exactly. Each dimension's marginal
-    KL is the mean of log q(z_u) - log N(z_u; 0, 1) over the same codes, q(z_u) its own mixture."""
+    KL is the mean of log q(z_u) - log N(z_u; 0, 1) over the first MARGINAL_CODES of the same
+    codes, q(z_u) the mixture of the first MARGINAL_POSTERIORS posteriors along u."""
     mu, logvar = mu.double(), logvar.double()
     m = min(codes, len(mu))
     eps = torch.randn(m, mu.shape[1], generator=generator, device=mu.device, dtype=mu.dtype)
@@ -71,13 +80,21 @@ def rate_split(mu: torch.Tensor, logvar: torch.Tensor, mean_kl: float, generator
     log_q = torch.cat([_log_mixture(gaussian_log_density(part, mu, logvar)) for part in z.split(CHUNK)])
     log_q_given_x = (-0.5 * eps.pow(2) - 0.5 * logvar[:m] - HALF_LOG_2PI).sum(1)
     information = float((log_q_given_x - log_q).mean())
-    dims = []
-    for u in range(mu.shape[1]):
-        column = z[:, u:u + 1]
-        log_q_u = torch.cat([_log_mixture(gaussian_log_density(part, mu[:, u:u + 1], logvar[:, u:u + 1]))
-                             for part in column.split(CHUNK)])
-        dims.append(float((log_q_u - (-0.5 * column[:, 0].pow(2) - HALF_LOG_2PI)).mean()))
+    dims = marginal_kl_dims(z[:MARGINAL_CODES].float(), mu[:MARGINAL_POSTERIORS].float(),
+                            logvar[:MARGINAL_POSTERIORS].float())
     return RateSplit(information, mean_kl - information, dims, math.log(len(mu)), z.float())
+
+
+def marginal_kl_dims(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> list[float]:
+    """KL(q(z_u) || N(0, 1)) of every dimension u: the mean over the codes z (M, D) of log q(z_u)
+    - log N(z_u; 0, 1), q(z_u) the mixture of the N posteriors (mu, logvar) along u."""
+    rows = max(1, CHUNK * 50 // len(mu))  # codes at once: rows x N x D stays near 25 M numbers
+    log_q = []
+    for part in z.split(rows):
+        log_density = -0.5 * (part[:, None, :] - mu).pow(2) * torch.exp(-logvar) - 0.5 * logvar - HALF_LOG_2PI
+        log_q.append(torch.logsumexp(log_density, 1) - math.log(len(mu)))  # (rows, D)
+    log_prior = -0.5 * z.pow(2) - HALF_LOG_2PI
+    return [float(v) for v in (torch.cat(log_q) - log_prior).mean(0)]
 
 
 def _distances(a: torch.Tensor, b: torch.Tensor):
@@ -126,7 +143,7 @@ def probe_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_c
     labels = train_labels.cpu().numpy()
     if len(np.unique(labels)) < 2:
         return float((test_labels.cpu().numpy() == labels[0]).mean())
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(tol=PROBE_TOLERANCE, max_iter=1000, random_state=seed))
     probe.fit(train_codes.cpu().double().numpy(), labels)
     return float(probe.score(test_codes.cpu().double().numpy(), test_labels.cpu().numpy()))
 
