@@ -151,3 +151,19 @@ def test_every_report_states_the_settings_its_runs_share_and_what_its_nats_compa
     assert "0 of 9 stopped early" in settings and "K = 100 importance samples" in settings
     assert "grey levels in [0, 1], not binarised" in settings and "binarised MNIST: about 80–90 nats" in settings
     assert "FID GMM samples" not in text  # no such column: no caption for it
+
+
+def test_the_diagnostics_name_the_settings_whose_information_is_at_its_log_n_ceiling(store):
+    runs = []
+    for seed in (42, 43):
+        for beta, information in ((0.5, 9.205), (1.0, 8.4), (2.0, 7.0)):
+            runs.append((RunConfig(beta=beta, seed=seed), {
+                "test/kl": 20.0, "test/recon": 230.0, "test/mutual_info": information + seed / 1e4,
+                "test/marginal_kl": 20 - information, "test/mutual_info_ceiling": math.log(10_000),
+                "test/probe_accuracy": 0.8, **{f"test/kl_dim/{d:02d}": 1.0 for d in range(20)}}))
+    fake_study("ceiling", runs)
+    text = build_report("beta-sweep", "ceiling").markdown().split("## Latent space and samples")[1]
+    assert "**At the ceiling** (within 0.1 nats of log N = 9.21): β 0.5, model VAE." in text
+    assert "β 1, model" not in text.split("**At the ceiling**")[1].split("\n")[0]
+    rows = [line for line in text.splitlines() if line.startswith("| 0.5 | VAE")]
+    assert rows and "9.21" in rows[0]

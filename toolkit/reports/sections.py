@@ -24,6 +24,7 @@ FID_SUBJECTS = {"samples": "the VAE's drawn from its prior N(0, I), the AE's fro
                                        "image's posterior q(z|x), one code from it",
                 "samples_gmm": "from a 10-component Gaussian mixture fitted to either model's training codes",
                 "recon": "the decoder means of the test images' posterior means"}
+CEILING_NATS = 0.1  # I(x; z) this close to log N is reported as at its ceiling
 # Settings a report does not list under its runs' shared settings: said elsewhere, or no setting of the model.
 NOT_LISTED = ("seed",)
 
@@ -178,8 +179,22 @@ def diagnostics_section(doc: Document, runs: RunSet, settings: pd.DataFrame, lab
                     f"distance of {NEAREST_QUERIES:,} samples to their nearest of {NEAREST_TRAIN:,} training images "
                     f"over that of {NEAREST_QUERIES:,} test images; about 1 for samples as novel as unseen "
                     f"images, near 0 for copies of the training set.")
-    doc.text(" ".join(text) + " " + statistics_caption(settings))
+    doc.text(" ".join(text + [at_ceiling(runs, settings, labels)]) + " " + statistics_caption(settings))
     settings_table(doc, runs, "diagnostics", settings, labels, columns)
+
+
+def at_ceiling(runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
+    """Which settings' I(x; z) is within CEILING_NATS of the log N it cannot exceed, said in words."""
+    ceiling = runs.finished.get("metrics.test/mutual_info_ceiling", pd.Series(dtype=float)).min()
+    if "test/mutual_info" not in settings or math.isnan(ceiling):
+        return ""
+    rows = [i for i, value in enumerate(settings["test/mutual_info"]) if value >= ceiling - CEILING_NATS]
+    if not rows:
+        return f"No setting's I(x; z) comes within {CEILING_NATS:g} nats of its ceiling log N = {ceiling:.2f}."
+    named = "; ".join(", ".join(f"{header} {cells[i]}" for header, cells in labels.items()) for i in rows)
+    return (f"**At the ceiling** (within {CEILING_NATS:g} nats of log N = {ceiling:.2f}): {escape(named)}. There the "
+            "posteriors barely overlap, every test image is told apart, and the estimate bounds the information from "
+            "below instead of measuring it; their marginal KL is correspondingly an upper bound.")
 
 
 def traversal_rows(runs: RunSet, run_id: str, label: str, most: int = 4) -> list[tuple[str, object]]:
