@@ -197,7 +197,10 @@ class Evaluation:
 
 
 def evaluation(model, config: RunConfig, splits, references) -> Evaluation:
-    """Every test metric and diagnostic of a trained model but the IW bound, and its figures' images."""
+    """Every test metric and diagnostic of a trained model but the IW bound, and its figures' images.
+    The model is left in eval mode: a conv model's batch norm uses (and keeps) its running
+    statistics for every code, sample and figure, as for the test metrics."""
+    model.eval()
     test = elbo_metrics(model, splits.test, config, by_class=True)
     metrics = {f"test/{k}": v for k, v in test.items()}
     if config.likelihood == "bernoulli":  # the cross-entropy's floor on grey levels; 0 for binary pixels
