@@ -12,9 +12,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from toolkit.objectives import HALF_LOG_2PI
 
@@ -108,15 +105,19 @@ def kth_neighbour_radii(points: torch.Tensor, k: int = PR_K) -> torch.Tensor:
     return torch.cat([d.topk(k + 1, 1, largest=False).values[:, k] for d in _distances(points, points)])
 
 
-def precision_recall(real: torch.Tensor, generated: torch.Tensor, k: int = PR_K) -> tuple[float, float]:
+def precision_recall(real: torch.Tensor, generated: torch.Tensor, k: int = PR_K,
+                     real_radii: torch.Tensor | None = None) -> tuple[float, float]:
     """Kynkäänniemi et al. (2019): precision is the share of generated points inside the real
     manifold (the union of balls reaching each real point's k-th nearest real neighbour), recall the
     share of real points inside the generated manifold. Low precision: samples unlike any real
-    image; low recall: real images that no sample resembles. Undefined (nan) for a set of k points or fewer."""
+    image; low recall: real images that no sample resembles. Undefined (nan) for a set of k points
+    or fewer. `real_radii` (`kth_neighbour_radii(real, k)`) may be given, to score several
+    generated sets against one real set."""
     if min(len(real), len(generated)) <= k:
         return math.nan, math.nan
     real, generated = real.float(), generated.float()
-    real_radii, generated_radii = kth_neighbour_radii(real, k), kth_neighbour_radii(generated, k)
+    real_radii = kth_neighbour_radii(real, k) if real_radii is None else real_radii
+    generated_radii = kth_neighbour_radii(generated, k)
     precision = torch.cat([(d <= real_radii).any(1) for d in _distances(generated, real)])
     recall = torch.cat([(d <= generated_radii).any(1) for d in _distances(real, generated)])
     return float(precision.float().mean()), float(recall.float().mean())
@@ -140,6 +141,10 @@ def probe_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_c
                    test_labels: torch.Tensor, seed: int = 0) -> float:
     """Test accuracy of a multinomial logistic regression fitted to standardised training codes.
     Training images of a single class leave nothing to fit: the probe then predicts that class."""
+    from sklearn.linear_model import LogisticRegression  # here: the reports read this module's sizes, not sklearn
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     labels = train_labels.cpu().numpy()
     if len(np.unique(labels)) < 2:
         return float((test_labels.cpu().numpy() == labels[0]).mean())

@@ -12,9 +12,9 @@ import torch
 from toolkit import ToolkitError, figures, fid
 from toolkit.config import RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
-from toolkit.diagnostics import (NEAREST_QUERIES, NEAREST_TRAIN, PR_IMAGES, PROBE_TRAIN, RateSplit, nearest,
-                                 nearest_ratio, precision_recall, probe_accuracy, rate_split, traversal_codes,
-                                 traversal_dims)
+from toolkit.diagnostics import (NEAREST_QUERIES, NEAREST_TRAIN, PR_IMAGES, PR_K, PROBE_TRAIN, RateSplit,
+                                 kth_neighbour_radii, nearest, nearest_ratio, precision_recall, probe_accuracy,
+                                 rate_split, traversal_codes, traversal_dims)
 from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.machine import compute_tags
 from toolkit.models import build, default_device
@@ -241,13 +241,12 @@ def latent_metrics(model, splits, test: dict[str, float]) -> tuple[dict[str, flo
     """`test/probe_accuracy` for every run; for a VAE also the rate split of its test KL
     (`test/mutual_info`, `test/marginal_kl`, `test/marginal_kl_dim/NN`, `test/mutual_info_ceiling`),
     returned with the aggregate posterior's codes it drew."""
-    train = splits.train
+    train, test_images = splits.train, splits.test.images
+    mu, logvar = posteriors(model, test_images) if model.variational else (latent_means(model, test_images), None)
     metrics = {"test/probe_accuracy": probe_accuracy(latent_means(model, train.images[:PROBE_TRAIN]),
-                                                     train.labels[:PROBE_TRAIN],
-                                                     latent_means(model, splits.test.images), splits.test.labels)}
-    if not model.variational:
+                                                     train.labels[:PROBE_TRAIN], mu, splits.test.labels)}
+    if logvar is None:
         return metrics, None
-    mu, logvar = posteriors(model, splits.test.images)
     rate = rate_split(mu, logvar, test["kl"], torch.Generator(device=mu.device).manual_seed(EVAL_SEED))
     metrics |= {"test/mutual_info": rate.mutual_information, "test/marginal_kl": rate.marginal_kl,
                 "test/mutual_info_ceiling": rate.ceiling,
@@ -284,12 +283,13 @@ def sample_metrics(model, samplers: dict, splits, references, n: int) -> tuple[d
     for ref in references:
         name = ref.extractor.name
         real, known = ref.features(test[:PR_IMAGES]), ref.features(train)
+        radii = kth_neighbour_radii(real.float()) if len(real) > PR_K else None
         features = {kind: ref.features(x) for kind, x in images.items()}
         for kind, found in features.items():
             metrics[f"fid/{name}/{kind}"] = ref.fid_of_features(found.numpy())
             if kind != "recon":
                 metrics[f"precision/{name}/{kind}"], metrics[f"recall/{name}/{kind}"] = \
-                    precision_recall(real, found[:PR_IMAGES])
+                    precision_recall(real, found[:PR_IMAGES], real_radii=radii)
         if "aggregate_posterior" in features:
             metrics[f"prior_hole/{name}"] = metrics[f"fid/{name}/samples"] - metrics[f"fid/{name}/aggregate_posterior"]
         found = features["samples"]
