@@ -1,10 +1,14 @@
 """The diagnostics' estimators on cases whose answers are known."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from toolkit.diagnostics import (nearest_ratio, precision_recall, probe_accuracy, rate_split, traversal_codes,
+from toolkit import fid, pipeline
+from toolkit.data import Split, Splits
+
+from toolkit.diagnostics import (nearest, nearest_ratio, precision_recall, probe_accuracy, rate_split, traversal_codes,
                                  traversal_dims)
 from toolkit.objectives import kl_per_dim
 
@@ -74,8 +78,9 @@ def test_samples_of_one_mode_are_precise_but_recall_little():
 def test_the_nearest_ratio_tells_a_copying_model_from_a_real_one():
     train, test, fresh = (clusters(n, CENTRES, seed) for n, seed in ((3000, 0), (500, 1), (500, 2)))
     copies = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(3))[:500]]
-    assert nearest_ratio(copies, test, train) == 0.0
-    assert 0.8 < nearest_ratio(fresh, test, train) < 1.25
+    baseline = nearest(test, train)[0]
+    assert nearest_ratio(nearest(copies, train)[0], baseline) == 0.0
+    assert 0.8 < nearest_ratio(nearest(fresh, train)[0], baseline) < 1.25
 
 
 def test_the_probe_reads_labels_the_codes_hold_and_not_those_they_do_not():
@@ -104,3 +109,24 @@ def test_a_traversal_varies_exactly_one_dimension_per_row_over_the_aggregate_ran
 def test_a_probe_trained_on_one_class_predicts_it():
     codes, labels = torch.randn(5, 3), torch.full((5,), 4)
     assert probe_accuracy(codes, labels, torch.randn(4, 3), torch.tensor([4, 1, 4, 2])) == 0.5
+
+
+@pytest.mark.parametrize("copying", [True, False])
+def test_a_run_whose_samples_copy_any_training_image_scores_near_zero(monkeypatch, copying):
+    """Through the pipeline: copies drawn from the whole training split, not only from its first
+    images, are found in pixels and in features; fresh images score about 1."""
+    g = torch.Generator().manual_seed(0)
+    train, test, fresh = (torch.rand(n, 784, generator=g) for n in (3000, 500, 600))
+    labels = torch.zeros(3000, dtype=torch.long)
+    splits = Splits(Split(train, labels), Split(test, labels[:500]), Split(test, labels[:500]), Path("."))
+    extractor = fid.Extractor("toy", torch.nn.Linear(784, 16), "toy")
+    reference = fid.Reference(extractor, extractor.statistics(test), 0.0, "run", fid.real_side(extractor, train, test))
+    samples = train[torch.randperm(3000, generator=g)[:600]] if copying else fresh
+    monkeypatch.setattr(pipeline, "generate", lambda model, sampler, n, seed: samples[:n])
+    monkeypatch.setattr(pipeline, "latent_means", lambda model, images: images)
+    monkeypatch.setattr(pipeline, "decode_images", lambda model, codes: codes)
+    metrics, shown = pipeline.sample_metrics(None, {"samples": None}, splits, [reference], 600)
+    for key in ("nearest/pixels/samples", "nearest/toy/samples"):
+        assert metrics[key] == 0.0 if copying else 0.9 < metrics[key] < 1.1
+    if copying:
+        assert torch.equal(shown["nearest_pixels"], samples[:len(shown["nearest_pixels"])])

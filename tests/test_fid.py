@@ -50,8 +50,22 @@ def test_the_domain_extractor_is_trained_once_and_reused(tmp_path, store, monkey
                                first.extractor.features(splits.test.images), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(second.statistics[0], first.statistics[0])
     assert second.floor == first.floor
+    for name in fid.RealSide.__dataclass_fields__:  # the real side: stored with the reference, read back
+        torch.testing.assert_close(getattr(second.real, name), getattr(first.real, name))
+    assert len(first.real.train) == len(splits.train) and len(first.real.test_nearest) == min(1000, len(splits.test))
     mlflow_client = tracking.client()
     assert len(mlflow_client.search_runs([tracking.experiment_id(mlflow_client, fid.REFERENCE_EXPERIMENT)])) == 1
+
+
+def test_a_reference_stored_without_its_real_side_gains_it(tmp_path, store):
+    splits = load_splits("fashion-mnist", write_idx_set(tmp_path / "data"), download=False)
+    first = fid.domain_reference("fashion-mnist", splits)
+    folder = tracking.artifact_root(tracking.tracking_uri())
+    (stored,) = folder.rglob(fid.REAL_SIDE_FILE)
+    stored.write_bytes(b"not an npz")  # as a store written before the real side was kept, or a damaged one
+    again = fid.domain_reference("fashion-mnist", splits)
+    torch.testing.assert_close(again.real.train, first.real.train)
+    assert fid.RealSide.from_npz(stored.read_bytes()).train.shape == first.real.train.shape
 
 
 def test_other_images_get_their_own_extractor(tmp_path, store):

@@ -7,16 +7,19 @@ Two extractors:
 - `inception`: pytorch-fid's InceptionV3 pool features (2048-d), when its weights are available.
 
 Each (extractor, dataset) has a reference run in the store (experiment `fid-references`) that
-holds the test-set statistics, the real-vs-real floor and, for the CNN, its weights and accuracy.
-It is created once and reused by every run, which is tagged with the extractor's content hash.
+holds the test-set statistics, the real-vs-real floor, the real images' side of the sample
+diagnostics (`RealSide`) and, for the CNN, its weights and accuracy. It is created once and reused
+by every run, which is tagged with the extractor's content hash.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
 import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from scipy.linalg import LinAlgWarning
 from torch import nn
 
 from toolkit import ToolkitError
+from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, kth_neighbour_radii, nearest
 
 REFERENCE_NOTE = ("The FID feature extractors' reference runs: test-set statistics, the real-vs-real floor "
                   "and the domain CNN's weights and accuracy, one run per (extractor, dataset), reused by every run.")
@@ -38,6 +42,7 @@ FLOOR_IMAGES = 10_000
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # the name pytorch-fid downloads to the hub cache
 BATCH = 500
 CNN_BATCH = 256
+REAL_SIDE_FILE = "real_side.npz"
 
 
 class FidUnavailable(ToolkitError):
@@ -208,11 +213,48 @@ def find_reference(mlflow_client, extractor_name: str, dataset_hash: str, recipe
 
 
 @dataclass
+class RealSide:
+    """The real images' side of every run's sample diagnostics (`diagnostics`), in one extractor's
+    features and in pixels: the same for every run of a dataset, so computed once and kept in the
+    reference's run."""
+
+    train: torch.Tensor  # features of the whole training split: where memorised copies are looked for
+    test: torch.Tensor  # features of the first PR_IMAGES test images: precision and recall's real set
+    radii: torch.Tensor  # their PR_K-th nearest-neighbour radii (empty for PR_K images or fewer)
+    test_nearest: torch.Tensor  # the first NEAREST_QUERIES test images' distances to their nearest training image
+    test_nearest_pixels: torch.Tensor  # the same in pixel space
+
+    def npz(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: value.numpy() for name, value in vars(self).items()})
+        return buffer.getvalue()
+
+    @classmethod
+    def from_npz(cls, data: bytes) -> "RealSide":
+        arrays = np.load(io.BytesIO(data), allow_pickle=False)
+        return cls(**{name: torch.from_numpy(arrays[name]) for name in cls.__dataclass_fields__})
+
+
+def real_side(extractor: Extractor, train_images: torch.Tensor, test_images: torch.Tensor) -> RealSide:
+    """The RealSide of these training and test images in `extractor`'s features."""
+    train = torch.from_numpy(extractor.features(train_images)).float()
+    test = torch.from_numpy(extractor.features(test_images[:PR_IMAGES])).float()
+    return RealSide(train, test, kth_neighbour_radii(test) if len(test) > PR_K else torch.empty(0),
+                    nearest(test[:NEAREST_QUERIES], train)[0], nearest(test_images[:NEAREST_QUERIES], train_images)[0].cpu())
+
+
+@dataclass
 class Reference:
     extractor: Extractor
     statistics: tuple[np.ndarray, np.ndarray]  # of the test set
     floor: float  # FID of 10k training images against the test set
     run_id: str
+    real: RealSide  # of the full training split
+
+    def against(self, train_images: torch.Tensor, test_images: torch.Tensor) -> "Reference":
+        """This reference with its real side computed anew against `train_images` (a run trained on
+        fewer images than the split's, whose copies can only be of those)."""
+        return dataclasses.replace(self, real=real_side(self.extractor, train_images, test_images))
 
     def fid(self, images: torch.Tensor) -> float:
         """Fréchet distance of `images` (N, 784) in [0, 1] to the test set, in this extractor's features."""
@@ -259,7 +301,7 @@ def domain_reference(dataset: str, splits) -> Reference:
         cnn = DomainCNN().to(splits.train.images.device)
         cnn.load_state_dict(torch.load(io.BytesIO(tracking.read_artifact(found.info.run_id, "weights.pt")),
                                        map_location=splits.train.images.device, weights_only=True))
-        return _load_reference(found, Extractor(name, CnnFeatures(cnn), found.data.tags["extractor_hash"]))
+        return _load_reference(found, Extractor(name, CnnFeatures(cnn), found.data.tags["extractor_hash"]), splits)
     cnn, accuracy = train_domain_cnn(splits)
     extractor = Extractor(name, CnnFeatures(cnn), weights_hash(cnn))
     return _store_reference(extractor, splits, dataset, digest, CNN_RECIPE, {"test_accuracy": accuracy},
@@ -273,7 +315,7 @@ def inception_reference(dataset: str, splits, weights: Path | None) -> Reference
     digest, mlflow_client = data_hash(splits), tracking.client()
     found = find_reference(mlflow_client, extractor.name, digest, extractor.content_hash)
     if found is not None:
-        return _load_reference(found, extractor)
+        return _load_reference(found, extractor, splits)
     return _store_reference(extractor, splits, dataset, digest, extractor.content_hash, {}, {})
 
 
@@ -288,17 +330,24 @@ def _store_reference(extractor, splits, dataset, digest, recipe, metrics, files)
         run.log_metrics({**metrics, f"fid/{extractor.name}/real_floor": floor})
         buffer = io.BytesIO()
         np.savez(buffer, mu=test_stats[0], sigma=test_stats[1])
-        for name, data in {**files, "test_statistics.npz": buffer.getvalue()}.items():
+        real = real_side(extractor, splits.train.images, splits.test.images)
+        for name, data in {**files, "test_statistics.npz": buffer.getvalue(), REAL_SIDE_FILE: real.npz()}.items():
             run.log_bytes(data, name)
-        return Reference(extractor, test_stats, floor, run.run_id)
+        return Reference(extractor, test_stats, floor, run.run_id, real)
 
 
-def _load_reference(found, extractor) -> Reference:
+def _load_reference(found, extractor, splits) -> Reference:
+    """A stored reference; one stored before the real side was kept gains it now."""
     from toolkit import tracking
 
     stats = np.load(io.BytesIO(tracking.read_artifact(found.info.run_id, "test_statistics.npz")))
     floor = found.data.metrics[f"fid/{extractor.name}/real_floor"]
-    return Reference(extractor, (stats["mu"], stats["sigma"]), floor, found.info.run_id)
+    try:
+        real = RealSide.from_npz(tracking.read_artifact(found.info.run_id, REAL_SIDE_FILE))
+    except (tracking.ArtifactMissing, KeyError, ValueError, zipfile.BadZipFile):  # absent, or not what it should be
+        real = real_side(extractor, splits.train.images, splits.test.images)
+        tracking.Run(tracking.client(), found.info.run_id).log_bytes(real.npz(), REAL_SIDE_FILE)
+    return Reference(extractor, (stats["mu"], stats["sigma"]), floor, found.info.run_id, real)
 
 
 def _state_bytes(network: nn.Module) -> bytes:

@@ -12,9 +12,8 @@ import torch
 from toolkit import ToolkitError, figures, fid
 from toolkit.config import RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
-from toolkit.diagnostics import (NEAREST_QUERIES, NEAREST_TRAIN, PR_IMAGES, PR_K, PROBE_TRAIN, RateSplit,
-                                 kth_neighbour_radii, nearest, nearest_ratio, precision_recall, probe_accuracy,
-                                 rate_split, traversal_codes, traversal_dims)
+from toolkit.diagnostics import (NEAREST_QUERIES, PR_IMAGES, PROBE_TRAIN, RateSplit, nearest, nearest_ratio,
+                                 precision_recall, probe_accuracy, rate_split, traversal_codes, traversal_dims)
 from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
 from toolkit.machine import compute_tags
 from toolkit.models import build, default_device
@@ -118,6 +117,8 @@ def prepare(config: RunConfig, data_dir, fid_weights: str | None, device):
     if config.binarize == "dynamic":
         splits = splits.binarized()
     references, skipped = fid.references(config.dataset, full, config.fid, fid_weights)
+    if config.limit is not None:  # its samples can only copy the images it trains on
+        references = [ref.against(splits.train.images, full.test.images) for ref in references]
     for reason in skipped:
         print(f"warning: {reason}", file=sys.stderr)
     return splits, references, skipped
@@ -267,34 +268,31 @@ def generation_samplers(model, config: RunConfig, train_images: torch.Tensor) ->
 def sample_metrics(model, samplers: dict, splits, references, n: int) -> tuple[dict[str, float], dict]:
     """For `n` images of each sampler and the test set's reconstructions, in each reference's
     features: `fid/<extractor>/<name>`, and beside every sampler's FID `precision/<extractor>/<name>`
-    and `recall/<extractor>/<name>` (PR_IMAGES of them against as many test images); for a VAE
+    and `recall/<extractor>/<name>` (PR_IMAGES of them against the reference's test images); for a VAE
     `prior_hole/<extractor>`, FID(prior samples) - FID(aggregate posterior's). For the default
     sampler's images `nearest/<extractor>/samples` and `nearest/pixels/samples`, the memorisation
-    ratio against NEAREST_TRAIN training images. Also the nearest-neighbour figure's images."""
+    ratio against every training image. Also the nearest-neighbour figure's images."""
     if not references:
         return {}, {}
     images = {name: generate(model, sampler, n, EVAL_SEED) for name, sampler in samplers.items()}
     images["recon"] = decode_images(model, latent_means(model, splits.test.images))
-    train, test = splits.train.images[:NEAREST_TRAIN], splits.test.images
-    samples = images["samples"]
-    metrics = {"nearest/pixels/samples": nearest_ratio(samples[:NEAREST_QUERIES], test[:NEAREST_QUERIES], train)}
-    shown = {"nearest_samples": samples[:NEAREST_SHOWN], "nearest_pixels": train[nearest(samples[:NEAREST_SHOWN],
-                                                                                           train)[1]]}
+    train, samples = splits.train.images, images["samples"][:NEAREST_QUERIES]
+    distances, closest = nearest(samples, train)
+    metrics = {"nearest/pixels/samples": nearest_ratio(distances, references[0].real.test_nearest_pixels)}
+    shown = {"nearest_samples": samples[:NEAREST_SHOWN], "nearest_pixels": train[closest[:NEAREST_SHOWN]]}
     for ref in references:
-        name = ref.extractor.name
-        real, known = ref.features(test[:PR_IMAGES]), ref.features(train)
-        radii = kth_neighbour_radii(real.float()) if len(real) > PR_K else None
+        name, real = ref.extractor.name, ref.real
         features = {kind: ref.features(x) for kind, x in images.items()}
         for kind, found in features.items():
             metrics[f"fid/{name}/{kind}"] = ref.fid_of_features(found.numpy())
             if kind != "recon":
                 metrics[f"precision/{name}/{kind}"], metrics[f"recall/{name}/{kind}"] = \
-                    precision_recall(real, found[:PR_IMAGES], real_radii=radii)
+                    precision_recall(real.test, found[:PR_IMAGES], real_radii=real.radii if len(real.radii) else None)
         if "aggregate_posterior" in features:
             metrics[f"prior_hole/{name}"] = metrics[f"fid/{name}/samples"] - metrics[f"fid/{name}/aggregate_posterior"]
-        found = features["samples"]
-        metrics[f"nearest/{name}/samples"] = nearest_ratio(found[:NEAREST_QUERIES], real[:NEAREST_QUERIES], known)
-        shown.setdefault("nearest_features", train[nearest(found[:NEAREST_SHOWN], known)[1]])
+        distances, closest = nearest(features["samples"][:NEAREST_QUERIES], real.train)
+        metrics[f"nearest/{name}/samples"] = nearest_ratio(distances, real.test_nearest)
+        shown.setdefault("nearest_features", train[closest[:NEAREST_SHOWN]])
     return metrics, shown
 
 

@@ -13,7 +13,7 @@ from toolkit import tracking
 from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY, RunConfig
 from toolkit.reports.document import GENERATED, Document, code, escape, markdown_table, mean_std, number
 from toolkit.reports.document import link as markdown_link
-from toolkit.diagnostics import NEAREST_QUERIES, NEAREST_TRAIN, PR_IMAGES, PR_K, PROBE_TRAIN, RATE_CODES
+from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, PROBE_TRAIN, RATE_CODES
 from toolkit.reports.runs import FID_NAMES, Column, RunSet, shown_param, sort_key
 from toolkit.reports.stats import LEVEL, best_of
 
@@ -176,8 +176,8 @@ def diagnostics_section(doc: Document, runs: RunSet, settings: pd.DataFrame, lab
                     f"mismatch costs. Precision (samples within the real images' manifold) and recall (real images "
                     f"within the samples') after Kynkäänniemi et al. 2019, k = {PR_K} nearest neighbours, "
                     f"{PR_IMAGES:,} samples against {PR_IMAGES:,} test images. Nearest-training ratio: the median "
-                    f"distance of {NEAREST_QUERIES:,} samples to their nearest of {NEAREST_TRAIN:,} training images "
-                    f"over that of {NEAREST_QUERIES:,} test images; about 1 for samples as novel as unseen "
+                    f"distance of {NEAREST_QUERIES:,} samples to their nearest training image (of all the run trained "
+                    f"on) over that of {NEAREST_QUERIES:,} test images; about 1 for samples as novel as unseen "
                     f"images, near 0 for copies of the training set.")
     doc.text(" ".join(text + [at_ceiling(runs, settings, labels)]) + " " + statistics_caption(settings))
     settings_table(doc, runs, "diagnostics", settings, labels, columns)
