@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from toolkit.reports.document import DPI  # noqa: E402
 from toolkit.reports.stats import estimate  # noqa: E402
@@ -115,6 +116,13 @@ def curves(ax, histories: pd.DataFrame, key: str, label: str, **style):
 def kl_norm(top: float) -> LogNorm:
     """The log colour scale of a KL heatmap, from KL_FLOOR (anything below shows as it) to `top`."""
     return LogNorm(vmin=KL_FLOOR, vmax=max(top, 10 * KL_FLOOR))
+
+
+def plain_log_ticks(axis):
+    """Label a log axis's decades as plain numbers (0.001, 0.1, 10 nats), not as powers of ten:
+    read at a glance, and drawn without mathtext (a tenth of a second on the first figure)."""
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def mark_threshold(colorbar, threshold: float):
