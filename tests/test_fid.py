@@ -6,7 +6,7 @@ import torchvision
 from pytorch_fid import inception as pytorch_fid_inception
 
 from conftest import write_idx_set
-from toolkit import fid, tracking
+from toolkit import fid, names, tracking
 from toolkit.config import RunConfig
 from toolkit.data import load_splits
 from toolkit.models import build
@@ -61,7 +61,7 @@ def test_a_reference_stored_without_its_real_side_gains_it(tmp_path, store):
     splits = load_splits("fashion-mnist", write_idx_set(tmp_path / "data"), download=False)
     first = fid.domain_reference("fashion-mnist", splits)
     folder = tracking.artifact_root(tracking.tracking_uri())
-    (stored,) = folder.rglob(fid.REAL_SIDE_FILE)
+    (stored,) = folder.rglob(names.REAL_SIDE_FILE)
     stored.write_bytes(b"not an npz")  # as a store written before the real side was kept, or a damaged one
     again = fid.domain_reference("fashion-mnist", splits)
     torch.testing.assert_close(again.real.train, first.real.train)

@@ -11,7 +11,7 @@ import mlflow.pytorch
 import pytest
 import torch
 
-from toolkit import ToolkitError, tracking
+from toolkit import ToolkitError, names, tracking
 from toolkit.config import RunConfig
 from toolkit.models import build
 
@@ -53,7 +53,7 @@ def test_weights_replaced_by_a_pickle_are_refused_in_one_line_without_running_it
     marker = tmp_path / "pwned"
     buffer = io.BytesIO()
     torch.save({"model": Payload(marker)}, buffer)
-    (folder / "extra_files" / tracking.WEIGHTS_FILE).write_bytes(buffer.getvalue())
+    (folder / "extra_files" / names.WEIGHTS_FILE).write_bytes(buffer.getvalue())
     with pytest.raises(ToolkitError, match=f"run {run_id}: its model files are damaged") as error:
         tracking.load_model(run_id, torch.device("cpu"))
     assert "\n" not in str(error.value) and not marker.exists()
@@ -61,7 +61,7 @@ def test_weights_replaced_by_a_pickle_are_refused_in_one_line_without_running_it
 
 def test_a_model_logged_only_as_a_pickle_is_refused_saying_why(store, tmp_path):
     run_id, folder = logged_model_run(tmp_path)
-    (folder / "extra_files" / tracking.WEIGHTS_FILE).unlink()
+    (folder / "extra_files" / names.WEIGHTS_FILE).unlink()
     with pytest.raises(ToolkitError, match="only as a pickle, which the toolkit does not load"):
         tracking.load_model(run_id, torch.device("cpu"))
 
@@ -87,7 +87,7 @@ def hostile_store() -> str:
         mlflow_client.set_tag(run.info.run_id, "data_dir", payload)
         mlflow_client.set_tag(run.info.run_id, "machine/cpu", payload)
     failed = mlflow_client.create_run(experiment, run_name=PAYLOADS[2], tags={
-        "mlflow.parentRunId": parent, "trial": "9", tracking.END_REASON: " ".join(PAYLOADS)}).info.run_id
+        "mlflow.parentRunId": parent, "trial": "9", names.END_REASON: " ".join(PAYLOADS)}).info.run_id
     mlflow_client.set_terminated(failed, "FAILED")
     return name
 
@@ -168,7 +168,7 @@ def test_a_live_run_of_another_container_with_this_host_name_is_not_taken_for_de
     mlflow_client = tracking.client()
     experiment = tracking.experiment_id(mlflow_client, "shared")
     tags = {"host": HOST, "pid": str(gone.pid), "heartbeat": str(time.time())}
-    runs = {"other container": {**tags, tracking.PROCESS_TABLE_TAG: "another-boot/pid:[4026531836]"},
+    runs = {"other container": {**tags, names.PROCESS_TABLE: "another-boot/pid:[4026531836]"},
             "before the tag": tags, "this table": {**tracking.process_tags(), **tags}}
     ids = {name: mlflow_client.create_run(experiment, tags=run_tags).info.run_id for name, run_tags in runs.items()}
     subprocess.run([sys.executable, "-m", "toolkit.cli", "report", "ae-vs-vae", "--experiment", "shared"],
@@ -178,7 +178,7 @@ def test_a_live_run_of_another_container_with_this_host_name_is_not_taken_for_de
     live = tracking.Run(mlflow_client, ids["other container"])
     live.end("FAILED", "judged dead by a stale heartbeat")
     live.end("FINISHED")  # it was alive after all
-    assert tracking.END_REASON not in mlflow_client.get_run(ids["other container"]).data.tags
+    assert names.END_REASON not in mlflow_client.get_run(ids["other container"]).data.tags
 
 
 @pytest.mark.parametrize("argv", [["report", "beta-sweep", "--experiment", "nope"], ["train", "--resume", "0" * 32],
@@ -301,12 +301,12 @@ def test_a_checkpoint_replaced_by_a_pickle_is_passed_over_for_the_one_before_and
     run = tracking.Run(mlflow_client, mlflow_client.create_run(tracking.experiment_id(mlflow_client, "x")).info.run_id)
     buffer = io.BytesIO()
     torch.save({"history": [{"val/loss": 1.0}]}, buffer)
-    run.log_bytes(buffer.getvalue(), f"{tracking.CHECKPOINTS}/epoch-0001.pt")
+    run.log_bytes(buffer.getvalue(), f"{names.CHECKPOINTS}/epoch-0001.pt")
     marker = tmp_path / "pwned"
-    run.log_bytes(pickle.dumps(Payload(marker)), f"{tracking.CHECKPOINTS}/epoch-0002.pt")  # the newest
+    run.log_bytes(pickle.dumps(Payload(marker)), f"{names.CHECKPOINTS}/epoch-0002.pt")  # the newest
     assert tracking.load_checkpoint(run.run_id) == {"history": [{"val/loss": 1.0}]} and not marker.exists()
     only = mlflow_client.create_run(run.client.get_run(run.run_id).info.experiment_id).info.run_id
-    tracking.Run(mlflow_client, only).log_bytes(pickle.dumps(Payload(marker)), f"{tracking.CHECKPOINTS}/epoch-0001.pt")
+    tracking.Run(mlflow_client, only).log_bytes(pickle.dumps(Payload(marker)), f"{names.CHECKPOINTS}/epoch-0001.pt")
     with pytest.raises(ToolkitError, match="none of its checkpoints .* can be read"):
         tracking.load_checkpoint(only)
     assert not marker.exists()

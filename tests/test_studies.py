@@ -16,7 +16,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from conftest import write_idx_set
-from toolkit import ToolkitError, studies, tracking, trial_queue
+from toolkit import ToolkitError, names, studies, tracking, trial_queue
 from toolkit.config import RunConfig
 from toolkit.pipeline import run_name
 from toolkit.reports import build_report
@@ -90,14 +90,14 @@ def test_a_grid_records_its_settings_as_params_and_compares_ae_and_vae_on_recons
     for label, trial in done.items():
         run = runs[trial.user_attrs["mlflow_run_id"]]
         assert trial.value == pytest.approx(run.data.metrics["val/recon"])  # one epoch: the best is the last
-        assert run.data.tags[tracking.NOTE].startswith(
+        assert run.data.tags[names.NOTE].startswith(
             f"Trial {trial.number} of study `mixed`, grid point `{label}`, seed 42.")
     assert sorted(run.info.run_name for run in runs.values()) == ["ae-z2", "vae-z2-beta0.5", "vae-z2-beta4"]
     [ae] = [run for run in runs.values() if run.data.params["model"] == "ae"]
     assert not {"beta", "warmup_epochs", "free_bits", "iw_samples"} & set(ae.data.params)
     [parent] = parents("mixed")
     assert parent.data.params["design"] == "grid" and not {"model", "beta", "latent_dim"} & set(parent.data.params)
-    assert "Which reconstructs better?" in parent.data.tags[tracking.NOTE]
+    assert "Which reconstructs better?" in parent.data.tags[names.NOTE]
     assert "Not every trial has `beta`" in build_report("study", study_name="mixed", storage=storage).markdown()
 
 

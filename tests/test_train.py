@@ -7,7 +7,8 @@ from toolkit.config import RunConfig
 from toolkit.data import Split, Splits
 from toolkit.evaluate import active_dims, elbo_metrics
 from toolkit.models import build
-from toolkit.train import EPOCH_SECONDS, TrainingDiverged, fit
+from toolkit.names import EPOCH_SECONDS
+from toolkit.train import TrainingDiverged, fit
 
 
 def synthetic_splits(n=256, seed=0) -> Splits:

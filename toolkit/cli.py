@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import sys
 
-from toolkit import DASHBOARD_PORT, RERUN, UI_HOST, UI_PORT, ToolkitError, command, masked
+from toolkit import DASHBOARD_PORT, RERUN, UI_HOST, UI_PORT, ToolkitError, command, masked, names
 from toolkit.config import DATASETS, ConfigError, RunConfig, parse_value
 from toolkit.reports import KINDS as REPORT_KINDS
 
@@ -224,7 +224,7 @@ def _run_study_command(study, args):
     from toolkit.studies import Settings, describe, run_study
 
     optuna_study = run_study(study, Settings(args.storage, args.workers, args.data_dir))
-    parent = optuna_study.user_attrs["mlflow_parent_run_id"]
+    parent = optuna_study.user_attrs[names.PARENT_RUN_ATTR]
     doc, path = write_report(study.report, study.name, parent, args.out, study.name, args.storage)
     tracking.log_directory(parent, path.parent, "report")
     tracking.set_note(parent, f"{describe(study)}\n\n{doc.main_table}\n\nThe whole report is under this run's "

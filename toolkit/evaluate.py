@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import torch
 
+from toolkit import names
 from toolkit.machine import fast_bf16
 from toolkit.objectives import HALF_LOG_2PI, kl_per_dim, reconstruction_nll
 
@@ -45,21 +46,21 @@ def elbo_metrics(model, split, config, by_class: bool = False) -> dict[str, floa
             mus.append(out.mu)
     model.train(was_training)
     n = len(split)
-    metrics = {"recon": float(recon) / n, "mse": float(sq_err) / (n * split.images.shape[1])}
+    metrics = {names.RECON: float(recon) / n, names.MSE: float(sq_err) / (n * split.images.shape[1])}
     if by_class:
         metrics |= class_means(torch.cat([nll for nll, _ in per_class]), torch.cat([c for _, c in per_class]))
     if model.learns_sigma:
-        metrics["decoder_sigma"] = float(model.log_sigma.exp())
+        metrics[names.DECODER_SIGMA] = float(model.log_sigma.exp())
     if not mus:
-        metrics["loss"] = metrics["recon"]
+        metrics[names.LOSS] = metrics[names.RECON]
         return metrics
     kl_dims = kl_dims / n
     kl = float(kl_dims.sum())
     active = active_dims(torch.cat(mus))
-    metrics.update(kl=kl, neg_elbo=metrics["recon"] + kl, loss=metrics["recon"] + config.beta * kl,
-                   active_units=int(active.sum()),
-                   informative_units=int((active & (kl_dims > config.free_bits + INFORMATIVE_NATS)).sum()))
-    metrics.update({kl_dim_key(d): float(v) for d, v in enumerate(kl_dims)})
+    metrics.update({names.KL: kl, names.NEG_ELBO: metrics[names.RECON] + kl,
+                    names.LOSS: metrics[names.RECON] + config.beta * kl, names.ACTIVE_UNITS: int(active.sum()),
+                    names.INFORMATIVE_UNITS: int((active & (kl_dims > config.free_bits + INFORMATIVE_NATS)).sum())})
+    metrics.update({names.kl_dim(d): float(v) for d, v in enumerate(kl_dims)})
     return metrics
 
 
@@ -70,15 +71,7 @@ def active_dims(mu: torch.Tensor) -> torch.Tensor:
 
 def class_means(nll: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """`recon_class/NN`: the mean of `nll` over the images of each class present."""
-    return {recon_class_key(int(c)): float(nll[labels == c].mean()) for c in labels.unique()}
-
-
-def recon_class_key(c: int) -> str:
-    return f"recon_class/{c:02d}"
-
-
-def kl_dim_key(d: int) -> str:
-    return f"kl_dim/{d:02d}"
+    return {names.recon_class(int(c)): float(nll[labels == c].mean()) for c in labels.unique()}
 
 
 class Bound(NamedTuple):

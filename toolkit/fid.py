@@ -30,7 +30,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 from scipy.linalg import LinAlgWarning
 from torch import nn
 
-from toolkit import ToolkitError
+from toolkit import ToolkitError, names
 from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, kth_neighbour_radii, nearest
 
 REFERENCE_NOTE = ("The FID feature extractors' reference runs: test-set statistics, the real-vs-real floor "
@@ -42,7 +42,6 @@ FLOOR_IMAGES = 10_000
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # the name pytorch-fid downloads to the hub cache
 BATCH = 500
 CNN_BATCH = 256
-REAL_SIDE_FILE = "real_side.npz"
 
 
 class FidUnavailable(ToolkitError):
@@ -327,11 +326,11 @@ def _store_reference(extractor, splits, dataset, digest, recipe, metrics, files)
     tags = {"extractor": extractor.name, "extractor_hash": extractor.content_hash, "data_hash": digest,
             "recipe": recipe, "dataset": dataset}
     with tracking.start_run(REFERENCE_EXPERIMENT, f"{extractor.name}-{dataset}", tags) as run:
-        run.log_metrics({**metrics, f"fid/{extractor.name}/real_floor": floor})
+        run.log_metrics({**metrics, names.fid_floor(extractor.name): floor})
         buffer = io.BytesIO()
         np.savez(buffer, mu=test_stats[0], sigma=test_stats[1])
         real = real_side(extractor, splits.train.images, splits.test.images)
-        for name, data in {**files, "test_statistics.npz": buffer.getvalue(), REAL_SIDE_FILE: real.npz()}.items():
+        for name, data in {**files, names.TEST_STATISTICS_FILE: buffer.getvalue(), names.REAL_SIDE_FILE: real.npz()}.items():
             run.log_bytes(data, name)
         return Reference(extractor, test_stats, floor, run.run_id, real)
 
@@ -340,13 +339,13 @@ def _load_reference(found, extractor, splits) -> Reference:
     """A stored reference; one stored before the real side was kept gains it now."""
     from toolkit import tracking
 
-    stats = np.load(io.BytesIO(tracking.read_artifact(found.info.run_id, "test_statistics.npz")))
-    floor = found.data.metrics[f"fid/{extractor.name}/real_floor"]
+    stats = np.load(io.BytesIO(tracking.read_artifact(found.info.run_id, names.TEST_STATISTICS_FILE)))
+    floor = found.data.metrics[names.fid_floor(extractor.name)]
     try:
-        real = RealSide.from_npz(tracking.read_artifact(found.info.run_id, REAL_SIDE_FILE))
+        real = RealSide.from_npz(tracking.read_artifact(found.info.run_id, names.REAL_SIDE_FILE))
     except (tracking.ArtifactMissing, KeyError, ValueError, zipfile.BadZipFile):  # absent, or not what it should be
         real = real_side(extractor, splits.train.images, splits.test.images)
-        tracking.Run(tracking.client(), found.info.run_id).log_bytes(real.npz(), REAL_SIDE_FILE)
+        tracking.Run(tracking.client(), found.info.run_id).log_bytes(real.npz(), names.REAL_SIDE_FILE)
     return Reference(extractor, (stats["mu"], stats["sigma"]), floor, found.info.run_id, real)
 
 

@@ -11,6 +11,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
+from toolkit import names  # noqa: E402
 from toolkit.config import IMAGE_SIDE  # noqa: E402
 from toolkit.evaluate import INFORMATIVE_NATS  # noqa: E402
 from toolkit.reports import plots  # noqa: E402
@@ -149,11 +150,11 @@ def kl_heatmap(kl_by_epoch, free_bits: float = 0.0):
 def loss_curves(history: list[dict[str, float]]):
     """Train and validation curves per epoch: total loss, reconstruction and (for a VAE) KL."""
     epochs = range(1, len(history) + 1)
-    panels = [name for name in ("loss", "recon", "kl") if f"val/{name}" in history[0]]
+    panels = [name for name in (names.LOSS, names.RECON, names.KL) if names.val(name) in history[0]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     for ax, name in zip(axes[0], panels):
         for split in ("train", "val"):
-            ax.plot(epochs, [h[f"{split}/{name}"] for h in history], marker=".", label=split)
+            ax.plot(epochs, [h[names.of_split(split, name)] for h in history], marker=".", label=split)
         ax.set(title=name, xlabel="epoch", ylabel="nats per example")
         ax.legend()
     fig.tight_layout()

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from toolkit import names
+
 HOST = socket.gethostname()
 
 
@@ -49,10 +51,10 @@ def compute_tags(device) -> dict[str, str]:
     import torch
 
     device = torch.device(device)
-    tags = {"machine/cpu": cpu_model(), "machine/threads": str(torch.get_num_threads()),
-            "machine/torch": torch.__version__}
+    tags = {names.MACHINE_CPU: cpu_model(), names.MACHINE_THREADS: str(torch.get_num_threads()),
+            names.MACHINE_TORCH: torch.__version__}
     if device.type == "cuda":
-        tags["machine/gpu"] = torch.cuda.get_device_name(device)
+        tags[names.MACHINE_GPU] = torch.cuda.get_device_name(device)
     return tags
 
 

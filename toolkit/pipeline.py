@@ -9,29 +9,23 @@ from typing import Callable
 import numpy as np
 import torch
 
-from toolkit import ToolkitError, figures, fid
+from toolkit import ToolkitError, figures, fid, names
 from toolkit.config import RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
 from toolkit.diagnostics import (NEAREST_QUERIES, PR_IMAGES, PROBE_TRAIN, RateSplit, nearest, nearest_ratio,
                                  precision_recall, probe_accuracy, rate_split, traversal_codes, traversal_dims)
-from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, elbo_metrics, iw_nll, kl_dim_key
+from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, elbo_metrics, iw_nll
 from toolkit.machine import compute_tags
 from toolkit.models import build, default_device
 from toolkit.objectives import pixel_entropy
 from toolkit.samplers import (AggregatePosterior, FittedMixture, LaplacePrior, NormalPrior, decode_images,
                               default_sampler, generate, interpolation_codes, latent_means, manifold_codes, posteriors)
-from toolkit.tracking import (NOTE, RunStopped, continue_run, existing_run, load_checkpoint, metric_histories,
+from toolkit.tracking import (RunStopped, continue_run, existing_run, load_checkpoint, metric_histories,
                               start_run)
-from toolkit.train import EPOCH_SECONDS, fit
+from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
 NEAREST_SHOWN = 10  # samples shown beside their nearest training images
-MEAN_EPOCH_SECONDS = "time/mean_epoch_s"
-EPOCHS_TRAINED = "epochs_trained"  # fewer than the `epochs` param: the run stopped early
-TRAIN_IMAGES = "train_images"  # tag: the number of images the model was trained on
-# logged once at the end; the others once per epoch
-FINAL_PREFIXES = ("test/", "fid/", "precision/", "recall/", "nearest/", "prior_hole/", "best_epoch", EPOCHS_TRAINED,
-                  MEAN_EPOCH_SECONDS)
 
 
 NAME_PREFIX = {"warmup_epochs": "warmup", "free_bits": "fb", "hidden": "h", "batch_size": "bs",
@@ -83,12 +77,12 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
     splits, references, skipped = prepare(config, data_dir, fid_weights, device)
     checkpoint = load_checkpoint(resume) if resume else None
     model = build(config, device)
-    run_tags = {"model": config.model, "dataset": config.dataset, "data_dir": str(splits.source.resolve()),
-                TRAIN_IMAGES: str(len(splits.train)), **compute_tags(device),
-                **{f"fid/{r.extractor.name}/extractor_hash": r.extractor.content_hash for r in references},
-                **{f"fid/{r.extractor.name}/reference_run": r.run_id for r in references},
-                **({"fid/skipped": " | ".join(skipped)} if skipped else {}),
-                NOTE: f"{note}{config.describe()}; {len(splits.train):,} training images.", **(tags or {})}
+    run_tags = {names.MODEL: config.model, names.DATASET: config.dataset, names.DATA_DIR: str(splits.source.resolve()),
+                names.TRAIN_IMAGES: str(len(splits.train)), **compute_tags(device),
+                **{names.extractor_hash(r.extractor.name): r.extractor.content_hash for r in references},
+                **{names.reference_run(r.extractor.name): r.run_id for r in references},
+                **({names.FID_SKIPPED: " | ".join(skipped)} if skipped else {}),
+                names.NOTE: f"{note}{config.describe()}; {len(splits.train):,} training images.", **(tags or {})}
     opened = continue_run(resume, run_tags) if resume else \
         start_run(config.dataset if experiment is None else experiment, name or run_name(config), run_tags)
     with opened as run:
@@ -142,8 +136,8 @@ def finished_result(run_id: str) -> RunResult | None:
     run = existing_run(run_id)
     if run.info.status != "FINISHED":
         return None
-    best_epoch = int(run.data.metrics["best_epoch"])
-    final = {key: value for key, value in run.data.metrics.items() if key.startswith(FINAL_PREFIXES)}
+    best_epoch = int(run.data.metrics[names.BEST_EPOCH])
+    final = {key: value for key, value in run.data.metrics.items() if key.startswith(names.FINAL_PREFIXES)}
     best = {key: next(m.value for m in metric_histories([run_id], [key]).itertuples() if m.step == best_epoch)
             for key in run.data.metrics if key not in final}
     return RunResult(run_id, best, final)
@@ -153,7 +147,7 @@ def _fit_logged(run, model, splits, config: RunConfig, callbacks, quiet: bool, c
     """`fit` with every epoch logged and checkpointed. Resuming, the epochs done before are first
     replayed to the callbacks (a new trial's pruner sees them) and logged where the run lacks them;
     an epoch logged after the last checkpoint is trained again (to the same numbers) but not logged twice."""
-    logged = run.logged_steps("train/loss") if checkpoint else 0
+    logged = run.logged_steps(names.TRAIN_LOSS) if checkpoint else 0
 
     def log_epoch(epoch: int, metrics: dict[str, float]):
         if epoch > logged:
@@ -170,14 +164,14 @@ def evaluate_and_log(run, model, config: RunConfig, splits, references, result) 
     (returned, for the caller to log), and the model, the per-dimension KL, the figures and their
     images (logged)."""
     found = evaluation(model, config, splits, references)
-    metrics = found.metrics | {"best_epoch": result.best_epoch, EPOCHS_TRAINED: len(result.history)}
-    seconds = [h[EPOCH_SECONDS] for h in result.history if EPOCH_SECONDS in h]  # not in checkpoints made before it
+    metrics = found.metrics | {names.BEST_EPOCH: result.best_epoch, names.EPOCHS_TRAINED: len(result.history)}
+    seconds = [h[names.EPOCH_SECONDS] for h in result.history if names.EPOCH_SECONDS in h]  # not in old checkpoints
     if seconds:
-        metrics[MEAN_EPOCH_SECONDS] = sum(seconds) / len(seconds)
+        metrics[names.MEAN_EPOCH_SECONDS] = sum(seconds) / len(seconds)
     if model.variational and config.iw_samples:
         bound = iw_nll(model, splits.test, config.likelihood, config.iw_samples)
-        metrics["test/nll_iw"] = bound.nats
-        run.set_tags({"nll_iw_precision": bound.precision if bound.bf16_shift is None else
+        metrics[names.TEST_NLL_IW] = bound.nats
+        run.set_tags({names.NLL_IW_PRECISION: bound.precision if bound.bf16_shift is None else
                       f"{bound.precision} (bf16 moved the first 100 test images' bound by {bound.bf16_shift:+.4f} nats "
                       f"from fp32; bf16 is used within ±{BF16_TOLERANCE})"})
     run.log_model(model, config)
@@ -203,9 +197,9 @@ def evaluation(model, config: RunConfig, splits, references) -> Evaluation:
     statistics for every code, sample and figure, as for the test metrics."""
     model.eval()
     test = elbo_metrics(model, splits.test, config, by_class=True)
-    metrics = {f"test/{k}": v for k, v in test.items()}
+    metrics = {names.test(k): v for k, v in test.items()}
     if config.likelihood == "bernoulli":  # the cross-entropy's floor on grey levels; 0 for binary pixels
-        metrics["test/pixel_entropy"] = float(pixel_entropy(splits.test.images).mean())
+        metrics[names.TEST_PIXEL_ENTROPY] = float(pixel_entropy(splits.test.images).mean())
     latent, rate = latent_metrics(model, splits, test)
     samplers = generation_samplers(model, config, splits.train.images)
     scored, nearest_images = sample_metrics(model, samplers, splits, references, config.fid_samples)
@@ -214,8 +208,8 @@ def evaluation(model, config: RunConfig, splits, references) -> Evaluation:
     traversed = []
     if model.variational:
         traversed = traversal_dims(per_dim(test, "", config.latent_dim))
-        centre = latent_means(model, images["originals"][:1])[0]
-        images["traversal"] = decode_images(model, traversal_codes(centre, traversed, rate.codes).to(centre.device))
+        centre = latent_means(model, images[names.ORIGINALS][:1])[0]
+        images[names.TRAVERSAL] = decode_images(model, traversal_codes(centre, traversed, rate.codes).to(centre.device))
     return Evaluation(test, metrics | latent | scored, images, drawn, traversed)
 
 
@@ -223,10 +217,10 @@ def log_evaluation(run, model, config: RunConfig, test, found: Evaluation, histo
                    figures_logged: set[str] = frozenset()):
     """A VAE's kl_per_dim.json, images.npz and every figure not in `figures_logged`."""
     if model.variational:
-        run.log_json({"test": per_dim(found.test, "", config.latent_dim),
-                      "val_by_epoch": [per_dim(h, "val/", config.latent_dim) for h in history],
-                      "traversal_dims": found.traversed}, "kl_per_dim.json")
-    run.log_bytes(images_npz(found.images), "images.npz")
+        run.log_json({names.KL_TEST: per_dim(found.test, "", config.latent_dim),
+                      names.KL_VAL_BY_EPOCH: [per_dim(h, names.val(""), config.latent_dim) for h in history],
+                      names.TRAVERSAL_DIMS: found.traversed}, names.KL_PER_DIM_JSON)
+    run.log_bytes(images_npz(found.images), names.IMAGES_NPZ)
     drawing = run_figures(model, config, test, found.images, found.drawn, history, found.test, found.traversed)
     for name, draw in drawing.items():
         if name not in figures_logged:
@@ -234,8 +228,8 @@ def log_evaluation(run, model, config: RunConfig, test, found: Evaluation, histo
 
 
 def per_dim(metrics: dict[str, float], prefix: str, latent_dim: int) -> list[float]:
-    """The KL of every latent dimension from a metrics dict, e.g. prefix 'val/'."""
-    return [metrics[f"{prefix}{kl_dim_key(d)}"] for d in range(latent_dim)]
+    """The KL of every latent dimension from a metrics dict, its keys prefixed by `prefix` (`names.val("")`)."""
+    return [metrics[f"{prefix}{names.kl_dim(d)}"] for d in range(latent_dim)]
 
 
 def latent_metrics(model, splits, test: dict[str, float]) -> tuple[dict[str, float], RateSplit | None]:
@@ -244,24 +238,24 @@ def latent_metrics(model, splits, test: dict[str, float]) -> tuple[dict[str, flo
     returned with the aggregate posterior's codes it drew."""
     train, test_images = splits.train, splits.test.images
     mu, logvar = posteriors(model, test_images) if model.variational else (latent_means(model, test_images), None)
-    metrics = {"test/probe_accuracy": probe_accuracy(latent_means(model, train.images[:PROBE_TRAIN]),
+    metrics = {names.TEST_PROBE_ACCURACY: probe_accuracy(latent_means(model, train.images[:PROBE_TRAIN]),
                                                      train.labels[:PROBE_TRAIN], mu, splits.test.labels)}
     if logvar is None:
         return metrics, None
-    rate = rate_split(mu, logvar, test["kl"], torch.Generator(device=mu.device).manual_seed(EVAL_SEED))
-    metrics |= {"test/mutual_info": rate.mutual_information, "test/marginal_kl": rate.marginal_kl,
-                "test/mutual_info_ceiling": rate.ceiling,
-                **{f"test/marginal_{kl_dim_key(d)}": v for d, v in enumerate(rate.marginal_kl_dims)}}
+    rate = rate_split(mu, logvar, test[names.KL], torch.Generator(device=mu.device).manual_seed(EVAL_SEED))
+    metrics |= {names.TEST_MUTUAL_INFO: rate.mutual_information, names.TEST_MARGINAL_KL: rate.marginal_kl,
+                names.TEST_MUTUAL_INFO_CEILING: rate.ceiling,
+                **{names.test_marginal_kl_dim(d): v for d, v in enumerate(rate.marginal_kl_dims)}}
     return metrics, rate
 
 
 def generation_samplers(model, config: RunConfig, train_images: torch.Tensor) -> dict:
     """Samplers whose images are scored by FID, keyed by the metric's suffix."""
-    samplers = {"samples": default_sampler(model, train_images)}
+    samplers = {names.SAMPLES: default_sampler(model, train_images)}
     if model.variational:
-        samplers["aggregate_posterior"] = AggregatePosterior(model, train_images)
+        samplers[names.AGGREGATE_POSTERIOR] = AggregatePosterior(model, train_images)
     if config.sampler == "gmm":
-        samplers["samples_gmm"] = FittedMixture(latent_means(model, train_images), seed=config.seed)
+        samplers[names.SAMPLES_GMM] = FittedMixture(latent_means(model, train_images), seed=config.seed)
     return samplers
 
 
@@ -275,24 +269,25 @@ def sample_metrics(model, samplers: dict, splits, references, n: int) -> tuple[d
     if not references:
         return {}, {}
     images = {name: generate(model, sampler, n, EVAL_SEED) for name, sampler in samplers.items()}
-    images["recon"] = decode_images(model, latent_means(model, splits.test.images))
-    train, samples = splits.train.images, images["samples"][:NEAREST_QUERIES]
+    images[names.RECONSTRUCTIONS] = decode_images(model, latent_means(model, splits.test.images))
+    train, samples = splits.train.images, images[names.SAMPLES][:NEAREST_QUERIES]
     distances, closest = nearest(samples, train)
-    metrics = {"nearest/pixels/samples": nearest_ratio(distances, references[0].real.test_nearest_pixels)}
-    shown = {"nearest_samples": samples[:NEAREST_SHOWN], "nearest_pixels": train[closest[:NEAREST_SHOWN]]}
+    metrics = {names.nearest(names.PIXELS): nearest_ratio(distances, references[0].real.test_nearest_pixels)}
+    shown = {names.NEAREST_SAMPLES: samples[:NEAREST_SHOWN], names.NEAREST_PIXELS: train[closest[:NEAREST_SHOWN]]}
     for ref in references:
         name, real = ref.extractor.name, ref.real
         features = {kind: ref.features(x) for kind, x in images.items()}
         for kind, found in features.items():
-            metrics[f"fid/{name}/{kind}"] = ref.fid_of_features(found.numpy())
-            if kind != "recon":
-                metrics[f"precision/{name}/{kind}"], metrics[f"recall/{name}/{kind}"] = \
+            metrics[names.fid(name, kind)] = ref.fid_of_features(found.numpy())
+            if kind != names.RECONSTRUCTIONS:
+                metrics[names.precision(name, kind)], metrics[names.recall(name, kind)] = \
                     precision_recall(real.test, found[:PR_IMAGES], real_radii=real.radii if len(real.radii) else None)
-        if "aggregate_posterior" in features:
-            metrics[f"prior_hole/{name}"] = metrics[f"fid/{name}/samples"] - metrics[f"fid/{name}/aggregate_posterior"]
-        distances, closest = nearest(features["samples"][:NEAREST_QUERIES], real.train)
-        metrics[f"nearest/{name}/samples"] = nearest_ratio(distances, real.test_nearest)
-        shown.setdefault("nearest_features", train[closest[:NEAREST_SHOWN]])
+        if names.AGGREGATE_POSTERIOR in features:
+            metrics[names.prior_hole(name)] = metrics[names.fid(name, names.SAMPLES)] - \
+                metrics[names.fid(name, names.AGGREGATE_POSTERIOR)]
+        distances, closest = nearest(features[names.SAMPLES][:NEAREST_QUERIES], real.train)
+        metrics[names.nearest(name)] = nearest_ratio(distances, real.test_nearest)
+        shown.setdefault(names.NEAREST_FEATURES, train[closest[:NEAREST_SHOWN]])
     return metrics, shown
 
 
@@ -304,14 +299,14 @@ def showcase_indices(labels: torch.Tensor) -> torch.Tensor:
 def figure_samplers(model, config: RunConfig, samplers: dict) -> dict:
     """The samplers whose samples the figures show, keyed by figure name: both priors, and the
     VAE's aggregate posterior, the AE's fitted Gaussian and the mixture where the run has them."""
-    drawn = {"samples_normal_prior": NormalPrior(config.latent_dim),
-             "samples_laplace_prior": LaplacePrior(config.latent_dim)}
+    drawn = {names.NORMAL_PRIOR_SAMPLES: NormalPrior(config.latent_dim),
+             names.LAPLACE_PRIOR_SAMPLES: LaplacePrior(config.latent_dim)}
     if model.variational:
-        drawn["samples_aggregate_posterior"] = samplers["aggregate_posterior"]
+        drawn[names.AGGREGATE_SAMPLES] = samplers[names.AGGREGATE_POSTERIOR]
     else:
-        drawn["samples_fitted_gaussian"] = samplers["samples"]
-    if "samples_gmm" in samplers:
-        drawn["samples_gmm"] = samplers["samples_gmm"]
+        drawn[names.FITTED_GAUSSIAN_SAMPLES] = samplers[names.SAMPLES]
+    if names.SAMPLES_GMM in samplers:
+        drawn[names.GMM_SAMPLES] = samplers[names.SAMPLES_GMM]
     return drawn
 
 
@@ -321,14 +316,15 @@ def figure_images(model, config: RunConfig, test, drawn: dict) -> dict[str, torc
     `interpolation` between the first and last originals and, for a 2-D latent, the `manifold` grid."""
     originals = test.images[showcase_indices(test.labels)]
     device = test.images.device
-    images = {"originals": originals, "reconstructions": decode_images(model, latent_means(model, originals))}
+    images = {names.ORIGINALS: originals,
+              names.RECONSTRUCTION_IMAGES: decode_images(model, latent_means(model, originals))}
     for name, sampler in drawn.items():
         z = sampler(FIGURE_SAMPLES, torch.Generator().manual_seed(EVAL_SEED))
         images[name] = decode_images(model, z.to(device))
-    images["interpolation"] = decode_images(model, interpolation_codes(model, originals[0], originals[-1]))
+    images[names.INTERPOLATION] = decode_images(model, interpolation_codes(model, originals[0], originals[-1]))
     if config.latent_dim == 2:
         own = None if model.variational else latent_means(model, test.images)
-        images["manifold"] = decode_images(model, manifold_codes(codes=own).to(device))
+        images[names.MANIFOLD] = decode_images(model, manifold_codes(codes=own).to(device))
     return images
 
 
@@ -344,24 +340,26 @@ def run_figures(model, config: RunConfig, test, images: dict, drawn: dict, histo
                 traversed: list[int]) -> dict:
     """The figures logged under figures/ for every run, by name, each drawn only when called (a
     run re-evaluated draws only those it lacks)."""
-    names = CLASS_NAMES[config.dataset]
-    found = {"reconstructions": lambda: figures.reconstructions(images["originals"], images["reconstructions"])}
+    classes = CLASS_NAMES[config.dataset]
+    found = {names.RECONSTRUCTION_IMAGES: lambda: figures.reconstructions(images[names.ORIGINALS],
+                                                                          images[names.RECONSTRUCTION_IMAGES])}
     for name, sampler in drawn.items():
         found[name] = lambda name=name, title=sampler.title: figures.samples(images[name], f"samples: {title}")
-    found["interpolation"] = lambda: figures.interpolation(images["interpolation"])
-    found["latent_pca"] = lambda: figures.latent_pca(model, test.images, test.labels, names)
-    found["latent_tsne"] = lambda: figures.latent_tsne(model, test.images, test.labels, names)
-    if "manifold" in images:
-        found["manifold"] = lambda: figures.manifold(images["manifold"])
+    found[names.INTERPOLATION] = lambda: figures.interpolation(images[names.INTERPOLATION])
+    found[names.LATENT_PCA] = lambda: figures.latent_pca(model, test.images, test.labels, classes)
+    found[names.LATENT_TSNE] = lambda: figures.latent_tsne(model, test.images, test.labels, classes)
+    if names.MANIFOLD in images:
+        found[names.MANIFOLD] = lambda: figures.manifold(images[names.MANIFOLD])
     if model.variational:
         kl = per_dim(test_metrics, "", config.latent_dim)
-        found["kl_per_dim"] = lambda: figures.kl_bars(kl, config.free_bits, test_metrics["active_units"])
-        found["kl_heatmap"] = lambda: figures.kl_heatmap([per_dim(h, "val/", config.latent_dim) for h in history],
-                                                         config.free_bits)
-        found["traversals"] = lambda: figures.traversals(images["traversal"], traversed, [kl[d] for d in traversed])
-    if "nearest_samples" in images:
-        found["nearest_training"] = lambda: figures.nearest_training(
-            images["nearest_samples"], images["nearest_pixels"], images.get("nearest_features"),
+        found[names.KL_PER_DIM] = lambda: figures.kl_bars(kl, config.free_bits, test_metrics[names.ACTIVE_UNITS])
+        found[names.KL_HEATMAP] = lambda: figures.kl_heatmap(
+            [per_dim(h, names.val(""), config.latent_dim) for h in history], config.free_bits)
+        found[names.TRAVERSALS] = lambda: figures.traversals(images[names.TRAVERSAL], traversed,
+                                                             [kl[d] for d in traversed])
+    if names.NEAREST_SAMPLES in images:
+        found[names.NEAREST_TRAINING] = lambda: figures.nearest_training(
+            images[names.NEAREST_SAMPLES], images[names.NEAREST_PIXELS], images.get(names.NEAREST_FEATURES),
             fid.DOMAIN_NAMES[config.dataset])
-    found["loss_curves"] = lambda: figures.loss_curves(history)
+    found[names.LOSS_CURVES] = lambda: figures.loss_curves(history)
     return found

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import sys
 
-from toolkit import ToolkitError, tracking
+from toolkit import ToolkitError, names, tracking
 from toolkit.models import default_device
-from toolkit.pipeline import FINAL_PREFIXES, evaluation, log_evaluation, prepare
+from toolkit.pipeline import evaluation, log_evaluation, prepare
 
-EVALUATED_BY = "evaluated_by"  # tag: the code version (git commit) that last added metrics to the run
 
 
 def evaluate_runs(run_ids: list[str], data_dir=None, fid_weights: str | None = None) -> dict[str, list[str]]:
@@ -46,16 +45,16 @@ def evaluate_run(run_id: str, data_dir=None, fid_weights: str | None = None) -> 
     logged = info.data.metrics
     added = {key: value for key, value in found.metrics.items() if key not in logged}
     run = tracking.Run(tracking.client(), run_id)
-    figures = {f.path.removeprefix("figures/").removesuffix(".png")
-               for f in run.client.list_artifacts(run_id, "figures")}
+    figures = {f.path.removeprefix(f"{names.FIGURES}/").removesuffix(".png")
+               for f in run.client.list_artifacts(run_id, names.FIGURES)}
     log_evaluation(run, model, config, splits.test, found, history(run_id, logged), figures)
     run.log_metrics(added)
-    run.set_tags({EVALUATED_BY: tracking.git_tags()["git_commit"]})
+    run.set_tags({names.EVALUATED_BY: tracking.git_tags()[names.GIT_COMMIT]})
     return sorted(added)
 
 
 def history(run_id: str, logged: dict[str, float]) -> list[dict[str, float]]:
     """A run's per-epoch metrics as the trainer reported them, one dict per epoch."""
-    keys = [key for key in logged if not key.startswith(FINAL_PREFIXES)]
+    keys = [key for key in logged if not key.startswith(names.FINAL_PREFIXES)]
     frame = tracking.metric_histories([run_id], keys)
     return [dict(zip(rows["key"], rows["value"])) for _, rows in frame.groupby("step", sort=True)]

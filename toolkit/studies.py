@@ -36,7 +36,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from toolkit import ToolkitError, masked, stop_on_signals, storage_failure, tracking, trial_queue
+from toolkit import ToolkitError, masked, names, stop_on_signals, storage_failure, tracking, trial_queue
 from toolkit.config import RunConfig, physical_memory
 from toolkit.data import find_files
 from toolkit.machine import end_with_parent
@@ -48,12 +48,8 @@ PRUNERS = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_w
            "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=2),
            "none": optuna.pruners.NopPruner}
 
-# Trial user attributes: the MLflow run of its first seed (what dashboards link), the runs of all its
-# seeds ({seed: run id}), the runs a retry resumes ({seed: run id}), and a search trial's spread.
-RUN_ID, RUN_IDS, RESUME = "mlflow_run_id", "mlflow_run_ids", "resume_runs"
-BY_SEED, SEED_SD = "objective_by_seed", "objective_sd"
 GRID_SEEDS, SEARCH_SEEDS = 3, 1  # seeds per grid point, per search trial, unless a study says otherwise
-OBJECTIVE_NAMES = {"val/neg_elbo": "validation negative ELBO (nats)", "val/recon": "validation reconstruction (nats)"}
+OBJECTIVE_NAMES = {names.VAL_NEG_ELBO: "validation negative ELBO (nats)", names.VAL_RECON: "validation reconstruction (nats)"}
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -78,11 +74,11 @@ class Study:
         (an AE has no ELBO, and trials must be compared on one number), else negative ELBO. A
         search whose space varies the model should set its base model to "ae"."""
         models = {self.base.model, *(point.get("model", self.base.model) for point in (self.grid or {}).values())}
-        return "val/recon" if "ae" in models else "val/neg_elbo"
+        return names.VAL_RECON if "ae" in models else names.VAL_NEG_ELBO
 
     def objective_names(self) -> list[str]:
         if self.multi_objective:
-            return [OBJECTIVE_NAMES["val/recon"], "FID of samples"]
+            return [OBJECTIVE_NAMES[names.VAL_RECON], "FID of samples"]
         return [OBJECTIVE_NAMES[self.objective()]]
 
     def seed_values(self) -> list[int]:
@@ -171,7 +167,7 @@ def enqueue_grid(optuna_study: optuna.Study, study: Study):
     run again): a rerun with more seeds adds only theirs. A trial recorded without a seed (made
     before seeds were a dimension) counts as the first seed."""
     first = study.seed_values()[0]
-    have = {(trial.user_attrs.get(trial_queue.POINT), trial_queue.configured_params(trial).get("seed", first))
+    have = {(trial.user_attrs.get(names.POINT), trial_queue.configured_params(trial).get("seed", first))
             for trial in optuna_study.get_trials(deepcopy=False)}
     for label, params in grid_params(study).items():
         for seed in study.seed_values():
@@ -210,7 +206,7 @@ def work(study: Study, settings: Settings, threads: int | None = None):
         torch.set_num_threads(threads)
     stop_on_signals()
     optuna_study = open_study(study, settings)
-    parent_id = optuna_study.user_attrs["mlflow_parent_run_id"]
+    parent_id = optuna_study.user_attrs[names.PARENT_RUN_ATTR]
     next_trial = functools.partial(trial_queue.patiently, trial_queue.next_trial, optuna_study, bool(study.grid),
                                    study.trials)
     while (trial := next_trial()) is not None:
@@ -219,7 +215,7 @@ def work(study: Study, settings: Settings, threads: int | None = None):
 
 def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settings, parent_id: str):
     heartbeat, start = trial_queue.heartbeat(optuna_study, trial), time.perf_counter()
-    runs = dict(trial.user_attrs.get(RUN_IDS, {}))  # seed -> MLflow run, kept as each starts
+    runs = dict(trial.user_attrs.get(names.RUN_IDS, {}))  # seed -> MLflow run, kept as each starts
     try:
         overrides = trial_queue.patiently(trial_overrides, trial, study)
         configs = [dataclasses.replace(study.base, **{**overrides, "seed": seed})
@@ -233,7 +229,7 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
     except RunStopped:
         finished = trial_queue.patiently(optuna_study.tell, trial, state=TrialState.PRUNED)
     except ToolkitError as exc:  # a bad configuration or a diverged run: recorded, not retried
-        trial_queue.patiently(trial.set_user_attr, "error", masked(exc))
+        trial_queue.patiently(trial.set_user_attr, names.ERROR, masked(exc))
         finished = trial_queue.patiently(optuna_study.tell, trial, state=TrialState.FAIL)
         print(f"trial {trial.number} failed: {masked(exc)}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -252,32 +248,32 @@ def _train_seed(trial: optuna.Trial, study: Study, settings: Settings, parent_id
     """Train (or resume, or take the finished result of) the trial's run of one seed, recording
     its run in `runs` as soon as it starts."""
     seed = str(config.seed)
-    point = trial.user_attrs.get(trial_queue.POINT)
+    point = trial.user_attrs.get(names.POINT)
     note = f"Trial {trial.number} of study `{study.name}`" + (f", grid point `{point}`" if point else "") + \
         f", seed {seed}. "
 
     def started(run_id: str):
         runs[seed] = run_id
-        trial_queue.patiently(trial.set_user_attr, RUN_IDS, dict(runs))
+        trial_queue.patiently(trial.set_user_attr, names.RUN_IDS, dict(runs))
         if len(runs) == 1:
-            trial_queue.patiently(trial.set_user_attr, RUN_ID, run_id)
+            trial_queue.patiently(trial.set_user_attr, names.RUN_ID, run_id)
 
     return train_run(config, study.name, settings.data_dir, quiet=True,
-                     tags={"study": study.name, "trial": str(trial.number), "mlflow.parentRunId": parent_id},
+                     tags={names.STUDY: study.name, names.TRIAL: str(trial.number), names.PARENT_RUN: parent_id},
                      callbacks=callbacks, on_start=started, name=run_name(config, study.base), note=note,
-                     resume=trial.user_attrs.get(RESUME, {}).get(seed))
+                     resume=trial.user_attrs.get(names.RESUME, {}).get(seed))
 
 
 def _trial_values(trial: optuna.Trial, study: Study, configs: list[RunConfig], results) -> float | list[float]:
     """The trial's objective(s): the mean over its seeds, their values and spread kept as user attributes."""
-    per_seed = [(r.best["val/recon"], _fid_of_samples(r.final)) if study.multi_objective
+    per_seed = [(r.best[names.VAL_RECON], _fid_of_samples(r.final)) if study.multi_objective
                 else (r.best[study.objective()],) for r in results]
     columns = list(zip(*per_seed))  # one per objective
     if len(results) > 1:
         shown = [v if study.multi_objective else v[0] for v in per_seed]
-        trial_queue.patiently(trial.set_user_attr, BY_SEED, {str(c.seed): v for c, v in zip(configs, shown)})
+        trial_queue.patiently(trial.set_user_attr, names.BY_SEED, {str(c.seed): v for c, v in zip(configs, shown)})
         spread = [statistics.stdev(column) for column in columns]
-        trial_queue.patiently(trial.set_user_attr, SEED_SD, spread if study.multi_objective else spread[0])
+        trial_queue.patiently(trial.set_user_attr, names.SEED_SD, spread if study.multi_objective else spread[0])
     means = [statistics.fmean(column) for column in columns]
     return means if study.multi_objective else means[0]
 
@@ -313,12 +309,12 @@ def trial_overrides(trial: optuna.Trial, study: Study) -> dict:
     if not study.grid:
         return study.space(trial)
     spread = grid_params(study)
-    for name, value in spread[trial.user_attrs[trial_queue.POINT]].items():
+    for name, value in spread[trial.user_attrs[names.POINT]].items():
         _suggest(trial, name, value, [point[name] for point in spread.values() if name in point])
     seeds, queued = study.seed_values(), trial_queue.queued_params(trial)
     seed = trial.suggest_int("seed", seeds[0], max(seeds[-1], queued["seed"])) if "seed" in queued \
         else seeds[0]  # no seed recorded: a trial made before seeds were a dimension
-    return {**study.grid[trial.user_attrs[trial_queue.POINT]], "seed": seed}
+    return {**study.grid[trial.user_attrs[names.POINT]], "seed": seed}
 
 
 def varied_settings(study: Study) -> set[str]:
@@ -351,7 +347,7 @@ def _suggest(trial: optuna.Trial, name: str, value, values: list):
 
 
 def _fid_of_samples(final: dict[str, float]) -> float:
-    found = [value for key, value in final.items() if key.startswith("fid/") and key.endswith("/samples")]
+    found = [value for key, value in final.items() if (fid := names.parse_fid(key)) and fid.kind == names.SAMPLES]
     if not found:
         raise ToolkitError("the multi-objective search needs FID; do not turn it off")
     return found[0]
@@ -360,12 +356,12 @@ def _fid_of_samples(final: dict[str, float]) -> float:
 def _end_abandoned_run(trial: optuna.trial.FrozenTrial) -> dict:
     """A trial whose worker died: its MLflow run, if still RUNNING, ends FAILED saying so. The
     retry resumes that run where it has a checkpoint."""
-    runs = trial.user_attrs.get(RUN_IDS, {})
+    runs = trial.user_attrs.get(names.RUN_IDS, {})
     mlflow_client = tracking.client() if runs else None
     for run_id in runs.values():
         if mlflow_client.get_run(run_id).info.status == "RUNNING":
             tracking.Run(mlflow_client, run_id).end(
-                "FAILED", f"the worker of trial {trial.number} died (host {trial.user_attrs.get('host')}); "
+                "FAILED", f"the worker of trial {trial.number} died (host {trial.user_attrs.get(names.HOST)}); "
                 "its configuration was queued again")
     return _resumable(runs)
 
@@ -377,7 +373,7 @@ def _resumable(runs: dict[str, str]) -> dict:
     kept = {seed: run_id for seed, run_id in runs.items()
             if tracking.existing_run(run_id).info.status == "FINISHED"
             or tracking.checkpoint_paths(tracking.client(), run_id)}
-    return {RESUME: kept} if kept else {}
+    return {names.RESUME: kept} if kept else {}
 
 
 def _parent_run_id(optuna_study: optuna.Study, study: Study) -> str:
@@ -389,16 +385,16 @@ def _parent_run_id(optuna_study: optuna.Study, study: Study) -> str:
 
 
 def _parent_run_id_unlocked(optuna_study: optuna.Study, study: Study) -> str:
-    if "mlflow_parent_run_id" not in optuna_study.user_attrs:
+    if names.PARENT_RUN_ATTR not in optuna_study.user_attrs:
         mlflow_client = tracking.client()
         experiment = tracking.experiment_id(mlflow_client, study.name, describe(study))
-        tags = {**tracking.git_tags(), "study": study.name, tracking.NOTE: describe(study)}
+        tags = {**tracking.git_tags(), names.STUDY: study.name, names.NOTE: describe(study)}
         run = mlflow_client.create_run(experiment, run_name=study.name, tags=tags)
         tracking.Run(mlflow_client, run.info.run_id).log_params(study_params(study))
-        optuna_study.set_user_attr("mlflow_parent_run_id", run.info.run_id)
-        if optuna_study.user_attrs["mlflow_parent_run_id"] != run.info.run_id:  # another machine was faster
+        optuna_study.set_user_attr(names.PARENT_RUN_ATTR, run.info.run_id)
+        if optuna_study.user_attrs[names.PARENT_RUN_ATTR] != run.info.run_id:  # another machine was faster
             mlflow_client.delete_run(run.info.run_id)
-    return optuna_study.user_attrs["mlflow_parent_run_id"]
+    return optuna_study.user_attrs[names.PARENT_RUN_ATTR]
 
 
 def describe(study: Study) -> str:
@@ -435,10 +431,10 @@ def _check_settings(optuna_study: optuna.Study, study: Study):
                            "with N seeds")
     if not study.grid:
         _check_search_seeds(optuna_study, study)
-    stored = optuna_study.user_attrs.get("base")
+    stored = optuna_study.user_attrs.get(names.BASE)
     current = study.base.to_params()
     if stored is None:
-        optuna_study.set_user_attr("base", current)
+        optuna_study.set_user_attr(names.BASE, current)
         return
     stored = RunConfig.from_params(stored).to_params()  # a setting added since takes its default
     changed = [f"{k} {stored.get(k)} -> {v}" for k, v in current.items() if stored.get(k) != v]
@@ -450,9 +446,9 @@ def _check_settings(optuna_study: optuna.Study, study: Study):
 def _check_search_seeds(optuna_study: optuna.Study, study: Study):
     """A search's trials are scored by their mean over seeds: all of them over as many. (A grid
     may grow: its seeds are trials of their own.)"""
-    count, stored = len(study.seed_values()), optuna_study.user_attrs.get("seeds")
+    count, stored = len(study.seed_values()), optuna_study.user_attrs.get(names.SEEDS)
     if stored is None:
-        optuna_study.set_user_attr("seeds", count)
+        optuna_study.set_user_attr(names.SEEDS, count)
     elif stored != count:
         raise ToolkitError(f"study {study.name!r} is a search whose trials train {stored} seed(s) each; rerun it "
                            f"with --seeds {stored}, or pass --name to start a search with {count}")

@@ -24,20 +24,14 @@ import pandas as pd
 from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from toolkit import UI_HOST, UI_PORT, ToolkitError, interrupts_held, path_in, storage_failure
+from toolkit import UI_HOST, UI_PORT, ToolkitError, interrupts_held, names, path_in, storage_failure
 from toolkit.config import RunConfig
 from toolkit.machine import HOST, PROCESS_TABLE, Heartbeat, file_lock, process_alive
 
 STORE_DIR = Path("mlruns")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 EXPERIMENT_NAME_MAX = 256  # MLflow's experiments.name column, VARCHAR(256) on PostgreSQL (its own check allows 500)
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"  # a logged model as load_model reads it
-CHECKPOINTS = "checkpoint"  # artifact folder of a run's training state, kept until the run finishes
-PROCESS_TABLE_TAG = "process_table"  # tag: the boot id and pid namespace the run's pid belongs to
-HEARTBEAT = "heartbeat"  # tag: when the run's process last said it was alive (seconds since the epoch)
 HEARTBEAT_S, STALE_S = 60, 600  # how often it says so; how long a run of another machine may be silent
-END_REASON = "end_reason"  # tag: why a run ended FAILED or KILLED
-NOTE = "mlflow.note.content"  # the tag MLflow shows as the description of a run or an experiment
 TRAIN_NOTE = "Runs of `toolkit train`; each run's description gives its settings."
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reading cached references is routine
 # MLflow logs every database error with its traceback before raising it; the error reaches the
@@ -176,9 +170,9 @@ def _end_orphans(mlflow_client: MlflowClient, experiments: list[str]):
     for run, why in orphans.values():
         Run(mlflow_client, run.info.run_id).end("FAILED", f"{why} while the run was RUNNING")
     if orphans:
-        names = ", ".join(f"{run.info.run_name} ({run.info.run_id[:8]})" for run, _ in list(orphans.values())[:5])
+        listed = ", ".join(f"{run.info.run_name} ({run.info.run_id[:8]})" for run, _ in list(orphans.values())[:5])
         more = f" and {len(orphans) - 5} more" if len(orphans) > 5 else ""
-        print(f"note: marked {len(orphans)} run(s) FAILED whose process had died: {names}{more}; "
+        print(f"note: marked {len(orphans)} run(s) FAILED whose process had died: {listed}{more}; "
               "`toolkit train --resume RUN_ID` continues one (a study resumes its own when rerun)", file=sys.stderr)
 
 
@@ -186,22 +180,22 @@ def _orphaned(tags: dict[str, str]) -> str | None:
     """Why a RUNNING run with these tags has no process left, or None when it may still have one:
     its pid is looked up only in the process table it was started in (a host name alone does not
     name one: containers and cloned machines share them), any other run is judged by its heartbeat."""
-    host, pid = tags.get("host"), tags.get("pid", "0")
-    if PROCESS_TABLE is not None and tags.get(PROCESS_TABLE_TAG) == PROCESS_TABLE:
+    host, pid = tags.get(names.HOST), tags.get(names.PID, "0")
+    if PROCESS_TABLE is not None and tags.get(names.PROCESS_TABLE) == PROCESS_TABLE:
         return None if process_alive(int(pid)) else f"its process {pid} on {host} died"
-    silent = time.time() - float(tags.get(HEARTBEAT, "inf"))
+    silent = time.time() - float(tags.get(names.HEARTBEAT, "inf"))
     return f"its process {pid} on {host} sent no heartbeat for {silent / 60:.0f} minutes" if silent > STALE_S else None
 
 
 def heartbeat(mlflow_client: MlflowClient, run_id: str) -> Heartbeat:
     """While a run is open, its tag `heartbeat` (seconds since the epoch) is renewed every
     HEARTBEAT_S seconds, so that other machines sharing the store can tell a dead run from a live one."""
-    return Heartbeat(lambda: mlflow_client.set_tag(run_id, HEARTBEAT, f"{time.time():.0f}"), HEARTBEAT_S, (Exception,))
+    return Heartbeat(lambda: mlflow_client.set_tag(run_id, names.HEARTBEAT, f"{time.time():.0f}"), HEARTBEAT_S, (Exception,))
 
 
 def process_tags() -> dict[str, str]:
     """The tags that tell which process a run belongs to, for `_end_orphans`."""
-    return {"host": HOST, "pid": str(os.getpid()), **({PROCESS_TABLE_TAG: PROCESS_TABLE} if PROCESS_TABLE else {})}
+    return {names.HOST: HOST, names.PID: str(os.getpid()), **({names.PROCESS_TABLE: PROCESS_TABLE} if PROCESS_TABLE else {})}
 
 
 def use_store_globally():
@@ -240,7 +234,7 @@ def experiment_id(mlflow_client: MlflowClient, name: str, description: str = TRA
     if found is not None:
         return found.experiment_id
     location = new_experiment_location(name)
-    tags = {NOTE: description, "mlflow.experimentKind": "custom_model_development"}
+    tags = {names.NOTE: description, "mlflow.experimentKind": "custom_model_development"}
     try:
         return mlflow_client.create_experiment(name, artifact_location=location, tags=tags)
     except Exception:  # another worker created it first
@@ -258,9 +252,9 @@ def git_tags() -> dict[str, str]:
         except (OSError, subprocess.SubprocessError):
             return ""
     commit = git("rev-parse", "HEAD") or "unknown"
-    return {"git_commit": commit, "mlflow.source.git.commit": commit,
+    return {names.GIT_COMMIT: commit, "mlflow.source.git.commit": commit,
             # changed tracked files other than the committed reports, which the study scripts rewrite
-            "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/",
+            names.GIT_DIRTY: str(bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/",
                                       ":(exclude,top)reports")))}
 
 
@@ -301,7 +295,7 @@ class Run:
     @_whole
     def log_figure(self, fig, name: str):
         import matplotlib.pyplot as plt
-        self.client.log_figure(self.run_id, fig, f"figures/{name}.png")
+        self.client.log_figure(self.run_id, fig, f"{names.FIGURES}/{name}.png")
         plt.close(fig)
 
     @_whole
@@ -328,14 +322,14 @@ class Run:
 
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        self.log_bytes(buffer.getvalue(), f"{CHECKPOINTS}/epoch-{len(state['history']):04d}.pt")
+        self.log_bytes(buffer.getvalue(), f"{names.CHECKPOINTS}/epoch-{len(state['history']):04d}.pt")
         for older in checkpoint_paths(self.client, self.run_id)[1:]:
             self._artifacts.delete_artifacts(older)
 
     @_whole
     def drop_checkpoints(self):
         """Remove the run's checkpoints: once it has finished its logged model is what remains."""
-        self._artifacts.delete_artifacts(CHECKPOINTS)
+        self._artifacts.delete_artifacts(names.CHECKPOINTS)
 
     @functools.cached_property
     def _artifacts(self):
@@ -353,9 +347,9 @@ class Run:
         """Mark the run FINISHED, FAILED or KILLED; a reason for ending otherwise is kept as the
         tag `end_reason`, for reports and the UI."""
         if reason:
-            self.client.set_tag(self.run_id, END_REASON, reason[:1000])
-        elif status == "FINISHED" and END_REASON in self.client.get_run(self.run_id).data.tags:
-            self.client.delete_tag(self.run_id, END_REASON)  # an earlier end (resumed since, or judged dead) was not the last
+            self.client.set_tag(self.run_id, names.END_REASON, reason[:1000])
+        elif status == "FINISHED" and names.END_REASON in self.client.get_run(self.run_id).data.tags:
+            self.client.delete_tag(self.run_id, names.END_REASON)  # an earlier end (resumed since, or judged dead) was not the last
         self.client.set_terminated(self.run_id, status)
 
     @_whole
@@ -376,11 +370,11 @@ class Run:
                                                  model_type=config.model, params=config.to_params())
         use_store_globally()
         with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.pytorch"):
-            (Path(tmp) / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=1))
-            torch.save(model.state_dict(), Path(tmp) / WEIGHTS_FILE)
+            (Path(tmp) / names.CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=1))
+            torch.save(model.state_dict(), Path(tmp) / names.WEIGHTS_FILE)
             mlflow.pytorch.log_model(model, name="model", run_id=self.run_id, model_id=logged.model_id,
                                      serialization_format="pickle",
-                                     extra_files=[str(Path(tmp) / name) for name in (CONFIG_FILE, WEIGHTS_FILE)],
+                                     extra_files=[str(Path(tmp) / name) for name in (names.CONFIG_FILE, names.WEIGHTS_FILE)],
                                      pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
 
 
@@ -419,8 +413,8 @@ def continue_run(run_id: str, tags: dict[str, str] | None = None):
     parent, a resumed training run); why it ended before is forgotten."""
     mlflow_client = client()
     mlflow_client.update_run(run_id, status="RUNNING")
-    if END_REASON in mlflow_client.get_run(run_id).data.tags:
-        mlflow_client.delete_tag(run_id, END_REASON)
+    if names.END_REASON in mlflow_client.get_run(run_id).data.tags:
+        mlflow_client.delete_tag(run_id, names.END_REASON)
     mlflow_client.log_batch(run_id, tags=[RunTag(k, v) for k, v in {**(tags or {}), **process_tags()}.items()])
     with _ending(Run(mlflow_client, run_id)) as handle:
         yield handle
@@ -458,11 +452,11 @@ def load_model(run_id: str, device=None):
     use_store_globally()  # a logged model's files are found through the global store (see there)
     for folder in ("model/extra_files", "model"):
         try:
-            config_json = read_artifact(run_id, f"{folder}/{CONFIG_FILE}")
+            config_json = read_artifact(run_id, f"{folder}/{names.CONFIG_FILE}")
         except ArtifactMissing:
             continue
         try:
-            weights = read_artifact(run_id, f"{folder}/{WEIGHTS_FILE}")
+            weights = read_artifact(run_id, f"{folder}/{names.WEIGHTS_FILE}")
         except ArtifactMissing:
             raise ToolkitError(f"run {run_id} logged its model only as a pickle, which the toolkit does not load "
                                "(unpickling runs whatever code the file holds); retrain the run, or load it with "
@@ -495,9 +489,9 @@ def existing_experiment(name: str):
     mlflow_client = client()
     found = mlflow_client.get_experiment_by_name(name)
     if found is None:
-        names = sorted(e.name for e in mlflow_client.search_experiments() if e.name != "Default")
+        known = sorted(e.name for e in mlflow_client.search_experiments() if e.name != "Default")
         raise ToolkitError(f"no experiment {name!r} in the store {tracking_uri()}; "
-                           f"it has: {', '.join(names) or 'none'}")
+                           f"it has: {', '.join(known) or 'none'}")
     return found
 
 
@@ -507,7 +501,7 @@ def load_runs(experiment: str, parent: str | None = None) -> pd.DataFrame:
     pages through the store, so there is no cap on the number of runs."""
     found = existing_experiment(experiment)
     use_store_globally()
-    query = f"tags.`mlflow.parentRunId` = '{checked_run_id(parent, '--parent')}'" if parent else ""
+    query = f"tags.`{names.PARENT_RUN}` = '{checked_run_id(parent, '--parent')}'" if parent else ""
     return mlflow.search_runs([found.experiment_id], query, max_results=None)
 
 
@@ -549,7 +543,7 @@ def log_directory(run_id: str, directory: Path, artifact_path: str):
 
 def set_note(run_id: str, text: str):
     """Replace the description MLflow shows for a run (cut to the 8,000 characters a tag holds)."""
-    client().set_tag(run_id, NOTE, text if len(text) <= 8000 else text[:7990] + "\n\n(cut)")
+    client().set_tag(run_id, names.NOTE, text if len(text) <= 8000 else text[:7990] + "\n\n(cut)")
 
 
 class ArtifactMissing(ToolkitError):
@@ -567,7 +561,7 @@ def read_artifact(run_id: str, path: str) -> bytes:
 
 def checkpoint_paths(mlflow_client: MlflowClient, run_id: str) -> list[str]:
     """The run's checkpoint artifacts, newest first."""
-    return sorted((f.path for f in mlflow_client.list_artifacts(run_id, CHECKPOINTS)), reverse=True)
+    return sorted((f.path for f in mlflow_client.list_artifacts(run_id, names.CHECKPOINTS)), reverse=True)
 
 
 def load_checkpoint(run_id: str) -> dict:

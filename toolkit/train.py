@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from toolkit import ToolkitError
+from toolkit import ToolkitError, names
 from toolkit.evaluate import elbo_metrics
 from toolkit.objectives import beta_at, loss_terms
-
-
-EPOCH_SECONDS = "time/epoch_s"  # wall seconds of an epoch: its training pass and its validation
 
 
 class TrainingDiverged(ToolkitError):
@@ -65,12 +62,12 @@ def fit(model, splits, config, callbacks=(), quiet: bool = False, checkpoint=Non
         train = _train_epoch(model, optimizer, splits.train, config, (epoch - 1) * steps_per_epoch,
                              steps_per_epoch, shuffle, noise)
         val = elbo_metrics(model, splits.val, config)
-        metrics = {**train, **{f"val/{k}": v for k, v in val.items()}, EPOCH_SECONDS: time.perf_counter() - start}
+        metrics = {**train, **{names.val(k): v for k, v in val.items()}, names.EPOCH_SECONDS: time.perf_counter() - start}
         _check_finite(epoch, metrics)
         result.history.append(metrics)
-        bar.set_postfix({k: f"{metrics[k]:.1f}" for k in ("train/loss", "val/loss", "val/recon")})
-        if val["loss"] < result.best_val_loss:
-            result.best_epoch, result.best_val_loss, bad_epochs = epoch, val["loss"], 0
+        bar.set_postfix({k: f"{metrics[k]:.1f}" for k in (names.TRAIN_LOSS, names.VAL_LOSS, names.VAL_RECON)})
+        if val[names.LOSS] < result.best_val_loss:
+            result.best_epoch, result.best_val_loss, bad_epochs = epoch, val[names.LOSS], 0
             best_state = copy.deepcopy(model.state_dict())
         elif epoch > config.warmup_epochs:  # while beta still ramps up, a rising loss is expected
             bad_epochs += 1
@@ -130,9 +127,9 @@ def _train_epoch(model, optimizer, split, config, step, steps_per_epoch, shuffle
         optimizer.step()
         sums += torch.stack([terms.loss.detach() * len(x), terms.recon.detach().sum(), terms.kl.detach().sum()])
     loss, recon, kl = (sums / len(split)).tolist()
-    metrics = {"train/loss": loss, "train/recon": recon}
+    metrics = {names.TRAIN_LOSS: loss, names.TRAIN_RECON: recon}
     if model.variational:
-        metrics.update({"train/kl": kl, "beta_eff": beta_total / steps_per_epoch})
+        metrics.update({names.TRAIN_KL: kl, names.BETA_EFF: beta_total / steps_per_epoch})
     return metrics
 
 

@@ -21,13 +21,13 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
+from toolkit import names
 from toolkit.machine import HOST, Heartbeat, file_lock, process_alive
 
 HEARTBEAT_S, GRACE_S = 10, 30
 STORAGE_WAIT_S = 120  # how long a worker waits for an unreachable storage before it gives up
 # What Optuna's storage raises while its database server cannot be reached.
 UNREACHABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, optuna.exceptions.StorageInternalError)
-POINT = "point"  # user attribute: the label of the grid point a trial runs
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 # Told of a trial whose worker died, before it is queued again; returns user attributes for the retry.
@@ -90,7 +90,7 @@ def _begin_immediate(engine: sqlalchemy.Engine):
 def enqueue_point(optuna_study: optuna.Study, label: str, params: dict):
     """Queue a grid point, with its settings as the params the trial will suggest, unless a trial
     with these params is already queued, running or done."""
-    optuna_study.enqueue_trial(params, user_attrs={POINT: label}, skip_if_exists=True)
+    optuna_study.enqueue_trial(params, user_attrs={names.POINT: label}, skip_if_exists=True)
 
 
 def next_trial(optuna_study: optuna.Study, grid: bool, budget: int) -> optuna.Trial | None:
@@ -99,8 +99,8 @@ def next_trial(optuna_study: optuna.Study, grid: bool, budget: int) -> optuna.Tr
     marked as run by this process, so a dead worker is recognised."""
     trial = _pop(optuna_study, grid) or (None if grid else _ask(optuna_study, budget))
     if trial is not None:
-        trial.set_user_attr("host", HOST)
-        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr(names.HOST, HOST)
+        trial.set_user_attr(names.PID, os.getpid())
     return trial
 
 
@@ -127,7 +127,7 @@ def _ask(optuna_study: optuna.Study, budget: int) -> optuna.Trial | None:
             trial = optuna_study.ask()
         if _trials_under_way(optuna_study, before=trial.number) < budget:
             return trial
-        trial.set_user_attr("surplus", True)  # another worker asked at the same moment and filled the budget
+        trial.set_user_attr(names.SURPLUS, True)  # another worker asked at the same moment and filled the budget
         optuna_study.tell(trial, state=TrialState.FAIL)
     return None
 
@@ -152,10 +152,10 @@ def _duplicate_of(optuna_study: optuna.Study, trial: FrozenTrial) -> int | None:
     """The number of an earlier trial, not failed, of the same grid point and seed. Two machines
     that queue a grid at the same moment can both add a point (Optuna's skip_if_exists checks,
     then inserts); the earliest copy is the one that runs."""
-    point, seed = trial.user_attrs.get(POINT), configured_params(trial).get("seed")
+    point, seed = trial.user_attrs.get(names.POINT), configured_params(trial).get("seed")
     return next((other.number for other in optuna_study.get_trials(deepcopy=False)
                  if other.number < trial.number and other.state != TrialState.FAIL
-                 and other.user_attrs.get(POINT) == point and configured_params(other).get("seed") == seed), None)
+                 and other.user_attrs.get(names.POINT) == point and configured_params(other).get("seed") == seed), None)
 
 
 def heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Heartbeat:
@@ -186,7 +186,7 @@ def fail_abandoned(optuna_study: optuna.Study):
         optuna.storages.fail_stale_trials(optuna_study)
     abandoned = optuna_study._storage.get_heartbeat_stale_trial_callback()
     for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("host") == HOST and not process_alive(trial.user_attrs.get("pid")):
+        if trial.user_attrs.get(names.HOST) == HOST and not process_alive(trial.user_attrs.get(names.PID)):
             try:
                 if optuna_study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                     abandoned(optuna_study, trial)
@@ -204,9 +204,9 @@ def stop(optuna_study: optuna.Study, trial: optuna.Trial, carry: dict):
 def retry(optuna_study: optuna.Study, trial: FrozenTrial, carry: dict):
     """Queue the trial's configuration again (a grid point, or a search's sampled values), with
     its grid point and the user attributes `carry` (e.g. what the retry resumes from)."""
-    kept = {key: trial.user_attrs[key] for key in (POINT,) if key in trial.user_attrs}
+    kept = {key: trial.user_attrs[key] for key in (names.POINT,) if key in trial.user_attrs}
     optuna_study.enqueue_trial(configured_params(trial), user_attrs={
-        "retry_of": trial.user_attrs.get("retry_of", trial.number), **kept, **carry})
+        names.RETRY_OF: trial.user_attrs.get(names.RETRY_OF, trial.number), **kept, **carry})
 
 
 @contextmanager

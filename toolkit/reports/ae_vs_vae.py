@@ -11,10 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from toolkit import ToolkitError
+from toolkit import ToolkitError, names
 from toolkit.config import VAE_ONLY
 from toolkit.data import CLASS_NAMES
-from toolkit.evaluate import recon_class_key
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, interval, sentence
 from toolkit.reports.document import Document, escape
@@ -26,13 +25,14 @@ from toolkit.reports.stats import estimate, paired
 # The seed notebook's setting and its published test numbers (nats per image): a reference, not a result.
 SEED_SETTING = {"dataset": "fashion-mnist", "hidden": "400", "latent_dim": "20", "likelihood": "bernoulli",
                 "beta": "1.0", "warmup_epochs": "0", "free_bits": "0.0", "batch_size": "128", "lr": "0.001"}
-SEED_PUBLISHED = {"vae": {"test/recon": 225.64, "test/kl": 15.74, "test/neg_elbo": 241.38}, "ae": {"test/recon": 213.12}}
-OWN_SAMPLER = {"vae": ("samples_normal_prior", "its prior N(0, I)"),
-               "ae": ("samples_fitted_gaussian", "a Gaussian fitted to its training codes")}
-FID_SUBJECTS = {"samples": "each model's own samples (VAE prior, AE fitted Gaussian)",
-                "aggregate_posterior": "the VAE's aggregate-posterior samples",
-                "samples_gmm": "samples from a GMM fitted to the codes", "recon": "reconstructions"}
-CURVES = (("recon", "reconstruction (nats)"), ("kl", "KL (nats), VAE only"), ("loss", "loss: recon + β·KL (nats)"))
+SEED_PUBLISHED = {"vae": {names.TEST_RECON: 225.64, names.TEST_KL: 15.74, names.TEST_NEG_ELBO: 241.38}, "ae": {names.TEST_RECON: 213.12}}
+OWN_SAMPLER = {"vae": (names.NORMAL_PRIOR_SAMPLES, "its prior N(0, I)"),
+               "ae": (names.FITTED_GAUSSIAN_SAMPLES, "a Gaussian fitted to its training codes")}
+FID_SUBJECTS = {names.SAMPLES: "each model's own samples (VAE prior, AE fitted Gaussian)",
+                names.AGGREGATE_POSTERIOR: "the VAE's aggregate-posterior samples",
+                names.SAMPLES_GMM: "samples from a GMM fitted to the codes", names.RECONSTRUCTIONS: "reconstructions"}
+CURVES = ((names.RECON, "reconstruction (nats)"), (names.KL, "KL (nats), VAE only"),
+          (names.LOSS, "loss: recon + β·KL (nats)"))
 
 
 def build(runs: RunSet, rebuild: str) -> Document:
@@ -107,17 +107,17 @@ def side_by_side(doc: Document, runs: RunSet, pair: dict[str, pd.Series], suffix
     doc.heading("Loss curves", 3)
     ids = {m: row["run_ids"].split() for m, row in pair.items()}
     histories = runs.histories([i for m in ids.values() for i in m],
-                               [f"{split}/{k}" for split in ("train", "val") for k, _ in CURVES])
+                               [names.of_split(split, k) for split in ("train", "val") for k, _ in CURVES])
     doc.figure(f"{prefix}loss_curves", loss_curves(histories, ids), "loss curves of both models",
                f"Mean over the seeds; {plots.BANDS[0].lower()}{plots.BANDS[1:]}")
 
 
 def by_class(doc: Document, runs: RunSet, ids: dict[str, list[str]], prefix: str):
     """Each model's test reconstruction per class, and the AE's less the VAE's paired by seed."""
-    names = CLASS_NAMES.get(runs.values("dataset")[0] if runs.values("dataset") else "", ())
+    classes = CLASS_NAMES.get(runs.values("dataset")[0] if runs.values("dataset") else "", ())
     rows = []
-    for c, name in enumerate(names):
-        key = f"test/{recon_class_key(c)}"
+    for c, name in enumerate(classes):
+        key = names.test(names.recon_class(c))
         values = {m: runs.by_seed(ids[m], key) for m in ("vae", "ae")}
         if not all(values.values()):
             return
@@ -139,18 +139,18 @@ def is_seed_setting(runs: RunSet) -> bool:
 def image_figures(doc: Document, images: dict[str, dict[str, np.ndarray]], prefix: str = ""):
     """Reconstructions, samples and interpolations of both models; files named with `prefix`."""
     vae, ae = images["vae"], images["ae"]
-    rows = [("original", vae["originals"]), ("VAE", vae["reconstructions"])]
-    if not np.array_equal(vae["originals"], ae["originals"]):
-        rows.append(("original (AE)", ae["originals"]))
-    doc.figure(f"{prefix}reconstructions", plots.image_rows([*rows, ("AE", ae["reconstructions"])], "reconstructions"),
+    rows = [("original", vae[names.ORIGINALS]), ("VAE", vae[names.RECONSTRUCTION_IMAGES])]
+    if not np.array_equal(vae[names.ORIGINALS], ae[names.ORIGINALS]):
+        rows.append(("original (AE)", ae[names.ORIGINALS]))
+    doc.figure(f"{prefix}reconstructions", plots.image_rows([*rows, ("AE", ae[names.RECONSTRUCTION_IMAGES])], "reconstructions"),
                "originals, VAE and AE reconstructions")
     own = [(f"{m.upper()}: samples from {OWN_SAMPLER[m][1]}", images[m][OWN_SAMPLER[m][0]]) for m in ("vae", "ae")]
     doc.figure(f"{prefix}samples", plots.image_grids(own), "samples of both models")
-    if all("samples_gmm" in i for i in images.values()):
-        gmm = [(f"{m.upper()}: samples from a 10-component GMM fitted to its codes", images[m]["samples_gmm"])
+    if all(names.GMM_SAMPLES in i for i in images.values()):
+        gmm = [(f"{m.upper()}: samples from a 10-component GMM fitted to its codes", images[m][names.GMM_SAMPLES])
                for m in ("vae", "ae")]
         doc.figure(f"{prefix}samples_gmm", plots.image_grids(gmm), "GMM samples of both models")
-    doc.figure(f"{prefix}interpolation", plots.image_rows([("VAE", vae["interpolation"]), ("AE", ae["interpolation"])],
+    doc.figure(f"{prefix}interpolation", plots.image_rows([("VAE", vae[names.INTERPOLATION]), ("AE", ae[names.INTERPOLATION])],
                                                  "interpolation between two test images (latent means)"),
                "interpolations of both models")
 
@@ -162,7 +162,7 @@ def loss_curves(histories: pd.DataFrame, ids: dict[str, list[str]]):
         for i, (model, run_ids) in enumerate(ids.items()):
             runs = histories[histories["run_id"].isin(run_ids)]
             for split, style in (("train", "--"), ("val", "-")):
-                plots.curves(ax, runs, f"{split}/{key}", f"{model.upper()} {split}", color=f"C{i}", linestyle=style)
+                plots.curves(ax, runs, names.of_split(split, key), f"{model.upper()} {split}", color=f"C{i}", linestyle=style)
         ax.set(title=label.split(" (")[0], xlabel="epoch", ylabel=label)
         ax.legend()
     fig.tight_layout()
@@ -179,20 +179,20 @@ def findings(runs: RunSet, claims: Claims, pair: dict[str, pd.Series], latent_di
         return claims.compare(what, "the AE", "the VAE", runs.by_seed(ids["ae"], key), runs.by_seed(ids["vae"], key),
                               True, fmt, group).text
 
-    text = [sentence(compare("test/recon", "reconstruction (nats)", ".2f")),
-            sentence(compare("test/mse", "MSE per pixel", ".5f"))]
-    if all(runs.by_seed(i, "test/probe_accuracy") for i in ids.values()):
+    text = [sentence(compare(names.TEST_RECON, "reconstruction (nats)", ".2f")),
+            sentence(compare(names.TEST_MSE, "MSE per pixel", ".5f"))]
+    if all(runs.by_seed(i, names.TEST_PROBE_ACCURACY) for i in ids.values()):
         text.append(sentence(claims.compare("linear-probe accuracy", "the AE", "the VAE",
-                                            runs.by_seed(ids["ae"], "test/probe_accuracy"),
-                                            runs.by_seed(ids["vae"], "test/probe_accuracy"), False, ".3f", group).text))
-    for key in sorted(k for k in pair["vae"].index if k.startswith("fid/") and not k.endswith(("_std", "_low", "_high"))):
+                                            runs.by_seed(ids["ae"], names.TEST_PROBE_ACCURACY),
+                                            runs.by_seed(ids["vae"], names.TEST_PROBE_ACCURACY), False, ".3f", group).text))
+    for key in sorted(k for k in pair["vae"].index if names.parse_fid(k)):
         if not (np.isnan(pair["vae"][key]) or np.isnan(pair["ae"][key])):
-            extractor, what = key.split("/")[1:]
+            extractor, what = names.parse_fid(key)
             text.append(sentence(compare(key, f"FID ({extractor}) of {FID_SUBJECTS[what]}", ".1f")))
     vae = pair["vae"]
-    if "test/active_units" in vae and not np.isnan(vae["test/active_units"]):
-        informative = vae.get("test/informative_units", np.nan)
-        text.append(f"The VAE has {vae['test/active_units']:.3g} active units of {latent_dim} (mean over seeds)"
+    if names.TEST_ACTIVE_UNITS in vae and not np.isnan(vae[names.TEST_ACTIVE_UNITS]):
+        informative = vae.get(names.TEST_INFORMATIVE_UNITS, np.nan)
+        text.append(f"The VAE has {vae[names.TEST_ACTIVE_UNITS]:.3g} active units of {latent_dim} (mean over seeds)"
                     + ("" if np.isnan(informative) else f", {informative:.3g} of them informative") + ".")
     if seed:
         text.append(published(runs, ids))
@@ -202,7 +202,7 @@ def findings(runs: RunSet, claims: Claims, pair: dict[str, pd.Series], latent_di
 def published(runs: RunSet, ids: dict[str, list[str]]) -> str:
     """The seed notebook's published numbers beside this store's means and 95 % intervals."""
     parts = []
-    for model, key, what in (("vae", "test/neg_elbo", "VAE −ELBO"), ("ae", "test/recon", "AE reconstruction")):
+    for model, key, what in (("vae", names.TEST_NEG_ELBO, "VAE −ELBO"), ("ae", names.TEST_RECON, "AE reconstruction")):
         found = estimate(runs.by_seed(ids[model], key).values())
         value = SEED_PUBLISHED[model][key]
         inside = "" if math.isnan(found.low) else \
@@ -216,17 +216,17 @@ def across(runs: RunSet, claims: Claims, groups: dict[str, dict[str, pd.Series]]
     """Each model compared between groups (e.g. architectures) on reconstruction and every FID:
     two groups by their paired difference, more by the best of them after Holm's correction."""
     text = []
-    keys = ["test/recon"] + sorted({k for pair in groups.values() for k in pair["vae"].index
-                                    if k.startswith("fid/") and not k.endswith(("_std", "_low", "_high"))})
+    keys = [names.TEST_RECON] + sorted({k for pair in groups.values() for k in pair["vae"].index
+                                    if names.parse_fid(k)})
     for model in ("vae", "ae"):
         for key in keys:
             values = {g: runs.by_seed(pair[model]["run_ids"].split(), key) for g, pair in groups.items()}
             values = {g: v for g, v in values.items() if v}
             if len(values) < 2:
                 continue
-            what = "reconstruction (nats)" if key == "test/recon" else \
-                f"FID ({key.split('/')[1]}) of {FID_SUBJECTS[key.split('/')[2]]}"
-            what, fmt = f"the {model.upper()}'s {what}", ".2f" if key == "test/recon" else ".1f"
+            what = "reconstruction (nats)" if key == names.TEST_RECON else \
+                f"FID ({names.parse_fid(key).extractor}) of {FID_SUBJECTS[names.parse_fid(key).kind]}"
+            what, fmt = f"the {model.upper()}'s {what}", ".2f" if key == names.TEST_RECON else ".1f"
             if len(values) == 2:
                 (a, va), (b, vb) = values.items()
                 text.append(sentence(claims.compare(what, a, b, va, vb, True, fmt).text))

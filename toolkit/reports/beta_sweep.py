@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from toolkit import names
 from toolkit.evaluate import INFORMATIVE_NATS
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, sentence
@@ -18,13 +19,14 @@ from toolkit.reports.runs import Column, RunSet
 from toolkit.reports.sections import (TRAVERSAL_CAPTION, diagnostics_section, fid_caption, provenance,
                                       results_table, run_list, settings_section, statistics_caption, traversal_rows)
 
-ORDER = ("test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/active_units", "test/informative_units",
-         "test/mse")
-HEADERS = {"test/kl": "rate: KL (nats)", "test/recon": "distortion: recon (nats)"}
+ORDER = (names.TEST_KL, names.TEST_RECON, names.TEST_NEG_ELBO, names.TEST_NLL_IW, names.TEST_ACTIVE_UNITS, names.TEST_INFORMATIVE_UNITS,
+         names.TEST_MSE)
+HEADERS = {names.TEST_KL: "rate: KL (nats)", names.TEST_RECON: "distortion: recon (nats)"}
 SAMPLES_SHOWN = 12
-FID_LABELS = {"samples": "prior samples", "aggregate_posterior": "aggregate-posterior samples",
-              "samples_gmm": "GMM samples", "recon": "reconstructions"}
-AE_FID_LABELS = {"samples": "fitted-Gaussian samples", "samples_gmm": "GMM samples", "recon": "reconstructions"}
+FID_LABELS = {names.SAMPLES: "prior samples", names.AGGREGATE_POSTERIOR: "aggregate-posterior samples",
+              names.SAMPLES_GMM: "GMM samples", names.RECONSTRUCTIONS: "reconstructions"}
+AE_FID_LABELS = {names.SAMPLES: "fitted-Gaussian samples", names.SAMPLES_GMM: "GMM samples",
+                 names.RECONSTRUCTIONS: "reconstructions"}
 
 
 def build(runs: RunSet, rebuild: str) -> Document:
@@ -53,7 +55,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     doc.figure("rate_distortion", rate_distortion(vae_rows, betas, ae_row), "rate-distortion plane",
                plots.BARS.replace("Error bars", "Error bars (both axes)"))
     doc.heading("FID and active units against β")
-    fids = [c for c in columns if c.key.startswith("fid/")]
+    fids = [c for c in columns if names.parse_fid(c.key)]
     doc.figure("fid_active_units", fid_and_active_units(vae_rows, betas, ae_row, fids, runs.latent_dim),
                "FID and active units against beta", plots.BARS + " The AE's values: dotted lines.")
     doc.heading("KL of every latent dimension")
@@ -93,12 +95,12 @@ def rate_distortion(vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame):
     """Distortion against rate, one labelled point per β, faint lines of constant −ELBO (D + R = c),
     the lowest of them drawn darker, and the AE's distortion as a horizontal reference line."""
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    rate, distortion = vae["test/kl"].to_numpy(), vae["test/recon"].to_numpy()
-    ax.errorbar(rate, distortion, xerr=plots.half_widths(vae, "test/kl"), yerr=plots.half_widths(vae, "test/recon"),
+    rate, distortion = vae[names.TEST_KL].to_numpy(), vae[names.TEST_RECON].to_numpy()
+    ax.errorbar(rate, distortion, xerr=plots.half_widths(vae, names.TEST_KL), yerr=plots.half_widths(vae, names.TEST_RECON),
                 marker="o", capsize=3, label="VAE, one point per β")
     for r, d, b in zip(rate, distortion, betas):
         ax.annotate(f"β={b:g}", (r, d), textcoords="offset points", xytext=(6, 4), fontsize=9)
-    ae_d = ae["test/recon"].iloc[0] if len(ae) else np.nan
+    ae_d = ae[names.TEST_RECON].iloc[0] if len(ae) else np.nan
     y_low, y_high = np.nanmin([distortion.min(), ae_d]), distortion.max()
     pad = 0.08 * (y_high - y_low or 1)
     x_high = rate.max() * 1.15
@@ -128,11 +130,11 @@ def _step(span: float) -> float:
 
 def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
     """One panel of FIDs against β per extractor (the AE's as dotted lines), then active units."""
-    extractors = sorted({c.key.split("/")[1] for c in fids})
+    extractors = sorted({names.parse_fid(c.key).extractor for c in fids})
     fig, axes = plt.subplots(1, len(extractors) + 1, figsize=(5 * (len(extractors) + 1), 3.8), squeeze=False)
     for ax, extractor in zip(axes[0], extractors):
-        for i, column in enumerate(c for c in fids if c.key.split("/")[1] == extractor):
-            what = column.key.split("/")[2]
+        for i, column in enumerate(c for c in fids if names.parse_fid(c.key).extractor == extractor):
+            what = names.parse_fid(column.key).kind
             plots.errorbars(ax, betas, vae, column.key, f"VAE {FID_LABELS[what]}", color=f"C{i}")
             if len(ae) and not np.isnan(ae[column.key].iloc[0]):
                 ax.axhline(ae[column.key].iloc[0], color=f"C{i}", linestyle=":", label=f"AE {AE_FID_LABELS[what]}")
@@ -140,7 +142,7 @@ def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
                title=f"FID against β ({extractor})")
         ax.legend()
     units = axes[0, -1]
-    for i, (key, label) in enumerate((("test/active_units", "active"), ("test/informative_units", "informative"))):
+    for i, (key, label) in enumerate(((names.TEST_ACTIVE_UNITS, "active"), (names.TEST_INFORMATIVE_UNITS, "informative"))):
         if key in vae:
             plots.errorbars(units, betas, vae, key, f"VAE, {label}", color=f"C{i}")
     units.axhline(latent_dim, color="grey", linestyle=":", label=f"latent size {latent_dim}")
@@ -171,11 +173,11 @@ def kl_heatmap(profiles: list[np.ndarray], betas: pd.Series, free_bits: float = 
     return fig
 
 
-def sample_rows(runs: RunSet, vae, betas, ae, vae_images: str = "samples_normal_prior") -> list[tuple[str, np.ndarray]]:
+def sample_rows(runs: RunSet, vae, betas, ae, vae_images: str = names.NORMAL_PRIOR_SAMPLES) -> list[tuple[str, np.ndarray]]:
     """The first SAMPLES_SHOWN of `vae_images` of each β's first run, then the AE's own samples (if `ae`)."""
     rows = []
     for label, row, name in [*((f"β = {b:g}", r, vae_images) for b, (_, r) in zip(betas, vae.iterrows())),
-                             *(("AE", r, "samples_fitted_gaussian") for _, r in ae.iterrows())]:
+                             *(("AE", r, names.FITTED_GAUSSIAN_SAMPLES) for _, r in ae.iterrows())]:
         images = runs.images(row["run_ids"].split()[0])
         if images is not None and name in images:
             rows.append((label, images[name][:SAMPLES_SHOWN]))
@@ -187,20 +189,20 @@ def findings(runs: RunSet, claims: Claims, vae: pd.DataFrame, betas: pd.Series, 
     """The findings, each stated only as far as its paired intervals over seeds resolve it."""
     labels = [f"β = {b:g}" for b in betas]
     per_beta = {key: [runs.by_seed(ids.split(), key) for ids in vae["run_ids"]] for key in
-                ("test/kl", "test/recon", "test/neg_elbo", "test/nll_iw", "test/active_units",
-                 "test/informative_units", *(c.key for c in fids))}
+                (names.TEST_KL, names.TEST_RECON, names.TEST_NEG_ELBO, names.TEST_NLL_IW, names.TEST_ACTIVE_UNITS,
+                 names.TEST_INFORMATIVE_UNITS, *(c.key for c in fids))}
     text = [] if (vae["n"] > 1).any() else [ONE_SEED]
-    rate = vae["test/kl"].to_numpy()
-    distortion = vae["test/recon"].to_numpy()
+    rate = vae[names.TEST_KL].to_numpy()
+    distortion = vae[names.TEST_RECON].to_numpy()
     text.append(f"As β rises from {betas.iloc[0]:g} to {betas.iloc[-1]:g} the rate goes from {rate[0]:.1f} to "
                 f"{rate[-1]:.1f} nats and the distortion from {distortion[0]:.1f} to {distortion[-1]:.1f}: "
-                + claims.trend("the rate", labels, per_beta["test/kl"], ".2f") + "; "
-                + claims.trend("the distortion", labels, per_beta["test/recon"], ".2f") + ".")
-    for key, what in (("test/neg_elbo", "the negative ELBO"), ("test/nll_iw", "the IW bound")):
+                + claims.trend("the rate", labels, per_beta[names.TEST_KL], ".2f") + "; "
+                + claims.trend("the distortion", labels, per_beta[names.TEST_RECON], ".2f") + ".")
+    for key, what in ((names.TEST_NEG_ELBO, "the negative ELBO"), (names.TEST_NLL_IW, "the IW bound")):
         if key in vae and vae[key].notna().any():
             text.append(sentence(claims.best(what, dict(zip(labels, per_beta[key])), True, ".2f")))
-    for key, what in (("test/active_units", "the number of active units"),
-                      ("test/informative_units", "the number of informative units")):
+    for key, what in ((names.TEST_ACTIVE_UNITS, "the number of active units"),
+                      (names.TEST_INFORMATIVE_UNITS, "the number of informative units")):
         if key in vae and vae[key].notna().any():
             counts = ", ".join(f"{u:.3g}" for u in vae[key])
             text.append(f"Across β, {claims.trend(what, labels, per_beta[key], '.2f')} (means {counts} of "
@@ -208,22 +210,22 @@ def findings(runs: RunSet, claims: Claims, vae: pd.DataFrame, betas: pd.Series, 
     text.extend(diagnostic_trends(runs, claims, vae, labels))
     ae_ids = ae["run_ids"].iloc[0].split() if len(ae) else []
     for column in fids:
-        what = f"the FID of the VAE's {FID_LABELS[column.key.split('/')[2]]} ({column.key.split('/')[1]})"
+        fid = names.parse_fid(column.key)
+        what = f"the FID of the VAE's {FID_LABELS[fid.kind]} ({fid.extractor})"
         text.append(sentence(claims.best(what, dict(zip(labels, per_beta[column.key])), True, ".1f")))
         if ae_ids and runs.by_seed(ae_ids, column.key):
-            text.append(_ae_against_every_vae(claims, f"FID ({column.key.split('/')[1]}) of "
-                                              f"{AE_FID_LABELS[column.key.split('/')[2]]}",
+            text.append(_ae_against_every_vae(claims, f"FID ({fid.extractor}) of {AE_FID_LABELS[fid.kind]}",
                                               runs.by_seed(ae_ids, column.key), labels, per_beta[column.key], ".1f"))
     if ae_ids:
-        text.append(_ae_against_every_vae(claims, "distortion (reconstruction, nats)", runs.by_seed(ae_ids, "test/recon"),
-                                          labels, per_beta["test/recon"], ".2f"))
+        text.append(_ae_against_every_vae(claims, "distortion (reconstruction, nats)", runs.by_seed(ae_ids, names.TEST_RECON),
+                                          labels, per_beta[names.TEST_RECON], ".2f"))
     return " ".join(text)
 
 
 def diagnostic_trends(runs: RunSet, claims: Claims, vae: pd.DataFrame, labels: list[str]) -> list[str]:
     """How the rate's two parts and the prior hole move with β, each trend as far as the seeds resolve it."""
-    found = [("test/mutual_info", "the information I(x; z)"), ("test/marginal_kl", "the marginal KL(q(z) ‖ p(z))"),
-             *((f"prior_hole/{e.name}", f"the prior hole, FID ({e.name}) of prior less aggregate-posterior samples")
+    found = [(names.TEST_MUTUAL_INFO, "the information I(x; z)"), (names.TEST_MARGINAL_KL, "the marginal KL(q(z) ‖ p(z))"),
+             *((names.prior_hole(e.name), f"the prior hole, FID ({e.name}) of prior less aggregate-posterior samples")
                for e in runs.extractors)]
     text = []
     for key, what in found:

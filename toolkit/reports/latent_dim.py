@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from toolkit import names
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, sentence
 from toolkit.reports.document import Document, escape, render_png
@@ -33,14 +34,14 @@ def build(runs: RunSet, rebuild: str) -> Document:
     diagnostics_section(doc, runs, settings, labels, diagnostics)
     by_model = {m: settings[settings["model"] == m] for m, _ in MODELS if (settings["model"] == m).any()}
     doc.heading("Against the latent size")
-    doc.figure("against_latent_size", against_size(by_model, [c for c in columns if c.key.startswith("fid/")]),
+    doc.figure("against_latent_size", against_size(by_model, [c for c in columns if names.parse_fid(c.key)]),
                "reconstruction, -ELBO, FID and active units against the latent size", plots.BARS)
     manifolds = []
     for model, label in MODELS:
         two = settings[(settings["model"] == model) & (settings["latent_dim"] == "2")]
         images = runs.images(two["run_ids"].iloc[0].split()[0]) if len(two) else None
-        if images is not None and "manifold" in images:
-            figure = plots.image_grids([(f"{label}, 2-d latent", images["manifold"])], columns=15, scale=2)
+        if images is not None and names.MANIFOLD in images:
+            figure = plots.image_grids([(f"{label}, 2-d latent", images[names.MANIFOLD])], columns=15, scale=2)
             manifolds.append((label, f"manifold_{model}.png", render_png(figure)))
     if manifolds:
         doc.heading("2-D latent manifolds")
@@ -59,10 +60,10 @@ def build(runs: RunSet, rebuild: str) -> Document:
 def against_size(by_model: dict, fids: list):
     """One panel per metric against the latent size, both models in each; a slot the panels leave
     in the last row holds the legend of the models."""
-    panels = [("test/recon", "reconstruction (nats)"), ("test/neg_elbo", "−ELBO (nats), VAE only"),
-              *((c.key, c.header) for c in fids), ("test/active_units", "active and informative units, VAE only")]
-    if any("test/probe_accuracy" in frame for frame in by_model.values()):
-        panels.append(("test/probe_accuracy", "linear-probe accuracy (test)"))
+    panels = [(names.TEST_RECON, "reconstruction (nats)"), (names.TEST_NEG_ELBO, "−ELBO (nats), VAE only"),
+              *((c.key, c.header) for c in fids), (names.TEST_ACTIVE_UNITS, "active and informative units, VAE only")]
+    if any(names.TEST_PROBE_ACCURACY in frame for frame in by_model.values()):
+        panels.append((names.TEST_PROBE_ACCURACY, "linear-probe accuracy (test)"))
     per_row = next((c for c in (3, 4, 2) if len(panels) % c == 0), 3)
     rows = -(-len(panels) // per_row)
     fig, axes = plt.subplots(rows, per_row, figsize=(3.8 * per_row, 3.3 * rows), squeeze=False)
@@ -71,16 +72,16 @@ def against_size(by_model: dict, fids: list):
         for i, (model, frame) in enumerate(by_model.items()):
             if key in frame and frame[key].notna().any():
                 plots.errorbars(ax, frame["latent_dim"].astype(int), frame, key, model.upper(), color=f"C{i}")
-        if key == "test/active_units" and "vae" in by_model and "test/informative_units" in by_model["vae"]:
-            plots.errorbars(ax, by_model["vae"]["latent_dim"].astype(int), by_model["vae"], "test/informative_units",
+        if key == names.TEST_ACTIVE_UNITS and "vae" in by_model and names.TEST_INFORMATIVE_UNITS in by_model["vae"]:
+            plots.errorbars(ax, by_model["vae"]["latent_dim"].astype(int), by_model["vae"], names.TEST_INFORMATIVE_UNITS,
                             "VAE, informative", color="C0", linestyle="--", marker="s")
-        if key == "test/active_units":
+        if key == names.TEST_ACTIVE_UNITS:
             ax.plot(sizes, sizes, color="grey", linestyle=":", label="all units active")
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xscale="log", xlabel="latent size (log scale)", ylabel=label, title=label.split(" (")[0].split(",")[0])
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()
-        if key == "test/active_units" or len(panels) % per_row == 0:
+        if key == names.TEST_ACTIVE_UNITS or len(panels) % per_row == 0:
             ax.legend()
     for spare in axes.flat[len(panels):]:
         spare.axis("off")
@@ -95,19 +96,19 @@ def findings(runs: RunSet, claims: Claims, by_model: dict) -> str:
     the best sample FID, each as far as the seeds resolve it; the VAE's active and informative units."""
     text = [] if any((frame["n"] > 1).any() for frame in by_model.values()) else [ONE_SEED]
     for model, frame in by_model.items():
-        sizes, recon = [f"{s} dimensions" for s in frame["latent_dim"]], frame["test/recon"].to_numpy()
-        values = [runs.by_seed(ids.split(), "test/recon") for ids in frame["run_ids"]]
+        sizes, recon = [f"{s} dimensions" for s in frame["latent_dim"]], frame[names.TEST_RECON].to_numpy()
+        values = [runs.by_seed(ids.split(), names.TEST_RECON) for ids in frame["run_ids"]]
         text.append(sentence(f"the {model.upper()}'s reconstruction goes from {recon[0]:.1f} nats at {sizes[0]} to "
                              f"{recon[-1]:.1f} at {sizes[-1]}: "
                              + claims.trend(f"the {model.upper()}'s reconstruction", sizes, values)))
-        for key in (k for k in frame if k.startswith("fid/") and k.endswith("/samples")):
+        for key in (k for k in frame if (fid := names.parse_fid(k)) and fid.kind == names.SAMPLES):
             values = {size: runs.by_seed(ids.split(), key) for size, ids in zip(sizes, frame["run_ids"])}
-            text.append(sentence(claims.best(f"the {model.upper()}'s sample FID ({key.split('/')[1]})", values, True,
+            text.append(sentence(claims.best(f"the {model.upper()}'s sample FID ({names.parse_fid(key).extractor})", values, True,
                                              ".1f")))
     vae = by_model.get("vae")
-    if vae is not None and "test/active_units" in vae:
-        informative = vae.get("test/informative_units", pd.Series(math.nan, index=vae.index))
+    if vae is not None and names.TEST_ACTIVE_UNITS in vae:
+        informative = vae.get(names.TEST_INFORMATIVE_UNITS, pd.Series(math.nan, index=vae.index))
         counts = [f"{a:.3g} active" + ("" if math.isnan(i) else f" and {i:.3g} informative") + f" of {s}"
-                  for s, a, i in zip(vae["latent_dim"], vae["test/active_units"], informative)]
+                  for s, a, i in zip(vae["latent_dim"], vae[names.TEST_ACTIVE_UNITS], informative)]
         text.append("The VAE's units (means over seeds): " + "; ".join(counts) + ".")
     return " ".join(text)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from toolkit import names
 from toolkit.evaluate import INFORMATIVE_NATS
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, interval
@@ -25,11 +26,11 @@ from toolkit.tracking import ArtifactMissing
 AXES = ("decoder_scale", "sigma", "warmup_epochs", "free_bits")  # what a setting may vary, the grid's rows first
 KL_SPLIT = (Column("derived/kl_informative", "KL of informative dims (nats)", None),
             Column("derived/kl_rest", "KL of the other dims (nats)", None, fmt=".2f"))
-ORDER = ("test/active_units", "test/informative_units", "test/kl", *(c.key for c in KL_SPLIT), "test/recon",
-         "test/neg_elbo", "test/nll_iw", "test/mse", "test/decoder_sigma")
+ORDER = (names.TEST_ACTIVE_UNITS, names.TEST_INFORMATIVE_UNITS, names.TEST_KL, *(c.key for c in KL_SPLIT), names.TEST_RECON,
+         names.TEST_NEG_ELBO, names.TEST_NLL_IW, names.TEST_MSE, names.TEST_DECODER_SIGMA)
 # Against the baseline: what changes, and which way is better (None: no better way).
-DELTAS = (("test/active_units", "active units", None), ("test/informative_units", "informative units", None),
-          ("test/kl", "KL (nats)", None), ("test/neg_elbo", "−ELBO (nats)", True), ("test/nll_iw", "IW bound (nats)", True))
+DELTAS = ((names.TEST_ACTIVE_UNITS, "active units", None), (names.TEST_INFORMATIVE_UNITS, "informative units", None),
+          (names.TEST_KL, "KL (nats)", None), (names.TEST_NEG_ELBO, "−ELBO (nats)", True), (names.TEST_NLL_IW, "IW bound (nats)", True))
 
 
 def build(runs: RunSet, rebuild: str) -> Document:
@@ -40,7 +41,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
     vae = runs.of_model("vae")
     doc = Document(f"Posterior collapse: {escape(runs.experiment)}")
     provenance(doc, runs, rebuild)
-    columns = [c for c in runs.columns(vae, first=ORDER) if c.key != "test/decoder_sigma" or "decoder_scale" in axes]
+    columns = [c for c in runs.columns(vae, first=ORDER) if c.key != names.TEST_DECODER_SIGMA or "decoder_scale" in axes]
     columns = sorted([*columns, *KL_SPLIT], key=lambda c: ORDER.index(c.key) if c.key in ORDER else len(ORDER))
     diagnostics = runs.diagnostic_columns(vae)
     settings = runs.settings(axes, vae, columns + diagnostics)
@@ -81,7 +82,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
                  f"bits + {INFORMATIVE_NATS:g} nats) marked on the bar.")
         doc.figure("kl_heatmaps", kl_heatmaps(settings, matrices, axes), "KL heatmaps")
     doc.heading("KL over the epochs")
-    histories = runs.histories(first, ["val/kl", "train/kl", "beta_eff"])
+    histories = runs.histories(first, [names.VAL_KL, names.TRAIN_KL, names.BETA_EFF])
     doc.figure("kl_curves", kl_curves(settings, histories, first, latent_dim, axes), "KL curves with beta and floor",
                "First seed of each setting.")
     richest = most_informative(runs, settings, baseline)
@@ -106,7 +107,7 @@ def split_kl(runs: RunSet):
     free bits plus INFORMATIVE_NATS) and of the rest, as the metrics `derived/kl_informative`
     and `derived/kl_rest`."""
     frame = runs.finished
-    keys = [f"metrics.test/kl_dim/{d:02d}" for d in range(runs.latent_dim) if f"metrics.test/kl_dim/{d:02d}" in frame]
+    keys = [f"metrics.{names.test_kl_dim(d)}" for d in range(runs.latent_dim) if f"metrics.{names.test_kl_dim(d)}" in frame]
     dims = frame[keys].to_numpy(dtype=float)
     floor = pd.to_numeric(runs.param("free_bits"), errors="coerce").fillna(0).to_numpy()[:, None] + INFORMATIVE_NATS
     above = np.where(dims > floor, dims, 0.0)
@@ -144,7 +145,7 @@ def against_baseline(runs: RunSet, settings: pd.DataFrame, baseline: int, axes: 
                      columns: list[Column]) -> pd.DataFrame:
     """Each other setting minus the baseline on units, KL, −ELBO, IW bound and sample FID."""
     keys = [(key, header) for key, header, _ in DELTAS if key in settings] + \
-        [(c.key, c.header) for c in columns if c.key.startswith("fid/") and c.key.endswith("/samples")]
+        [(c.key, c.header) for c in columns if (fid := names.parse_fid(c.key)) and fid.kind == names.SAMPLES]
     base = settings.loc[baseline, "run_ids"].split()
     rows = []
     for i, row in settings.drop(index=baseline).iterrows():
@@ -187,8 +188,8 @@ def kl_bars(settings, profiles: dict[int, np.ndarray], axes: list[str]):
         ax.axhline(floor + INFORMATIVE_NATS, color="black", linestyle="--", linewidth=0.8, label="informative threshold")
         ax.set_yscale("log")
         ax.set_ylim(plots.KL_FLOOR, 2 * max(1.0, float(np.nanmax(mean))))
-        informative = row.get("test/informative_units", math.nan)
-        ax.set(title=f"{label(row, axes)}\n{row['test/active_units']:.3g} active, {informative:.3g} informative",
+        informative = row.get(names.TEST_INFORMATIVE_UNITS, math.nan)
+        ax.set(title=f"{label(row, axes)}\n{row[names.TEST_ACTIVE_UNITS]:.3g} active, {informative:.3g} informative",
                xlabel="dimension, by KL", ylabel="KL (nats, log scale)")
     legend = {label: handle for ax, _ in cells for handle, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend))
@@ -227,16 +228,16 @@ def kl_curves(settings, histories: pd.DataFrame, first: list[str], latent_dim: i
     legend = {}
     for (ax, row), run_id in zip(cells, first):
         own = histories[histories["run_id"] == run_id]
-        plots.curves(ax, own, "val/kl", "KL, validation", color="C0")
-        plots.curves(ax, own, "train/kl", "KL, training", color="C0", linestyle="--")
+        plots.curves(ax, own, names.VAL_KL, "KL, validation", color="C0")
+        plots.curves(ax, own, names.TRAIN_KL, "KL, training", color="C0", linestyle="--")
         floor = latent_dim * float(row["free_bits"])
         if floor:
             ax.axhline(floor, color="C5", linestyle=":", label=f"free-bits floor ({latent_dim} × λ)")
         ax.set(xlabel="epoch", ylabel="KL (nats)")
         ax.set_title(label(row, axes))
         beta = ax.twinx()
-        plots.curves(beta, own, "beta_eff", "effective β", color="C3", linestyle="-.")
-        beta.set(ylim=(0, 1.1 * max(1.0, own.loc[own["key"] == "beta_eff", "value"].max())), ylabel="effective β")
+        plots.curves(beta, own, names.BETA_EFF, "effective β", color="C3", linestyle="-.")
+        beta.set(ylim=(0, 1.1 * max(1.0, own.loc[own["key"] == names.BETA_EFF, "value"].max())), ylabel="effective β")
         for axis in (ax, beta):
             legend.update(zip(*reversed(axis.get_legend_handles_labels())))
     fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend))
@@ -247,10 +248,10 @@ def kl_curves(settings, histories: pd.DataFrame, first: list[str], latent_dim: i
 def most_informative(runs: RunSet, settings: pd.DataFrame, baseline: int) -> int | None:
     """The setting with the most informative units (the lowest −ELBO among ties), when it has
     clearly more than the baseline."""
-    key = "test/informative_units"
+    key = names.TEST_INFORMATIVE_UNITS
     if key not in settings:
         return None
-    ranked = settings.sort_values([key, "test/neg_elbo"], ascending=[False, True], kind="stable")
+    ranked = settings.sort_values([key, names.TEST_NEG_ELBO], ascending=[False, True], kind="stable")
     best = int(ranked.index[0])
     d = paired(runs.by_seed(settings.loc[best, "run_ids"].split(), key),
                runs.by_seed(settings.loc[baseline, "run_ids"].split(), key))
@@ -266,10 +267,10 @@ def side_by_side(doc: Document, runs: RunSet, settings, baseline: int, other: in
     doc.text(f"Baseline: {label(rows[baseline], axes)}. Most informative units: {label(rows[other], axes)}. First "
              "seed of each.")
     doc.figure("reconstructions", plots.image_rows(
-        [("original", images[baseline]["originals"]),
-         *((label(rows[i], axes), images[i]["reconstructions"]) for i in (baseline, other))], "reconstructions"),
+        [("original", images[baseline][names.ORIGINALS]),
+         *((label(rows[i], axes), images[i][names.RECONSTRUCTION_IMAGES]) for i in (baseline, other))], "reconstructions"),
         "reconstructions of the baseline and the most informative setting")
-    doc.figure("samples", plots.image_grids([(f"{label(rows[i], axes)}: prior samples", images[i]["samples_normal_prior"])
+    doc.figure("samples", plots.image_grids([(f"{label(rows[i], axes)}: prior samples", images[i][names.NORMAL_PRIOR_SAMPLES])
                                              for i in (baseline, other)]), "prior samples of both")
 
 
@@ -282,8 +283,8 @@ def findings(runs: RunSet, claims: Claims, settings: pd.DataFrame, baseline: int
     base = settings.loc[baseline]
     base_ids = base["run_ids"].split()
     text = [] if (settings["n"] > 1).any() else [ONE_SEED]
-    text.append(f"In the baseline ({label(base, axes)}), {base['test/active_units']:.3g} of {latent_dim} dimensions "
-                f"are active and {base['test/informative_units']:.3g} informative, with {base['test/kl']:.1f} nats of "
+    text.append(f"In the baseline ({label(base, axes)}), {base[names.TEST_ACTIVE_UNITS]:.3g} of {latent_dim} dimensions "
+                f"are active and {base[names.TEST_INFORMATIVE_UNITS]:.3g} informative, with {base[names.TEST_KL]:.1f} nats of "
                 f"KL ({base['derived/kl_informative']:.1f} in the informative ones).")
     others = settings.drop(index=baseline)
 
@@ -293,36 +294,36 @@ def findings(runs: RunSet, claims: Claims, settings: pd.DataFrame, baseline: int
         for i, row in others.iterrows():
             d = paired(runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base_ids, key))
             found[i] = ("more" if d.mean > 0 else "fewer") if d.clear else None
-            claims.record(key.removeprefix("test/").replace("_", " "), label(row, axes), "the baseline", d,
+            claims.record(key.removeprefix(names.test("")).replace("_", " "), label(row, axes), "the baseline", d,
                           found[i] or "not resolved", ".1f")
         return found
 
-    active, informative = change("test/active_units"), change("test/informative_units")
-    names = {i: label(row, axes) for i, row in others.iterrows()}
+    active, informative = change(names.TEST_ACTIVE_UNITS), change(names.TEST_INFORMATIVE_UNITS)
+    named = {i: label(row, axes) for i, row in others.iterrows()}
     more_active = [i for i, c in active.items() if c == "more"]
     richer = [i for i, c in informative.items() if c == "more"]
     if not more_active and not richer:
         text.append("No setting has clearly more active or informative units than the baseline.")
         return " ".join(text)
     if more_active:
-        text.append("Clearly more active units than the baseline: " + "; ".join(names[i] for i in more_active) + ".")
+        text.append("Clearly more active units than the baseline: " + "; ".join(named[i] for i in more_active) + ".")
     empty = [i for i in more_active if i not in richer]
     if empty:
-        held = "; ".join(f"{names[i]}: {_beyond(others.loc[i], latent_dim)}" for i in empty)
-        text.append("Of these, not clearly more informative ones: " + "; ".join(names[i] for i in empty) +
+        held = "; ".join(f"{named[i]}: {_beyond(others.loc[i], latent_dim)}" for i in empty)
+        text.append("Of these, not clearly more informative ones: " + "; ".join(named[i] for i in empty) +
                     f". Their dimensions beyond the informative ones hold little KL ({held}): they sit at the "
                     "free-bits floor where there is one (KL below it is not penalised) or near zero, and the "
                     "active-unit count includes them.")
     poorer = [i for i, c in informative.items() if c == "fewer"]
     if poorer:
         text.append("Clearly fewer informative units than the baseline: " + "; ".join(
-            f"{names[i]} ({others.loc[i, 'test/informative_units']:.3g})" for i in poorer) + ".")
+            f"{named[i]} ({others.loc[i, names.TEST_INFORMATIVE_UNITS]:.3g})" for i in poorer) + ".")
     if richer:
         text.append("Clearly more informative units than the baseline: " + "; ".join(
-            f"{names[i]} ({others.loc[i, 'test/informative_units']:.3g})" for i in richer) + ".")
-    fids = [c for c in columns if c.key.startswith("fid/") and c.key.endswith("/samples")]
-    outcomes = [("test/kl", "KL", None), ("test/neg_elbo", "−ELBO", True), ("test/nll_iw", "the IW bound", True),
-                *((c.key, f"sample FID ({c.key.split('/')[1]})", True) for c in fids)]
+            f"{named[i]} ({others.loc[i, names.TEST_INFORMATIVE_UNITS]:.3g})" for i in richer) + ".")
+    fids = [c for c in columns if (fid := names.parse_fid(c.key)) and fid.kind == names.SAMPLES]
+    outcomes = [(names.TEST_KL, "KL", None), (names.TEST_NEG_ELBO, "−ELBO", True), (names.TEST_NLL_IW, "the IW bound", True),
+                *((c.key, f"sample FID ({names.parse_fid(c.key).extractor})", True) for c in fids)]
     for group, what in ((richer, "with more informative units"), (empty, "with more active units only")):
         if group:
             text.append(f"For the settings {what}, against the baseline: " + "; ".join(
@@ -333,7 +334,7 @@ def findings(runs: RunSet, claims: Claims, settings: pd.DataFrame, baseline: int
 
 def _beyond(row: pd.Series, latent_dim: int) -> str:
     """'11.7 dimensions with 3.29 nats together, 0.281 each, against a floor of 0.25'."""
-    count = latent_dim - row["test/informative_units"]
+    count = latent_dim - row[names.TEST_INFORMATIVE_UNITS]
     each = row["derived/kl_rest"] / count if count else math.nan
     return (f"{count:.3g} dimensions with {row['derived/kl_rest']:.2f} nats together, {each:.3f} each, against a "
             f"floor of {float(row['free_bits']):g}")
@@ -351,4 +352,4 @@ def _grouped(claims: Claims, runs: RunSet, rows: pd.DataFrame, base_ids: list[st
         verdict = words.get(said.better) or (("clearly higher" if d.mean > 0 else "clearly lower") if d.clear
                                              else "not resolved")
         groups.setdefault(verdict, []).append(f"{label(row, axes)} ({interval(d, '.1f')})")
-    return f"{what} " + "; ".join(f"{verdict} for {', '.join(names)}" for verdict, names in groups.items())
+    return f"{what} " + "; ".join(f"{verdict} for {', '.join(labels)}" for verdict, labels in groups.items())

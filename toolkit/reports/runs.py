@@ -18,11 +18,11 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from toolkit import ToolkitError, tracking
+from toolkit import ToolkitError, names, tracking
 from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY
 from toolkit.reports.stats import estimate
 
-PARENT = "tags.mlflow.parentRunId"
+PARENT = f"tags.{names.PARENT_RUN}"
 BEFORE_LOGGED = {"architecture": "mlp", "binarize": "none"}  # settings added later, with what runs before them had
 
 
@@ -38,33 +38,31 @@ class Column:
 
 
 TEST_COLUMNS = (
-    Column("test/recon", "recon (nats)"),
-    Column("test/mse", "MSE / pixel", fmt=".5f"),
-    Column("test/kl", "KL (nats)", None),
-    Column("test/neg_elbo", "−ELBO (nats)"),
-    Column("test/nll_iw", "IW bound (nats)"),
-    Column("test/active_units", "active units", None, fmt=".3g"),
-    Column("test/informative_units", "informative units", None, fmt=".3g"),
-    Column("test/decoder_sigma", "σ (learned)", None, fmt=".4f"),
+    Column(names.TEST_RECON, "recon (nats)"),
+    Column(names.TEST_MSE, "MSE / pixel", fmt=".5f"),
+    Column(names.TEST_KL, "KL (nats)", None),
+    Column(names.TEST_NEG_ELBO, "−ELBO (nats)"),
+    Column(names.TEST_NLL_IW, "IW bound (nats)"),
+    Column(names.TEST_ACTIVE_UNITS, "active units", None, fmt=".3g"),
+    Column(names.TEST_INFORMATIVE_UNITS, "informative units", None, fmt=".3g"),
+    Column(names.TEST_DECODER_SIGMA, "σ (learned)", None, fmt=".4f"),
 )
-TIME_COLUMN = Column("time/mean_epoch_s", "s / epoch", None, fmt=".2f")  # wall time, last in tables
-FID_NAMES = {"samples": "FID samples", "aggregate_posterior": "FID q(z) samples", "samples_gmm": "FID GMM samples",
-             "recon": "FID recon"}
+TIME_COLUMN = Column(names.MEAN_EPOCH_SECONDS, "s / epoch", None, fmt=".2f")  # wall time, last in tables
 # The latent space's and the samples' diagnostics (`toolkit.diagnostics`), shown in a table of their own.
 LATENT_COLUMNS = (
-    Column("test/mutual_info", "I(x; z) (nats)", None, fmt=".2f"),
-    Column("test/marginal_kl", "KL(q(z) ‖ p(z)) (nats)", None, fmt=".2f"),
-    Column("test/probe_accuracy", "linear probe accuracy", False, fmt=".3f"),
+    Column(names.TEST_MUTUAL_INFO, "I(x; z) (nats)", None, fmt=".2f"),
+    Column(names.TEST_MARGINAL_KL, "KL(q(z) ‖ p(z)) (nats)", None, fmt=".2f"),
+    Column(names.TEST_PROBE_ACCURACY, "linear probe accuracy", False, fmt=".3f"),
 )
 
 
 def sample_columns(extractor: str) -> tuple[Column, ...]:
     """The samples' diagnostics in one extractor's features (the default sampler's images)."""
-    return (Column(f"prior_hole/{extractor}", f"prior hole: FID samples − FID q(z) samples ({extractor})"),
-            Column(f"precision/{extractor}/samples", f"precision ({extractor})", False, fmt=".3f"),
-            Column(f"recall/{extractor}/samples", f"recall ({extractor})", False, fmt=".3f"),
-            Column(f"nearest/{extractor}/samples", f"nearest-training ratio ({extractor})", None, fmt=".3f"),
-            Column("nearest/pixels/samples", "nearest-training ratio (pixels)", None, fmt=".3f"))
+    return (Column(names.prior_hole(extractor), f"prior hole: FID samples − FID q(z) samples ({extractor})"),
+            Column(names.precision(extractor, names.SAMPLES), f"precision ({extractor})", False, fmt=".3f"),
+            Column(names.recall(extractor, names.SAMPLES), f"recall ({extractor})", False, fmt=".3f"),
+            Column(names.nearest(extractor), f"nearest-training ratio ({extractor})", None, fmt=".3f"),
+            Column(names.nearest(names.PIXELS), "nearest-training ratio (pixels)", None, fmt=".3f"))
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,8 @@ class RunSet:
         self.experiment, self.parent = experiment, parent
         self.experiment_id = str(frame["experiment_id"].iloc[0])
         runs = frame[~frame["run_id"].isin(parents)].copy()  # a study's parent holds no results of its own
-        runs["order"] = pd.to_numeric(runs["tags.trial"], errors="coerce") if "tags.trial" in runs else np.nan
+        trial = f"tags.{names.TRIAL}"
+        runs["order"] = pd.to_numeric(runs[trial], errors="coerce") if trial in runs else np.nan
         self.runs = runs.sort_values(["order", "start_time", "run_id"], na_position="last").reset_index(drop=True)
         self.finished = self.runs[self.runs["status"] == "FINISHED"].reset_index(drop=True)
         self.excluded = self.runs[self.runs["status"] != "FINISHED"].reset_index(drop=True)
@@ -114,12 +113,12 @@ class RunSet:
     def varying(self, runs: pd.DataFrame | None = None) -> list[str]:
         """The params (other than the seed) that differ between (finished) runs: what makes a setting."""
         runs = self.finished if runs is None else runs
-        names = sorted(c.removeprefix("params.") for c in runs if c.startswith("params."))
+        params = sorted(c.removeprefix("params.") for c in runs if c.startswith("params."))
         vae = runs[self.param("model", runs) != "ae"]  # an AE neither uses nor logs β and its kin
         mlp = runs[self.param("architecture", runs) == "mlp"]  # a conv model neither uses nor logs `hidden`
         gaussian = runs[self.param("likelihood", runs) == "gaussian"]  # nor does a Bernoulli one log σ
         users = {**dict.fromkeys(VAE_ONLY, vae), **dict.fromkeys(MLP_ONLY, mlp), **dict.fromkeys(GAUSSIAN_ONLY, gaussian)}
-        return [n for n in names if n != "seed" and self.param(n, users.get(n, runs)).nunique(dropna=False) > 1]
+        return [n for n in params if n != "seed" and self.param(n, users.get(n, runs)).nunique(dropna=False) > 1]
 
     def describe(self) -> str:
         """The finished runs in a few words, for errors that say what was found."""
@@ -162,8 +161,9 @@ class RunSet:
         """The test metrics and FIDs that any of the runs logged, in a fixed order (the keys in
         `first` leading, in their order)."""
         logged = self.logged(runs)
-        fids = [Column(f"fid/{e.name}/{kind}", f"{label} ({e.name})")
-                for e in self.extractors for kind, label in FID_NAMES.items() if f"fid/{e.name}/{kind}" in logged]
+        fids = [Column(names.fid(e.name, kind), f"{label} ({e.name})")
+                for e in self.extractors for kind, label in names.FID_KIND_HEADERS.items()
+                if names.fid(e.name, kind) in logged]
         found = [c for c in (*TEST_COLUMNS, *fids, TIME_COLUMN) if c.key in logged]
         return sorted(found, key=lambda c: first.index(c.key) if c.key in first else len(first))
 
@@ -177,7 +177,7 @@ class RunSet:
     def kl_profiles(self, run_ids: list[str]) -> np.ndarray:
         """The final test KL of every latent dimension of each run (runs x dimensions), each run's
         sorted from the largest."""
-        keys = [f"metrics.test/kl_dim/{d:02d}" for d in range(self.latent_dim)]
+        keys = [f"metrics.{names.test_kl_dim(d)}" for d in range(self.latent_dim)]
         rows = self.finished.loc[self.finished["run_id"].isin(run_ids), keys].to_numpy()
         return np.array([np.sort(row)[::-1] for row in rows])
 
@@ -216,11 +216,10 @@ class RunSet:
     @cached_property
     def extractors(self) -> list[Extractor]:
         """The FID extractors the finished runs used, with their hashes and real-vs-real floors."""
-        tags = [c for c in self.finished if c.startswith("tags.fid/") and c.endswith("/extractor_hash")]
+        tags = {c: name for c in self.finished if (name := names.hashed_extractor(c.removeprefix("tags.")))}
         found = []
-        for column in sorted(tags):
-            name = column.split("/")[1]
-            references = sorted(set(self.finished.get(f"tags.fid/{name}/reference_run", pd.Series()).dropna()))
+        for column, name in sorted(tags.items()):
+            references = sorted(set(self.finished.get(f"tags.{names.reference_run(name)}", pd.Series()).dropna()))
             reference = references[0] if len(references) == 1 else None
             found.append(Extractor(name, tuple(sorted(set(self.finished[column].dropna()))),
                                    _floor(name, reference) if reference else None, reference))
@@ -232,33 +231,33 @@ class RunSet:
     def images(self, run_id: str) -> dict[str, np.ndarray] | None:
         """The images a run's figures show (`images.npz`), or None for a run that logged none."""
         try:
-            return dict(np.load(io.BytesIO(tracking.read_artifact(run_id, "images.npz"))))
+            return dict(np.load(io.BytesIO(tracking.read_artifact(run_id, names.IMAGES_NPZ))))
         except tracking.ArtifactMissing:
             return None
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # damaged, or arrays of objects
-            print(f"note: run {run_id}: its images.npz cannot be read ({type(exc).__name__}); the report shows "
+            print(f"note: run {run_id}: its {names.IMAGES_NPZ} cannot be read ({type(exc).__name__}); the report shows "
                   "no images of it", file=sys.stderr)
             return None
 
     def kl_by_epoch(self, run_id: str) -> np.ndarray:
         """The validation KL of every latent dimension per epoch (epochs x dimensions), from kl_per_dim.json."""
-        return np.asarray(json.loads(tracking.read_artifact(run_id, "kl_per_dim.json"))["val_by_epoch"])
+        return np.asarray(json.loads(tracking.read_artifact(run_id, names.KL_PER_DIM_JSON))[names.KL_VAL_BY_EPOCH])
 
     def traversal(self, run_id: str) -> tuple[list[int], list[float]] | None:
         """The dimensions a run's traversal image shows (most informative first) and their test KL,
         from kl_per_dim.json; None for a run that logged none."""
         try:
-            logged = json.loads(tracking.read_artifact(run_id, "kl_per_dim.json"))
+            logged = json.loads(tracking.read_artifact(run_id, names.KL_PER_DIM_JSON))
         except tracking.ArtifactMissing:
             return None
-        if not isinstance(logged, dict) or "traversal_dims" not in logged:
+        if not isinstance(logged, dict) or names.TRAVERSAL_DIMS not in logged:
             return None
-        dims = [int(d) for d in logged["traversal_dims"]]
-        return dims, [float(logged["test"][d]) for d in dims]
+        dims = [int(d) for d in logged[names.TRAVERSAL_DIMS]]
+        return dims, [float(logged[names.KL_TEST][d]) for d in dims]
 
     def figure_png(self, run_id: str, name: str) -> bytes | None:
         try:
-            return tracking.read_artifact(run_id, f"figures/{name}.png")
+            return tracking.read_artifact(run_id, f"{names.FIGURES}/{name}.png")
         except tracking.ArtifactMissing:
             return None
 
@@ -266,7 +265,7 @@ class RunSet:
 def _floor(extractor: str, reference_run: str) -> float | None:
     """The real-vs-real FID its reference run logged for the extractor."""
     try:
-        return tracking.final_metrics(reference_run).get(f"fid/{extractor}/real_floor")
+        return tracking.final_metrics(reference_run).get(names.fid_floor(extractor))
     except ToolkitError:
         return None
 

@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from toolkit import tracking
+from toolkit import names, tracking
 from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY, RunConfig
 from toolkit.reports.document import GENERATED, Document, code, escape, markdown_table, mean_std, number
 from toolkit.reports.document import link as markdown_link
 from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, PROBE_TRAIN, RATE_CODES
-from toolkit.reports.runs import FID_NAMES, Column, RunSet, shown_param, sort_key
+from toolkit.reports.runs import LATENT_COLUMNS, Column, RunSet, shown_param, sort_key
 from toolkit.reports.stats import LEVEL, best_of
 
 RUNNING_REASON = "still running, or its process died without ending the run"
-FID_SUBJECTS = {"samples": "the VAE's drawn from its prior N(0, I), the AE's from a Gaussian fitted to its "
+FID_SUBJECTS = {names.SAMPLES: "the VAE's drawn from its prior N(0, I), the AE's from a Gaussian fitted to its "
                            "training codes",
-                "aggregate_posterior": "the VAE's decoded from its aggregate posterior q(z): a random training "
+                names.AGGREGATE_POSTERIOR: "the VAE's decoded from its aggregate posterior q(z): a random training "
                                        "image's posterior q(z|x), one code from it",
-                "samples_gmm": "from a 10-component Gaussian mixture fitted to either model's training codes",
-                "recon": "the decoder means of the test images' posterior means"}
+                names.SAMPLES_GMM: "from a 10-component Gaussian mixture fitted to either model's training codes",
+                names.RECONSTRUCTIONS: "the decoder means of the test images' posterior means"}
 CEILING_NATS = 0.1  # I(x; z) this close to log N is reported as at its ceiling
 # Settings a report does not list under its runs' shared settings: said elsewhere, or no setting of the model.
 NOT_LISTED = ("seed",)
@@ -73,23 +73,24 @@ def _extractor_row(e) -> tuple[str, str]:
 
 
 def _commits(runs: pd.DataFrame) -> str:
-    if "tags.git_commit" not in runs:
+    commit, dirty = f"tags.{names.GIT_COMMIT}", f"tags.{names.GIT_DIRTY}"
+    if commit not in runs:
         return "not recorded"
-    dirty = runs.get("tags.git_dirty", pd.Series(["?"] * len(runs), index=runs.index))
-    found = sorted({(c[:10], d) for c, d in zip(runs["tags.git_commit"].fillna("unknown"), dirty.fillna("?"))})
+    dirty = runs.get(dirty, pd.Series(["?"] * len(runs), index=runs.index))
+    found = sorted({(c[:10], d) for c, d in zip(runs[commit].fillna("unknown"), dirty.fillna("?"))})
     return ", ".join(code(c) + (" (uncommitted changes)" if d == "True" else "") for c, d in found)
 
 
 def _dataset(runs: pd.DataFrame) -> str:
-    names = sorted(set(runs.get("params.dataset", pd.Series(dtype=object)).dropna()))
-    dirs = sorted(set(runs.get("tags.data_dir", pd.Series(dtype=object)).dropna()))
-    return escape(", ".join(names)) + (f", read from {', '.join(code(d) for d in dirs)}" if dirs else "")
+    datasets = sorted(set(runs.get("params.dataset", pd.Series(dtype=object)).dropna()))
+    dirs = sorted(set(runs.get(f"tags.{names.DATA_DIR}", pd.Series(dtype=object)).dropna()))
+    return escape(", ".join(datasets)) + (f", read from {', '.join(code(d) for d in dirs)}" if dirs else "")
 
 
 def fid_caption(columns: list[Column]) -> str:
     """What each FID column of a table scores, for the columns it has."""
-    kinds = [kind for kind in FID_SUBJECTS if any(c.key.endswith(f"/{kind}") for c in columns)]
-    return " ".join(f"{FID_NAMES[kind]}: {FID_SUBJECTS[kind]}." for kind in kinds)
+    kinds = {fid.kind for c in columns if (fid := names.parse_fid(c.key))}
+    return " ".join(f"{names.FID_KIND_HEADERS[kind]}: {FID_SUBJECTS[kind]}." for kind in FID_SUBJECTS if kind in kinds)
 
 
 def statistics_caption(settings: pd.DataFrame) -> str:
@@ -128,7 +129,7 @@ def results_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame
     """The settings' table (`settings_table`), the FID extractors' floors and the runs left out of it."""
     settings_table(doc, runs, name, settings, labels, columns, extra_rows)
     for e in runs.extractors:
-        if e.floor is not None and any(c.key.startswith(f"fid/{e.name}/") for c in columns):
+        if e.floor is not None and any((fid := names.parse_fid(c.key)) and fid.extractor == e.name for c in columns):
             kind = "Inception" if e.name == "inception" else "a domain CNN, so not an Inception FID"
             doc.text(f"FID {code(e.name)} ({kind}): its real-vs-real floor (real training images against the test "
                      f"set) is {number(e.floor, '.2f')}.")
@@ -159,10 +160,11 @@ def diagnostics_section(doc: Document, runs: RunSet, settings: pd.DataFrame, lab
     the same settings as the results table, with how each is estimated."""
     if not columns:
         return
-    keys = {c.key.split("/")[0] for c in columns}
+    latent = {c.key for c in LATENT_COLUMNS}
+    keys = {c.key for c in columns}
     doc.heading("Latent space and samples")
     text = []
-    if keys & {"test"}:
+    if keys & latent:
         text.append(f"Test split. The rate (KL) splits into I(x; z), the information the codes carry about the "
                     f"image, and KL(q(z) ‖ p(z)), the aggregate posterior's mismatch with the prior (Hoffman & "
                     f"Johnson 2016): q(z) is the mixture of the posteriors of all N test images, the expectations "
@@ -170,7 +172,7 @@ def diagnostics_section(doc: Document, runs: RunSet, settings: pd.DataFrame, lab
                     f"most log N (9.21 nats for 10,000 images), where it stops measuring. Linear probe: a logistic "
                     f"regression from {PROBE_TRAIN:,} training images' posterior means to their classes, its "
                     f"accuracy on the test set.")
-    if keys & {"prior_hole", "precision", "nearest"}:
+    if keys - latent:  # the samples' diagnostics
         text.append(f"Samples, in each FID extractor's features: the prior hole is the FID of prior samples less "
                     f"that of samples decoded from the aggregate posterior, the part of the sample FID the prior's "
                     f"mismatch costs. Precision (samples within the real images' manifold) and recall (real images "
@@ -185,10 +187,10 @@ def diagnostics_section(doc: Document, runs: RunSet, settings: pd.DataFrame, lab
 
 def at_ceiling(runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
     """Which settings' I(x; z) is within CEILING_NATS of the log N it cannot exceed, said in words."""
-    ceiling = runs.finished.get("metrics.test/mutual_info_ceiling", pd.Series(dtype=float)).min()
-    if "test/mutual_info" not in settings or math.isnan(ceiling):
+    ceiling = runs.finished.get(f"metrics.{names.TEST_MUTUAL_INFO_CEILING}", pd.Series(dtype=float)).min()
+    if names.TEST_MUTUAL_INFO not in settings or math.isnan(ceiling):
         return ""
-    rows = [i for i, value in enumerate(settings["test/mutual_info"]) if value >= ceiling - CEILING_NATS]
+    rows = [i for i, value in enumerate(settings[names.TEST_MUTUAL_INFO]) if value >= ceiling - CEILING_NATS]
     if not rows:
         return f"No setting's I(x; z) comes within {CEILING_NATS:g} nats of its ceiling log N = {ceiling:.2f}."
     named = "; ".join(", ".join(f"{header} {cells[i]}" for header, cells in labels.items()) for i in rows)
@@ -201,11 +203,11 @@ def traversal_rows(runs: RunSet, run_id: str, label: str, most: int = 4) -> list
     """The traversals of a run's `most` most informative dimensions (`figures.traversals`) as rows
     labelled '<label>, z07: 3.21 nats'; none for a run that logged none."""
     images, found = runs.images(run_id), runs.traversal(run_id)
-    if images is None or found is None or "traversal" not in images:
+    if images is None or found is None or names.TRAVERSAL not in images:
         return []
     dims, kl = found
-    steps = len(images["traversal"]) // max(len(dims), 1)
-    return [(f"{label}, z{d:02d}: {k:.2f} nats", images["traversal"][i * steps:(i + 1) * steps])
+    steps = len(images[names.TRAVERSAL]) // max(len(dims), 1)
+    return [(f"{label}, z{d:02d}: {k:.2f} nats", images[names.TRAVERSAL][i * steps:(i + 1) * steps])
             for i, (d, k) in enumerate(zip(dims[:most], kl[:most]))]
 
 
@@ -231,15 +233,15 @@ def settings_section(doc: Document, runs: RunSet, columns: list[Column]):
                                                           for k, v in shared)),
             ("varied", ", ".join(f"`{k}` {_values(runs, k)}" for k in varied) or "nothing"),
             ("seeds", f"{escape(', '.join(map(str, seeds)))} ({len(seeds)})"),
-            ("training images", _distinct(finished, "tags.train_images", "{:,}", int)),
+            ("training images", _distinct(finished, f"tags.{names.TRAIN_IMAGES}", "{:,}", int)),
             ("training", _epochs(runs))]
-    if "test/nll_iw" in {c.key for c in columns}:
+    if names.TEST_NLL_IW in {c.key for c in columns}:
         rows.append(("IW bound", f"K = {_values(runs, 'iw_samples', _users(runs, 'iw_samples'))} "
                                  f"importance samples per test image; precision: {_precisions(finished)}"))
-    if any(c.key.startswith("fid/") for c in columns):
+    if any(names.parse_fid(c.key) for c in columns):
         rows.append(("FID", f"{_values(runs, 'fid_samples')} generated images per score against the "
                             f"10,000 test images; sampler {_values(runs, 'sampler')}"))
-    if any(c.key.startswith("time/") for c in columns):
+    if any(c.key == names.MEAN_EPOCH_SECONDS for c in columns):
         rows.append(("machine (times)", _machine(finished)))
     doc.text(markdown_table(pd.DataFrame(rows, columns=["", "value"]), markup=["value"]))
     doc.text(comparability(runs))
@@ -284,19 +286,21 @@ def _epochs(runs: RunSet) -> str:
 
 
 def _precisions(frame: pd.DataFrame) -> str:
-    if "tags.nll_iw_precision" not in frame:
+    precision = f"tags.{names.NLL_IW_PRECISION}"
+    if precision not in frame:
         return "not recorded"
-    found = frame["tags.nll_iw_precision"].dropna()
+    found = frame[precision].dropna()
     kinds = sorted({text.split(" ")[0] for text in found})
     return " / ".join(f"{escape(kind)} ({(found.str.split(' ').str[0] == kind).sum()} runs)" for kind in kinds) + \
         " (the tag `nll_iw_precision` of each run says how far bf16 moved its first batch)"
 
 
 def _machine(frame: pd.DataFrame) -> str:
-    parts = [_distinct(frame, "tags.machine/cpu"), f"{_distinct(frame, 'tags.machine/threads')} torch threads",
-             f"torch {_distinct(frame, 'tags.machine/torch')}"]
-    if "tags.machine/gpu" in frame and frame["tags.machine/gpu"].notna().any():
-        parts.append(_distinct(frame, "tags.machine/gpu"))
+    cpu, threads, torch, gpu = (f"tags.{tag}" for tag in (names.MACHINE_CPU, names.MACHINE_THREADS,
+                                                           names.MACHINE_TORCH, names.MACHINE_GPU))
+    parts = [_distinct(frame, cpu), f"{_distinct(frame, threads)} torch threads", f"torch {_distinct(frame, torch)}"]
+    if gpu in frame and frame[gpu].notna().any():
+        parts.append(_distinct(frame, gpu))
     return ", ".join(parts) + "; wall seconds per epoch, training and validation, on a machine that may have " \
         "been shared"
 
@@ -307,7 +311,7 @@ def comparability(runs: RunSet) -> str:
     likelihood = runs.param("likelihood")
     grey = frame[(likelihood == "bernoulli") & (runs.param("binarize") == "none")]
     if len(grey):
-        floor = grey.get("metrics.test/pixel_entropy", pd.Series(dtype=float)).dropna()
+        floor = grey.get(f"metrics.{names.TEST_PIXEL_ENTROPY}", pd.Series(dtype=float)).dropna()
         entropy = f", {floor.iloc[0]:.1f} nats per test image here" if len(floor) else ""
         text.append("**Bernoulli likelihood on grey levels.** The pixels are grey levels in [0, 1], not binarised, so "
                     "the reconstruction term, −ELBO and IW bound are cross-entropies, not likelihoods of the images: "
@@ -339,14 +343,14 @@ def left_out(doc: Document, runs: RunSet):
 
 
 def _reason(run: pd.Series) -> str:
-    reason = run.get(f"tags.{tracking.END_REASON}")
+    reason = run.get(f"tags.{names.END_REASON}")
     if isinstance(reason, str) and reason:
         return reason
     return RUNNING_REASON if run["status"] == "RUNNING" else "no reason recorded"
 
 
 def _names(frame: pd.DataFrame) -> list[str]:
-    return list(frame.get("tags.mlflow.runName", frame["run_id"]).fillna("").astype(str))
+    return list(frame.get(f"tags.{names.RUN_NAME}", frame["run_id"]).fillna("").astype(str))
 
 
 def run_list(doc: Document, runs: RunSet):
@@ -354,11 +358,11 @@ def run_list(doc: Document, runs: RunSet):
     varying = runs.varying()
     frame = runs.runs
     data = pd.DataFrame({"run_id": frame["run_id"], "name": _names(frame), "status": frame["status"],
-                         "trial": frame.get("tags.trial", pd.Series([None] * len(frame))).fillna(""),
+                         "trial": frame.get(f"tags.{names.TRIAL}", pd.Series([None] * len(frame))).fillna(""),
                          "seed": runs.param("seed", frame),
                          **{p: runs.param(p, frame) for p in varying if p != "seed"},
-                         "best epoch": _metric(frame, "best_epoch"), "epochs trained": _metric(frame, "epochs_trained"),
-                         "git_commit": frame.get("tags.git_commit", pd.Series([None] * len(frame))).fillna("")})
+                         "best epoch": _metric(frame, names.BEST_EPOCH), "epochs trained": _metric(frame, names.EPOCHS_TRAINED),
+                         "git_commit": frame.get(f"tags.{names.GIT_COMMIT}", pd.Series([None] * len(frame))).fillna("")})
     shown = data.drop(columns=["run_id"]).copy()
     shown.insert(0, "run", [link(runs, r) for r in data["run_id"]])
     shown["git_commit"] = shown["git_commit"].str[:10]

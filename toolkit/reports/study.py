@@ -10,14 +10,15 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from toolkit import ToolkitError, tracking
+from toolkit import ToolkitError, names, tracking
 from toolkit.reports.claims import Claims, sentence
 from toolkit.reports.document import Document, code, escape, number
 from toolkit.reports.runs import RunSet
 from toolkit.reports.sections import link, provenance, run_list, settings_section
 
 BEST_SHOWN = 10
-RUN_METRICS = {"test/neg_elbo": "test −ELBO (nats)", "test/recon": "test recon (nats)", "test/active_units": "active units"}
+RUN_METRICS = {names.TEST_NEG_ELBO: "test −ELBO (nats)", names.TEST_RECON: "test recon (nats)",
+               names.TEST_ACTIVE_UNITS: "active units"}
 
 
 def build(name: str, storage: str | None, rebuild: str) -> Document:
@@ -40,7 +41,7 @@ def build(name: str, storage: str | None, rebuild: str) -> Document:
     multi = len(targets) > 1
     best = sorted(optuna_study.best_trials, key=lambda t: t.values) if multi else \
         sorted(complete, key=lambda t: t.value)[:BEST_SHOWN]
-    seeds = optuna_study.user_attrs.get("seeds", 1)
+    seeds = optuna_study.user_attrs.get(names.SEEDS, 1)
     doc.heading("Pareto front" if multi else "Best trials")
     doc.text(("The trials no other trial beats on every objective, by the first objective." if multi else
               f"The {len(best)} best complete trials, best first.")
@@ -67,24 +68,24 @@ def build(name: str, storage: str | None, rebuild: str) -> Document:
 
 def load(name: str, url: str) -> optuna.Study:
     try:
-        names = optuna.get_all_study_names(storage=url)
+        found = optuna.get_all_study_names(storage=url)
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
         raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}); check --storage") from None
-    if name not in names:
-        raise ToolkitError(f"no study {name!r} in the Optuna storage {url}; it has: {', '.join(sorted(names)) or 'none'}")
+    if name not in found:
+        raise ToolkitError(f"no study {name!r} in the Optuna storage {url}; it has: {', '.join(sorted(found)) or 'none'}")
     return optuna.load_study(study_name=name, storage=url)
 
 
 def objective_names(optuna_study: optuna.Study) -> list[str]:
     """The names the study gave its objectives, or neutral ones for a study that gave none."""
-    names = optuna_study.metric_names
-    return list(names) if names else [f"objective {i}" for i in range(len(optuna_study.directions))]
+    metrics = optuna_study.metric_names
+    return list(metrics) if metrics else [f"objective {i}" for i in range(len(optuna_study.directions))]
 
 
 def _runs(optuna_study: optuna.Study) -> RunSet | None:
     """The study's MLflow runs (the experiment named after it, children of its parent run), if any."""
     try:
-        return RunSet(optuna_study.study_name, optuna_study.user_attrs.get("mlflow_parent_run_id"))
+        return RunSet(optuna_study.study_name, optuna_study.user_attrs.get(names.PARENT_RUN_ATTR))
     except ToolkitError:
         return None
 
@@ -99,7 +100,7 @@ def winner(claims: Claims, complete, target: str, multi: bool, seeds: int) -> st
         return ("One seed per trial: the best trial is the best of single runs and is not named a winner; another "
                 "seed may reorder them. A search with `--seeds 3` scores each trial by the mean of three seeds "
                 "and gives intervals.")
-    values = {f"trial {t.number}": {int(seed): v for seed, v in t.user_attrs.get("objective_by_seed", {}).items()}
+    values = {f"trial {t.number}": {int(seed): v for seed, v in t.user_attrs.get(names.BY_SEED, {}).items()}
               for t in complete}
     return sentence(claims.best(f"the {target}", {k: v for k, v in values.items() if v}, True))
 
@@ -109,17 +110,17 @@ def trials_table(trials, targets: list[str], runs: RunSet | None) -> tuple[pd.Da
     finals = runs.runs.set_index("run_id") if runs is not None else pd.DataFrame()
     data = pd.DataFrame({"trial": [t.number for t in trials],
                          **{target: [t.values[i] for t in trials] for i, target in enumerate(targets)},
-                         **({"sd over seeds": [t.user_attrs["objective_sd"] for t in trials]}
-                            if all("objective_sd" in t.user_attrs for t in trials) and len(targets) == 1 else {}),
+                         **({"sd over seeds": [t.user_attrs[names.SEED_SD] for t in trials]}
+                            if all(names.SEED_SD in t.user_attrs for t in trials) and len(targets) == 1 else {}),
                          **{p: [t.params.get(p, "") for t in trials] for p in params},
-                         "run_id": [t.user_attrs.get("mlflow_run_id", "") for t in trials]})
+                         "run_id": [t.user_attrs.get(names.RUN_ID, "") for t in trials]})
     for key, header in RUN_METRICS.items():
         column = f"metrics.{key}"
         if column in finals:
             data[key] = [finals[column].get(r, float("nan")) for r in data["run_id"]]
     shown = data.drop(columns=["run_id"]).astype(object)
     formats = {**{t: ".2f" for t in targets}, **{p: ".4g" for p in params}, **{k: ".1f" for k in RUN_METRICS},
-               "test/active_units": ".3g", "sd over seeds": ".2g"}
+               names.TEST_ACTIVE_UNITS: ".3g", "sd over seeds": ".2g"}
     for column, fmt in formats.items():
         if column in shown:
             shown[column] = [number(v, fmt) if isinstance(v, float) else v for v in shown[column]]
@@ -172,8 +173,8 @@ def _why(trial) -> str:
     attrs = trial.user_attrs
     if trial.state == TrialState.PRUNED:
         return f"pruned after step {trial.last_step}"
-    if "error" in attrs:
-        return attrs["error"]
+    if names.ERROR in attrs:
+        return attrs[names.ERROR]
     if attrs.get("surplus"):
         return "surplus: the search's budget was filled by other workers"
     if "duplicate_of" in attrs:

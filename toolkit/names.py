@@ -1,0 +1,182 @@
+"""Every name the toolkit's writers and readers share: the metric keys a run logs, its tags and
+artifacts, and the Optuna user attributes of a study. Training, evaluation and the studies write
+these; reports, resuming and `toolkit evaluate` read them. No other module types them, so a name
+is renamed here or nowhere (`tests/test_names.py` checks that a real run logs what reports read).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# --- metrics -------------------------------------------------------------------------------------
+# The terms `evaluate.elbo_metrics` and the trainer measure, unprefixed; logged as `train/<term>`
+# and `val/<term>` every epoch and as `test/<term>` at the end.
+LOSS, RECON, KL, NEG_ELBO, MSE = "loss", "recon", "kl", "neg_elbo", "mse"
+ACTIVE_UNITS, INFORMATIVE_UNITS, DECODER_SIGMA = "active_units", "informative_units", "decoder_sigma"
+
+
+def of_split(split: str, term: str) -> str:
+    """A term measured on a split ("train", "val" or "test"): `val/recon`."""
+    return f"{split}/{term}"
+
+
+def train(term: str) -> str:
+    return of_split("train", term)
+
+
+def val(term: str) -> str:
+    return of_split("val", term)
+
+
+def test(term: str) -> str:
+    return of_split("test", term)
+
+
+def kl_dim(d: int) -> str:
+    """The KL of latent dimension `d`, a term (`test/kl_dim/07`, `val/kl_dim/07`)."""
+    return f"kl_dim/{d:02d}"
+
+
+def recon_class(c: int) -> str:
+    """The reconstruction of the test images of class `c`, a term (`test/recon_class/03`)."""
+    return f"recon_class/{c:02d}"
+
+
+TEST_LOSS, TEST_RECON, TEST_KL, TEST_NEG_ELBO, TEST_MSE = map(test, (LOSS, RECON, KL, NEG_ELBO, MSE))
+TEST_ACTIVE_UNITS, TEST_INFORMATIVE_UNITS, TEST_DECODER_SIGMA = map(test, (ACTIVE_UNITS, INFORMATIVE_UNITS,
+                                                                          DECODER_SIGMA))
+VAL_LOSS, VAL_RECON, VAL_KL, VAL_NEG_ELBO = map(val, (LOSS, RECON, KL, NEG_ELBO))
+TRAIN_LOSS, TRAIN_RECON, TRAIN_KL = map(train, (LOSS, RECON, KL))
+BETA_EFF = "beta_eff"  # the epoch's mean β after warm-up
+EPOCH_SECONDS = "time/epoch_s"  # wall seconds of an epoch: its training pass and its validation
+MEAN_EPOCH_SECONDS = "time/mean_epoch_s"
+BEST_EPOCH = "best_epoch"
+EPOCHS_TRAINED = "epochs_trained"  # fewer than the `epochs` param: the run stopped early
+TEST_NLL_IW = test("nll_iw")  # the importance-weighted bound
+TEST_PIXEL_ENTROPY = test("pixel_entropy")  # the cross-entropy's floor on grey levels
+TEST_MUTUAL_INFO, TEST_MARGINAL_KL = test("mutual_info"), test("marginal_kl")
+TEST_MUTUAL_INFO_CEILING = test("mutual_info_ceiling")  # log N
+TEST_PROBE_ACCURACY = test("probe_accuracy")
+
+
+def test_kl_dim(d: int) -> str:
+    return test(kl_dim(d))
+
+
+def test_marginal_kl_dim(d: int) -> str:
+    return test(f"marginal_{kl_dim(d)}")
+
+
+# Samples and their diagnostics, one key per FID extractor (`fid/fmnist-cnn/samples`). The kinds
+# of images scored, and how a table names each.
+SAMPLES, AGGREGATE_POSTERIOR, SAMPLES_GMM, RECONSTRUCTIONS = "samples", "aggregate_posterior", "samples_gmm", "recon"
+FID_KIND_HEADERS = {SAMPLES: "FID samples", AGGREGATE_POSTERIOR: "FID q(z) samples", SAMPLES_GMM: "FID GMM samples",
+                    RECONSTRUCTIONS: "FID recon"}
+PIXELS = "pixels"  # the memorisation check's other space, beside the extractors'
+
+
+class FidKey(NamedTuple):
+    extractor: str
+    kind: str
+
+
+def fid(extractor: str, kind: str) -> str:
+    return f"fid/{extractor}/{kind}"
+
+
+def parse_fid(key: str) -> FidKey | None:
+    """The extractor and kind of a FID score's key; None for any other key (a floor, a tag)."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == "fid" and parts[2] in FID_KIND_HEADERS:
+        return FidKey(parts[1], parts[2])
+    return None
+
+
+def fid_floor(extractor: str) -> str:
+    """The real-vs-real FID of a reference run."""
+    return f"fid/{extractor}/real_floor"
+
+
+def precision(extractor: str, kind: str) -> str:
+    return f"precision/{extractor}/{kind}"
+
+
+def recall(extractor: str, kind: str) -> str:
+    return f"recall/{extractor}/{kind}"
+
+
+def prior_hole(extractor: str) -> str:
+    return f"prior_hole/{extractor}"
+
+
+def nearest(space: str) -> str:
+    """The memorisation ratio of the default sampler's images in an extractor's features or PIXELS."""
+    return f"nearest/{space}/{SAMPLES}"
+
+
+# logged once at the end; the others once per epoch
+FINAL_PREFIXES = ("test/", "fid/", "precision/", "recall/", "nearest/", "prior_hole/", BEST_EPOCH, EPOCHS_TRAINED,
+                  MEAN_EPOCH_SECONDS)
+
+# --- tags ----------------------------------------------------------------------------------------
+NOTE = "mlflow.note.content"  # the tag MLflow shows as the description of a run or an experiment
+PARENT_RUN = "mlflow.parentRunId"
+RUN_NAME = "mlflow.runName"
+MODEL, DATASET, DATA_DIR = "model", "dataset", "data_dir"
+TRAIN_IMAGES = "train_images"  # the number of images the model was trained on
+STUDY, TRIAL = "study", "trial"
+END_REASON = "end_reason"  # why a run ended FAILED or KILLED
+HEARTBEAT = "heartbeat"  # when the run's process last said it was alive (seconds since the epoch)
+PROCESS_TABLE = "process_table"  # the boot id and pid namespace the run's pid belongs to
+HOST, PID = "host", "pid"
+GIT_COMMIT, GIT_DIRTY = "git_commit", "git_dirty"
+EVALUATED_BY = "evaluated_by"  # the code version (git commit) that last added metrics to the run
+NLL_IW_PRECISION = "nll_iw_precision"  # the IW bound's decoder precision, and by how much bf16 moved it
+FID_SKIPPED = "fid/skipped"
+MACHINE_CPU, MACHINE_GPU, MACHINE_THREADS, MACHINE_TORCH = "machine/cpu", "machine/gpu", "machine/threads", \
+    "machine/torch"
+
+
+def extractor_hash(extractor: str) -> str:
+    return f"fid/{extractor}/extractor_hash"
+
+
+def reference_run(extractor: str) -> str:
+    return f"fid/{extractor}/reference_run"
+
+
+def hashed_extractor(tag: str) -> str | None:
+    """The extractor whose `extractor_hash` tag this is; None for any other tag."""
+    parts = tag.split("/")
+    return parts[1] if len(parts) == 3 and tag == extractor_hash(parts[1]) else None
+
+
+# --- figures and images --------------------------------------------------------------------------
+# A run's figures (`figures/<name>.png`) and the arrays of images.npz that reports lay out anew.
+ORIGINALS, RECONSTRUCTION_IMAGES, INTERPOLATION = "originals", "reconstructions", "interpolation"
+NORMAL_PRIOR_SAMPLES, LAPLACE_PRIOR_SAMPLES = "samples_normal_prior", "samples_laplace_prior"
+AGGREGATE_SAMPLES, FITTED_GAUSSIAN_SAMPLES = "samples_aggregate_posterior", "samples_fitted_gaussian"
+GMM_SAMPLES = SAMPLES_GMM  # the figure and the FID kind share the name
+MANIFOLD, TRAVERSAL, TRAVERSALS = "manifold", "traversal", "traversals"  # TRAVERSAL: the images, TRAVERSALS: the figure
+NEAREST_SAMPLES, NEAREST_PIXELS, NEAREST_FEATURES = "nearest_samples", "nearest_pixels", "nearest_features"
+LATENT_PCA, LATENT_TSNE, LOSS_CURVES, NEAREST_TRAINING = "latent_pca", "latent_tsne", "loss_curves", "nearest_training"
+KL_PER_DIM, KL_HEATMAP = "kl_per_dim", "kl_heatmap"
+# the fields of kl_per_dim.json
+KL_TEST, KL_VAL_BY_EPOCH, TRAVERSAL_DIMS = "test", "val_by_epoch", "traversal_dims"
+
+# --- artifacts -----------------------------------------------------------------------------------
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"  # a logged model as load_model reads it
+CHECKPOINTS = "checkpoint"  # folder of a run's training state, kept until the run finishes
+FIGURES = "figures"  # folder of a run's figures, one PNG each
+IMAGES_NPZ = "images.npz"  # the figures' images, for reports to lay out anew
+KL_PER_DIM_JSON = "kl_per_dim.json"
+TEST_STATISTICS_FILE, REAL_SIDE_FILE = "test_statistics.npz", "real_side.npz"  # of a FID reference run
+
+# --- Optuna user attributes ----------------------------------------------------------------------
+PARENT_RUN_ATTR = "mlflow_parent_run_id"  # of a study: its MLflow parent run
+RUN_ID, RUN_IDS, RESUME = "mlflow_run_id", "mlflow_run_ids", "resume_runs"  # of a trial
+BY_SEED, SEED_SD = "objective_by_seed", "objective_sd"
+POINT = "point"  # of a trial: the label of the grid point it runs
+ERROR = "error"  # of a trial: why it failed, credentials masked
+SURPLUS = "surplus"  # of a trial: asked for when the budget was already full
+RETRY_OF = "retry_of"  # of a trial: the first trial of the point and seed it runs again
+SEEDS, BASE = "seeds", "base"  # of a study: the seeds per grid point, its fixed settings
