@@ -27,6 +27,8 @@ demo: install data
 	$(BIN)/python studies/beta_sweep.py
 
 test: install data test-packages
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
 bench: install data

@@ -11,6 +11,7 @@ measured in this same process (the decoder's largest matrix product, fp32, at it
 and FID's domain CNN against pytorch-fid's Inception on the same samples. Target on the 2-core
 machine, idle: the whole tail at most 8 s. Run: `make bench`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections import defaultdict
+from pathlib import Path
 from unittest import mock
 
 import torch
@@ -29,7 +30,7 @@ import torchvision
 from mlflow import MlflowClient
 from pytorch_fid import inception
 
-from toolkit import evaluate, figures, fid, pipeline, tracking
+from toolkit import evaluate, fid, figures, pipeline, tracking
 from toolkit.config import RunConfig
 from toolkit.data import load_splits
 from toolkit.models import build
@@ -37,10 +38,29 @@ from toolkit.samplers import NormalPrior, generate
 from toolkit.train import fit
 
 TAIL_TARGET_S = 8.0
-STEPS = {pipeline: ("elbo_metrics", "iw_nll", "latent_metrics", "generation_samplers", "sample_metrics",
-                    "figure_images", "images_npz"),
-         figures: ("reconstructions", "samples", "interpolation", "latent_pca", "latent_tsne", "kl_bars",
-                   "kl_heatmap", "traversals", "nearest_training", "loss_curves")}
+STEPS = {
+    pipeline: (
+        "elbo_metrics",
+        "iw_nll",
+        "latent_metrics",
+        "generation_samplers",
+        "sample_metrics",
+        "figure_images",
+        "images_npz",
+    ),
+    figures: (
+        "reconstructions",
+        "samples",
+        "interpolation",
+        "latent_pca",
+        "latent_tsne",
+        "kl_bars",
+        "kl_heatmap",
+        "traversals",
+        "nearest_training",
+        "loss_curves",
+    ),
+}
 TOOLKIT = str(Path(sys.executable).parent / "toolkit")
 
 
@@ -59,6 +79,7 @@ class Stopwatch:
                 return original(*args, **kwargs)
             finally:
                 self.seconds[label] += time.perf_counter() - start
+
         return original, timed
 
     @contextlib.contextmanager
@@ -79,10 +100,17 @@ class Stopwatch:
 def tail_seconds(run, model, config, splits, references, result) -> tuple[float, dict[str, float]]:
     """The whole of `evaluate_and_log` and its steps."""
     watch = Stopwatch()
-    targets = [(module, name, name if module is pipeline else f"figure: {name}")
-               for module, names in STEPS.items() for name in names]
-    targets += [(run, "log_model", "log the model"), (run, "log_figure", "render + log figures"),
-                (run, "log_json", "log json"), (run, "log_bytes", "log images.npz")]
+    targets = [
+        (module, name, name if module is pipeline else f"figure: {name}")
+        for module, names in STEPS.items()
+        for name in names
+    ]
+    targets += [
+        (run, "log_model", "log the model"),
+        (run, "log_figure", "render + log figures"),
+        (run, "log_json", "log json"),
+        (run, "log_bytes", "log images.npz"),
+    ]
     with watch.watching(targets):
         start = time.perf_counter()
         pipeline.evaluate_and_log(run, model, config, splits, references, result)
@@ -99,8 +127,21 @@ def command_tail(data_dir: str | None, epochs: int, repeats: int = 2) -> list[fl
         with mock.patch.dict(os.environ, env):  # the CNN, trained once into this store
             fid.references("fashion-mnist", load_splits("fashion-mnist", data_dir), "auto", None)
         for _ in range(repeats):
-            subprocess.run([TOOLKIT, "train", "--epochs", str(epochs), "--experiment", "tail", "--quiet",
-                            *(["--data-dir", data_dir] if data_dir else [])], check=True, env=env, cwd=root)
+            subprocess.run(
+                [
+                    TOOLKIT,
+                    "train",
+                    "--epochs",
+                    str(epochs),
+                    "--experiment",
+                    "tail",
+                    "--quiet",
+                    *(["--data-dir", data_dir] if data_dir else []),
+                ],
+                check=True,
+                env=env,
+                cwd=root,
+            )
         client = MlflowClient(env["MLFLOW_TRACKING_URI"])
         for run in client.search_runs([client.get_experiment_by_name("tail").experiment_id]):
             last = max(m.timestamp for m in client.get_metric_history(run.info.run_id, "val/loss"))
@@ -127,8 +168,10 @@ def matmul_rate(rows: int, inner: int, cols: int, repeats: int = 5) -> float:
 
 def untrained_inception() -> fid.Extractor:
     """pytorch-fid's InceptionV3 with random weights (the real weights are a download): the same cost."""
-    with mock.patch.object(inception, "load_state_dict_from_url", lambda *args, **kw: None), \
-            mock.patch.object(torchvision.models.inception.Inception3, "load_state_dict", lambda *args, **kw: None):
+    with (
+        mock.patch.object(inception, "load_state_dict_from_url", lambda *args, **kw: None),
+        mock.patch.object(torchvision.models.inception.Inception3, "load_state_dict", lambda *args, **kw: None),
+    ):
         network = inception.InceptionV3([inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
     return fid.Extractor("inception", fid.GreyInception(network), "untrained")
 
@@ -144,11 +187,12 @@ def fid_seconds(extractor: fid.Extractor, vae, test_images, n: int) -> float:
 def compare_extractors(vae, test_images, n: int, inception_images: int = 200):
     """FID of n samples with the domain CNN against pytorch-fid's Inception (timed on a few hundred
     images and scaled to n): why the CNN is the default on a CPU."""
-    cnn_s = fid_seconds(fid.Extractor("fmnist-cnn", fid.CnnFeatures(fid.DomainCNN()), "untrained"), vae,
-                        test_images, n)
+    cnn_s = fid_seconds(fid.Extractor("fmnist-cnn", fid.CnnFeatures(fid.DomainCNN()), "untrained"), vae, test_images, n)
     inception_s = fid_seconds(untrained_inception(), vae, test_images, inception_images) * n / inception_images
-    print(f"FID of {n:,} samples: fmnist-cnn {cnn_s:.1f} s, inception {inception_s:.0f} s (scaled from "
-          f"{inception_images} images) -> the domain CNN is {inception_s / cnn_s:.0f}x faster")
+    print(
+        f"FID of {n:,} samples: fmnist-cnn {cnn_s:.1f} s, inception {inception_s:.0f} s (scaled from "
+        f"{inception_images} images) -> the domain CNN is {inception_s / cnn_s:.0f}x faster"
+    )
 
 
 def main():
@@ -157,9 +201,11 @@ def main():
     parser.add_argument("--epochs", type=int, default=3, help="training before the tail (the weights shape t-SNE)")
     args = parser.parse_args()
     tails = command_tail(args.data_dir, args.epochs)
-    print(f"evaluation tail of `toolkit train` (the seed VAE, {args.epochs} epochs), last epoch's metrics to the "
-          f"run's end, seconds: {', '.join(f'{t:.2f}' for t in tails)}; target {TAIL_TARGET_S:g} s: "
-          f"{'met' if max(tails) <= TAIL_TARGET_S else 'MISSED'} ({TAIL_TARGET_S / max(tails):.2f}x)")
+    print(
+        f"evaluation tail of `toolkit train` (the seed VAE, {args.epochs} epochs), last epoch's metrics to the "
+        f"run's end, seconds: {', '.join(f'{t:.2f}' for t in tails)}; target {TAIL_TARGET_S:g} s: "
+        f"{'met' if max(tails) <= TAIL_TARGET_S else 'MISSED'} ({TAIL_TARGET_S / max(tails):.2f}x)"
+    )
     config = RunConfig(epochs=args.epochs, patience=0)
     splits = load_splits(config.dataset, args.data_dir, device=torch.device("cpu"))
     with tempfile.TemporaryDirectory() as store:
@@ -169,29 +215,38 @@ def main():
         result = fit(model, splits, config, quiet=True)
         with tracking.start_run("eval-speed", "vae", {}) as run:
             total, steps = tail_seconds(run, model, config, splits, references, result)
-    print(f"evaluation tail of the seed VAE ({config.iw_samples} importance samples, {config.fid_samples:,} "
-          f"FID samples, {len(splits.test):,} test images), seconds:")
+    print(
+        f"evaluation tail of the seed VAE ({config.iw_samples} importance samples, {config.fid_samples:,} "
+        f"FID samples, {len(splits.test):,} test images), seconds:"
+    )
     for label, seconds in sorted(steps.items(), key=lambda item: -item[1]):
         print(f"  {label:28s} {seconds:6.2f}")
     print(f"  {'(other)':28s} {total - sum(steps.values()):6.2f}")
-    print(f"  {'total':28s} {total:6.2f}   target {TAIL_TARGET_S:g} s: {'met' if total <= TAIL_TARGET_S else 'MISSED'} "
-          f"({TAIL_TARGET_S / total:.2f}x)")
+    print(
+        f"  {'total':28s} {total:6.2f}   target {TAIL_TARGET_S:g} s: {'met' if total <= TAIL_TARGET_S else 'MISSED'} "
+        f"({TAIL_TARGET_S / total:.2f}x)"
+    )
 
     flops = decoder_flops(model, config.iw_samples, len(splits.test))
     widest = max((m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)), key=lambda m: m.weight.numel())
     peak = matmul_rate(config.iw_samples * 100, widest.in_features, widest.out_features)
     bound_s = flops / peak
-    print(f"IW bound, K = {config.iw_samples}: {flops / 1e12:.3f} TFLOP of decoder products; fp32 matmul peak here "
-          f"{peak / 1e9:.0f} GFLOP/s -> fp32 compute bound {bound_s:.2f} s")
+    print(
+        f"IW bound, K = {config.iw_samples}: {flops / 1e12:.3f} TFLOP of decoder products; fp32 matmul peak here "
+        f"{peak / 1e9:.0f} GFLOP/s -> fp32 compute bound {bound_s:.2f} s"
+    )
     for name, fast in (("fp32", False), ("as run", True)):
-        with mock.patch.object(evaluate, "fast_bf16", lambda device: fast):
+        with mock.patch.object(evaluate, "fast_bf16", lambda device, fast=fast: fast):
             start = time.perf_counter()
             bound = evaluate.iw_nll(model, splits.test, config.likelihood, config.iw_samples)
             seconds = time.perf_counter() - start
-        print(f"  {name:7s} {bound.precision}: {bound.nats:.4f} nats in {seconds:5.2f} s = "
-              f"{flops / seconds / 1e9:4.0f} "
-              f"GFLOP/s, {seconds / bound_s:.2f}x the fp32 compute bound")
+        print(
+            f"  {name:7s} {bound.precision}: {bound.nats:.4f} nats in {seconds:5.2f} s = "
+            f"{flops / seconds / 1e9:4.0f} "
+            f"GFLOP/s, {seconds / bound_s:.2f}x the fp32 compute bound"
+        )
     compare_extractors(model, splits.test.images, config.fid_samples)
+
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ The 784-400-20 VAE, into a fresh SQLite store in a temporary directory, five run
 median is printed. Target: under 2 s per run on a 2-core CPU. Run: `python
 benchmarks/model_logging.py` (part of `make bench`).
 """
+
 from __future__ import annotations
 
 import json
@@ -51,13 +52,17 @@ def main():
                     log(run, model, config)
                     times.append(time.perf_counter() - start)
             medians[log.__name__] = statistics.median(times)
-            print(f"{log.__name__:16s} median {medians[log.__name__]:.3f} s per run  "
-                  f"(runs: {', '.join(f'{t:.3f}' for t in times)})")
+            print(
+                f"{log.__name__:16s} median {medians[log.__name__]:.3f} s per run  "
+                f"(runs: {', '.join(f'{t:.3f}' for t in times)})"
+            )
         loaded, _ = tracking.load_model(run.run_id, torch.device("cpu"))
         same = all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
-        print(f"an MLflow model costs {medians['mlflow_model'] / medians['plain_artifacts']:.1f}x the plain "
-              f"artifacts, {medians['mlflow_model'] - medians['plain_artifacts']:+.2f} s per run (target: under 2 s: "
-              f"{'met' if medians['mlflow_model'] < 2 else 'NOT met'}); loads back identical: {same}")
+        print(
+            f"an MLflow model costs {medians['mlflow_model'] / medians['plain_artifacts']:.1f}x the plain "
+            f"artifacts, {medians['mlflow_model'] - medians['plain_artifacts']:+.2f} s per run (target: under 2 s: "
+            f"{'met' if medians['mlflow_model'] < 2 else 'NOT met'}); loads back identical: {same}"
+        )
 
 
 if __name__ == "__main__":

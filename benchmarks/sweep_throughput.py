@@ -8,6 +8,7 @@
    trained, the share pruning saves, and the best validation -ELBO each found.
 Each part uses a fresh temporary store. Run: `make bench`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,12 @@ SEARCH_BASE = RunConfig(epochs=8, limit=3000, fid="off", iw_samples=0, patience=
 
 
 def search_space(trial):
-    return {"latent_dim": trial.suggest_int("latent_dim", 2, 32, log=True),
-            "beta": trial.suggest_float("beta", 0.1, 8, log=True),
-            "warmup_epochs": trial.suggest_int("warmup_epochs", 0, 3),
-            "free_bits": trial.suggest_float("free_bits", 0.0, 0.5)}
+    return {
+        "latent_dim": trial.suggest_int("latent_dim", 2, 32, log=True),
+        "beta": trial.suggest_float("beta", 0.1, 8, log=True),
+        "warmup_epochs": trial.suggest_int("warmup_epochs", 0, 3),
+        "free_bits": trial.suggest_float("free_bits", 0.0, 0.5),
+    }
 
 
 def in_fresh_store(work):
@@ -57,11 +60,13 @@ def trials_per_hour(workers: int, data_dir: str | None) -> float:
         start = time.perf_counter()
         run_study(timed, Settings(storage, workers=workers, data_dir=data_dir))
         return len(GRID) / (time.perf_counter() - start) * 3600
+
     return in_fresh_store(work)
 
 
 def search_cost(pruner: str, data_dir: str | None) -> tuple[int, int, float]:
     """(epochs trained over all trials, pruned trials, best validation -ELBO) of the 20-trial search."""
+
     def work(storage):
         study = Study(f"search-{pruner}", SEARCH_BASE, space=search_space, trials=20, pruner=pruner)
         optuna_study = run_study(study, Settings(storage, data_dir=data_dir))
@@ -69,6 +74,7 @@ def search_cost(pruner: str, data_dir: str | None) -> tuple[int, int, float]:
         mlflow_client = tracking.client()
         epochs = sum(len(mlflow_client.get_metric_history(t.user_attrs["mlflow_run_id"], "val/loss")) for t in finished)
         return epochs, sum(t.state == optuna.trial.TrialState.PRUNED for t in finished), optuna_study.best_value
+
     return in_fresh_store(work)
 
 
@@ -78,11 +84,14 @@ def main():
     args = parser.parse_args()
     one, two = (trials_per_hour(workers, args.data_dir) for workers in (1, 2))
     (pruned_epochs, pruned, pruned_best), (full_epochs, _, full_best) = (
-        search_cost(p, args.data_dir) for p in ("median", "none"))
+        search_cost(p, args.data_dir) for p in ("median", "none")
+    )
     print(f"trials per hour, 1 worker:  {one:7.0f}")
     print(f"trials per hour, 2 workers: {two:7.0f}  ({two / one:.2f}x)")
-    print(f"20-trial TPE search, trial-epochs: no pruning {full_epochs}, median pruner {pruned_epochs} "
-          f"({pruned} trials pruned): pruning saves {1 - pruned_epochs / full_epochs:.0%}")
+    print(
+        f"20-trial TPE search, trial-epochs: no pruning {full_epochs}, median pruner {pruned_epochs} "
+        f"({pruned} trials pruned): pruning saves {1 - pruned_epochs / full_epochs:.0%}"
+    )
     print(f"best validation -ELBO found: no pruning {full_best:.2f}, median pruner {pruned_best:.2f}")
 
 

@@ -5,6 +5,7 @@ The seed comparison trains the seed VAE (784-400-20, Bernoulli, Adam 1e-3, batch
 epochs on the real Fashion-MNIST in this one process and evaluates once per epoch (the toolkit on
 its 6k validation split, the seed loop on the 10k test set, as the seeds did). Run: `make bench`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,6 +95,7 @@ def plain_loop(splits, config, epochs: int) -> float:
         out = model(x)
         bce = F.binary_cross_entropy_with_logits(out.logits, x, reduction="sum")
         return bce if out.logvar is None else bce - 0.5 * torch.sum(1 + out.logvar - out.mu.pow(2) - out.logvar.exp())
+
     start = time.perf_counter()
     for _ in range(epochs):
         model.train()
@@ -111,16 +113,22 @@ def plain_loop(splits, config, epochs: int) -> float:
 def compare_architectures(splits, epochs: int):
     """Each model and architecture: a plain loop over the same net, the toolkit's trainer, and the
     trainer with `--precision bf16`."""
-    print(f"{'model':12s} {'plain loop':>11s} {'toolkit':>9s} {'bf16':>9s}  toolkit/plain  bf16/fp32   "
-          f"(examples/s, {epochs} epochs)")
+    print(
+        f"{'model':12s} {'plain loop':>11s} {'toolkit':>9s} {'bf16':>9s}  toolkit/plain  bf16/fp32   "
+        f"(examples/s, {epochs} epochs)"
+    )
     for architecture in ARCHITECTURES:
         for model in MODELS:
             config = RunConfig(model=model, architecture=architecture, epochs=epochs, patience=0)
             plain = plain_loop(splits, config, epochs)
-            fp32, bf16 = (len(splits.train) / toolkit_epoch_seconds(splits, replace(config, precision=precision))
-                          for precision in ("fp32", "bf16"))
-            print(f"{model} {architecture:8s} {plain:11.0f} {fp32:9.0f} {bf16:9.0f}  {fp32 / plain:12.2f}x "
-                  f"{bf16 / fp32:9.2f}x")
+            fp32, bf16 = (
+                len(splits.train) / toolkit_epoch_seconds(splits, replace(config, precision=precision))
+                for precision in ("fp32", "bf16")
+            )
+            print(
+                f"{model} {architecture:8s} {plain:11.0f} {fp32:9.0f} {bf16:9.0f}  {fp32 / plain:12.2f}x "
+                f"{bf16 / fp32:9.2f}x"
+            )
 
 
 def torchvision_root(tmp: Path) -> Path:
@@ -166,10 +174,14 @@ def main():
         with start_run("bench", "tracking-overhead") as run:
             with_logging = toolkit_epoch_seconds(splits, config, [timed_log])
         per_epoch = sum(logging_seconds) / len(logging_seconds)
-        print(f"epoch without MLflow: {without:6.2f} s, with: {with_logging:6.2f} s "
-              f"(wall-clock difference {100 * (with_logging / without - 1):+.1f}%, includes noise)")
-        print(f"time inside MLflow logging: {1000 * per_epoch:6.1f} ms per epoch = "
-              f"{100 * per_epoch / with_logging:.2f}% of an epoch  (target <= 5%)")
+        print(
+            f"epoch without MLflow: {without:6.2f} s, with: {with_logging:6.2f} s "
+            f"(wall-clock difference {100 * (with_logging / without - 1):+.1f}%, includes noise)"
+        )
+        print(
+            f"time inside MLflow logging: {1000 * per_epoch:6.1f} ms per epoch = "
+            f"{100 * per_epoch / with_logging:.2f}% of an epoch  (target <= 5%)"
+        )
 
 
 if __name__ == "__main__":

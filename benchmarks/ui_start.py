@@ -5,6 +5,7 @@ Both serve the same small store in a temporary directory (one experiment, three 
 started three times; the median is printed. Target: `toolkit ui` answers within 10 s on an idle
 2-core CPU. Run: `python benchmarks/ui_start.py` (part of `make bench`).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,11 +36,14 @@ def free_port() -> int:
 def seconds_to_answer(argv: list[str], port: int, env: dict) -> float:
     """Start `argv`, poll the experiments API until it answers, stop the server's process group."""
     start = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search",
-                                     data=json.dumps({"max_results": 10}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search",
+        data=json.dumps({"max_results": 10}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     try:
         while time.perf_counter() - start < 120:
             try:
@@ -62,8 +66,14 @@ def main():
                 run.log_metrics({"val/loss": 250.0 - seed}, step=1)
         env = dict(os.environ)
         commands = {
-            "mlflow ui (before)": lambda port: [str(BIN / "mlflow"), "ui", "--backend-store-uri", uri,
-                                                "--port", str(port)],
+            "mlflow ui (before)": lambda port: [
+                str(BIN / "mlflow"),
+                "ui",
+                "--backend-store-uri",
+                uri,
+                "--port",
+                str(port),
+            ],
             "toolkit ui": lambda port: [str(BIN / "toolkit"), "ui", "--port", str(port)],
         }
         medians = {}
@@ -74,8 +84,10 @@ def main():
                 times.append(seconds_to_answer(argv(port), port, env))
             medians[name] = statistics.median(times)
             print(f"{name:20s} median {medians[name]:5.1f} s  (runs: {', '.join(f'{t:.1f}' for t in times)})")
-        print(f"toolkit ui starts {medians['mlflow ui (before)'] / medians['toolkit ui']:.1f}x as fast "
-              f"(target: under 10 s: {'met' if medians['toolkit ui'] < 10 else 'NOT met'})")
+        print(
+            f"toolkit ui starts {medians['mlflow ui (before)'] / medians['toolkit ui']:.1f}x as fast "
+            f"(target: under 10 s: {'met' if medians['toolkit ui'] < 10 else 'NOT met'})"
+        )
 
 
 if __name__ == "__main__":

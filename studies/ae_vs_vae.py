@@ -4,6 +4,7 @@ What to look at: reconstruction, FID of samples (each model's own sampler, and a
 GMM fitted to the codes of either) and of reconstructions, and their spread over seeds.
 Run: python studies/ae_vs_vae.py
 """
+
 from toolkit.cli import study_main
 from toolkit.config import RunConfig
 from toolkit.studies import Study
@@ -11,5 +12,6 @@ from toolkit.studies import Study
 GRID = {model: {"model": model} for model in ("vae", "ae")}
 
 if __name__ == "__main__":  # seeds 1, 2, 3: the seed notebook's
-    study_main(Study("ae-vs-vae", RunConfig(epochs=30, sampler="gmm", seed=1), grid=GRID, pruner="none",
-                     report="ae-vs-vae"))
+    study_main(
+        Study("ae-vs-vae", RunConfig(epochs=30, sampler="gmm", seed=1), grid=GRID, pruner="none", report="ae-vs-vae")
+    )

@@ -6,13 +6,18 @@ channels, batch norm) and their transposes. What to look at: whether the AE-vs-V
 hold for both architectures, and how much sharper the conv models' samples are (FID of samples
 from the prior and from a GMM fitted to the codes). Run: python studies/architecture.py
 """
+
 from toolkit.cli import study_main
 from toolkit.config import RunConfig
 from toolkit.studies import Study
 
-GRID = {f"{architecture}-{model}": {"architecture": architecture, "model": model}
-        for architecture in ("mlp", "conv") for model in ("vae", "ae")}
+GRID = {
+    f"{architecture}-{model}": {"architecture": architecture, "model": model}
+    for architecture in ("mlp", "conv")
+    for model in ("vae", "ae")
+}
 
 if __name__ == "__main__":  # seeds 1, 2, 3, as in studies/ae_vs_vae.py
-    study_main(Study("architecture", RunConfig(epochs=30, sampler="gmm", seed=1), grid=GRID, pruner="none",
-                     report="ae-vs-vae"))
+    study_main(
+        Study("architecture", RunConfig(epochs=30, sampler="gmm", seed=1), grid=GRID, pruner="none", report="ae-vs-vae")
+    )

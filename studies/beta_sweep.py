@@ -5,6 +5,7 @@ The same architecture (784-400-20, Bernoulli on grey levels) and the same three 
 and FID against β, each with its interval over seeds. Every point is a measurement, so nothing
 is pruned. Run: python studies/beta_sweep.py
 """
+
 from toolkit.cli import study_main
 from toolkit.config import RunConfig
 from toolkit.studies import Study

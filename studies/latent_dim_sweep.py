@@ -4,6 +4,7 @@ The same architecture otherwise and the same three seeds (42, 43, 44) at every p
 look at: reconstruction, FID and active units against the latent size; the 2-D runs also log
 the manifold grid. Run: python studies/latent_dim_sweep.py
 """
+
 from toolkit.cli import study_main
 from toolkit.config import RunConfig
 from toolkit.studies import Study

@@ -6,14 +6,29 @@ Grid: warm-up {0, 10} epochs × free bits {0, 0.05, 0.25} nats per dimension × 
 learned}, three seeds each. What to look at: active and informative units, the KL each unit
 carries, and what the change costs in −ELBO, IW bound and FID. Run: python studies/posterior_collapse.py
 """
+
 from toolkit.cli import study_main
 from toolkit.config import RunConfig
 from toolkit.studies import Study
 
-GRID = {f"warmup{warmup}-fb{free_bits:g}-sigma-{scale}": {"warmup_epochs": warmup, "free_bits": free_bits,
-                                                          "decoder_scale": scale}
-        for scale in ("fixed", "learned") for warmup in (0, 10) for free_bits in (0, 0.05, 0.25)}
+GRID = {
+    f"warmup{warmup}-fb{free_bits:g}-sigma-{scale}": {
+        "warmup_epochs": warmup,
+        "free_bits": free_bits,
+        "decoder_scale": scale,
+    }
+    for scale in ("fixed", "learned")
+    for warmup in (0, 10)
+    for free_bits in (0, 0.05, 0.25)
+}
 
 if __name__ == "__main__":
-    study_main(Study("posterior-collapse", RunConfig(likelihood="gaussian", epochs=20), grid=GRID, pruner="none",
-                     report="posterior-collapse"))
+    study_main(
+        Study(
+            "posterior-collapse",
+            RunConfig(likelihood="gaussian", epochs=20),
+            grid=GRID,
+            pruner="none",
+            report="posterior-collapse",
+        )
+    )

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny IDX files written by the tests, the real Fashion-MNIST, a private MLflow store,
 a PostgreSQL server."""
+
 import gzip
 import os
 import shutil
@@ -9,10 +10,10 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -85,7 +86,7 @@ def real_subset(tmp_path_factory, real_data) -> Path:
     files = find_files("fashion-mnist", real_data, download=False)
     for key, path in files.items():
         array = read_idx(path, IMAGES_MAGIC if key.endswith("images") else LABELS_MAGIC)
-        (directory / FILES[key]).write_bytes(idx_bytes(array[:3000 if key.startswith("train") else 500]))
+        (directory / FILES[key]).write_bytes(idx_bytes(array[: 3000 if key.startswith("train") else 500]))
     return directory
 
 
@@ -107,12 +108,30 @@ def postgres_server(tmp_path):
     if as_postgres:
         shutil.chown(data, "postgres")
     port = free_port()
-    subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
 
     def control(action: str, *options: str):
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"),
-                        "-o", f"-p {port} -k {data} -h 127.0.0.1", *options, action], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *as_postgres,
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-l",
+                str(data / "log"),
+                "-o",
+                f"-p {port} -k {data} -h 127.0.0.1",
+                *options,
+                action,
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     control("start")
     try:
@@ -170,8 +189,26 @@ def running_mlflow_server(backend_uri: str, artifacts: Path):
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with serving([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
-                  "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
-                  "--workers", "1"], url, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+    with serving(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            backend_uri,
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        url,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ):
         yield url

@@ -6,6 +6,7 @@ Screenshots go to a temporary directory, or to TOOLKIT_SCREENSHOTS. With TOOLKIT
 directory holding `mlruns/`) and TOOLKIT_UI_STUDY the same checks run on that store instead of a
 fresh one: `make ui-screenshots` uses this to photograph the demo's β sweep for the README.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,9 +20,8 @@ import mlflow
 import mlflow.pytorch
 import optuna
 import pytest
-from PIL import Image
-
 from conftest import free_port, serving, write_idx_set
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -38,8 +38,14 @@ def workdir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("ui")
     data = write_idx_set(directory / "tiny", n_train=300, n_test=60)
     script = ROOT / "studies" / "posterior_collapse.py"
-    subprocess.run([sys.executable, str(script), "--quick", "--data-dir", str(data)], cwd=directory, env=server_env(),
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, str(script), "--quick", "--data-dir", str(data)],
+        cwd=directory,
+        env=server_env(),
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return directory
 
 
@@ -59,8 +65,19 @@ def start_server(command: list[str], cwd: Path, ready: str, log: Path):
     """Yield (the address, its output so far) of `command` serving on a free port, once `ready` answers."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with open(log, "w") as out, serving([*command, "--port", str(port)], base, ready, timeout=90, cwd=cwd,
-                                        env=server_env(), stdout=out, stderr=subprocess.STDOUT):
+    with (
+        open(log, "w") as out,
+        serving(
+            [*command, "--port", str(port)],
+            base,
+            ready,
+            timeout=90,
+            cwd=cwd,
+            env=server_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        ),
+    ):
         yield base, log.read_text
 
 
@@ -71,8 +88,9 @@ def mlflow_ui(workdir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dashboard(workdir, tmp_path_factory):
-    yield from start_server([str(BIN / "toolkit"), "dashboard"], workdir, "/api/studies",
-                            tmp_path_factory.mktemp("log") / "dashboard.log")
+    yield from start_server(
+        [str(BIN / "toolkit"), "dashboard"], workdir, "/api/studies", tmp_path_factory.mktemp("log") / "dashboard.log"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +125,9 @@ def study_runs(workdir):
     return client, experiment, parent, sorted(children, key=lambda run: int(run.data.tags["trial"]))
 
 
-def test_the_experiment_opens_on_its_runs_with_the_trials_nested_under_the_parent(mlflow_ui, study_runs, page,
-                                                                                  screenshots):
+def test_the_experiment_opens_on_its_runs_with_the_trials_nested_under_the_parent(
+    mlflow_ui, study_runs, page, screenshots
+):
     base, output = mlflow_ui
     client, experiment, parent, children = study_runs
     assert f"{STUDY}: {base}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning" in output()
@@ -125,8 +144,9 @@ def test_the_experiment_opens_on_its_runs_with_the_trials_nested_under_the_paren
     page.screenshot(path=screenshots / "mlflow-runs.png")
 
 
-def test_a_run_page_shows_its_description_logged_model_and_per_epoch_validation_loss(mlflow_ui, study_runs, page,
-                                                                                      screenshots):
+def test_a_run_page_shows_its_description_logged_model_and_per_epoch_validation_loss(
+    mlflow_ui, study_runs, page, screenshots
+):
     base, _ = mlflow_ui
     client, experiment, _, children = study_runs
     run = children[-1]
@@ -139,8 +159,9 @@ def test_a_run_page_shows_its_description_logged_model_and_per_epoch_validation_
     epochs = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
     page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}/model-metrics")
     page.get_by_placeholder("Search metric charts").fill("val/loss")
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length === 1 && "
-                           "document.querySelector('.js-plotly-plot').data")
+    page.wait_for_function(
+        "document.querySelectorAll('.js-plotly-plot').length === 1 && document.querySelector('.js-plotly-plot').data"
+    )
     plotted = page.evaluate("Array.from(document.querySelector('.js-plotly-plot').data[0].x)")
     assert plotted == epochs == list(range(1, len(epochs) + 1))
     page.screenshot(path=screenshots / "mlflow-val-loss.png")
@@ -194,7 +215,8 @@ def test_optuna_dashboard_shows_the_study_its_objective_and_the_trials_params(da
 def test_screenshots_are_pictures(screenshots):
     """Runs last: the pages above left their screenshots."""
     shots = sorted(screenshots.glob("*.png"))
-    assert [p.name for p in shots] == sorted(["mlflow-runs.png", "mlflow-run.png", "mlflow-val-loss.png",
-                                              "optuna-trials.png", "optuna-analytics.png"])
+    assert [p.name for p in shots] == sorted(
+        ["mlflow-runs.png", "mlflow-run.png", "mlflow-val-loss.png", "optuna-trials.png", "optuna-analytics.png"]
+    )
     for shot in shots:
         assert Image.open(shot).size[0] >= 1000

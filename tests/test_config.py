@@ -11,15 +11,37 @@ from toolkit.cli import Parser, add_run_arguments, config_from_args
 from toolkit.config import MLP_ONLY, VAE_ONLY, ConfigError, RunConfig, setting
 
 
-@pytest.mark.parametrize("field, value", [
-    ("latent_dim", 0), ("latent_dim", -3), ("beta", -0.1), ("free_bits", -1.0), ("lr", 0.0),
-    ("dataset", "cifar10"), ("model", "gan"), ("likelihood", "poisson"), ("epochs", 0),
-    ("batch_size", 0), ("hidden", (400, 0)), ("limit", 0), ("warmup_epochs", -1),
-    ("fid", "kid"), ("fid_samples", 0), ("sampler", "flow"), ("iw_samples", -1),
-    ("architecture", "transformer"), ("beta", float("nan")), ("beta", float("inf")), ("free_bits", float("nan")),
-    ("free_bits", float("inf")),
-    ("lr", float("inf")), ("lr", float("nan")), ("seed", 2 ** 70), ("seed", -1),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("latent_dim", 0),
+        ("latent_dim", -3),
+        ("beta", -0.1),
+        ("free_bits", -1.0),
+        ("lr", 0.0),
+        ("dataset", "cifar10"),
+        ("model", "gan"),
+        ("likelihood", "poisson"),
+        ("epochs", 0),
+        ("batch_size", 0),
+        ("hidden", (400, 0)),
+        ("limit", 0),
+        ("warmup_epochs", -1),
+        ("fid", "kid"),
+        ("fid_samples", 0),
+        ("sampler", "flow"),
+        ("iw_samples", -1),
+        ("architecture", "transformer"),
+        ("beta", float("nan")),
+        ("beta", float("inf")),
+        ("free_bits", float("nan")),
+        ("free_bits", float("inf")),
+        ("lr", float("inf")),
+        ("lr", float("nan")),
+        ("seed", 2**70),
+        ("seed", -1),
+    ],
+)
 def test_invalid_value_is_refused_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"^{field}: "):
         RunConfig(**{field: value})
@@ -53,16 +75,26 @@ def test_an_integer_beta_logs_like_the_float_default():
 
 
 def test_cli_refuses_bad_value_with_one_line_before_any_work(tmp_cwd, cli_env):
-    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "train", "--latent-dim", "0"],
-                            capture_output=True, text=True, env=cli_env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "train", "--latent-dim", "0"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: latent_dim: must be > 0, got 0"
     assert not (tmp_cwd / "data").exists() and not (tmp_cwd / "mlruns").exists()
 
 
 def test_cli_refuses_malformed_hidden_sizes(tmp_cwd, cli_env):
-    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "train", "--hidden", "400x2"],
-                            capture_output=True, text=True, env=cli_env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "train", "--hidden", "400x2"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "hidden" in result.stderr and "Traceback" not in result.stderr
 
@@ -74,8 +106,9 @@ def test_the_likelihoods_settings_are_checked_and_logged_only_where_they_apply()
         RunConfig(likelihood="gaussian", sigma=0)
     assert not {"sigma", "decoder_scale"} & set(RunConfig(binarize="dynamic").to_params())
     gaussian = RunConfig(likelihood="gaussian", decoder_scale="learned")
-    assert gaussian.to_params()["decoder_scale"] == "learned" and float(gaussian.to_params()["sigma"]) ** 2 == \
-        pytest.approx(0.5)
+    assert gaussian.to_params()["decoder_scale"] == "learned" and float(
+        gaussian.to_params()["sigma"]
+    ) ** 2 == pytest.approx(0.5)
     assert "Gaussian likelihood (σ learned from 0.707)" in gaussian.describe()
     assert "Bernoulli likelihood on grey levels" in RunConfig().describe()
 
@@ -88,7 +121,7 @@ def test_a_conv_model_logs_no_hidden_sizes_and_a_run_before_architectures_loads_
     assert RunConfig.from_params(older).architecture == "mlp"
 
 
-def parse(argv: list[str], base: RunConfig = RunConfig()):
+def parse(argv: list[str], base: RunConfig = RunConfig()):  # noqa: B008 (frozen: one shared default is safe)
     parser = Parser(prog="train")
     add_run_arguments(parser, base)
     return parser.parse_args(argv)
@@ -96,10 +129,31 @@ def parse(argv: list[str], base: RunConfig = RunConfig()):
 
 # A value for every field other than its default (but binarize: binary pixels go with the Bernoulli
 # likelihood, σ with the Gaussian), as typed on a command line.
-EVERY_FIELD = {"model": "ae", "architecture": "conv", "dataset": "mnist", "latent_dim": "7", "hidden": "64,32",
-               "likelihood": "gaussian", "decoder_scale": "learned", "sigma": "0.2", "binarize": "none", "beta": "0.5", "warmup_epochs": "3", "free_bits": "0.25", "epochs": "4",
-               "batch_size": "64", "lr": "0.002", "patience": "0", "seed": "9", "limit": "100", "fid": "off",
-               "fid_samples": "500", "sampler": "gmm", "iw_samples": "5", "precision": "bf16"}
+EVERY_FIELD = {
+    "model": "ae",
+    "architecture": "conv",
+    "dataset": "mnist",
+    "latent_dim": "7",
+    "hidden": "64,32",
+    "likelihood": "gaussian",
+    "decoder_scale": "learned",
+    "sigma": "0.2",
+    "binarize": "none",
+    "beta": "0.5",
+    "warmup_epochs": "3",
+    "free_bits": "0.25",
+    "epochs": "4",
+    "batch_size": "64",
+    "lr": "0.002",
+    "patience": "0",
+    "seed": "9",
+    "limit": "100",
+    "fid": "off",
+    "fid_samples": "500",
+    "sampler": "gmm",
+    "iw_samples": "5",
+    "precision": "bf16",
+}
 
 
 def test_the_command_line_has_an_option_for_every_field_and_parses_it_to_the_field_type():
@@ -110,8 +164,10 @@ def test_the_command_line_has_an_option_for_every_field_and_parses_it_to_the_fie
     assert config_from_args(parse([])) == RunConfig()
 
 
-@pytest.mark.parametrize("option, word", [("--latent-dim", "seven"), ("--beta", "big"), ("--hidden", "400x2"),
-                                          ("--limit", "1.5"), ("--seed", "")])
+@pytest.mark.parametrize(
+    "option, word",
+    [("--latent-dim", "seven"), ("--beta", "big"), ("--hidden", "400x2"), ("--limit", "1.5"), ("--seed", "")],
+)
 def test_a_word_that_is_not_the_fields_type_is_one_line_naming_the_field(option, word, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse([option, word])

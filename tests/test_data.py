@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-
 from conftest import idx_bytes, write_idx_set
+
 from toolkit.data import FILES, DataError, find_files, load_splits
 
 

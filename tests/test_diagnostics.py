@@ -1,4 +1,5 @@
 """The diagnostics' estimators on cases whose answers are known."""
+
 import math
 from pathlib import Path
 
@@ -7,9 +8,15 @@ import torch
 
 from toolkit import fid, pipeline
 from toolkit.data import Split, Splits
-
-from toolkit.diagnostics import (nearest, nearest_ratio, precision_recall, probe_accuracy, rate_split, traversal_codes,
-                                 traversal_dims)
+from toolkit.diagnostics import (
+    nearest,
+    nearest_ratio,
+    precision_recall,
+    probe_accuracy,
+    rate_split,
+    traversal_codes,
+    traversal_dims,
+)
 from toolkit.objectives import kl_per_dim
 
 
@@ -129,4 +136,4 @@ def test_a_run_whose_samples_copy_any_training_image_scores_near_zero(monkeypatc
     for key in ("nearest/pixels/samples", "nearest/toy/samples"):
         assert metrics[key] == 0.0 if copying else 0.9 < metrics[key] < 1.1
     if copying:
-        assert torch.equal(shown["nearest_pixels"], samples[:len(shown["nearest_pixels"])])
+        assert torch.equal(shown["nearest_pixels"], samples[: len(shown["nearest_pixels"])])

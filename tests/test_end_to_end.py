@@ -1,4 +1,5 @@
 """The real `toolkit train` command on real Fashion-MNIST, read back from the MLflow store."""
+
 import json
 import os
 import signal
@@ -17,16 +18,25 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
 from toolkit.config import VAE_ONLY, RunConfig
-from toolkit.evaluate import elbo_metrics
 from toolkit.data import load_splits
+from toolkit.evaluate import elbo_metrics
 from toolkit.models import build
 from toolkit.tracking import load_model
 
 TOOLKIT = str(Path(sys.executable).parent / "toolkit")
 EPOCHS, LIMIT, LATENT = 2, 2000, 6
 FID_SAMPLES, IW_SAMPLES = 1000, 20
-EPOCH_METRICS = ["train/loss", "train/recon", "train/kl", "val/loss", "val/recon", "val/kl", "val/mse",
-                 "val/active_units", "beta_eff"]
+EPOCH_METRICS = [
+    "train/loss",
+    "train/recon",
+    "train/kl",
+    "val/loss",
+    "val/recon",
+    "val/kl",
+    "val/mse",
+    "val/active_units",
+    "beta_eff",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +50,39 @@ def trained(tmp_path_factory, real_data):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     (root / "garbage.pth").write_bytes(b"not a state dict")
-    extra = {"vae": ["--fid", "inception", "--fid-weights", str(root / "garbage.pth"), "--iw-samples", str(IW_SAMPLES)],
-             "ae": ["--sampler", "gmm"]}
+    extra = {
+        "vae": ["--fid", "inception", "--fid-weights", str(root / "garbage.pth"), "--iw-samples", str(IW_SAMPLES)],
+        "ae": ["--sampler", "gmm"],
+    }
     stderr = {}
     for model in ("vae", "ae"):
         stderr[model] = subprocess.run(
-            [TOOLKIT, "train", "--model", model, "--epochs", str(EPOCHS), "--limit", str(LIMIT), "--latent-dim",
-             str(LATENT), "--data-dir", str(real_data), "--experiment", "e2e", "--fid-samples", str(FID_SAMPLES),
-             "--quiet", *extra[model]], check=True, env=env, cwd=root, timeout=900, capture_output=True, text=True,
+            [
+                TOOLKIT,
+                "train",
+                "--model",
+                model,
+                "--epochs",
+                str(EPOCHS),
+                "--limit",
+                str(LIMIT),
+                "--latent-dim",
+                str(LATENT),
+                "--data-dir",
+                str(real_data),
+                "--experiment",
+                "e2e",
+                "--fid-samples",
+                str(FID_SAMPLES),
+                "--quiet",
+                *extra[model],
+            ],
+            check=True,
+            env=env,
+            cwd=root,
+            timeout=900,
+            capture_output=True,
+            text=True,
         ).stderr
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["e2e"])
@@ -96,11 +131,14 @@ def test_every_run_logs_the_diagnostics_of_its_codes_and_samples_and_a_vae_its_r
             assert 0 <= run[f"metrics.recall/fmnist-cnn/{kind}"] <= 1
         assert run["metrics.nearest/pixels/samples"] > 0.5 and run["metrics.nearest/fmnist-cnn/samples"] > 0.5
     vae = runs["vae"]
-    assert 0 < vae["metrics.test/mutual_info"] <= vae["metrics.test/mutual_info_ceiling"] == pytest.approx(np.log(10_000))
+    assert (
+        0 < vae["metrics.test/mutual_info"] <= vae["metrics.test/mutual_info_ceiling"] == pytest.approx(np.log(10_000))
+    )
     assert vae["metrics.test/mutual_info"] + vae["metrics.test/marginal_kl"] == pytest.approx(vae["metrics.test/kl"])
     assert all(vae[f"metrics.test/marginal_kl_dim/{d:02d}"] >= -0.05 for d in range(LATENT))
     assert vae["metrics.prior_hole/fmnist-cnn"] == pytest.approx(
-        vae["metrics.fid/fmnist-cnn/samples"] - vae["metrics.fid/fmnist-cnn/aggregate_posterior"])
+        vae["metrics.fid/fmnist-cnn/samples"] - vae["metrics.fid/fmnist-cnn/aggregate_posterior"]
+    )
     assert "metrics.prior_hole/fmnist-cnn" not in runs["ae"] or np.isnan(runs["ae"]["metrics.prior_hole/fmnist-cnn"])
 
 
@@ -111,10 +149,20 @@ def test_ae_logs_no_kl_metrics(trained):
     assert not [k for k in logged if "kl" in k or k == "beta_eff"]
 
 
-FIGURES = {"reconstructions", "samples_normal_prior", "samples_laplace_prior", "interpolation", "latent_pca",
-           "latent_tsne", "loss_curves", "nearest_training"}
-EXTRA_FIGURES = {"vae": {"kl_per_dim", "kl_heatmap", "traversals", "samples_aggregate_posterior"},
-                 "ae": {"samples_fitted_gaussian", "samples_gmm"}}
+FIGURES = {
+    "reconstructions",
+    "samples_normal_prior",
+    "samples_laplace_prior",
+    "interpolation",
+    "latent_pca",
+    "latent_tsne",
+    "loss_curves",
+    "nearest_training",
+}
+EXTRA_FIGURES = {
+    "vae": {"kl_per_dim", "kl_heatmap", "traversals", "samples_aggregate_posterior"},
+    "ae": {"samples_fitted_gaussian", "samples_gmm"},
+}
 
 
 def test_artifacts_hold_the_model_every_figure_and_kl_per_dim(trained):
@@ -136,8 +184,11 @@ def test_the_model_is_an_mlflow_pytorch_model_with_its_typed_config(trained, tmp
     for model, run in runs.items():
         [logged] = client.search_logged_models([run["experiment_id"]], f"source_run_id = '{run['run_id']}'")
         assert logged.name == "model" and logged.status == LoggedModelStatus.READY
-        path = Path(mlflow.artifacts.download_artifacts(f"runs:/{run['run_id']}/model", dst_path=str(tmp_path / model),
-                                                        tracking_uri=uri))
+        path = Path(
+            mlflow.artifacts.download_artifacts(
+                f"runs:/{run['run_id']}/model", dst_path=str(tmp_path / model), tracking_uri=uri
+            )
+        )
         assert "pytorch" in (path / "MLmodel").read_text()
         config = json.loads((path / "extra_files" / "config.json").read_text())
         assert config["latent_dim"] == LATENT and config["limit"] == LIMIT and config["hidden"] == [400]
@@ -154,8 +205,9 @@ def test_images_npz_holds_the_pictures_the_figures_show(trained, real_data, tmp_
         samples = {f"samples_{name}" for name in ("normal_prior", "laplace_prior")}
         samples |= {"samples_fitted_gaussian", "samples_gmm"} if model == "ae" else {"samples_aggregate_posterior"}
         nearest = {"nearest_samples", "nearest_pixels", "nearest_features"}
-        assert set(images) == {"originals", "reconstructions", "interpolation"} | samples | nearest | \
-            ({"traversal"} if model == "vae" else set())
+        assert set(images) == {"originals", "reconstructions", "interpolation"} | samples | nearest | (
+            {"traversal"} if model == "vae" else set()
+        )
         assert all(array.dtype == np.uint8 and array.shape[1:] == (28, 28) for array in images.values())
         assert all(len(images[name]) == 64 for name in samples)
         assert all(len(images[name]) == 10 for name in nearest)
@@ -219,11 +271,31 @@ def test_model_loaded_from_the_store_reproduces_the_logged_test_metrics(trained,
 
 
 @pytest.mark.parametrize("model_name", ["vae", "ae"])
-def test_a_conv_model_goes_the_same_way_from_the_command_to_a_reloaded_model(model_name, real_subset, store,
-                                                                              tmp_cwd):
-    subprocess.run([TOOLKIT, "train", "--architecture", "conv", "--model", model_name, "--epochs", "1",
-                    "--data-dir", str(real_subset), "--fid-samples", "500", "--iw-samples", "5",
-                    "--experiment", "conv", "--quiet"], check=True, capture_output=True, timeout=600)
+def test_a_conv_model_goes_the_same_way_from_the_command_to_a_reloaded_model(model_name, real_subset, store, tmp_cwd):
+    subprocess.run(
+        [
+            TOOLKIT,
+            "train",
+            "--architecture",
+            "conv",
+            "--model",
+            model_name,
+            "--epochs",
+            "1",
+            "--data-dir",
+            str(real_subset),
+            "--fid-samples",
+            "500",
+            "--iw-samples",
+            "5",
+            "--experiment",
+            "conv",
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     client = MlflowClient(store)
     [run] = client.search_runs([client.get_experiment_by_name("conv").experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_name.startswith(f"{model_name}-conv-z20")
@@ -236,8 +308,7 @@ def test_a_conv_model_goes_the_same_way_from_the_command_to_a_reloaded_model(mod
     model, config = load_model(run.info.run_id, torch.device("cpu"))
     assert config.architecture == "conv" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     test = load_splits("fashion-mnist", real_subset, download=False).test
-    assert elbo_metrics(model, test, config)["recon"] == pytest.approx(
-        run.data.metrics["test/recon"], rel=1e-6)
+    assert elbo_metrics(model, test, config)["recon"] == pytest.approx(run.data.metrics["test/recon"], rel=1e-6)
 
 
 def test_load_model_reads_runs_logged_before_mlflow_models(store, tmp_path):
@@ -261,9 +332,28 @@ def _run_status(uri, experiment):
 
 
 def test_a_diverging_run_ends_failed_with_a_clear_error(real_data, store, tmp_cwd):
-    result = subprocess.run([TOOLKIT, "train", "--epochs", "2", "--limit", "500", "--lr", "1e6",
-                             "--data-dir", str(real_data), "--experiment", "nan", "--fid", "off", "--quiet"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            TOOLKIT,
+            "train",
+            "--epochs",
+            "2",
+            "--limit",
+            "500",
+            "--lr",
+            "1e6",
+            "--data-dir",
+            str(real_data),
+            "--experiment",
+            "nan",
+            "--fid",
+            "off",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert "non-finite" in result.stderr and "Traceback" not in result.stderr
     mlflow.set_tracking_uri(store)
@@ -273,9 +363,24 @@ def test_a_diverging_run_ends_failed_with_a_clear_error(real_data, store, tmp_cw
 
 
 def test_an_interrupted_run_ends_killed(real_data, store, tmp_cwd):
-    process = subprocess.Popen([TOOLKIT, "train", "--epochs", "500", "--limit", "500", "--data-dir",
-                                str(real_data), "--experiment", "interrupted", "--fid", "off", "--quiet"],
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [
+            TOOLKIT,
+            "train",
+            "--epochs",
+            "500",
+            "--limit",
+            "500",
+            "--data-dir",
+            str(real_data),
+            "--experiment",
+            "interrupted",
+            "--fid",
+            "off",
+            "--quiet",
+        ],
+        stderr=subprocess.PIPE,
+    )
     mlflow.set_tracking_uri(store)
     client = MlflowClient(store)
     deadline = time.time() + 120
@@ -292,26 +397,62 @@ def test_an_interrupted_run_ends_killed(real_data, store, tmp_cwd):
 
 def test_the_same_command_twice_gives_identical_metrics_on_cpu(real_subset, store, tmp_cwd):
     """Every metric (per epoch and final, FIDs included; wall times aside) and the weights, bit for bit."""
-    command = [TOOLKIT, "train", "--data-dir", str(real_subset), "--epochs", "2", "--latent-dim", "4",
-               "--fid-samples", "500", "--iw-samples", "5", "--experiment", "twice", "--quiet"]
+    command = [
+        TOOLKIT,
+        "train",
+        "--data-dir",
+        str(real_subset),
+        "--epochs",
+        "2",
+        "--latent-dim",
+        "4",
+        "--fid-samples",
+        "500",
+        "--iw-samples",
+        "5",
+        "--experiment",
+        "twice",
+        "--quiet",
+    ]
     for _ in range(2):
         subprocess.run(command, check=True, capture_output=True, timeout=600)
     client = MlflowClient(store)
-    first, second = client.search_runs([client.get_experiment_by_name("twice").experiment_id],
-                                       order_by=["attributes.start_time ASC"])
+    first, second = client.search_runs(
+        [client.get_experiment_by_name("twice").experiment_id], order_by=["attributes.start_time ASC"]
+    )
     timeless = [{k: v for k, v in run.data.metrics.items() if not k.startswith("time/")} for run in (first, second)]
     assert timeless[0] == timeless[1] and len(timeless[0]) >= 28  # 4 latent dims
     for key in ("val/loss", "train/kl", "val/kl_dim/03"):
-        assert [m.value for m in client.get_metric_history(first.info.run_id, key)] == \
-            [m.value for m in client.get_metric_history(second.info.run_id, key)]
+        assert [m.value for m in client.get_metric_history(first.info.run_id, key)] == [
+            m.value for m in client.get_metric_history(second.info.run_id, key)
+        ]
     weights = [load_model(run.info.run_id, torch.device("cpu"))[0].state_dict() for run in (first, second)]
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
 
 def test_evaluate_gives_an_older_run_the_metrics_and_figures_it_lacks_without_retraining(real_subset, store, tmp_cwd):
-    subprocess.run([TOOLKIT, "train", "--epochs", "1", "--latent-dim", "3", "--data-dir", str(real_subset),
-                    "--fid-samples", "500", "--iw-samples", "5", "--experiment", "older", "--quiet"],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            TOOLKIT,
+            "train",
+            "--epochs",
+            "1",
+            "--latent-dim",
+            "3",
+            "--data-dir",
+            str(real_subset),
+            "--fid-samples",
+            "500",
+            "--iw-samples",
+            "5",
+            "--experiment",
+            "older",
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     client = MlflowClient(store)
     run = client.search_runs([client.get_experiment_by_name("older").experiment_id])[0]
     run_id, before = run.info.run_id, run.data.metrics
@@ -325,14 +466,19 @@ def test_evaluate_gives_an_older_run_the_metrics_and_figures_it_lacks_without_re
     figure.unlink()
     assert lacking and not set(lacking) & set(client.get_run(run_id).data.metrics)
 
-    result = subprocess.run([TOOLKIT, "evaluate", "--experiment", "older", "--data-dir", str(real_subset)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [TOOLKIT, "evaluate", "--experiment", "older", "--data-dir", str(real_subset)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"run {run_id}: {len(lacking)} metrics added" in result.stderr
     after = client.get_run(run_id)
     assert after.info.status == "FINISHED" and after.data.tags["evaluated_by"] == after.data.tags["git_commit"]
     assert after.data.metrics == pytest.approx(before, rel=1e-6)  # the lost ones back, nothing else changed
     assert figure.is_file()
-    again = subprocess.run([TOOLKIT, "evaluate", run_id, "--data-dir", str(real_subset)], capture_output=True,
-                           text=True, timeout=600)
+    again = subprocess.run(
+        [TOOLKIT, "evaluate", run_id, "--data-dir", str(real_subset)], capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0 and f"run {run_id}: nothing to add" in again.stderr

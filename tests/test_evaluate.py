@@ -1,10 +1,11 @@
 """The importance-weighted bound on the test NLL (Burda et al. 2015)."""
+
 import math
 
 import pytest
 import torch
-
 from test_train import config, synthetic_splits
+
 from toolkit.evaluate import elbo_metrics, iw_nll
 from toolkit.models import build
 from toolkit.train import fit
@@ -21,7 +22,8 @@ def trained():
 def test_one_sample_bound_is_the_negative_elbo(trained):
     model, test = trained
     assert iw_nll(model, test, "bernoulli", samples=1).nats == pytest.approx(
-        elbo_metrics(model, test, config(epochs=5))["neg_elbo"], rel=0.01)
+        elbo_metrics(model, test, config(epochs=5))["neg_elbo"], rel=0.01
+    )
 
 
 def test_bound_tightens_as_samples_grow(trained):

@@ -1,11 +1,12 @@
 """Faults researchers hit, with real processes: commands started at the same instant on a fresh
 store, a process killed with SIGKILL, nonsense on the command line. In each case the store is
 read back afterwards: nothing finished is lost, nothing is left RUNNING by a dead process."""
+
 from __future__ import annotations
 
+import os
 import shutil
 import signal
-import os
 import sqlite3
 import subprocess
 import sys
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import write_idx_set
 from mlflow import MlflowClient
 
-from conftest import write_idx_set
 from toolkit.config import RunConfig
 from toolkit.studies import Settings, Study, run_study
 
@@ -43,8 +44,10 @@ def local_store(directory: Path) -> MlflowClient:
 
 
 def start_together(commands: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess]:
-    processes = [subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for command in commands]
+    processes = [
+        subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for command in commands
+    ]
     results = []
     for command, process in zip(commands, processes):
         out, err = process.communicate(timeout=600)
@@ -58,32 +61,44 @@ def test_three_trains_started_together_all_finish(store_exists, tiny_data, user_
     """Two processes creating a fresh store's tables at once used to break it for good (a stray
     `_alembic_tmp_*` table) or lose one of the runs."""
     if store_exists:
-        subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, "--seed", "0", *TINY_RUN], cwd=tmp_cwd,
-                       check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [TOOLKIT, "train", "--data-dir", tiny_data, "--seed", "0", *TINY_RUN],
+            cwd=tmp_cwd,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     commands = [[TOOLKIT, "train", "--data-dir", tiny_data, "--seed", str(seed), *TINY_RUN] for seed in (1, 2, 3)]
     results = start_together(commands, tmp_cwd)
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr[-500:] for r in results]
     client = local_store(tmp_cwd)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert sorted(run.data.params["seed"] for run in runs) == ["0", "1", "2", "3"][not store_exists:]
+    assert sorted(run.data.params["seed"] for run in runs) == ["0", "1", "2", "3"][not store_exists :]
     assert {run.info.status for run in runs} == {"FINISHED"}
     with sqlite3.connect(tmp_cwd / "mlruns" / "mlflow.db") as db:
         tables = [name for (name,) in db.execute("select name from sqlite_master where type = 'table'")]
     assert not [name for name in tables if name.startswith("_alembic_tmp")]
-    again = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True,
-                           text=True, timeout=300)
+    again = subprocess.run(
+        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr  # the store still works
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("store_exists", [False, True])
-def test_two_study_processes_started_together_share_one_parent_and_one_fid_reference(store_exists, tiny_data,
-                                                                                      user_env, tmp_cwd):
+def test_two_study_processes_started_together_share_one_parent_and_one_fid_reference(
+    store_exists, tiny_data, user_env, tmp_cwd
+):
     """Two processes of one study used to create two parent runs (children split between them)
     and train the FID feature CNN twice, on a fresh store or an existing one."""
     if store_exists:
-        subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, "--experiment", "earlier", *TINY_RUN],
-                       cwd=tmp_cwd, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [TOOLKIT, "train", "--data-dir", tiny_data, "--experiment", "earlier", *TINY_RUN],
+            cwd=tmp_cwd,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     command = [sys.executable, str(ROOT / "studies" / "posterior_collapse.py"), "--quick", "--data-dir", tiny_data]
     results = start_together([command, command], tmp_cwd)
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-500:] for r in results]
@@ -94,8 +109,9 @@ def test_two_study_processes_started_together_share_one_parent_and_one_fid_refer
     assert len(parents) == 1
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == len(runs) - 1 == 12 and {run.info.status for run in children} == {"FINISHED"}
-    study = optuna.load_study(study_name="posterior-collapse-quick",
-                              storage=f"sqlite:///{tmp_cwd / 'mlruns' / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name="posterior-collapse-quick", storage=f"sqlite:///{tmp_cwd / 'mlruns' / 'optuna.db'}"
+    )
     assert Counter(t.state for t in study.trials)[optuna.trial.TrialState.COMPLETE] == 12
     references = client.search_runs([client.get_experiment_by_name("fid-references").experiment_id])
     assert len(references) == 1
@@ -103,9 +119,30 @@ def test_two_study_processes_started_together_share_one_parent_and_one_fid_refer
 
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_command(tiny_data, user_env, tmp_cwd):
-    process = subprocess.Popen([TOOLKIT, "train", "--data-dir", tiny_data, "--experiment", "killed", "--epochs", "500",
-                                "--latent-dim", "2", "--hidden", "16", "--fid", "off", "--patience", "0", "--quiet"],
-                               cwd=tmp_cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            TOOLKIT,
+            "train",
+            "--data-dir",
+            tiny_data,
+            "--experiment",
+            "killed",
+            "--epochs",
+            "500",
+            "--latent-dim",
+            "2",
+            "--hidden",
+            "16",
+            "--fid",
+            "off",
+            "--patience",
+            "0",
+            "--quiet",
+        ],
+        cwd=tmp_cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # until an epoch is logged
         try:
@@ -121,12 +158,18 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_command(tiny_dat
     [killed] = runs
     assert client.get_run(killed.info.run_id).info.status == "RUNNING"  # what SIGKILL leaves
     other_host = {"host": "another-machine", "pid": "1"}
-    elsewhere = {name: client.create_run(killed.info.experiment_id, tags={**other_host, **tags})
-                 for name, tags in {"silent": {"heartbeat": str(time.time() - 1200)},
-                                    "beating": {"heartbeat": str(time.time())}, "no heartbeat": {}}.items()}
+    elsewhere = {
+        name: client.create_run(killed.info.experiment_id, tags={**other_host, **tags})
+        for name, tags in {
+            "silent": {"heartbeat": str(time.time() - 1200)},
+            "beating": {"heartbeat": str(time.time())},
+            "no heartbeat": {},
+        }.items()
+    }
 
-    after = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True,
-                           text=True, timeout=300)
+    after = subprocess.run(
+        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True, text=True, timeout=300
+    )
     assert after.returncode == 0
     [note] = [line for line in after.stderr.splitlines() if "FAILED" in line]
     assert note.startswith("note: marked 2 run(s) FAILED whose process had died") and killed.info.run_id[:8] in note
@@ -141,14 +184,20 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_command(tiny_dat
     assert time.time() - float(finished.data.tags["heartbeat"]) < 300  # runs beat while they are open
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([TOOLKIT, "train", "--free-bits", "nan"], "error: free_bits: must be a finite number, got nan"),
-    ([TOOLKIT, "train", "--beta", "inf"], "error: beta: must be a finite number, got inf"),
-    ([TOOLKIT, "train", "--lr", "inf"], "error: lr: must be a finite number, got inf"),
-    ([TOOLKIT, "train", "--seed", str(2 ** 70)], f"error: seed: must be between 0 and 2**32 - 1, got {2 ** 70}"),
-    ([sys.executable, str(ROOT / "studies" / "search.py"), "--trials", "0"], "error: trials: must be >= 1, got 0"),
-    ([sys.executable, str(ROOT / "studies" / "search.py"), "--trials", "-1"], "error: trials: must be >= 1, got -1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([TOOLKIT, "train", "--free-bits", "nan"], "error: free_bits: must be a finite number, got nan"),
+        ([TOOLKIT, "train", "--beta", "inf"], "error: beta: must be a finite number, got inf"),
+        ([TOOLKIT, "train", "--lr", "inf"], "error: lr: must be a finite number, got inf"),
+        ([TOOLKIT, "train", "--seed", str(2**70)], f"error: seed: must be between 0 and 2**32 - 1, got {2**70}"),
+        ([sys.executable, str(ROOT / "studies" / "search.py"), "--trials", "0"], "error: trials: must be >= 1, got 0"),
+        (
+            [sys.executable, str(ROOT / "studies" / "search.py"), "--trials", "-1"],
+            "error: trials: must be >= 1, got -1",
+        ),
+    ],
+)
 def test_nonsense_is_refused_in_one_line_before_any_run_exists(argv, message, user_env, tmp_cwd):
     result = subprocess.run(argv, cwd=tmp_cwd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.strip() == message
@@ -170,30 +219,55 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_fails_the_run_in_one_line_and_records_why(tiny_data, small_disk, tmp_cwd, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{small_disk / 'mlflow.db'}")
-    result = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, "--epochs", "1", "--fid", "off", "--quiet"],
-                            cwd=tmp_cwd, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [TOOLKIT, "train", "--data-dir", tiny_data, "--epochs", "1", "--fid", "off", "--quiet"],
+        cwd=tmp_cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
     assert result.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: the disk is full"), errors
     subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)  # space freed
-    again = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True,
-                           text=True, timeout=300)
+    again = subprocess.run(
+        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr
     client = MlflowClient(f"sqlite:///{small_disk / 'mlflow.db'}")
-    failed, finished = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id],
-                                          order_by=["attributes.start_time ASC"])
+    failed, finished = client.search_runs(
+        [client.get_experiment_by_name("fashion-mnist").experiment_id], order_by=["attributes.start_time ASC"]
+    )
     assert failed.info.status == "FAILED" and finished.info.status == "FINISHED"  # ended then, or by the next command
     assert len(client.get_metric_history(failed.info.run_id, "val/loss")) == 1  # the epoch it trained is kept
 
 
-@pytest.mark.parametrize("setup, argv, hint", [
-    ("mlruns/mlflow.db", [TOOLKIT, "train", *TINY_RUN], "its database file is damaged: move mlflow.db aside"),
-    ("mlruns/optuna.db", [sys.executable, str(ROOT / "studies" / "search.py"), "--quick"],
-     "its database file is damaged: move it aside"),
-    (None, [sys.executable, str(ROOT / "studies" / "search.py"), "--quick", "--storage",
-            "postgresql://nobody@127.0.0.1:9/none"], "write postgresql+psycopg2://"),
-    (None, [TOOLKIT, "train", "--fid-weights", "/nonexistent/pt_inception.pth", "--epochs", "1", "--quiet"],
-     "Inception weights file /nonexistent/pt_inception.pth (--fid-weights / TOOLKIT_FID_WEIGHTS) does not exist"),
-])
+@pytest.mark.parametrize(
+    "setup, argv, hint",
+    [
+        ("mlruns/mlflow.db", [TOOLKIT, "train", *TINY_RUN], "its database file is damaged: move mlflow.db aside"),
+        (
+            "mlruns/optuna.db",
+            [sys.executable, str(ROOT / "studies" / "search.py"), "--quick"],
+            "its database file is damaged: move it aside",
+        ),
+        (
+            None,
+            [
+                sys.executable,
+                str(ROOT / "studies" / "search.py"),
+                "--quick",
+                "--storage",
+                "postgresql://nobody@127.0.0.1:9/none",
+            ],
+            "write postgresql+psycopg2://",
+        ),
+        (
+            None,
+            [TOOLKIT, "train", "--fid-weights", "/nonexistent/pt_inception.pth", "--epochs", "1", "--quiet"],
+            "Inception weights file /nonexistent/pt_inception.pth (--fid-weights / TOOLKIT_FID_WEIGHTS) does not exist",
+        ),
+    ],
+)
 def test_a_damaged_or_mistyped_store_gets_a_hint_that_fits(setup, argv, hint, tiny_data, user_env, tmp_cwd):
     if setup:
         (tmp_cwd / setup).parent.mkdir(parents=True, exist_ok=True)
@@ -206,8 +280,13 @@ def test_a_damaged_or_mistyped_store_gets_a_hint_that_fits(setup, argv, hint, ti
 
 def test_an_ae_trained_on_one_image_still_finishes(tiny_data, user_env, tmp_cwd):
     """Its Gaussian fitted to one code used to fail after training, leaving a FAILED run."""
-    result = subprocess.run([TOOLKIT, "train", "--model", "ae", "--limit", "1", "--data-dir", tiny_data, *TINY_RUN],
-                            cwd=tmp_cwd, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [TOOLKIT, "train", "--model", "ae", "--limit", "1", "--data-dir", tiny_data, *TINY_RUN],
+        cwd=tmp_cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     client = local_store(tmp_cwd)
     [run] = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
@@ -215,9 +294,13 @@ def test_an_ae_trained_on_one_image_still_finishes(tiny_data, user_env, tmp_cwd)
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tiny_data, store):
-    study = Study("diverging", RunConfig(latent_dim=2, hidden=(16,), epochs=2, fid="off", iw_samples=0),
-                  grid={"sane": {"lr": 1e-3}, "diverges": {"lr": 1e6}, "sane-too": {"lr": 2e-3}}, pruner="none",
-                  seeds=1)
+    study = Study(
+        "diverging",
+        RunConfig(latent_dim=2, hidden=(16,), epochs=2, fid="off", iw_samples=0),
+        grid={"sane": {"lr": 1e-3}, "diverges": {"lr": 1e6}, "sane-too": {"lr": 2e-3}},
+        pruner="none",
+        seeds=1,
+    )
     optuna_study = run_study(study, Settings(f"sqlite:///{Path(tiny_data).parent / 'optuna.db'}", data_dir=tiny_data))
     states = {t.user_attrs["point"]: t for t in optuna_study.trials}
     assert states["sane"].state == states["sane-too"].state == optuna.trial.TrialState.COMPLETE
@@ -235,24 +318,44 @@ def test_a_moved_or_copied_store_keeps_its_artifacts_and_writes_its_own(how, tin
     original's folder, and after a move its models were 'not in the store'."""
     original, elsewhere = tmp_cwd / "project", tmp_cwd / "elsewhere"
     original.mkdir()
-    subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=original, check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN],
+        cwd=original,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (shutil.move if how == "moved" else shutil.copytree)(original, elsewhere)
     before = sorted(p for p in (original / "mlruns" / "artifacts").rglob("*")) if how == "copied" else []
 
-    again = subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=elsewhere, capture_output=True,
-                           text=True, timeout=300)
+    again = subprocess.run(
+        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
-    assert f"note: this store was at {original / 'mlruns'}; its artifact locations now point to " \
+    assert (
+        f"note: this store was at {original / 'mlruns'}; its artifact locations now point to "
         f"{elsewhere / 'mlruns'}" in again.stderr
+    )
     client = local_store(elsewhere)
     runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
     assert len(runs) == 2 and all(run.info.artifact_uri.startswith(str(elsewhere)) for run in runs)
     for run in runs:  # the old run's model and figures are read from the new place
         assert {"figures", "images.npz"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
-    loaded = subprocess.run([sys.executable, "-c", f"from toolkit.tracking import load_model; "
-                             f"print(load_model('{runs[-1].info.run_id}')[1].latent_dim)"],
-                            cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from toolkit.tracking import load_model; print(load_model('{runs[-1].info.run_id}')[1].latent_dim)",
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert loaded.stdout.strip() == "2", loaded.stderr
     if how == "copied":  # the original is untouched
         assert sorted(p for p in (original / "mlruns" / "artifacts").rglob("*")) == before
@@ -262,8 +365,13 @@ def test_a_store_the_user_may_not_write_is_one_line_and_keeps_its_runs(tiny_data
     """A store made by another user, opened by one without the right to write it: 213 lines of
     traceback before. Run as root (CI), the store is given to `nobody` and the command runs
     without root's power to override file permissions (setpriv drops CAP_DAC_OVERRIDE)."""
-    subprocess.run([TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN],
+        cwd=tmp_cwd,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     store = tmp_cwd / "mlruns"
     unprivileged = []
     if os.geteuid() == 0:
@@ -272,8 +380,13 @@ def test_a_store_the_user_may_not_write_is_one_line_and_keeps_its_runs(tiny_data
         unprivileged = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", "--"]
     for path in [store, *store.rglob("*")]:  # owner-writable only: not by this user
         path.chmod(path.stat().st_mode & ~0o022 if os.geteuid() == 0 else path.stat().st_mode & ~0o222)
-    result = subprocess.run([*unprivileged, TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*unprivileged, TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN],
+        cwd=tmp_cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
     assert result.returncode == 2 and len(errors) == 1, errors
     assert errors[0].startswith("error: ") and "writable" in errors[0] and "MLFLOW_TRACKING_URI" in errors[0], errors
@@ -289,8 +402,9 @@ def test_a_database_server_gone_for_good_ends_the_command_in_one_line(capsys):
 
     from toolkit import command
 
-    gone = sqlalchemy.exc.OperationalError("UPDATE trials …", {}, Exception(
-        'connection to server at "127.0.0.1", port 5432 failed: Connection refused'))
+    gone = sqlalchemy.exc.OperationalError(
+        "UPDATE trials …", {}, Exception('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
+    )
     with pytest.raises(SystemExit) as exit_status, command("interrupted"):
         raise gone
     [line] = capsys.readouterr().err.splitlines()

@@ -1,11 +1,12 @@
 """Fréchet distances, the domain extractor and its cache, and the Inception fallbacks."""
+
 import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import write_idx_set
 from pytorch_fid import inception as pytorch_fid_inception
 
-from conftest import write_idx_set
 from toolkit import fid, names, tracking
 from toolkit.config import RunConfig
 from toolkit.data import load_splits
@@ -30,8 +31,10 @@ def test_samples_of_an_untrained_decoder_score_worse_than_a_trained_one(real_sub
     trained = build(config, "cpu")
     fit(trained, splits, config, quiet=True)
     prior = NormalPrior(config.latent_dim)
-    scores = {name: reference.fid(generate(model, prior, 500)) for name, model in
-              (("untrained", untrained), ("trained", trained))}
+    scores = {
+        name: reference.fid(generate(model, prior, 500))
+        for name, model in (("untrained", untrained), ("trained", trained))
+    }
     assert scores["trained"] < 0.5 * scores["untrained"]
     assert reference.floor < scores["trained"]
 
@@ -46,8 +49,12 @@ def test_the_domain_extractor_is_trained_once_and_reused(tmp_path, store, monkey
     assert len(trainings) == 1
     assert second.run_id == first.run_id and second.extractor.content_hash == first.extractor.content_hash
     assert second.extractor.name == "fmnist-cnn"
-    np.testing.assert_allclose(second.extractor.features(splits.test.images),
-                               first.extractor.features(splits.test.images), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        second.extractor.features(splits.test.images),
+        first.extractor.features(splits.test.images),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     np.testing.assert_allclose(second.statistics[0], first.statistics[0])
     assert second.floor == first.floor
     for name in fid.RealSide.__dataclass_fields__:  # the real side: stored with the reference, read back
@@ -81,8 +88,9 @@ def test_a_missing_weights_file_is_named(tmp_path):
 
 def test_without_weights_or_network_inception_says_how_to_provide_them(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache
-    monkeypatch.setattr(pytorch_fid_inception, "FID_WEIGHTS_URL",
-                        "http://127.0.0.1:9/pt_inception-2015-12-05-6726825d.pth")  # refuses connections
+    monkeypatch.setattr(
+        pytorch_fid_inception, "FID_WEIGHTS_URL", "http://127.0.0.1:9/pt_inception-2015-12-05-6726825d.pth"
+    )  # refuses connections
     assert fid.inception_weights() is None
     with pytest.raises(fid.FidUnavailable) as error:
         fid.inception_extractor(None, "cpu")

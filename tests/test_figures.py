@@ -1,12 +1,12 @@
 """Each figure function returns a figure with the expected panels for small inputs."""
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from toolkit import figures
+from toolkit import drawing, figures
 from toolkit.config import RunConfig
 from toolkit.models import build
-from toolkit.reports import plots
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +20,7 @@ def model(kind="vae", latent_dim=3):
     return build(RunConfig(model=kind, latent_dim=latent_dim, hidden=(16,)), "cpu")
 
 
-def tiles(ax, scale: int = plots.SCALE, side: int = 28, gap: int = plots.GAP) -> tuple[int, int]:
+def tiles(ax, scale: int = drawing.SCALE, side: int = 28, gap: int = drawing.GAP) -> tuple[int, int]:
     """(rows, columns) of the images tiled into the axis's one picture."""
     height, width = ax.images[0].get_array().shape
     return (height // scale + gap) // (side + gap), (width // scale + gap) // (side + gap)
@@ -32,8 +32,8 @@ def test_reconstructions_put_originals_above_reconstructions():
     rows = [ax for ax in fig.axes if ax.images]
     assert [ax.get_ylabel() for ax in rows] == ["original", "reconstruction"]
     assert [tiles(ax) for ax in rows] == [(1, 7), (1, 7)]
-    side = 28 * plots.SCALE
-    first = rows[1].images[0].get_array()[:side:plots.SCALE, :side:plots.SCALE]  # the first reconstruction
+    side = 28 * drawing.SCALE
+    first = rows[1].images[0].get_array()[: side : drawing.SCALE, : side : drawing.SCALE]  # the first reconstruction
     assert torch.allclose(torch.from_numpy(first.copy()).flatten(), recon[0], atol=1e-6)
 
 
@@ -92,12 +92,17 @@ def texts(fig):
 def every_run_figure():
     vae, history = model(latent_dim=4), [{f"{s}/{n}": 1.0 for s in ("train", "val") for n in ("loss", "recon", "kl")}]
     images, labels = torch.rand(30, 784), torch.arange(30) % 10
-    return [figures.reconstructions(images[:10], images[:10]), figures.samples(images[:16], "samples: N(0, I) prior"),
-            figures.interpolation(images[:10]), figures.latent_pca(vae, images, labels),
-            figures.kl_bars([0.0005, 0.05, 2.0, 0.2], 0.05, 3), figures.kl_heatmap([[1.0, 0.001, 2.0]] * 3, 0.0),
-            figures.traversals(images[:18], [3, 1], [2.0, 0.5]),
-            figures.nearest_training(images[:5], images[5:10], images[10:15], "fmnist-cnn"),
-            figures.loss_curves(history * 3)]
+    return [
+        figures.reconstructions(images[:10], images[:10]),
+        figures.samples(images[:16], "samples: N(0, I) prior"),
+        figures.interpolation(images[:10]),
+        figures.latent_pca(vae, images, labels),
+        figures.kl_bars([0.0005, 0.05, 2.0, 0.2], 0.05, 3),
+        figures.kl_heatmap([[1.0, 0.001, 2.0]] * 3, 0.0),
+        figures.traversals(images[:18], [3, 1], [2.0, 0.5]),
+        figures.nearest_training(images[:5], images[5:10], images[10:15], "fmnist-cnn"),
+        figures.loss_curves(history * 3),
+    ]
 
 
 def test_every_run_figure_draws_its_text_at_8_points_or_more_at_150_dpi():

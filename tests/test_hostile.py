@@ -1,5 +1,6 @@
 """What a hostile member of a group sharing one store can write into it, and what reaches the
 others: no code run, no payload in a report, no path outside its folder, no secret printed."""
+
 from __future__ import annotations
 
 import io
@@ -43,7 +44,7 @@ def test_a_pickled_model_replaced_in_the_store_runs_no_code_when_loaded(store, t
     (folder / "data" / "model.pth").write_bytes(pickle.dumps(Payload(marker)))
     model, config = tracking.load_model(run_id, torch.device("cpu"))
     assert config == CONFIG and not model.training and not marker.exists()
-    with pytest.raises(Exception):  # what MLflow's own loader does with it: it runs the payload
+    with pytest.raises(Exception):  # noqa: B017 (any error will do) what MLflow's own loader does with it: it runs the payload
         mlflow.pytorch.load_model(str(folder), weights_only=False)
     assert marker.exists()
 
@@ -67,8 +68,15 @@ def test_a_model_logged_only_as_a_pickle_is_refused_saying_why(store, tmp_path):
 
 
 # Strings a member of the group can put into the shared store, each trying to get out of its cell.
-PAYLOADS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "[click](javascript:alert(1))",
-            "a|b\n\n# heading", "**winner**", "`code` and \\ backslash", "![i](http://evil/x.png)"]
+PAYLOADS = [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "[click](javascript:alert(1))",
+    "a|b\n\n# heading",
+    "**winner**",
+    "`code` and \\ backslash",
+    "![i](http://evil/x.png)",
+]
 
 
 def hostile_store() -> str:
@@ -76,9 +84,14 @@ def hostile_store() -> str:
     from synthetic import fake_study
 
     name = "ae-vs-vae " + PAYLOADS[1]
-    runs = [(RunConfig(model=model, seed=seed), {"test/recon": 200.0 + seed % 3 + (model == "vae"),
-                                                  "fid/fmnist-cnn/samples": 90.0 + seed % 2})
-            for model in ("vae", "ae") for seed in (42, 43, 44)]
+    runs = [
+        (
+            RunConfig(model=model, seed=seed),
+            {"test/recon": 200.0 + seed % 3 + (model == "vae"), "fid/fmnist-cnn/samples": 90.0 + seed % 2},
+        )
+        for model in ("vae", "ae")
+        for seed in (42, 43, 44)
+    ]
     parent = fake_study(name, runs)
     mlflow_client = tracking.client()
     experiment = mlflow_client.get_experiment_by_name(name).experiment_id
@@ -86,8 +99,11 @@ def hostile_store() -> str:
         mlflow_client.set_tag(run.info.run_id, "mlflow.runName", payload)
         mlflow_client.set_tag(run.info.run_id, "data_dir", payload)
         mlflow_client.set_tag(run.info.run_id, "machine/cpu", payload)
-    failed = mlflow_client.create_run(experiment, run_name=PAYLOADS[2], tags={
-        "mlflow.parentRunId": parent, "trial": "9", names.END_REASON: " ".join(PAYLOADS)}).info.run_id
+    failed = mlflow_client.create_run(
+        experiment,
+        run_name=PAYLOADS[2],
+        tags={"mlflow.parentRunId": parent, "trial": "9", names.END_REASON: " ".join(PAYLOADS)},
+    ).info.run_id
     mlflow_client.set_terminated(failed, "FAILED")
     return name
 
@@ -101,9 +117,11 @@ def test_a_report_shows_what_the_store_holds_as_text_and_carries_none_of_it_out(
     markdown = readme.read_text()
     html = MarkdownIt("commonmark").enable("table").render(markdown)  # raw HTML allowed, as a README renderer
     assert "<script" not in html and "onerror" not in html.replace("onerror=alert(1)&gt;", "")
-    assert not [href for href in re.findall(r'href="([^"]*)"', html)  # the UI, headings, the report's own files
-                if not href.startswith(("http://127.0.0.1", "#")) and not (href.endswith((".csv", ".pdf"))
-                                                                          and "/" not in href)]
+    assert not [
+        href
+        for href in re.findall(r'href="([^"]*)"', html)  # the UI, headings, the report's own files
+        if not href.startswith(("http://127.0.0.1", "#")) and not (href.endswith((".csv", ".pdf")) and "/" not in href)
+    ]
     assert not [src for src in re.findall(r'src="([^"]*)"', html) if "/" in src]  # only the report's own PNGs
     assert html.count("<h1>") == 1 and "<strong>winner</strong>" not in html
     rows = [line for line in markdown.splitlines() if line.startswith("| ")]
@@ -150,8 +168,14 @@ def test_a_storage_password_is_masked_in_the_error_when_its_server_does_not_answ
     import sys
 
     url = "postgresql+psycopg2://bob:hunter2@127.0.0.1:9/none"
-    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "report", "study", "--study", "s", "--storage", url],
-                            env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "report", "study", "--study", "s", "--storage", url],
+        env=cli_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "hunter2" not in result.stderr + result.stdout
     assert result.stderr.count("\n") == 1 and "bob:***@127.0.0.1" in result.stderr
 
@@ -168,11 +192,19 @@ def test_a_live_run_of_another_container_with_this_host_name_is_not_taken_for_de
     mlflow_client = tracking.client()
     experiment = tracking.experiment_id(mlflow_client, "shared")
     tags = {"host": HOST, "pid": str(gone.pid), "heartbeat": str(time.time())}
-    runs = {"other container": {**tags, names.PROCESS_TABLE: "another-boot/pid:[4026531836]"},
-            "before the tag": tags, "this table": {**tracking.process_tags(), **tags}}
+    runs = {
+        "other container": {**tags, names.PROCESS_TABLE: "another-boot/pid:[4026531836]"},
+        "before the tag": tags,
+        "this table": {**tracking.process_tags(), **tags},
+    }
     ids = {name: mlflow_client.create_run(experiment, tags=run_tags).info.run_id for name, run_tags in runs.items()}
-    subprocess.run([sys.executable, "-m", "toolkit.cli", "report", "ae-vs-vae", "--experiment", "shared"],
-                   env=cli_env, cwd=tmp_path, capture_output=True, timeout=120)  # a read-only command opens the store
+    subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "report", "ae-vs-vae", "--experiment", "shared"],
+        env=cli_env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+    )  # a read-only command opens the store
     status = {name: mlflow_client.get_run(run_id).info.status for name, run_id in ids.items()}
     assert status == {"other container": "RUNNING", "before the tag": "RUNNING", "this table": "FAILED"}
     live = tracking.Run(mlflow_client, ids["other container"])
@@ -181,16 +213,23 @@ def test_a_live_run_of_another_container_with_this_host_name_is_not_taken_for_de
     assert names.END_REASON not in mlflow_client.get_run(ids["other container"]).data.tags
 
 
-@pytest.mark.parametrize("argv", [["report", "beta-sweep", "--experiment", "nope"], ["train", "--resume", "0" * 32],
-                                  ["report", "study", "--study", "nope"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "beta-sweep", "--experiment", "nope"],
+        ["train", "--resume", "0" * 32],
+        ["report", "study", "--study", "nope"],
+    ],
+)
 def test_a_read_only_command_where_there_is_no_store_creates_none(tmp_path, argv):
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run([sys.executable, "-m", "toolkit.cli", *argv], env=env, cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", *argv], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: no ")
     assert os.listdir(tmp_path) == []
 
@@ -204,8 +243,13 @@ def test_a_latent_size_whose_evaluation_the_machine_cannot_hold_is_refused_befor
 
     latent = physical_memory() // (100 * 100 * 4 * 4) + 1  # the IW bound's 100 x 100 codes alone exceed the memory
     assert RunConfig(model="vae", latent_dim=latent, iw_samples=0).training_bytes() < physical_memory()
-    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "train", "--latent-dim", str(latent)],
-                            cwd=tmp_cwd, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "train", "--latent-dim", str(latent)],
+        cwd=tmp_cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: latent_dim: {latent} makes a VAE whose evaluation needs about")
     assert os.listdir(tmp_cwd) == []
@@ -244,10 +288,11 @@ def test_a_damaged_images_file_leaves_its_images_out_of_the_report_saying_so(sto
 
 @pytest.mark.parametrize("command", ["ui", "dashboard"])
 def test_a_server_on_a_port_already_taken_is_refused_before_any_link_is_printed(store, cli_env, tmp_path, command):
-    import optuna
     import socket
     import subprocess
     import sys
+
+    import optuna
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     optuna.create_study(study_name="s", storage=storage)
@@ -255,9 +300,22 @@ def test_a_server_on_a_port_already_taken_is_refused_before_any_link_is_printed(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "toolkit.cli", command, "--port", str(port),
-                                 *(["--storage", storage] if command == "dashboard" else [])],
-                                env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "toolkit.cli",
+                command,
+                "--port",
+                str(port),
+                *(["--storage", storage] if command == "dashboard" else []),
+            ],
+            env=cli_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: port {port} on 127.0.0.1 is taken")
 
@@ -273,9 +331,28 @@ def test_a_tracking_server_gone_during_training_says_to_resume_the_run_not_to_re
     data = write_idx_set(tmp_path / "data", n_train=3000, n_test=100)
     with running_mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as url:
         env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-        training = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "train", "--data-dir", str(data),
-                                     "--epochs", "50", "--patience", "0", "--fid", "off", "--quiet"],
-                                    env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        training = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "toolkit.cli",
+                "train",
+                "--data-dir",
+                str(data),
+                "--epochs",
+                "50",
+                "--patience",
+                "0",
+                "--fid",
+                "off",
+                "--quiet",
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         started = training.stdout.readline()
         assert started.startswith("run ") and "started" in started
     _, err = training.communicate(timeout=300)  # the server is gone, for good
@@ -283,15 +360,22 @@ def test_a_tracking_server_gone_during_training_says_to_resume_the_run_not_to_re
     assert "does not answer" in err and "toolkit train --resume RUN_ID" in err
 
 
-@pytest.mark.parametrize("name, message", [("", "a name needs 1 to 256 characters"), ("x" * 300, "1 to 256"),
-                                           ("../elsewhere", "leads outside")])
+@pytest.mark.parametrize(
+    "name, message",
+    [("", "a name needs 1 to 256 characters"), ("x" * 300, "1 to 256"), ("../elsewhere", "leads outside")],
+)
 def test_an_experiment_name_train_cannot_use_is_refused_before_the_data_is_read(tmp_cwd, name, message):
     import os
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "train", "--experiment", name,
-                             "--data-dir", "no-such-dir"], cwd=tmp_cwd, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "train", "--experiment", name, "--data-dir", "no-such-dir"],
+        cwd=tmp_cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert os.listdir(tmp_cwd) == []
 
@@ -314,24 +398,34 @@ def test_a_checkpoint_replaced_by_a_pickle_is_passed_over_for_the_one_before_and
 
 @pytest.mark.slow
 def test_the_dashboard_prints_its_links_and_no_server_log(cli_env, tmp_path):
-    import optuna
     import subprocess
     import sys
     import urllib.request
 
+    import optuna
     from conftest import free_port, serving
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     optuna.create_study(study_name="s", storage=storage)
     port = free_port()
     argv = [sys.executable, "-m", "toolkit.cli", "dashboard", "--storage", storage, "--port", str(port)]
-    with serving(argv, f"http://127.0.0.1:{port}", ready="/", env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,
-                 stderr=subprocess.STDOUT, text=True) as process:
+    with serving(
+        argv,
+        f"http://127.0.0.1:{port}",
+        ready="/",
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
         for page in ("/", "/dashboard/studies/1", "/api/studies"):
             urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=10).read()
     lines = process.stdout.read().splitlines()
-    assert lines == [f"optuna-dashboard on http://127.0.0.1:{port} (storage {storage}); Ctrl-C stops it",
-                     f"  s: http://127.0.0.1:{port}/dashboard/studies/1"], lines
+    assert lines == [
+        f"optuna-dashboard on http://127.0.0.1:{port} (storage {storage}); Ctrl-C stops it",
+        f"  s: http://127.0.0.1:{port}/dashboard/studies/1",
+    ], lines
 
 
 def test_load_model_on_a_copied_store_reads_the_copy_not_the_original(store, tmp_path, monkeypatch):
@@ -348,8 +442,8 @@ def test_load_model_on_a_copied_store_reads_the_copy_not_the_original(store, tmp
 def test_workers_are_bounded_by_the_machines_cores_and_memory():
     import os
 
-    from toolkit.studies import check_workers
     from toolkit.config import physical_memory
+    from toolkit.studies import check_workers
 
     cores = os.cpu_count() or 1
     with pytest.raises(ToolkitError, match=f"workers: this machine has {cores} cores, so at most {cores} workers"):

@@ -1,11 +1,12 @@
 """One module of shared names: no other module types a metric key, and every metric name the
 readers use (the reports, resuming, `toolkit evaluate`) is one that real runs log."""
+
 import re
 from pathlib import Path
 
+from conftest import write_idx_set
 from mlflow import MlflowClient
 
-from conftest import write_idx_set
 from toolkit import fid, names
 from toolkit.config import RunConfig
 from toolkit.pipeline import train_run
@@ -16,19 +17,30 @@ FAMILIES = ("test", "val", "train", "time")
 
 
 def test_no_module_but_names_types_a_metric_key():
-    typed = [f"{path.relative_to(TOOLKIT)}:{i}: {line.strip()}" for path in sorted(TOOLKIT.rglob("*.py"))
-             if path.name != "names.py" for i, line in enumerate(path.read_text().splitlines(), 1)
-             if KEY_LITERAL.search(line)]
+    typed = [
+        f"{path.relative_to(TOOLKIT)}:{i}: {line.strip()}"
+        for path in sorted(TOOLKIT.rglob("*.py"))
+        if path.name != "names.py"
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if KEY_LITERAL.search(line)
+    ]
     assert typed == []
 
 
 def declared_metrics(extractor: str, latent_dim: int) -> set[str]:
     """Every metric key names.py declares, its builders filled in for one extractor."""
-    constants = {value for key, value in vars(names).items()
-                 if key.isupper() and isinstance(value, str) and value.split("/")[0] in FAMILIES and "/" in value}
+    constants = {
+        value
+        for key, value in vars(names).items()
+        if key.isupper() and isinstance(value, str) and value.split("/")[0] in FAMILIES and "/" in value
+    }
     built = {names.fid(extractor, kind) for kind in names.FID_KIND_HEADERS}
-    built |= {f(extractor, kind) for f in (names.precision, names.recall) for kind in names.FID_KIND_HEADERS
-              if kind != names.RECONSTRUCTIONS}
+    built |= {
+        f(extractor, kind)
+        for f in (names.precision, names.recall)
+        for kind in names.FID_KIND_HEADERS
+        if kind != names.RECONSTRUCTIONS
+    }
     built |= {names.prior_hole(extractor), names.nearest(extractor), names.nearest(names.PIXELS)}
     built |= {k(d) for k in (names.test_kl_dim, names.test_marginal_kl_dim) for d in range(latent_dim)}
     built |= {names.test(names.recon_class(0)), names.BETA_EFF, names.BEST_EPOCH, names.EPOCHS_TRAINED}
@@ -39,10 +51,19 @@ def declared_metrics(extractor: str, latent_dim: int) -> set[str]:
 def test_every_declared_metric_is_logged_by_real_runs(tmp_path, store):
     data = write_idx_set(tmp_path / "data", n_train=300, n_test=200)
     latent = 3
-    configs = [RunConfig(model="vae", latent_dim=latent, epochs=1, sampler="gmm", iw_samples=2, fid_samples=200),
-               RunConfig(model="ae", latent_dim=latent, epochs=1, fid_samples=200),
-               RunConfig(model="vae", latent_dim=latent, epochs=1, likelihood="gaussian", decoder_scale="learned",
-                         iw_samples=2, fid_samples=200)]
+    configs = [
+        RunConfig(model="vae", latent_dim=latent, epochs=1, sampler="gmm", iw_samples=2, fid_samples=200),
+        RunConfig(model="ae", latent_dim=latent, epochs=1, fid_samples=200),
+        RunConfig(
+            model="vae",
+            latent_dim=latent,
+            epochs=1,
+            likelihood="gaussian",
+            decoder_scale="learned",
+            iw_samples=2,
+            fid_samples=200,
+        ),
+    ]
     client = MlflowClient(store)
     logged = set()
     for config in configs:

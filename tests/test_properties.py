@@ -1,6 +1,7 @@
 """Property-based checks of bad input: every invalid setting of `RunConfig`, `toolkit train` and a
 study script is refused with one line naming it (exit status 2) before any data is read or any
 store is made; every valid one is accepted as given; a wrong dataset file is one line naming it."""
+
 import dataclasses
 import gzip
 import io
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import idx_bytes, write_idx_set
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -21,10 +23,22 @@ from PIL import Image
 import toolkit.data
 import toolkit.pipeline
 import toolkit.studies
-from conftest import idx_bytes, write_idx_set
 from toolkit.cli import main, study_main
-from toolkit.config import (ARCHITECTURES, BINARIZATIONS, DATASETS, DECODER_SCALES, FID_MODES, LIKELIHOODS, MODELS,
-                            PRECISIONS, SAMPLERS, ConfigError, RunConfig, fields_of, physical_memory)
+from toolkit.config import (
+    ARCHITECTURES,
+    BINARIZATIONS,
+    DATASETS,
+    DECODER_SCALES,
+    FID_MODES,
+    LIKELIHOODS,
+    MODELS,
+    PRECISIONS,
+    SAMPLERS,
+    ConfigError,
+    RunConfig,
+    fields_of,
+    physical_memory,
+)
 from toolkit.data import FILES, IMAGES_MAGIC, LABELS_MAGIC
 from toolkit.models import build
 from toolkit.studies import PRUNERS, QUICK, Study
@@ -32,10 +46,18 @@ from toolkit.studies import PRUNERS, QUICK, Study
 FAST = settings(max_examples=100, deadline=None)
 N_TRAIN = 200  # images in the training file of the test data: 180 training, 20 validation
 INT_FIELDS, FLOAT_FIELDS = fields_of(RunConfig, int), fields_of(RunConfig, float)
-CHOICES = {"model": MODELS, "architecture": ARCHITECTURES, "dataset": DATASETS, "likelihood": LIKELIHOODS,
-           "fid": FID_MODES, "sampler": SAMPLERS, "precision": PRECISIONS, "decoder_scale": DECODER_SCALES,
-           "binarize": BINARIZATIONS}
-ABSURD = st.integers(10 ** 12, 10 ** 15)  # a layer this wide needs terabytes on any machine
+CHOICES = {
+    "model": MODELS,
+    "architecture": ARCHITECTURES,
+    "dataset": DATASETS,
+    "likelihood": LIKELIHOODS,
+    "fid": FID_MODES,
+    "sampler": SAMPLERS,
+    "precision": PRECISIONS,
+    "decoder_scale": DECODER_SCALES,
+    "binarize": BINARIZATIONS,
+}
+ABSURD = st.integers(10**12, 10**15)  # a layer this wide needs terabytes on any machine
 
 VALID = {
     **{name: st.sampled_from(allowed) for name, allowed in CHOICES.items()},
@@ -46,28 +68,38 @@ VALID = {
     "beta": st.floats(0, 1e6) | st.integers(0, 100),
     "free_bits": st.floats(0, 1e3),
     "lr": st.floats(0, 10, exclude_min=True),
-    "warmup_epochs": st.integers(0, 10 ** 6),
-    "epochs": st.integers(1, 10 ** 6),
-    "batch_size": st.integers(1, 10 ** 6),
-    "patience": st.integers(0, 10 ** 6),
-    "seed": st.integers(0, 2 ** 32 - 1),
-    "limit": st.none() | st.integers(1, 10 ** 9),
-    "fid_samples": st.integers(129, 10 ** 7),
-    "iw_samples": st.integers(0, 10 ** 3),  # K x 100 codes of up to 256 dimensions fit any test machine's memory
+    "warmup_epochs": st.integers(0, 10**6),
+    "epochs": st.integers(1, 10**6),
+    "batch_size": st.integers(1, 10**6),
+    "patience": st.integers(0, 10**6),
+    "seed": st.integers(0, 2**32 - 1),
+    "limit": st.none() | st.integers(1, 10**9),
+    "fid_samples": st.integers(129, 10**7),
+    "iw_samples": st.integers(0, 10**3),  # K x 100 codes of up to 256 dimensions fit any test machine's memory
 }
 valid_values = st.fixed_dictionaries({}, optional=VALID)
 
 NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
 NOT_AN_INT = st.booleans() | st.floats() | st.text(max_size=5) | st.none()
 INVALID = {
-    **{name: st.text(max_size=20).filter(lambda v, allowed=allowed: v not in allowed) | st.none() | st.integers()
-       for name, allowed in CHOICES.items()},
+    **{
+        name: st.text(max_size=20).filter(lambda v, allowed=allowed: v not in allowed) | st.none() | st.integers()
+        for name, allowed in CHOICES.items()
+    },
     "latent_dim": st.integers(max_value=0) | ABSURD | NOT_AN_INT,
-    "hidden": (st.lists(st.integers(max_value=0), min_size=1, max_size=3)
-               | st.lists(st.integers(1, 1024), max_size=0) | st.tuples(st.integers(1, 8), ABSURD)
-               | st.integers() | st.text(max_size=5) | st.lists(st.booleans() | st.floats(), min_size=1, max_size=2)),
-    "beta": NON_FINITE | st.floats(max_value=0, exclude_max=True) | st.booleans() | st.text(max_size=5)
-            | st.integers(min_value=10 ** 400),
+    "hidden": (
+        st.lists(st.integers(max_value=0), min_size=1, max_size=3)
+        | st.lists(st.integers(1, 1024), max_size=0)
+        | st.tuples(st.integers(1, 8), ABSURD)
+        | st.integers()
+        | st.text(max_size=5)
+        | st.lists(st.booleans() | st.floats(), min_size=1, max_size=2)
+    ),
+    "beta": NON_FINITE
+    | st.floats(max_value=0, exclude_max=True)
+    | st.booleans()
+    | st.text(max_size=5)
+    | st.integers(min_value=10**400),
     "free_bits": NON_FINITE | st.floats(max_value=0, exclude_max=True) | st.booleans() | st.none(),
     "sigma": NON_FINITE | st.floats(max_value=0) | st.booleans() | st.text(max_size=5),
     "lr": NON_FINITE | st.floats(max_value=0) | st.integers(max_value=0) | st.booleans(),
@@ -75,7 +107,7 @@ INVALID = {
     "epochs": st.integers(max_value=0) | NOT_AN_INT,
     "batch_size": st.integers(max_value=0) | NOT_AN_INT,
     "patience": st.integers(max_value=-1) | NOT_AN_INT,
-    "seed": st.integers(max_value=-1) | st.integers(min_value=2 ** 32) | NOT_AN_INT,
+    "seed": st.integers(max_value=-1) | st.integers(min_value=2**32) | NOT_AN_INT,
     "limit": st.integers(max_value=0) | st.booleans() | st.floats() | st.text(max_size=5),
     "fid_samples": st.integers(max_value=128) | NOT_AN_INT,
     "iw_samples": st.integers(max_value=-1) | NOT_AN_INT,
@@ -114,10 +146,16 @@ def fresh_cwd():
 
 def forbid_data_and_runs(patch):
     """Reading any dataset file, or reaching a training run or a study, fails the test loudly."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("reached past validation")
-    for module, name in ((toolkit.data, "find_files"), (toolkit.studies, "find_files"),
-                         (toolkit.studies, "run_study"), (toolkit.pipeline, "train_run")):
+
+    for module, name in (
+        (toolkit.data, "find_files"),
+        (toolkit.studies, "find_files"),
+        (toolkit.studies, "run_study"),
+        (toolkit.pipeline, "train_run"),
+    ):
         patch.setattr(module, name, forbidden)
 
 
@@ -148,8 +186,13 @@ def flag(field: str) -> str:
 
 def cli_text(value) -> str:
     """A value as it is written on the command line."""
-    return ",".join(map(str, value)) if isinstance(value, tuple) else repr(value) if isinstance(value, float) \
+    return (
+        ",".join(map(str, value))
+        if isinstance(value, tuple)
+        else repr(value)
+        if isinstance(value, float)
         else str(value)
+    )
 
 
 class Reached(Exception):
@@ -167,7 +210,8 @@ def options_in_help(entry, *args) -> list[str]:
 def unknown_flags(known: list[str]) -> st.SearchStrategy[str]:
     """Flags that are not in `known`, nor an abbreviation of one (argparse takes those as the option)."""
     return st.from_regex(r"\A--[a-z][a-z-]{0,12}\Z").filter(
-        lambda text: not any(option.startswith(text) for option in known))
+        lambda text: not any(option.startswith(text) for option in known)
+    )
 
 
 TRAIN_OPTIONS = options_in_help(main, ["train", "--help"])
@@ -194,8 +238,12 @@ def test_every_invalid_config_is_refused_naming_its_field(case):
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from([field.name for field in dataclasses.fields(RunConfig)]),
-                       st.text(max_size=8) | st.integers().map(str) | st.floats().map(str)))
+@given(
+    st.dictionaries(
+        st.sampled_from([field.name for field in dataclasses.fields(RunConfig)]),
+        st.text(max_size=8) | st.integers().map(str) | st.floats().map(str),
+    )
+)
 def test_params_read_back_from_a_store_give_a_config_or_one_line_naming_the_field(params):
     try:
         RunConfig.from_params(params)
@@ -204,23 +252,28 @@ def test_params_read_back_from_a_store_give_a_config_or_one_line_naming_the_fiel
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.sampled_from(MODELS), st.sampled_from(ARCHITECTURES), st.integers(1, 64),
-       st.lists(st.integers(1, 64), min_size=1, max_size=3))
+@given(
+    st.sampled_from(MODELS),
+    st.sampled_from(ARCHITECTURES),
+    st.integers(1, 64),
+    st.lists(st.integers(1, 64), min_size=1, max_size=3),
+)
 def test_the_parameter_estimate_is_the_built_models_count(model, architecture, latent_dim, hidden):
     config = RunConfig(model=model, architecture=architecture, latent_dim=latent_dim, hidden=hidden)
     assert config.parameter_count() == sum(p.numel() for p in build(config, "cpu").parameters())
 
 
 @FAST
-@given(st.sampled_from(MODELS), st.integers(1, 10 ** 15), st.lists(st.integers(1, 10 ** 15), min_size=1, max_size=3))
-def test_a_model_is_refused_exactly_when_training_or_evaluating_it_needs_more_than_the_memory(model, latent_dim,
-                                                                                               hidden):
+@given(st.sampled_from(MODELS), st.integers(1, 10**15), st.lists(st.integers(1, 10**15), min_size=1, max_size=3))
+def test_a_model_is_refused_exactly_when_training_or_evaluating_it_needs_more_than_the_memory(
+    model, latent_dim, hidden
+):
     head = 2 * latent_dim if model == "vae" else latent_dim
     layers = [784, *hidden, head], [latent_dim, *reversed(hidden), 784]
     parameters = sum((a + 1) * b for sizes in layers for a, b in zip(sizes, sizes[1:]))
     training = parameters * 4 * 6  # weights, gradients, Adam's moments, best weights, checkpoint
     # the IW bound's 100 x 100 codes (VAE), or 60,000 training codes and the Gaussian fitted to them (AE)
-    held = 100 * 100 * latent_dim * 4 * 4 if model == "vae" else 60_000 * latent_dim * 4 + 3 * latent_dim ** 2 * 4
+    held = 100 * 100 * latent_dim * 4 * 4 if model == "vae" else 60_000 * latent_dim * 4 + 3 * latent_dim**2 * 4
     evaluation = parameters * 4 + held
     too_large = max(training, evaluation) > physical_memory()
     try:
@@ -228,10 +281,14 @@ def test_a_model_is_refused_exactly_when_training_or_evaluating_it_needs_more_th
     except ConfigError as exc:
         assert too_large
         name = "latent_dim" if latent_dim > max(hidden) else "hidden"
-        stage = rf"training needs about [\d,.]+ GiB \(6 float32 copies of its {parameters:,} parameters" \
-            if training >= evaluation else r"evaluation needs about [\d,.]+ GiB"
-        assert re.match(rf"{name}: .* whose {stage}.* more than this machine's [\d,.]+ GiB of memory", str(exc)), \
-            str(exc)
+        stage = (
+            rf"training needs about [\d,.]+ GiB \(6 float32 copies of its {parameters:,} parameters"
+            if training >= evaluation
+            else r"evaluation needs about [\d,.]+ GiB"
+        )
+        assert re.match(rf"{name}: .* whose {stage}.* more than this machine's [\d,.]+ GiB of memory", str(exc)), str(
+            exc
+        )
     else:
         assert not too_large
 
@@ -259,12 +316,16 @@ def bad_numbers(field: str, kind) -> st.SearchStrategy[str]:
 
 
 CLI_INVALID = {
-    **{name: st.text(max_size=20).filter(lambda v, allowed=allowed: v not in allowed)
-       for name, allowed in CHOICES.items()},
+    **{
+        name: st.text(max_size=20).filter(lambda v, allowed=allowed: v not in allowed)
+        for name, allowed in CHOICES.items()
+    },
     **{name: bad_numbers(name, int) for name in (*INT_FIELDS, "limit")},
     **{name: bad_numbers(name, float) for name in FLOAT_FIELDS},
-    "hidden": INVALID["hidden"].filter(lambda v: isinstance(v, (list, tuple)) and all(type(h) is int for h in v))
-    .map(lambda sizes: ",".join(map(str, sizes))) | st.text(max_size=12).filter(lambda text: not positive_sizes(text)),
+    "hidden": INVALID["hidden"]
+    .filter(lambda v: isinstance(v, (list, tuple)) and all(type(h) is int for h in v))
+    .map(lambda sizes: ",".join(map(str, sizes)))
+    | st.text(max_size=12).filter(lambda text: not positive_sizes(text)),
 }
 
 
@@ -277,6 +338,7 @@ def train_argv(values: dict) -> list[str]:
 def test_every_valid_train_command_line_gives_the_config_built_directly(values):
     def stand_in(config, *args, **kwargs):
         raise Reached(config)
+
     with fresh_cwd() as (cwd, patch):
         patch.setattr(toolkit.pipeline, "train_run", stand_in)
         with pytest.raises(Reached) as info:
@@ -324,7 +386,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.integers(N_TRAIN - N_TRAIN // 10 + 1, 10 ** 12), valid_values)
+@given(st.integers(N_TRAIN - N_TRAIN // 10 + 1, 10**12), valid_values)
 def test_a_limit_beyond_the_training_images_is_refused_before_any_run(tiny_data, limit, values):
     with fresh_cwd() as (cwd, _):
         status, lines = run(main, [*train_argv({**values, "limit": limit}), "--data-dir", str(tiny_data)])
@@ -333,21 +395,40 @@ def test_a_limit_beyond_the_training_images_is_refused_before_any_run(tiny_data,
 
 # study scripts
 
-GRID = Study("props-grid", RunConfig(epochs=3), grid={"vae": {"model": "vae"}, "ae": {"model": "ae"}},
-             pruner="none", description="A grid of two points.")
-SEARCH = Study("props-search", RunConfig(epochs=3), space=lambda trial: {"beta": trial.suggest_float("beta", 0.1, 4)},
-               trials=5, description="A search over beta.")
+GRID = Study(
+    "props-grid",
+    RunConfig(epochs=3),
+    grid={"vae": {"model": "vae"}, "ae": {"model": "ae"}},
+    pruner="none",
+    description="A grid of two points.",
+)
+SEARCH = Study(
+    "props-search",
+    RunConfig(epochs=3),
+    space=lambda trial: {"beta": trial.suggest_float("beta", 0.1, 4)},
+    trials=5,
+    description="A search over beta.",
+)
 
 
 @st.composite
 def study_options(draw, study: Study) -> dict:
     """Valid command-line settings of a study script: option -> value (True for a bare flag)."""
-    options = {"--epochs": st.integers(1, 1000), "--workers": st.integers(1, os.cpu_count() or 1),
-               "--dataset": st.sampled_from(DATASETS), "--seed": st.integers(0, 2 ** 32 - 1),
-               "--pruner": st.sampled_from(sorted(PRUNERS)), "--quick": st.just(True), "--storage": st.just("sqlite:///elsewhere/optuna.db"),
-               "--name": st.from_regex(r"\A[a-z][a-z0-9-]{0,10}\Z"), "--out": st.just("out"),
-               "--architecture": st.sampled_from(ARCHITECTURES), "--lr": st.floats(1e-5, 0.1),
-               "--latent-dim": st.integers(1, 64), "--seeds": st.integers(1, 10)}
+    options = {
+        "--epochs": st.integers(1, 1000),
+        "--workers": st.integers(1, os.cpu_count() or 1),
+        "--dataset": st.sampled_from(DATASETS),
+        "--seed": st.integers(0, 2**32 - 1),
+        "--pruner": st.sampled_from(sorted(PRUNERS)),
+        "--quick": st.just(True),
+        "--storage": st.just("sqlite:///elsewhere/optuna.db"),
+        "--name": st.from_regex(r"\A[a-z][a-z0-9-]{0,10}\Z"),
+        "--out": st.just("out"),
+        "--architecture": st.sampled_from(ARCHITECTURES),
+        "--lr": st.floats(1e-5, 0.1),
+        "--latent-dim": st.integers(1, 64),
+        "--seeds": st.integers(1, 10),
+    }
     if not study.grid:
         options |= {"--trials": st.integers(1, 1000), "--multi-objective": st.just(True)}
     chosen = draw(st.lists(st.sampled_from(sorted(options)), unique=True))
@@ -361,21 +442,32 @@ def study_argv(options: dict) -> list[str]:
 def expected_study(study: Study, options: dict) -> Study:
     """The declared study with these settings, given the tiny data (fewer images than --quick's limit)."""
     quick = {**QUICK, "limit": None} if "--quick" in options else {}
-    given = {field: options[flag(field)] for field in ("dataset", "seed", "epochs", "architecture", "lr", "latent_dim")
-             if flag(field) in options}
+    given = {
+        field: options[flag(field)]
+        for field in ("dataset", "seed", "epochs", "architecture", "lr", "latent_dim")
+        if flag(field) in options
+    }
     base = dataclasses.replace(study.base, **{**quick, **given})
     trials = options.get("--trials", 3 if quick else study.trials)
     seeds = options.get("--seeds", 1 if quick else study.seeds)
-    return dataclasses.replace(study, base=base, trials=trials, pruner=options.get("--pruner", study.pruner),
-                               multi_objective="--multi-objective" in options, seeds=seeds)
+    return dataclasses.replace(
+        study,
+        base=base,
+        trials=trials,
+        pruner=options.get("--pruner", study.pruner),
+        multi_objective="--multi-objective" in options,
+        seeds=seeds,
+    )
 
 
 @FAST
 @given(st.sampled_from([GRID, SEARCH]).flatmap(lambda study: st.tuples(st.just(study), study_options(study))))
 def test_every_valid_study_command_line_runs_the_declared_study_with_its_settings(tiny_data, case):
     study, options = case
+
     def stand_in(configured, run_settings):
         raise Reached(configured, run_settings)
+
     with fresh_cwd() as (cwd, patch):
         patch.setattr(toolkit.studies, "run_study", stand_in)
         with pytest.raises(Reached) as info:
@@ -383,41 +475,54 @@ def test_every_valid_study_command_line_runs_the_declared_study_with_its_setting
     configured, run_settings = info.value.args
     assert dataclasses.replace(configured, name=study.name) == expected_study(study, options)
     assert configured.name == options.get("--name", configured.name)
-    assert run_settings == toolkit.studies.Settings(options.get("--storage"), options.get("--workers", 1),
-                                                    str(tiny_data))
+    assert run_settings == toolkit.studies.Settings(
+        options.get("--storage"), options.get("--workers", 1), str(tiny_data)
+    )
 
 
 def study_mistakes(study: Study) -> st.SearchStrategy[tuple[list[str], tuple[str, ...]]]:
     """One wrong setting of a study script: its command-line words and what the error line may start with."""
+
     def number(option, refused, kind=int):
         field = option.removeprefix("--")
         return (refused.map(str) | st.text(max_size=6).filter(lambda text: not parses(kind, text))).map(
-            lambda text: ([f"{option}={text}"], (f"{field}: ", f"argument {option}: ")))
+            lambda text: ([f"{option}={text}"], (f"{field}: ", f"argument {option}: "))
+        )
+
     mistakes = [
         number("--epochs", st.integers(max_value=0)),
         number("--workers", st.integers(max_value=0) | st.integers(min_value=(os.cpu_count() or 1) + 1)),
         number("--seeds", st.integers(max_value=0)),
-        number("--seed", st.integers(max_value=-1) | st.integers(min_value=2 ** 32)),
-        st.text(max_size=12).filter(lambda text: text not in DATASETS).map(
-            lambda text: ([f"--dataset={text}"], ("dataset: ",))),
-        st.text(max_size=12).filter(lambda text: text not in PRUNERS).map(
-            lambda text: ([f"--pruner={text}"], ("argument --pruner: invalid choice",))),
+        number("--seed", st.integers(max_value=-1) | st.integers(min_value=2**32)),
+        st.text(max_size=12)
+        .filter(lambda text: text not in DATASETS)
+        .map(lambda text: ([f"--dataset={text}"], ("dataset: ",))),
+        st.text(max_size=12)
+        .filter(lambda text: text not in PRUNERS)
+        .map(lambda text: ([f"--pruner={text}"], ("argument --pruner: invalid choice",))),
         unknown_flags(options_in_help(study_main, SEARCH, ["--help"])).map(
-            lambda text: ([text], (f"unrecognized arguments: {text}",))),
+            lambda text: ([text], (f"unrecognized arguments: {text}",))
+        ),
     ]
     varied = ["--model", "ae"] if study.grid else ["--beta", "2"]  # what each study sets per trial
     mistakes.append(st.just((varied, (f"{varied[0][2:]}: this study sets it per trial; drop {varied[0]}",))))
     if study.grid:  # a grid runs every point once: no trial count, no multi-objective search
-        mistakes.append(st.sampled_from([["--trials", "4"], ["--multi-objective"]]).map(
-            lambda words: (words, (f"unrecognized arguments: {' '.join(words)}",))))
+        mistakes.append(
+            st.sampled_from([["--trials", "4"], ["--multi-objective"]]).map(
+                lambda words: (words, (f"unrecognized arguments: {' '.join(words)}",))
+            )
+        )
     else:
         mistakes.append(number("--trials", st.integers(max_value=0)))
     return st.one_of(mistakes)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from([GRID, SEARCH]).flatmap(
-    lambda study: st.tuples(st.just(study), study_options(study), study_mistakes(study))))
+@given(
+    st.sampled_from([GRID, SEARCH]).flatmap(
+        lambda study: st.tuples(st.just(study), study_options(study), study_mistakes(study))
+    )
+)
 def test_every_invalid_study_setting_is_one_line_before_any_data_storage_or_run(case):
     study, options, (words, names) = case
     with fresh_cwd() as (cwd, patch):
@@ -428,6 +533,7 @@ def test_every_invalid_study_setting_is_one_line_before_any_data_storage_or_run(
 
 
 # dataset files
+
 
 def png_bytes(width: int, height: int) -> bytes:
     out = io.BytesIO()
@@ -441,18 +547,22 @@ def wrong_file(draw, good: bytes, magic: int) -> tuple[bytes, bool]:
     gz = draw(st.booleans())
     magics = [kind.to_bytes(4, "big") for kind in (IMAGES_MAGIC, LABELS_MAGIC)]
     n = int.from_bytes(good[4:8], "big")
-    content = draw(st.one_of(
-        st.builds(png_bytes, st.integers(1, 40), st.integers(1, 40)),
-        st.binary(max_size=64).filter(lambda raw: raw[:4] not in magics),
-        st.integers(0, 2 ** 32 - 1).filter(lambda m: m != magic).map(lambda m: m.to_bytes(4, "big") + good[4:]),
-        st.integers(0, len(good) - 1).map(lambda cut: good[:cut]),  # truncated
-        st.binary(min_size=1, max_size=16).map(lambda extra: good + extra),  # padded
-        st.integers(0, 2 ** 32 - 1).filter(lambda m: m != n).map(lambda m: good[:4] + m.to_bytes(4, "big") + good[8:]),
-        st.just(good[:8 if magic == LABELS_MAGIC else 16].replace(n.to_bytes(4, "big"), bytes(4), 1)),  # no items
-    ))
+    content = draw(
+        st.one_of(
+            st.builds(png_bytes, st.integers(1, 40), st.integers(1, 40)),
+            st.binary(max_size=64).filter(lambda raw: raw[:4] not in magics),
+            st.integers(0, 2**32 - 1).filter(lambda m: m != magic).map(lambda m: m.to_bytes(4, "big") + good[4:]),
+            st.integers(0, len(good) - 1).map(lambda cut: good[:cut]),  # truncated
+            st.binary(min_size=1, max_size=16).map(lambda extra: good + extra),  # padded
+            st.integers(0, 2**32 - 1)
+            .filter(lambda m: m != n)
+            .map(lambda m: good[:4] + m.to_bytes(4, "big") + good[8:]),
+            st.just(good[: 8 if magic == LABELS_MAGIC else 16].replace(n.to_bytes(4, "big"), bytes(4), 1)),  # no items
+        )
+    )
     if gz and draw(st.booleans()):  # a gzip stream cut short
         compressed = gzip.compress(good)
-        return compressed[:draw(st.integers(0, len(compressed) - 1))], True
+        return compressed[: draw(st.integers(0, len(compressed) - 1))], True
     return (gzip.compress(content) if gz and draw(st.booleans()) else content), gz
 
 

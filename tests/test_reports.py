@@ -1,6 +1,7 @@
 """Reports built from a small store of real 1-2 epoch runs on real Fashion-MNIST images: every
 table cell against `mlflow.search_runs`, every linked figure a valid PNG, the runs left out, the
 error paths, a byte-identical rebuild, and the same report through an `mlflow server`."""
+
 import errno
 import math
 import os
@@ -15,9 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-from PIL import Image
-
 from conftest import running_mlflow_server
+from PIL import Image
 
 from toolkit import ToolkitError, tracking
 from toolkit.config import RunConfig
@@ -30,20 +30,39 @@ SEED_SETTING = RunConfig(epochs=2, limit=1000, fid_samples=300, iw_samples=5, sa
 SMALL = RunConfig(epochs=1, limit=1000, hidden=(64,), latent_dim=4, fid_samples=300, iw_samples=5)
 STUDIES = {  # the ae-vs-vae study runs two seeds, 1 and 2; the others one, 42
     "ae-vs-vae": (replace(SEED_SETTING, seed=1), {m: {"model": m} for m in ("vae", "ae")}),
-    "beta": (SMALL, {"vae-beta0.5": {"beta": 0.5}, "vae-beta2": {"beta": 2}, "ae": {"model": "ae"},
-                     "diverges": {"beta": 1, "lr": 1e6}}),
+    "beta": (
+        SMALL,
+        {
+            "vae-beta0.5": {"beta": 0.5},
+            "vae-beta2": {"beta": 2},
+            "ae": {"model": "ae"},
+            "diverges": {"beta": 1, "lr": 1e6},
+        },
+    ),
     "latent": (SMALL, {f"{m}-z{z}": {"model": m, "latent_dim": z} for m in ("vae", "ae") for z in (2, 3)}),
-    "collapse": (replace(SMALL, likelihood="gaussian", epochs=2),
-                 {f"w{w}-fb{fb}": {"warmup_epochs": w, "free_bits": fb} for w in (0, 1) for fb in (0, 0.5)}),
-    "architecture": (SMALL, {f"{a}-{m}": {"architecture": a, "model": m}
-                             for a in ("mlp", "conv") for m in ("vae", "ae")}),
+    "collapse": (
+        replace(SMALL, likelihood="gaussian", epochs=2),
+        {f"w{w}-fb{fb}": {"warmup_epochs": w, "free_bits": fb} for w in (0, 1) for fb in (0, 0.5)},
+    ),
+    "architecture": (
+        SMALL,
+        {f"{a}-{m}": {"architecture": a, "model": m} for a in ("mlp", "conv") for m in ("vae", "ae")},
+    ),
 }
-KINDS = {"ae-vs-vae": "ae-vs-vae", "beta": "beta-sweep", "latent": "latent-dim", "collapse": "posterior-collapse",
-         "architecture": "ae-vs-vae"}
-LABELS = {"ae-vs-vae": {"model": "model"}, "architecture": {"model": "model", "architecture": "architecture"},
-          "beta": {"model": "model", "beta": "beta"},
-          "latent": {"model": "model", "latent_dim": "latent_dim"},
-          "collapse": {"warmup_epochs": "warmup_epochs", "free_bits": "free_bits"}}
+KINDS = {
+    "ae-vs-vae": "ae-vs-vae",
+    "beta": "beta-sweep",
+    "latent": "latent-dim",
+    "collapse": "posterior-collapse",
+    "architecture": "ae-vs-vae",
+}
+LABELS = {
+    "ae-vs-vae": {"model": "model"},
+    "architecture": {"model": "model", "architecture": "architecture"},
+    "beta": {"model": "model", "beta": "beta"},
+    "latent": {"model": "model", "latent_dim": "latent_dim"},
+    "collapse": {"warmup_epochs": "warmup_epochs", "free_bits": "free_bits"},
+}
 
 
 def search_space(trial):
@@ -62,10 +81,14 @@ def store(tmp_path_factory, real_subset):
             run_study(Study(name, base, grid=grid, pruner="none", seeds=2 if name == "ae-vs-vae" else 1), settings)
         run_study(Study("search", SMALL, space=search_space, trials=4, pruner="none"), settings)
         mlflow_client = tracking.client()
-        parent = [r for r in mlflow_client.search_runs([tracking.experiment_id(mlflow_client, "beta")])
-                  if "trial" not in r.data.tags][0].info.run_id
-        mlflow_client.create_run(tracking.experiment_id(mlflow_client, "beta"), run_name="stuck",
-                                 tags={"mlflow.parentRunId": parent})
+        parent = [
+            r
+            for r in mlflow_client.search_runs([tracking.experiment_id(mlflow_client, "beta")])
+            if "trial" not in r.data.tags
+        ][0].info.run_id
+        mlflow_client.create_run(
+            tracking.experiment_id(mlflow_client, "beta"), run_name="stuck", tags={"mlflow.parentRunId": parent}
+        )
         mlflow_client.create_experiment("empty")
         yield {"root": root, "storage": storage, "uri": os.environ["MLFLOW_TRACKING_URI"]}
 
@@ -77,9 +100,9 @@ def independent_runs(experiment: str) -> pd.DataFrame:
 
 def markdown_table(text: str, heading: str) -> list[dict[str, str]]:
     """The first pipe table after a heading, as rows of header -> cell."""
-    lines = text[text.index(f"## {heading}\n"):].splitlines()
-    rows = [line for line in lines[lines.index(next(l for l in lines if l.startswith("| "))):]]
-    rows = rows[:next((i for i, l in enumerate(rows) if not l.startswith("|")), len(rows))]
+    lines = text[text.index(f"## {heading}\n") :].splitlines()
+    rows = [line for line in lines[lines.index(next(line for line in lines if line.startswith("| "))) :]]
+    rows = rows[: next((i for i, row in enumerate(rows) if not row.startswith("|")), len(rows))]
     cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in rows]
     return [dict(zip(cells[0], row)) for row in cells[2:]]
 
@@ -91,7 +114,7 @@ def assert_shows(cell: str, value: float):
         assert value is None or math.isnan(value), f"blank cell for {value}"
         return
     decimals = len(text.split(".")[1]) if "." in text else 0
-    assert float(text) == pytest.approx(value, abs=0.5 * 10 ** -decimals + 1e-9, rel=5e-4), (cell, value)
+    assert float(text) == pytest.approx(value, abs=0.5 * 10**-decimals + 1e-9, rel=5e-4), (cell, value)
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +133,9 @@ TABLES = {"results": ("Results", "test/recon"), "diagnostics": ("Latent space an
 
 @pytest.mark.parametrize("table_name", list(TABLES))
 @pytest.mark.parametrize("name", list(KINDS))
-def test_every_results_csv_cell_is_the_mean_spread_and_interval_of_finished_runs_in_the_store(store, reports, name,
-                                                                                                 table_name):
+def test_every_results_csv_cell_is_the_mean_spread_and_interval_of_finished_runs_in_the_store(
+    store, reports, name, table_name
+):
     runs = independent_runs(name)
     finished = runs[(runs["status"] == "FINISHED") & runs["tags.mlflow.parentRunId"].notna()]  # not the parent
     table = pd.read_csv(reports[name].parent / f"{table_name}.csv", dtype=str, keep_default_na=False)
@@ -136,19 +160,22 @@ def test_every_results_csv_cell_is_the_mean_spread_and_interval_of_finished_runs
                 low, high = scipy.stats.t.interval(0.95, len(values) - 1, values.mean(), scipy.stats.sem(values))
                 assert (float(row[f"{key}_low"]), float(row[f"{key}_high"])) == pytest.approx((low, high)), key
     used = {i for ids in table["run_ids"] for i in ids.split()}
-    assert used == set(finished["run_id"] if name != "collapse" else finished[finished["params.model"] == "vae"]["run_id"])
+    assert used == set(
+        finished["run_id"] if name != "collapse" else finished[finished["params.model"] == "vae"]["run_id"]
+    )
 
 
 @pytest.mark.parametrize("table_name", list(TABLES))
 @pytest.mark.parametrize("name", list(KINDS))
 def test_the_markdown_results_table_shows_the_csv_values(reports, name, table_name):
     table = pd.read_csv(reports[name].parent / f"{table_name}.csv")
-    shown = [row for row in markdown_table(reports[name].read_text(), TABLES[table_name][0])
-             if "published" not in str(row)]
+    shown = [
+        row for row in markdown_table(reports[name].read_text(), TABLES[table_name][0]) if "published" not in str(row)
+    ]
     assert len(shown) == len(table)
     metrics = [c for c in table if "/" in c and not c.endswith(("_std", "_low", "_high"))]
     for row, (_, data) in zip(shown, table.iterrows()):
-        cells = list(row.values())[-len(metrics):]
+        cells = list(row.values())[-len(metrics) :]
         for cell, key in zip(cells, metrics):
             values, _, bounds = cell.strip("*").partition(" [")
             mean, _, std = values.partition(" ± ")
@@ -212,17 +239,24 @@ def test_ae_vs_vae_over_two_architectures_pairs_the_models_within_each_and_compa
     readme = reports["architecture"]
     text = readme.read_text()
     table = pd.read_csv(readme.parent / "results.csv", dtype=str)
-    assert list(zip(table["model"], table["architecture"])) == [("vae", "conv"), ("vae", "mlp"), ("ae", "conv"),
-                                                                ("ae", "mlp")]
+    assert list(zip(table["model"], table["architecture"])) == [
+        ("vae", "conv"),
+        ("vae", "mlp"),
+        ("ae", "conv"),
+        ("ae", "mlp"),
+    ]
     assert "hidden" not in table  # a conv model has no hidden layer sizes: they do not make a setting
     for architecture in ("conv", "mlp"):
         assert f"## Side by side: architecture {architecture}" in text
         assert (readme.parent / f"architecture-{architecture}_samples.png").is_file()
-    findings = text[text.index("## Findings"):]
+    findings = text[text.index("## Findings") :]
     assert "**architecture conv.** By reconstruction (nats), " in findings
     assert "**architecture mlp.** By reconstruction (nats), " in findings
-    assert re.search(r"\*\*Across settings\.\*\* By the VAE's reconstruction \(nats\), architecture (conv|mlp) and "
-                     r"architecture (conv|mlp) are not resolved with 1 seed", findings)  # one seed: nothing called
+    assert re.search(
+        r"\*\*Across settings\.\*\* By the VAE's reconstruction \(nats\), architecture (conv|mlp) and "
+        r"architecture (conv|mlp) are not resolved with 1 seed",
+        findings,
+    )  # one seed: nothing called
 
 
 def test_failed_and_running_runs_are_listed_apart_with_their_reason(reports):
@@ -237,8 +271,9 @@ def test_a_rebuild_from_the_same_store_is_byte_identical_but_for_the_date(store,
     for name, kind in KINDS.items():
         again = write_report(kind, name, out=tmp_path / name)[1]
         first, second = (p.read_text().splitlines() for p in (reports[name], again))
-        assert [line for line in first if not line.startswith(GENERATED)] == \
-               [line for line in second if not line.startswith(GENERATED)]
+        assert [line for line in first if not line.startswith(GENERATED)] == [
+            line for line in second if not line.startswith(GENERATED)
+        ]
         for path in reports[name].parent.iterdir():
             if path.suffix in (".csv", ".png"):
                 assert path.read_bytes() == (again.parent / path.name).read_bytes(), path.name
@@ -253,8 +288,11 @@ def test_provenance_names_store_experiment_parent_commit_data_and_fid_extractor(
     commit = runs["tags.git_commit"].dropna().iloc[0][:10]
     assert f"`{commit}`" in text and "fashion-mnist" in text
     extractor_hash = runs["tags.fid/fmnist-cnn/extractor_hash"].dropna().iloc[0]
-    assert re.search(rf"\| FID `fmnist-cnn` \| a domain CNN: these are not Inception FIDs; hash `{extractor_hash}`; "
-                     r"real-vs-real floor \d", text)
+    assert re.search(
+        rf"\| FID `fmnist-cnn` \| a domain CNN: these are not Inception FIDs; hash `{extractor_hash}`; "
+        r"real-vs-real floor \d",
+        text,
+    )
     for run_id in runs[runs["tags.trial"].notna()]["run_id"]:
         assert f"runs/{run_id})" in text
 
@@ -282,18 +320,32 @@ def test_a_study_report_tables_its_best_trials_with_links_and_importances(store,
     assert f"runs/{complete[0].user_attrs['mlflow_run_id']})" in text
 
 
-@pytest.mark.parametrize("kind, experiment, message", [
-    ("beta-sweep", "nope", "no experiment 'nope' in the store .*; it has: .*ae-vs-vae"),
-    ("beta-sweep", "empty", "there are no runs in experiment 'empty'"),
-    ("beta-sweep", "latent", "a beta-sweep report needs finished VAE runs at two or more values of beta; "
-                             "experiment 'latent' has 4 finished runs \\(2 ae, 2 vae; latent_dim 2/3\\)"),
-    ("posterior-collapse", "beta", "a posterior-collapse report needs finished VAE runs at two or more values of "
-                                   "warmup_epochs x free_bits"),
-    ("latent-dim", "collapse", "a latent-dim report needs finished runs at two or more values of latent_dim"),
-    ("latent-dim", "search", r"a latent-dim report compares runs that differ only in latent_dim \(and model, seed\), "
-                             "but these also differ in beta"),
-    ("ae-vs-vae", "collapse", "an ae-vs-vae report needs finished runs of both models"),
-])
+@pytest.mark.parametrize(
+    "kind, experiment, message",
+    [
+        ("beta-sweep", "nope", "no experiment 'nope' in the store .*; it has: .*ae-vs-vae"),
+        ("beta-sweep", "empty", "there are no runs in experiment 'empty'"),
+        (
+            "beta-sweep",
+            "latent",
+            "a beta-sweep report needs finished VAE runs at two or more values of beta; "
+            "experiment 'latent' has 4 finished runs \\(2 ae, 2 vae; latent_dim 2/3\\)",
+        ),
+        (
+            "posterior-collapse",
+            "beta",
+            "a posterior-collapse report needs finished VAE runs at two or more values of warmup_epochs x free_bits",
+        ),
+        ("latent-dim", "collapse", "a latent-dim report needs finished runs at two or more values of latent_dim"),
+        (
+            "latent-dim",
+            "search",
+            r"a latent-dim report compares runs that differ only in latent_dim \(and model, seed\), "
+            "but these also differ in beta",
+        ),
+        ("ae-vs-vae", "collapse", "an ae-vs-vae report needs finished runs of both models"),
+    ],
+)
 def test_a_report_that_does_not_fit_is_one_clear_error_and_writes_nothing(store, tmp_path, kind, experiment, message):
     with pytest.raises(ToolkitError, match=message):
         write_report(kind, experiment, out=tmp_path / "out")
@@ -307,12 +359,23 @@ def test_a_study_report_of_an_unknown_study_names_the_ones_there(store):
 
 def test_the_command_line_writes_a_report_or_says_in_one_line_why_not(store, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"]}
-    done = subprocess.run([TOOLKIT, "report", "beta-sweep", "--experiment", "beta", "--out", str(tmp_path / "r")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [TOOLKIT, "report", "beta-sweep", "--experiment", "beta", "--out", str(tmp_path / "r")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"report written: {tmp_path / 'r' / 'README.md'}"
-    refused = subprocess.run([TOOLKIT, "report", "beta-sweep", "--experiment", "latent"], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(
+        [TOOLKIT, "report", "beta-sweep", "--experiment", "latent"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
     assert not (tmp_path / "reports").exists()
 
@@ -342,8 +405,10 @@ def test_a_report_through_an_mlflow_server(mlflow_server, real_subset, tmp_path,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     base, grid = STUDIES["beta"]
     grid = {k: v for k, v in grid.items() if k != "diverges"}
-    run_study(Study("served", replace(base, fid="off"), grid=grid, pruner="none", seeds=1),
-              Settings(f"sqlite:///{tmp_path / 'optuna.db'}", data_dir=str(real_subset)))
+    run_study(
+        Study("served", replace(base, fid="off"), grid=grid, pruner="none", seeds=1),
+        Settings(f"sqlite:///{tmp_path / 'optuna.db'}", data_dir=str(real_subset)),
+    )
     _, readme = write_report("beta-sweep", "served", out=tmp_path / "served")
     runs = independent_runs("served")
     assert all(uri.startswith("mlflow-artifacts:") for uri in runs["artifact_uri"])
@@ -352,8 +417,13 @@ def test_a_report_through_an_mlflow_server(mlflow_server, real_subset, tmp_path,
         if run_id in table.index:
             assert table.loc[run_id, "test/recon"] == pytest.approx(recon)
     assert len(table) == 3 and (readme.parent / "samples.png").is_file()
-    assert f"| store | `{mlflow_server}` |" in readme.read_text() and f"{mlflow_server}/#/experiments/" in readme.read_text()
-    ui = subprocess.run([str(Path(sys.executable).parent / "toolkit"), "ui"], capture_output=True, text=True, timeout=120)
+    assert (
+        f"| store | `{mlflow_server}` |" in readme.read_text()
+        and f"{mlflow_server}/#/experiments/" in readme.read_text()
+    )
+    ui = subprocess.run(
+        [str(Path(sys.executable).parent / "toolkit"), "ui"], capture_output=True, text=True, timeout=120
+    )
     experiment = runs["experiment_id"].iloc[0]
     assert ui.returncode == 0 and f"served: {mlflow_server}/#/experiments/{experiment}/runs?" in ui.stdout
 
@@ -373,8 +443,11 @@ def test_a_report_cut_short_while_writing_leaves_the_earlier_one_whole_and_the_r
 
     def disk_full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(Path, "write_bytes", disk_full)
-    with pytest.raises(ToolkitError, match="No space left on device; check --out .an earlier report there is unchanged."):
+    with pytest.raises(
+        ToolkitError, match="No space left on device; check --out .an earlier report there is unchanged."
+    ):
         small_report("second").write(out)
     monkeypatch.setattr(Path, "write_bytes", real_write)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and os.listdir(tmp_path) == ["report"]

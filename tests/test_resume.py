@@ -1,6 +1,7 @@
 """Resuming a run: `toolkit train` stopped by SIGINT or SIGKILL during training or during its
 evaluation, then `toolkit train --resume RUN_ID`, ends in the same MLflow run with exactly the
 metrics of an uninterrupted run, its epochs logged once each and its checkpoints removed."""
+
 from __future__ import annotations
 
 import signal
@@ -10,15 +11,27 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import write_idx_set
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
-from conftest import write_idx_set
-
 TOOLKIT = str(Path(sys.executable).parent / "toolkit")
 EPOCHS = 4
-RUN = ["--epochs", str(EPOCHS), "--latent-dim", "2", "--hidden", "16", "--fid", "off", "--iw-samples", "20",
-       "--patience", "0", "--quiet"]
+RUN = [
+    "--epochs",
+    str(EPOCHS),
+    "--latent-dim",
+    "2",
+    "--hidden",
+    "16",
+    "--fid",
+    "off",
+    "--iw-samples",
+    "20",
+    "--patience",
+    "0",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +67,10 @@ def reached(client: MlflowClient, run, phase: str) -> bool:
     """Training: two epochs logged. Evaluation: the model logged (its figures are still to come)."""
     if phase == "training":
         return len(client.get_metric_history(run.info.run_id, "train/loss")) >= 2
-    return any(model.status == LoggedModelStatus.READY for model in client.search_logged_models(
-        [run.info.experiment_id], f"source_run_id = '{run.info.run_id}'"))
+    return any(
+        model.status == LoggedModelStatus.READY
+        for model in client.search_logged_models([run.info.experiment_id], f"source_run_id = '{run.info.run_id}'")
+    )
 
 
 def stop_when(process: subprocess.Popen, client: MlflowClient, experiment: str, phase: str, signum: int):
@@ -78,12 +93,16 @@ def timeless(run) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 @pytest.mark.parametrize("phase", ["training", "evaluation"])
-def test_a_stopped_run_resumes_to_the_metrics_of_an_uninterrupted_one(signum, phase, tiny_data, user_dir,
-                                                                       monkeypatch):
+def test_a_stopped_run_resumes_to_the_metrics_of_an_uninterrupted_one(signum, phase, tiny_data, user_dir, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     experiment = f"stopped-in-{phase}-by-{signal.Signals(signum).name}"
-    process = subprocess.Popen([TOOLKIT, "train", "--data-dir", tiny_data, "--experiment", experiment, *RUN],
-                               cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [TOOLKIT, "train", "--data-dir", tiny_data, "--experiment", experiment, *RUN],
+        cwd=user_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     client = MlflowClient(f"sqlite:///{user_dir / 'mlruns' / 'mlflow.db'}")
     stopped = stop_when(process, client, experiment, phase, signum)
     assert stopped.info.status == ("RUNNING" if signum == signal.SIGKILL else "KILLED")  # not finished: stopped
@@ -101,20 +120,29 @@ def test_a_stopped_run_resumes_to_the_metrics_of_an_uninterrupted_one(signum, ph
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == list(range(1, EPOCHS + 1))
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test/neg_elbo")] == [0]
     assert not client.list_artifacts(run.info.run_id, "checkpoint")  # a finished run keeps its model only
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} == \
-        {a.path for a in client.list_artifacts(whole.info.run_id)}
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
+        a.path for a in client.list_artifacts(whole.info.run_id)
+    }
     assert len(client.search_logged_models([run.info.experiment_id])) == 1
 
 
 def test_resume_refuses_what_it_cannot_do_in_one_line(tiny_data, user_dir, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     run_id = the_run(MlflowClient(f"sqlite:///{user_dir / 'mlruns' / 'mlflow.db'}"), "whole").info.run_id
-    cases = {("--resume", run_id): f"error: run {run_id} is FINISHED: only a FAILED or KILLED run can be resumed",
-             ("--resume", run_id, "--beta", "2", "--epochs", "9"):
-                 "error: resume: a resumed run keeps its own settings; drop --beta, --epochs",
-             ("--resume", run_id, "--latent-dim=20", "--experiment", "fashion-mnist"):  # defaults, typed: refused too
-                 "error: resume: a resumed run keeps its own settings; drop --latent-dim, --experiment",
-             ("--resume", "0" * 32): f"error: no run {'0' * 32} in the store"}
+    cases = {
+        ("--resume", run_id): f"error: run {run_id} is FINISHED: only a FAILED or KILLED run can be resumed",
+        (
+            "--resume",
+            run_id,
+            "--beta",
+            "2",
+            "--epochs",
+            "9",
+        ): "error: resume: a resumed run keeps its own settings; drop --beta, --epochs",
+        ("--resume", run_id, "--latent-dim=20", "--experiment", "fashion-mnist"):  # defaults, typed: refused too
+        "error: resume: a resumed run keeps its own settings; drop --latent-dim, --experiment",
+        ("--resume", "0" * 32): f"error: no run {'0' * 32} in the store",
+    }
     for argv, message in cases.items():
         result = train(user_dir, *argv, "--data-dir", tiny_data, check=False)
         assert result.returncode == 2 and result.stderr.strip().startswith(message), result.stderr

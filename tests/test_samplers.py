@@ -1,11 +1,21 @@
 """Latent samplers: the priors, the fitted Gaussian and the mixture, and reproducible generation."""
+
 import pytest
 import torch
 
 from toolkit.config import RunConfig
 from toolkit.models import build
-from toolkit.samplers import (FittedGaussian, FittedMixture, LaplacePrior, NormalPrior, default_sampler, generate,
-                              interpolation_codes, latent_means, manifold_codes)
+from toolkit.samplers import (
+    FittedGaussian,
+    FittedMixture,
+    LaplacePrior,
+    NormalPrior,
+    default_sampler,
+    generate,
+    interpolation_codes,
+    latent_means,
+    manifold_codes,
+)
 
 
 def draw(sampler, n=200_000, seed=0):

@@ -1,6 +1,7 @@
 """Past one machine on the engines the toolkit names: an `mlflow server` backed by PostgreSQL, with
 artifacts proxied to a local directory, and the Optuna study in PostgreSQL too, worked by two
 worker processes on their own connections. The README's multi-machine recipe is this test."""
+
 from __future__ import annotations
 
 import os
@@ -12,9 +13,8 @@ from pathlib import Path
 import optuna
 import psycopg2
 import pytest
-from mlflow import MlflowClient
-
 from conftest import running_mlflow_server, write_idx_set
+from mlflow import MlflowClient
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = "posterior-collapse-quick"
@@ -36,9 +36,24 @@ def test_a_grid_study_with_two_workers_on_postgresql_and_an_mlflow_server(postgr
     server, artifacts = mlflow_on_postgres
     data = write_idx_set(tmp_path / "tiny", n_train=300, n_test=60)
     env = {**os.environ, "MLFLOW_TRACKING_URI": server}
-    result = subprocess.run([sys.executable, str(ROOT / "studies" / "posterior_collapse.py"), "--quick", "--data-dir",
-                             str(data), "--storage", postgres, "--workers", "2"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "studies" / "posterior_collapse.py"),
+            "--quick",
+            "--data-dir",
+            str(data),
+            "--storage",
+            postgres,
+            "--workers",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
     trials = optuna.load_study(study_name=STUDY, storage=postgres).trials

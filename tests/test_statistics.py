@@ -1,6 +1,7 @@
 """The statistics behind every report, on stores of made-up runs (no training): intervals and
 paired differences against scipy.stats on the CSV's own values, bold and findings only where an
 interval excludes zero, a finding that flips when one seed's value moves, no winner from one seed."""
+
 import io
 import math
 import re
@@ -9,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-
 from synthetic import fake_study
+
 from toolkit.config import RunConfig
 from toolkit.reports import build_report
 from toolkit.reports.stats import best_of, estimate, holm, paired
@@ -24,11 +25,14 @@ def table(doc, name: str) -> pd.DataFrame:
 
 def results_rows(markdown: str) -> dict[str, dict[str, str]]:
     """The Results table's rows by their first cell."""
-    lines = markdown[markdown.index("## Results"):].splitlines()
+    lines = markdown[markdown.index("## Results") :].splitlines()
     rows = [line for line in lines if line.startswith("| ")]
     cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in rows]
-    first_table = cells[:next(i for i, row in enumerate(cells[2:], 2) if len(row) != len(cells[0]))] \
-        if any(len(row) != len(cells[0]) for row in cells) else cells
+    first_table = (
+        cells[: next(i for i, row in enumerate(cells[2:], 2) if len(row) != len(cells[0]))]
+        if any(len(row) != len(cells[0]) for row in cells)
+        else cells
+    )
     return {" ".join(row[:2]): dict(zip(cells[0], row)) for row in first_table[2:]}
 
 
@@ -39,8 +43,12 @@ def ae_vs_vae(store_name: str, recon: dict[str, list[float]], fid: dict[str, lis
         for seed, r, f in zip(SEEDS, recon[model], fid[model]):
             metrics = {"test/recon": r, "test/mse": r / 20_000, "fid/fmnist-cnn/samples": f}
             if model == "vae":
-                metrics |= {"test/kl": 16.0, "test/neg_elbo": r + 16, "test/active_units": 14.0,
-                            "test/informative_units": 12.0}
+                metrics |= {
+                    "test/kl": 16.0,
+                    "test/neg_elbo": r + 16,
+                    "test/active_units": 14.0,
+                    "test/informative_units": 12.0,
+                }
             runs.append((RunConfig(model=model, seed=seed), metrics))
     fake_study(store_name, runs)
     return store_name
@@ -80,8 +88,11 @@ def test_a_best_of_k_is_named_only_when_it_beats_every_other_after_holm():
 
 
 def test_a_difference_inside_the_noise_is_neither_bold_nor_called(store):
-    ae_vs_vae("noisy", {"vae": [225.6, 225.1, 226.0], "ae": [213.1, 213.3, 212.9]},
-              {"vae": [90.5, 89.0, 92.0], "ae": [84.8, 91.0, 79.5]})  # FID: AE lower on average, within noise
+    ae_vs_vae(
+        "noisy",
+        {"vae": [225.6, 225.1, 226.0], "ae": [213.1, 213.3, 212.9]},
+        {"vae": [90.5, 89.0, 92.0], "ae": [84.8, 91.0, 79.5]},
+    )  # FID: AE lower on average, within noise
     doc = build_report("ae-vs-vae", "noisy")
     text = doc.markdown()
     rows = results_rows(text)
@@ -89,8 +100,11 @@ def test_a_difference_inside_the_noise_is_neither_bold_nor_called(store):
     fid = "FID samples (fmnist-cnn)"
     assert not rows["AE 3"][fid].startswith("**") and not rows["VAE 3"][fid].startswith("**")
     assert "By reconstruction (nats), the AE is clearly better than the VAE" in text
-    assert re.search(r"By FID \(fmnist-cnn\) of each model's own samples .*, the AE and the VAE are not resolved "
-                     r"with 3 seeds", text)
+    assert re.search(
+        r"By FID \(fmnist-cnn\) of each model's own samples .*, the AE and the VAE are not resolved "
+        r"with 3 seeds",
+        text,
+    )
     comparisons = table(doc, "comparisons")
     fid_row = comparisons[comparisons["what"].str.startswith("FID")].iloc[0]
     d = scipy.stats.ttest_rel([84.8, 91.0, 79.5], [90.5, 89.0, 92.0]).confidence_interval(0.95)
@@ -114,11 +128,21 @@ def beta_sweep(store_name: str, seeds: tuple[int, ...]) -> str:
     for seed in seeds:
         for beta in (0.5, 1.0, 2.0):
             kl, recon = 30 / beta + rng.normal(0, 0.2), 220 + 4 * beta + rng.normal(0, 0.2)
-            runs.append((RunConfig(beta=beta, seed=seed), {
-                "test/kl": kl, "test/recon": recon, "test/neg_elbo": kl + recon + (5 if beta == 1 else 0),
-                "test/nll_iw": kl + recon - 2,
-                "test/active_units": 20.0, "test/informative_units": 20.0, "test/mse": 0.01,
-                **{f"test/kl_dim/{d:02d}": kl / 20 for d in range(20)}}))
+            runs.append(
+                (
+                    RunConfig(beta=beta, seed=seed),
+                    {
+                        "test/kl": kl,
+                        "test/recon": recon,
+                        "test/neg_elbo": kl + recon + (5 if beta == 1 else 0),
+                        "test/nll_iw": kl + recon - 2,
+                        "test/active_units": 20.0,
+                        "test/informative_units": 20.0,
+                        "test/mse": 0.01,
+                        **{f"test/kl_dim/{d:02d}": kl / 20 for d in range(20)},
+                    },
+                )
+            )
     fake_study(store_name, runs)
     return store_name
 
@@ -144,7 +168,7 @@ def test_three_seeds_state_the_clear_steps_of_a_trend_and_the_best_setting(store
 
 def test_every_report_states_the_settings_its_runs_share_and_what_its_nats_compare_with(store):
     text = build_report("beta-sweep", beta_sweep("stated", SEEDS)).markdown()
-    settings = text[text.index("## Settings"):text.index("## Results")]
+    settings = text[text.index("## Settings") : text.index("## Results")]
     assert "`latent_dim` 20" in settings and "`epochs` 30" in settings and "`iw_samples` 100" in settings
     assert "| varied | `beta` 0.5 / 1.0 / 2.0 |" in settings and "| seeds | 42, 43, 44 (3) |" in settings
     assert "| training images | 54,000 |" in settings and "best epoch 30 in 9 runs" in settings
@@ -157,10 +181,20 @@ def test_the_diagnostics_name_the_settings_whose_information_is_at_its_log_n_cei
     runs = []
     for seed in (42, 43):
         for beta, information in ((0.5, 9.205), (1.0, 8.4), (2.0, 7.0)):
-            runs.append((RunConfig(beta=beta, seed=seed), {
-                "test/kl": 20.0, "test/recon": 230.0, "test/mutual_info": information + seed / 1e4,
-                "test/marginal_kl": 20 - information, "test/mutual_info_ceiling": math.log(10_000),
-                "test/probe_accuracy": 0.8, **{f"test/kl_dim/{d:02d}": 1.0 for d in range(20)}}))
+            runs.append(
+                (
+                    RunConfig(beta=beta, seed=seed),
+                    {
+                        "test/kl": 20.0,
+                        "test/recon": 230.0,
+                        "test/mutual_info": information + seed / 1e4,
+                        "test/marginal_kl": 20 - information,
+                        "test/mutual_info_ceiling": math.log(10_000),
+                        "test/probe_accuracy": 0.8,
+                        **{f"test/kl_dim/{d:02d}": 1.0 for d in range(20)},
+                    },
+                )
+            )
     fake_study("ceiling", runs)
     text = build_report("beta-sweep", "ceiling").markdown().split("## Latent space and samples")[1]
     assert "**At the ceiling** (within 0.1 nats of log N = 9.21): β 0.5, model VAE." in text

@@ -1,4 +1,5 @@
 """The study engine: parent and child runs, resume, pruning, crash safety, workers, PostgreSQL."""
+
 import io
 import signal
 import subprocess
@@ -12,10 +13,10 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from conftest import write_idx_set
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from conftest import write_idx_set
 from toolkit import ToolkitError, names, studies, tracking, trial_queue
 from toolkit.config import RunConfig
 from toolkit.pipeline import run_name
@@ -48,8 +49,11 @@ def children(name: str) -> list:
 
 def parents(name: str) -> list:
     mlflow_client = tracking.client()
-    return [run for run in mlflow_client.search_runs([tracking.experiment_id(mlflow_client, name)])
-            if "trial" not in run.data.tags]
+    return [
+        run
+        for run in mlflow_client.search_runs([tracking.experiment_id(mlflow_client, name)])
+        if "trial" not in run.data.tags
+    ]
 
 
 def trials(name: str, storage: str):
@@ -77,8 +81,11 @@ def test_a_three_trial_study_logs_a_parent_with_three_children_and_a_rerun_adds_
 
 
 def test_a_grid_records_its_settings_as_params_and_compares_ae_and_vae_on_reconstruction(tiny_data, storage):
-    grid = {"ae": {"model": "ae"}, "vae-beta0.5": {"model": "vae", "beta": 0.5},
-            "vae-beta4": {"model": "vae", "beta": 4}}
+    grid = {
+        "ae": {"model": "ae"},
+        "vae-beta0.5": {"model": "vae", "beta": 0.5},
+        "vae-beta4": {"model": "vae", "beta": 4},
+    }
     study = Study("mixed", TINY, grid=grid, pruner="none", description="Which reconstructs better?", seeds=1)
     optuna_study = run_study(study, Settings(storage, data_dir=tiny_data))
     assert optuna_study.metric_names == ["validation reconstruction (nats)"]
@@ -91,7 +98,8 @@ def test_a_grid_records_its_settings_as_params_and_compares_ae_and_vae_on_recons
         run = runs[trial.user_attrs["mlflow_run_id"]]
         assert trial.value == pytest.approx(run.data.metrics["val/recon"])  # one epoch: the best is the last
         assert run.data.tags[names.NOTE].startswith(
-            f"Trial {trial.number} of study `mixed`, grid point `{label}`, seed 42.")
+            f"Trial {trial.number} of study `mixed`, grid point `{label}`, seed 42."
+        )
     assert sorted(run.info.run_name for run in runs.values()) == ["ae-z2", "vae-z2-beta0.5", "vae-z2-beta4"]
     [ae] = [run for run in runs.values() if run.data.params["model"] == "ae"]
     assert not {"beta", "warmup_epochs", "free_bits", "iw_samples"} & set(ae.data.params)
@@ -117,7 +125,9 @@ def test_a_multi_objective_search_minimises_reconstruction_and_fid_and_its_repor
         metrics = runs[trial.user_attrs["mlflow_run_id"]]
         assert trial.values[1] == pytest.approx(metrics["fid/fmnist-cnn/samples"])
         assert trial.values[0] == pytest.approx(metrics["val/recon"])  # one epoch: the best is the last
-    front = pd.read_csv(io.BytesIO(build_report("study", study_name="pareto", storage=storage).files["pareto_front.csv"]))
+    front = pd.read_csv(
+        io.BytesIO(build_report("study", study_name="pareto", storage=storage).files["pareto_front.csv"])
+    )
     best = sorted(optuna_study.best_trials, key=lambda t: t.values)
     assert list(front["trial"]) == [t.number for t in best]
     assert list(front["FID of samples"]) == pytest.approx([t.values[1] for t in best])
@@ -127,15 +137,18 @@ def test_resuming_with_other_settings_is_refused_naming_them(tiny_data, storage)
     study = Study("fixed", TINY, grid={"only": {}}, pruner="none", seeds=1)
     run_study(study, Settings(storage, data_dir=tiny_data))
     with pytest.raises(ToolkitError, match="epochs 1 -> 2"):
-        run_study(Study("fixed", replace(TINY, epochs=2), grid={"only": {}}, seeds=1),
-                  Settings(storage, data_dir=tiny_data))
+        run_study(
+            Study("fixed", replace(TINY, epochs=2), grid={"only": {}}, seeds=1), Settings(storage, data_dir=tiny_data)
+        )
 
 
 def test_an_unreachable_storage_is_a_clear_error(tiny_data, store):
     hint = "does not answer: start it, or check the host and port in --storage"
     with pytest.raises(ToolkitError, match=f"cannot open the Optuna storage.*{hint}"):
-        run_study(Study("x", TINY, grid={"only": {}}, seeds=1),
-                  Settings("postgresql+psycopg2://nobody@127.0.0.1:9/none", data_dir=tiny_data))
+        run_study(
+            Study("x", TINY, grid={"only": {}}, seeds=1),
+            Settings("postgresql+psycopg2://nobody@127.0.0.1:9/none", data_dir=tiny_data),
+        )
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):
@@ -286,8 +299,9 @@ def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli
     command = study_command("posterior_collapse.py", tiny_data, postgres, "--name", "shared-grid")
     machines = [subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
     wait_for_a_running_trial("shared-grid")  # the second machine joins a study under way
-    machines.append(subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE))
+    machines.append(
+        subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    )
     for machine in machines:
         assert machine.wait(timeout=600) == 0, machine.stderr.read()
     done, _ = assert_grid_completed_once("shared-grid", postgres, 12)
@@ -298,8 +312,14 @@ def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli
 def test_the_beta_sweep_command_on_real_fashion_mnist(real_subset, storage, cli_env, tmp_path):
     """The flagship command, --quick, on 3,000 real images: eight finished runs that trace the
     rate-distortion trade-off, its table printed, and its report written and logged on the parent run."""
-    result = subprocess.run(study_command("beta_sweep.py", str(real_subset), storage), env=cli_env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        study_command("beta_sweep.py", str(real_subset), storage),
+        env=cli_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     runs = children("beta-sweep-quick")
     assert sorted(run.info.status for run in runs) == ["FINISHED"] * 8
@@ -324,12 +344,15 @@ def test_every_grid_point_runs_the_same_seeds_and_more_seeds_later_run_only_the_
     first = {run.info.run_id: run for run in children("seeded")}
     seeds = {(run.data.params["model"], run.data.params["seed"]) for run in first.values()}
     assert seeds == {(m, s) for m in ("vae", "ae") for s in ("42", "43")} and len(first) == 4
-    optuna_study = run_study(Study("seeded", TINY, grid=grid, pruner="none", seeds=3),
-                             Settings(storage, data_dir=tiny_data))
+    optuna_study = run_study(
+        Study("seeded", TINY, grid=grid, pruner="none", seeds=3), Settings(storage, data_dir=tiny_data)
+    )
     runs = {run.info.run_id: run for run in children("seeded")}
     assert set(first) < set(runs) and len(runs) == 6  # the four runs kept, one more seed per point
-    assert {(r.data.params["model"], r.data.params["seed"]) for i, r in runs.items() if i not in first} == \
-        {("vae", "44"), ("ae", "44")}
+    assert {(r.data.params["model"], r.data.params["seed"]) for i, r in runs.items() if i not in first} == {
+        ("vae", "44"),
+        ("ae", "44"),
+    }
     assert sorted(t.params["seed"] for t in optuna_study.get_trials()) == [42, 42, 43, 43, 44, 44]
     assert all(t.state == TrialState.COMPLETE for t in optuna_study.get_trials())
     with pytest.raises(ToolkitError, match="a grid point sets seed; leave it out"):
@@ -345,16 +368,22 @@ def test_a_search_trial_scores_the_mean_of_its_seeds_and_prunes_on_running_means
     for trial in optuna_study.get_trials():
         by_seed = trial.user_attrs["mlflow_run_ids"]
         assert sorted(by_seed) == ["42", "43", "44"] and trial.user_attrs["mlflow_run_id"] == by_seed["42"]
-        curves = {seed: [m.value for m in sorted(client.get_metric_history(run_id, "val/neg_elbo"),
-                                                 key=lambda m: m.step)] for seed, run_id in by_seed.items()}
-        best = {seed: curves[seed][int(runs[run_id].data.metrics["best_epoch"]) - 1] for seed, run_id in by_seed.items()}
+        curves = {
+            seed: [m.value for m in sorted(client.get_metric_history(run_id, "val/neg_elbo"), key=lambda m: m.step)]
+            for seed, run_id in by_seed.items()
+        }
+        best = {
+            seed: curves[seed][int(runs[run_id].data.metrics["best_epoch"]) - 1] for seed, run_id in by_seed.items()
+        }
         assert trial.value == pytest.approx(sum(best.values()) / 3)
         assert trial.user_attrs["objective_by_seed"] == pytest.approx(best)
         assert trial.user_attrs["objective_sd"] == pytest.approx(float(pd.Series(list(best.values())).std()))
-        for k, seed in enumerate(["42", "43", "44"]):  # step (k - 1) · epochs + e: the mean over the first k seeds
+        for k in range(3):  # step (k - 1) · epochs + e: the mean over the first k seeds
             for epoch in (1, 2):
-                earlier = [curves[s][epoch - 1] for s in ["42", "43", "44"][:k + 1]]
+                earlier = [curves[s][epoch - 1] for s in ["42", "43", "44"][: k + 1]]
                 assert trial.intermediate_values[k * 2 + epoch] == pytest.approx(sum(earlier) / len(earlier))
-        assert {runs[run_id].data.params["latent_dim"] for run_id in by_seed.values()} == {str(trial.params["latent_dim"])}
+        assert {runs[run_id].data.params["latent_dim"] for run_id in by_seed.values()} == {
+            str(trial.params["latent_dim"])
+        }
     with pytest.raises(ToolkitError, match="a search whose trials train 3 seed\\(s\\) each; rerun it with --seeds 3"):
         run_study(replace(study, seeds=1), Settings(storage, data_dir=tiny_data))

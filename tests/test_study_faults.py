@@ -2,6 +2,7 @@
 the PostgreSQL server of its Optuna storage stopped and restarted, a report built while two
 workers are still writing. Afterwards the store is read back: every grid point finished once,
 no run is left RUNNING, nothing finished is lost."""
+
 from __future__ import annotations
 
 import os
@@ -15,10 +16,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import write_idx_set
 from mlflow import MlflowClient
 from optuna.trial import TrialState
-
-from conftest import write_idx_set
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLKIT = str(Path(sys.executable).parent / "toolkit")
@@ -68,8 +68,12 @@ def a_trial_with_an_epoch(client: MlflowClient, storage: str):
     epoch's metrics)."""
     for trial in trials(storage):
         run_id = trial.user_attrs.get("mlflow_run_id")
-        if trial.state == TrialState.RUNNING and run_id and client.get_metric_history(run_id, "train/loss") \
-                and client.list_artifacts(run_id, "checkpoint"):
+        if (
+            trial.state == TrialState.RUNNING
+            and run_id
+            and client.get_metric_history(run_id, "train/loss")
+            and client.list_artifacts(run_id, "checkpoint")
+        ):
             return trial
     return None
 
@@ -100,8 +104,9 @@ def assert_completed_once(client: MlflowClient, storage: str, points: int = POIN
 
 def test_one_of_two_workers_killed_the_other_resumes_its_trial(data, user_dir):
     storage = f"sqlite:///{user_dir / 'mlruns' / 'optuna.db'}"
-    process = subprocess.Popen(study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     client = store(user_dir)
     victim = wait_for(lambda: a_trial_with_an_epoch(client, storage), what="a trial's first epoch")
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
@@ -118,8 +123,9 @@ def test_one_of_two_workers_killed_the_other_resumes_its_trial(data, user_dir):
 
 def test_workers_end_when_their_study_process_is_killed_and_the_rerun_finishes_the_study(data, user_dir):
     storage = f"sqlite:///{user_dir / 'mlruns' / 'optuna.db'}"
-    process = subprocess.Popen(study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     client = store(user_dir)
     worker = wait_for(lambda: a_trial_with_an_epoch(client, storage), what="a trial's first epoch").user_attrs["pid"]
     process.send_signal(signal.SIGKILL)  # the parent only: as the kernel's OOM killer would
@@ -132,8 +138,9 @@ def test_workers_end_when_their_study_process_is_killed_and_the_rerun_finishes_t
 
 def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, postgres_server):
     postgres, pg_control = postgres_server.url, postgres_server.control
-    process = subprocess.Popen(study(data, "--storage", postgres), cwd=user_dir, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        study(data, "--storage", postgres), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     client = store(user_dir)
     wait_for(lambda: a_trial_with_an_epoch(client, postgres), what="a trial's first epoch")
     pg_control("stop", "-m", "fast")
@@ -146,14 +153,24 @@ def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, p
 
 def test_a_report_built_while_two_workers_write(data, user_dir):
     storage = f"sqlite:///{user_dir / 'mlruns' / 'optuna.db'}"
-    process = subprocess.Popen(study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     client = store(user_dir)
     wait_for(lambda: len([t for t in trials(storage) if t.state == TrialState.COMPLETE]) >= 2, what="two trials")
-    finished_before = {run.info.run_id for run in client.search_runs(  # the report must show at least these
-        [client.get_experiment_by_name(STUDY).experiment_id], "attributes.status = 'FINISHED' and tags.trial != ''")}
-    during = subprocess.run([TOOLKIT, "report", "posterior-collapse", "--experiment", STUDY, "--out", "during"],
-                            cwd=user_dir, capture_output=True, text=True, timeout=300)
+    finished_before = {
+        run.info.run_id
+        for run in client.search_runs(  # the report must show at least these
+            [client.get_experiment_by_name(STUDY).experiment_id], "attributes.status = 'FINISHED' and tags.trial != ''"
+        )
+    }
+    during = subprocess.run(
+        [TOOLKIT, "report", "posterior-collapse", "--experiment", STUDY, "--out", "during"],
+        cwd=user_dir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-2000:]  # the workers did not notice
     assert during.returncode == 0, during.stderr[-2000:]

@@ -14,11 +14,13 @@ from toolkit.train import TrainingDiverged, fit
 def synthetic_splits(n=256, seed=0) -> Splits:
     """Blurry stripes with a random offset: learnable, so losses move within a few epochs."""
     g = torch.Generator().manual_seed(seed)
+
     def make(count):
         offsets = torch.randint(0, 28, (count, 1), generator=g)
         cols = torch.arange(28).repeat(28)
         images = ((cols - offsets).abs() < 4).float() * 0.9 + 0.05 * torch.rand(count, 784, generator=g)
         return Split(images, torch.zeros(count, dtype=torch.long))
+
     return Splits(make(n), make(n // 4), make(n // 4), source=None)
 
 
@@ -49,8 +51,18 @@ def test_every_epoch_reports_the_documented_metrics():
     _, result, _ = train(config(), callbacks=[lambda epoch, m: seen.append((epoch, sorted(m)))])
     assert [epoch for epoch, _ in seen] == [1, 2, 3]
     keys = set(seen[0][1])
-    assert {"train/loss", "train/recon", "train/kl", "val/loss", "val/recon", "val/kl", "val/mse",
-            "val/active_units", "beta_eff", "time/epoch_s"} <= keys
+    assert {
+        "train/loss",
+        "train/recon",
+        "train/kl",
+        "val/loss",
+        "val/recon",
+        "val/kl",
+        "val/mse",
+        "val/active_units",
+        "beta_eff",
+        "time/epoch_s",
+    } <= keys
     assert all(0 < epoch["time/epoch_s"] < 60 for epoch in result.history)
     assert {f"val/kl_dim/{d:02d}" for d in range(4)} <= keys
     assert result.history[-1]["val/loss"] < result.history[0]["val/loss"]
@@ -109,7 +121,8 @@ def test_a_learned_sigma_trains_towards_the_reconstruction_error_and_is_logged_e
     sigmas = [h["val/decoder_sigma"] for h in result.history]
     assert sigmas[0] < cfg.sigma and sigmas[-1] < sigmas[0]  # from √½ towards the pixels' error
     assert model.log_sigma.requires_grad and model.log_sigma.exp().item() == pytest.approx(
-        result.history[result.best_epoch - 1]["val/decoder_sigma"])
+        result.history[result.best_epoch - 1]["val/decoder_sigma"]
+    )
     fixed, fixed_result, _ = train(config(likelihood="gaussian", epochs=2))
     assert not fixed.log_sigma.requires_grad and "val/decoder_sigma" not in fixed_result.history[0]
     assert fixed.log_sigma.item() == pytest.approx(math.log(math.sqrt(0.5)))
@@ -134,8 +147,9 @@ def test_dynamic_binarisation_trains_on_fresh_binary_draws_and_tests_on_one_fixe
     splits.train.images[:] = splits.train.images[0]  # one grey image: batches differ only by their draws
     splits = splits.binarized()
     model = build(cfg, torch.device("cpu"))
-    model.encoder.register_forward_hook(lambda module, args, output: seen.append(args[0].clone()) if module.training
-                                        else None)
+    model.encoder.register_forward_hook(
+        lambda module, args, output: seen.append(args[0].clone()) if module.training else None
+    )
     fit(model, splits, cfg, quiet=True)
     first, second = seen  # one batch per epoch
     assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)

@@ -1,4 +1,5 @@
 """Experiment-tracked autoencoders and variational autoencoders."""
+
 import errno
 import re
 import signal
@@ -11,9 +12,14 @@ DASHBOARD_PORT = 8080  # where `toolkit dashboard` serves optuna-dashboard
 
 
 # How a database server that is down or restarting shows in its driver's errors.
-UNREACHABLE_SIGNS = ("connection refused", "could not connect", "server closed the connection",
-                     "terminating connection", "the database system is shutting down",
-                     "the database system is starting up")
+UNREACHABLE_SIGNS = (
+    "connection refused",
+    "could not connect",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is shutting down",
+    "the database system is starting up",
+)
 
 
 class ToolkitError(Exception):
@@ -22,8 +28,9 @@ class ToolkitError(Exception):
 
 # A URL's password (scheme://user:password@host) and the values of secret-looking query parameters.
 URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s/:@]*:)([^\s/]+)(@)")
-SECRET_PARAMETER = re.compile(r"([?&;](?:password|passwd|pwd|token|secret|api_key|access_key)=)([^&;\s'\"]+)",
-                              re.IGNORECASE)
+SECRET_PARAMETER = re.compile(
+    r"([?&;](?:password|passwd|pwd|token|secret|api_key|access_key)=)([^&;\s'\"]+)", re.IGNORECASE
+)
 
 
 def masked(text: str) -> str:
@@ -41,8 +48,10 @@ def path_in(folder: Path, name: str, what: str) -> Path:
     root = Path(folder).resolve()
     path = (root / name).resolve()
     if path == root or not path.is_relative_to(root):
-        raise ToolkitError(f"{what} {name!r}: the name leads outside {folder}/ (it is absolute or has '..'); "
-                           "choose a name without them")
+        raise ToolkitError(
+            f"{what} {name!r}: the name leads outside {folder}/ (it is absolute or has '..'); "
+            "choose a name without them"
+        )
     return Path(folder) / name  # as given (relative stays relative), once checked
 
 
@@ -63,8 +72,12 @@ def storage_failure(exc: BaseException) -> tuple[str, BaseException] | None:
         text, number = str(seen).lower(), getattr(seen, "errno", None) if isinstance(seen, OSError) else None
         if number == errno.ENOSPC or "disk is full" in text:
             return "full", seen
-        if number in (errno.EACCES, errno.EPERM, errno.EROFS) or "readonly" in text or "permission denied" in text \
-                or "unable to open database" in text:
+        if (
+            number in (errno.EACCES, errno.EPERM, errno.EROFS)
+            or "readonly" in text
+            or "permission denied" in text
+            or "unable to open database" in text
+        ):
             return "unwritable", seen
         if "not a database" in text or "malformed" in text:
             return "damaged", seen
@@ -88,8 +101,11 @@ def _storage_problem(exc: BaseException, again: str = RERUN) -> str | None:
         return f"the database server does not answer: {str(seen).splitlines()[0]}; when it is back, {again}"
     where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
     what = "the disk is full" if kind == "full" else "a file could not be written"
-    todo = ("free some space" if kind == "full" else "make it writable, run from a directory you can write to "
-            "(the store is ./mlruns)") + ", or set MLFLOW_TRACKING_URI to another store"
+    todo = (
+        "free some space"
+        if kind == "full"
+        else "make it writable, run from a directory you can write to (the store is ./mlruns)"
+    ) + ", or set MLFLOW_TRACKING_URI to another store"
     return f"{what}{where}: {str(seen).splitlines()[0]}; {todo}, then rerun (finished runs are kept)"
 
 
@@ -109,8 +125,14 @@ def interrupts_held():
     where signals cannot be handled, the block runs as it is."""
     global _holding
     try:
-        previous = {s: signal.signal(s, lambda signum, frame: _held.append((signum, frame)))
-                    for s in (signal.SIGINT, signal.SIGTERM)} if _holding == 0 else {}
+        previous = (
+            {
+                s: signal.signal(s, lambda signum, frame: _held.append((signum, frame)))
+                for s in (signal.SIGINT, signal.SIGTERM)
+            }
+            if _holding == 0
+            else {}
+        )
     except ValueError:  # not the main thread
         yield
         return

@@ -1,5 +1,6 @@
 """`toolkit train | evaluate | report | ui | dashboard | data`: argument parsing only; the work happens in the
 modules."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ from toolkit.config import DATASETS, ConfigError, RunConfig, parse_value
 from toolkit.reports import KINDS as REPORT_KINDS
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, base: RunConfig, required: bool = True,
-                      unlisted: frozenset[str] = frozenset()):
+def add_run_arguments(
+    parser: argparse.ArgumentParser, base: RunConfig, required: bool = True, unlisted: frozenset[str] = frozenset()
+):
     """One option per `RunConfig` field (`latent_dim` -> `--latent-dim`), typed, explained and
     checked by the field's own declaration. Its default is `base`'s value; with `required=False` an
     option not given is left out of the parsed arguments (a study keeps its own value). Fields in
@@ -21,21 +23,27 @@ def add_run_arguments(parser: argparse.ArgumentParser, base: RunConfig, required
     for field in dataclasses.fields(base):
         value, choices = getattr(base, field.name), field.metadata.get("choices")
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        group.add_argument(f"--{field.name.replace('_', '-')}", type=_field_type(type(base), field.name),
-                           default=value if required else argparse.SUPPRESS,
-                           help=argparse.SUPPRESS if field.name in unlisted else
-                           field.metadata.get("help", field.name.replace("_", " "))
-                           + (f"; one of {', '.join(choices)}" if choices else "")
-                           + ("" if value is None else f" (default {shown})"))
+        group.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=_field_type(type(base), field.name),
+            default=value if required else argparse.SUPPRESS,
+            help=argparse.SUPPRESS
+            if field.name in unlisted
+            else field.metadata.get("help", field.name.replace("_", " "))
+            + (f"; one of {', '.join(choices)}" if choices else "")
+            + ("" if value is None else f" (default {shown})"),
+        )
 
 
 def _field_type(cls: type, name: str):
     """A command-line word as the field's value; a word that is not one is a one-line error naming the field."""
+
     def convert(word: str):
         try:
             return parse_value(name, word, cls)
         except ConfigError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
     return convert
 
 
@@ -55,14 +63,23 @@ def cmd_train(args):
         _check_resume_alone(args.words)
         result = resume_run(args.resume, args.data_dir, args.quiet, args.fid_weights)
     else:
-        result = train_run(config, args.experiment, args.data_dir, args.quiet, fid_weights=args.fid_weights,
-                           on_start=lambda run_id: print(f"run {run_id} started; if it stops, "
-                                                         f"`toolkit train --resume {run_id}` continues it"))
+        result = train_run(
+            config,
+            args.experiment,
+            args.data_dir,
+            args.quiet,
+            fid_weights=args.fid_weights,
+            on_start=lambda run_id: print(
+                f"run {run_id} started; if it stops, `toolkit train --resume {run_id}` continues it"
+            ),
+        )
     print(f"run {result.run_id} finished; store {masked(tracking_uri())}; browse with `toolkit ui`")
 
 
-TRAIN_AGAIN = ("go on with `toolkit train --resume RUN_ID` (the id it printed when it started; the same command "
-               "again would start a new run)")
+TRAIN_AGAIN = (
+    "go on with `toolkit train --resume RUN_ID` (the id it printed when it started; the same command "
+    "again would start a new run)"
+)
 RESUME_OPTIONS = ("--resume", "--data-dir", "--fid-weights", "--quiet")  # what goes with --resume
 
 
@@ -72,8 +89,10 @@ def _check_resume_alone(words: list[str]):
     given = [word.split("=", 1)[0] for word in words if word.startswith("--")]
     others = [option for option in dict.fromkeys(given) if option not in RESUME_OPTIONS]
     if others:
-        raise ToolkitError(f"resume: a resumed run keeps its own settings; drop {', '.join(others)} (only "
-                           f"{', '.join(RESUME_OPTIONS[1:-1])} and {RESUME_OPTIONS[-1]} go with --resume)")
+        raise ToolkitError(
+            f"resume: a resumed run keeps its own settings; drop {', '.join(others)} (only "
+            f"{', '.join(RESUME_OPTIONS[1:-1])} and {RESUME_OPTIONS[-1]} go with --resume)"
+        )
 
 
 def cmd_evaluate(args):
@@ -83,8 +102,10 @@ def cmd_evaluate(args):
         raise ToolkitError("evaluate: give run ids or --experiment NAME, not both and not neither")
     run_ids = args.run_ids or experiment_runs(args.experiment)
     added = evaluate_runs(run_ids, args.data_dir, args.fid_weights)
-    print(f"{sum(bool(keys) for keys in added.values())} of {len(added)} runs gained metrics; rebuild their reports "
-          "with `toolkit report`")
+    print(
+        f"{sum(bool(keys) for keys in added.values())} of {len(added)} runs gained metrics; rebuild their reports "
+        "with `toolkit report`"
+    )
 
 
 def cmd_report(args):
@@ -115,8 +136,10 @@ def cmd_data(args):
     from toolkit.data import load_splits
 
     splits = load_splits(args.dataset, args.data_dir, download=not args.no_download)
-    print(f"{args.dataset}: {splits.source} ({len(splits.train) + len(splits.val):,} training and "
-          f"{len(splits.test):,} test images)")
+    print(
+        f"{args.dataset}: {splits.source} ({len(splits.train) + len(splits.val):,} training and "
+        f"{len(splits.test):,} test images)"
+    )
 
 
 class Parser(argparse.ArgumentParser):
@@ -134,26 +157,40 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one AE or VAE and log it to MLflow")
     add_run_arguments(train, RunConfig())
     train.add_argument("--data-dir", default=None, help="directory holding the IDX files")
-    train.add_argument("--fid-weights", default=None,
-                       help="pytorch-fid Inception weights file (or set TOOLKIT_FID_WEIGHTS)")
+    train.add_argument(
+        "--fid-weights", default=None, help="pytorch-fid Inception weights file (or set TOOLKIT_FID_WEIGHTS)"
+    )
     train.add_argument("--experiment", default=None, help="MLflow experiment (default: the dataset name)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--resume", metavar="RUN_ID", default=None,
-                       help="continue this FAILED or KILLED run from its last checkpoint, with its own settings")
+    train.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        default=None,
+        help="continue this FAILED or KILLED run from its last checkpoint, with its own settings",
+    )
     train.set_defaults(func=cmd_train)
-    evaluate = sub.add_parser("evaluate", help="log into finished runs the metrics and figures they lack, from "
-                              "their logged models (no retraining)")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="log into finished runs the metrics and figures they lack, from their logged models (no retraining)",
+    )
     evaluate.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="the runs to evaluate")
     evaluate.add_argument("--experiment", default=None, help="every finished training run of this experiment")
     evaluate.add_argument("--data-dir", default=None, help="directory holding the IDX files")
-    evaluate.add_argument("--fid-weights", default=None,
-                          help="pytorch-fid Inception weights file (or set TOOLKIT_FID_WEIGHTS)")
+    evaluate.add_argument(
+        "--fid-weights", default=None, help="pytorch-fid Inception weights file (or set TOOLKIT_FID_WEIGHTS)"
+    )
     evaluate.set_defaults(func=cmd_evaluate)
-    report = sub.add_parser("report", help="write a markdown report (tables as CSV, figures as PNG) from the store",
-                            description="Write DIR/README.md, its tables as CSV and its figures as PNG, from the "
-                            "runs in the tracking store (MLFLOW_TRACKING_URI or mlruns/); nothing is retrained.")
-    report.add_argument("kind", choices=[*REPORT_KINDS, "index"],
-                        help="what the report compares; index: one page over the reports in --out (default reports/)")
+    report = sub.add_parser(
+        "report",
+        help="write a markdown report (tables as CSV, figures as PNG) from the store",
+        description="Write DIR/README.md, its tables as CSV and its figures as PNG, from the "
+        "runs in the tracking store (MLFLOW_TRACKING_URI or mlruns/); nothing is retrained.",
+    )
+    report.add_argument(
+        "kind",
+        choices=[*REPORT_KINDS, "index"],
+        help="what the report compares; index: one page over the reports in --out (default reports/)",
+    )
     report.add_argument("--experiment", default=None, help="MLflow experiment whose runs are reported")
     report.add_argument("--parent", default=None, help="only the child runs of this parent run (a study)")
     report.add_argument("--out", default=None, help="output directory (default: reports/<experiment>)")
@@ -169,10 +206,13 @@ def parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", default=UI_HOST)
     dashboard.add_argument("--port", type=int, default=DASHBOARD_PORT)
     dashboard.set_defaults(func=cmd_dashboard)
-    data = sub.add_parser("data", help="find the dataset's IDX files (or download them with torchvision), check them",
-                          description="Find and check the IDX files: --data-dir, $TOOLKIT_DATA_DIR, ./data, "
-                          "/usr/share/datasets/<name> (Debian's dataset-fashion-mnist), else torchvision's "
-                          "download into ./data. `make data` installs the Debian package first when it can.")
+    data = sub.add_parser(
+        "data",
+        help="find the dataset's IDX files (or download them with torchvision), check them",
+        description="Find and check the IDX files: --data-dir, $TOOLKIT_DATA_DIR, ./data, "
+        "/usr/share/datasets/<name> (Debian's dataset-fashion-mnist), else torchvision's "
+        "download into ./data. `make data` installs the Debian package first when it can.",
+    )
     data.add_argument("--dataset", default=RunConfig.dataset, choices=DATASETS)
     data.add_argument("--data-dir", default=None, help="directory holding the IDX files")
     data.add_argument("--no-download", action="store_true", help="only look; do not try torchvision's download")
@@ -195,21 +235,37 @@ def study_main(study, argv=None):
     study = dataclasses.replace(study, description=study.description or sys.modules["__main__"].__doc__ or "")
     parser = Parser(description=study.description, formatter_class=argparse.RawDescriptionHelpFormatter)
     if not study.grid:
-        parser.add_argument("--trials", type=int, default=None,
-                            help=f"finished trials to aim for (default {study.trials}, 3 with --quick)")
-        parser.add_argument("--multi-objective", action="store_true",
-                            help="minimise (validation reconstruction, FID of samples) and report the Pareto front")
+        parser.add_argument(
+            "--trials",
+            type=int,
+            default=None,
+            help=f"finished trials to aim for (default {study.trials}, 3 with --quick)",
+        )
+        parser.add_argument(
+            "--multi-objective",
+            action="store_true",
+            help="minimise (validation reconstruction, FID of samples) and report the Pareto front",
+        )
     seeds = study.seeds or (GRID_SEEDS if study.grid else SEARCH_SEEDS)
-    parser.add_argument("--seeds", type=int, default=None, help=(
-        f"seeds per {'grid point' if study.grid else 'trial'}: --seed and the ones after it, the same at every "
-        f"{'point' if study.grid else 'trial'} (default {seeds}, 1 with --quick)"
-        + ("; a rerun with more runs only the seeds it lacks" if study.grid else "; a trial scores their mean")))
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help=(
+            f"seeds per {'grid point' if study.grid else 'trial'}: --seed and the ones after it, the same at every "
+            f"{'point' if study.grid else 'trial'} (default {seeds}, 1 with --quick)"
+            + ("; a rerun with more runs only the seeds it lacks" if study.grid else "; a trial scores their mean")
+        ),
+    )
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in mlruns/optuna.db)")
     parser.add_argument("--workers", type=int, default=1, help="processes on this machine, sharing its cores")
     parser.add_argument("--data-dir", default=None, help="directory holding the IDX files")
     parser.add_argument("--pruner", default=study.pruner, choices=sorted(PRUNERS))
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 2 epochs on 2,000 images, one seed" + ("" if study.grid else ", 3 trials"))
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 2 epochs on 2,000 images, one seed" + ("" if study.grid else ", 3 trials"),
+    )
     parser.add_argument("--name", default=None, help="study name (default: derived from the script and settings)")
     parser.add_argument("--out", default=None, help="report directory (default: reports/<study name>)")
     add_run_arguments(parser, study.base, required=False, unlisted=frozenset(varied_settings(study)))
@@ -227,12 +283,17 @@ def _run_study_command(study, args):
     parent = optuna_study.user_attrs[names.PARENT_RUN_ATTR]
     doc, path = write_report(study.report, study.name, parent, args.out, study.name, args.storage)
     tracking.log_directory(parent, path.parent, "report")
-    tracking.set_note(parent, f"{describe(study)}\n\n{doc.main_table}\n\nThe whole report is under this run's "
-                      "artifacts, in `report/README.md`.")
+    tracking.set_note(
+        parent,
+        f"{describe(study)}\n\n{doc.main_table}\n\nThe whole report is under this run's "
+        "artifacts, in `report/README.md`.",
+    )
     print(doc.main_table)
-    print(f"\nreport: {path} (also under the artifacts of the parent run {parent}); "
-          f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "
-          f"Optuna study '{study.name}' in {masked(args.storage or tracking.optuna_storage())}")
+    print(
+        f"\nreport: {path} (also under the artifacts of the parent run {parent}); "
+        f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "
+        f"Optuna study '{study.name}' in {masked(args.storage or tracking.optuna_storage())}"
+    )
 
 
 def configure(study, args):
@@ -251,21 +312,28 @@ def configure(study, args):
     check_workers(args.workers, dataclasses.replace(study.base, **given))  # refuses a bad value first
     varied = sorted(given.keys() & varied_settings(study))
     if varied:
-        raise ToolkitError(f"{varied[0]}: this study sets it per trial; drop "
-                           + ", ".join(f"--{name.replace('_', '-')}" for name in varied))
+        raise ToolkitError(
+            f"{varied[0]}: this study sets it per trial; drop "
+            + ", ".join(f"--{name.replace('_', '-')}" for name in varied)
+        )
     dataset = given.get("dataset", study.base.dataset)
     quick = {}
     if args.quick:  # at most QUICK's number of images: all of them where the data has fewer
         enough = training_size(dataset, args.data_dir) > QUICK["limit"]
         quick = {**QUICK, "limit": QUICK["limit"] if enough else None}
     overrides = {**quick, **given}
-    name = args.name or "-".join([study.name, *([dataset] if dataset != RunConfig.dataset else []),
-                                  *(["quick"] if args.quick else [])])
+    name = args.name or "-".join(
+        [study.name, *([dataset] if dataset != RunConfig.dataset else []), *(["quick"] if args.quick else [])]
+    )
     return dataclasses.replace(
-        study, name=name, base=dataclasses.replace(study.base, **overrides), pruner=args.pruner,
+        study,
+        name=name,
+        base=dataclasses.replace(study.base, **overrides),
+        pruner=args.pruner,
         trials=(3 if args.quick else study.trials) if getattr(args, "trials", None) is None else args.trials,
         seeds=args.seeds or (1 if args.quick else study.seeds),
-        multi_objective=getattr(args, "multi_objective", False))
+        multi_objective=getattr(args, "multi_objective", False),
+    )
 
 
 if __name__ == "__main__":

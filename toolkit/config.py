@@ -1,4 +1,5 @@
 """`RunConfig`: every knob of one training run, validated in one place."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,40 +56,62 @@ class ConfigError(ToolkitError):
 @dataclass(frozen=True)
 class RunConfig:
     model: str = setting("vae", "the model", MODELS)
-    architecture: str = setting("mlp", "encoder and decoder: mlp (784-hidden-latent and back) or conv (two "
-                                "stride-2 convolutions 32-64 and their transposes)", ARCHITECTURES)
+    architecture: str = setting(
+        "mlp",
+        "encoder and decoder: mlp (784-hidden-latent and back) or conv (two "
+        "stride-2 convolutions 32-64 and their transposes)",
+        ARCHITECTURES,
+    )
     dataset: str = setting("fashion-mnist", "the images", DATASETS)
     latent_dim: int = setting(20, "latent dimensions")
     hidden: tuple[int, ...] = setting((400,), "hidden layer sizes of the mlp, e.g. 400 or 256,128")
     likelihood: str = setting("bernoulli", "the decoder's p(x|z)", LIKELIHOODS)
-    decoder_scale: str = setting("fixed", "the Gaussian decoder's standard deviation σ, one for every pixel: fixed "
-                                 "at --sigma, or learned (a trained parameter starting at --sigma, as in the σ-VAE "
-                                 "of Rybkin et al. 2021)", DECODER_SCALES)
-    sigma: float = setting(SQRT_HALF, "the Gaussian decoder's σ (or its starting value when learned); the default "
-                           "√½ makes the NLL the squared error plus (784/2)·ln π")
-    binarize: str = setting("none", "the Bernoulli likelihood's pixels: grey levels as they are (a cross-entropy, "
-                            "not a likelihood of the images), or dynamic: every training batch drawn anew as "
-                            "Bernoulli samples of the grey levels, validation and test drawn once with a fixed "
-                            "seed (Burda et al. 2015), which makes the nats comparable with published "
-                            "binarised-MNIST likelihoods", BINARIZATIONS)
+    decoder_scale: str = setting(
+        "fixed",
+        "the Gaussian decoder's standard deviation σ, one for every pixel: fixed "
+        "at --sigma, or learned (a trained parameter starting at --sigma, as in the σ-VAE "
+        "of Rybkin et al. 2021)",
+        DECODER_SCALES,
+    )
+    sigma: float = setting(
+        SQRT_HALF,
+        "the Gaussian decoder's σ (or its starting value when learned); the default "
+        "√½ makes the NLL the squared error plus (784/2)·ln π",
+    )
+    binarize: str = setting(
+        "none",
+        "the Bernoulli likelihood's pixels: grey levels as they are (a cross-entropy, "
+        "not a likelihood of the images), or dynamic: every training batch drawn anew as "
+        "Bernoulli samples of the grey levels, validation and test drawn once with a fixed "
+        "seed (Burda et al. 2015), which makes the nats comparable with published "
+        "binarised-MNIST likelihoods",
+        BINARIZATIONS,
+    )
     beta: float = setting(1.0, "weight of the KL term (VAE)")
     warmup_epochs: int = setting(0, "linear KL warm-up length (VAE)")
     free_bits: float = setting(0.0, "nats per latent dimension below which KL is not penalised (VAE)")
     epochs: int = setting(30, "at most this many epochs")
     batch_size: int = setting(128, "training images per step")
     lr: float = setting(1e-3, "Adam's learning rate")
-    patience: int = setting(5, "early stopping after this many epochs without a better validation loss; 0 turns "
-                            "it off")
+    patience: int = setting(5, "early stopping after this many epochs without a better validation loss; 0 turns it off")
     seed: int = setting(42, "seeds the split, the initial weights and every sample")
     limit: int | None = setting(None, "use only the first N training images")
-    fid: str = setting("auto", "auto scores with the domain CNN always and with Inception too when its weights "
-                       "and a GPU are here", FID_MODES)
+    fid: str = setting(
+        "auto",
+        "auto scores with the domain CNN always and with Inception too when its weights and a GPU are here",
+        FID_MODES,
+    )
     fid_samples: int = setting(10_000, "generated images per FID")
-    sampler: str = setting("default", "gmm adds FID of samples from a 10-component Gaussian mixture fitted to "
-                           "the training codes", SAMPLERS)
+    sampler: str = setting(
+        "default", "gmm adds FID of samples from a 10-component Gaussian mixture fitted to the training codes", SAMPLERS
+    )
     iw_samples: int = setting(100, "K of the importance-weighted NLL bound (VAE); 0 skips it")
-    precision: str = setting("fp32", "of the training steps' forward pass: bf16 runs it under bfloat16 autocast "
-                             "(weights, gradients and losses stay fp32; evaluation is unchanged)", PRECISIONS)
+    precision: str = setting(
+        "fp32",
+        "of the training steps' forward pass: bf16 runs it under bfloat16 autocast "
+        "(weights, gradients and losses stay fp32; evaluation is unchanged)",
+        PRECISIONS,
+    )
 
     def __post_init__(self):
         if isinstance(self.hidden, list):
@@ -112,15 +135,20 @@ class RunConfig:
             if not math.isfinite(getattr(self, name)):
                 yield name, f"must be a finite number, got {getattr(self, name)}"
                 return  # nan compares false with everything: the checks below would not catch it
-        if not 0 <= self.seed < 2 ** 32:
+        if not 0 <= self.seed < 2**32:
             yield "seed", f"must be between 0 and 2**32 - 1, got {self.seed}"
         positive = ("latent_dim", "epochs", "batch_size", "lr", "sigma")
         for name in positive:
             if not getattr(self, name) > 0:
                 yield name, f"must be > 0, got {getattr(self, name)}"
         if self.fid_samples < MIN_FID_SAMPLES:
-            yield "fid_samples", (f"must be >= {MIN_FID_SAMPLES}, got {self.fid_samples}: the covariance of fewer "
-                                  f"images' {MIN_FID_SAMPLES - 1} features is singular")
+            yield (
+                "fid_samples",
+                (
+                    f"must be >= {MIN_FID_SAMPLES}, got {self.fid_samples}: the covariance of fewer "
+                    f"images' {MIN_FID_SAMPLES - 1} features is singular"
+                ),
+            )
         for name in ("beta", "free_bits", "warmup_epochs", "patience", "iw_samples"):
             if getattr(self, name) < 0:
                 yield name, f"must be >= 0, got {getattr(self, name)}"
@@ -186,14 +214,23 @@ class RunConfig:
     def _memory_problem(self) -> tuple[str, str]:
         """The too-large model, blamed on its widest part, with the stage that needs the memory."""
         name = "latent_dim" if self.architecture == "conv" or self.latent_dim > max(self.hidden) else "hidden"
-        stage = (f"training needs about {self.training_bytes() / 2 ** 30:,.1f} GiB ({TRAINING_COPIES} float32 copies "
-                 f"of its {self.parameter_count():,} parameters: weights, gradients, Adam's two moments, best "
-                 "weights, checkpoint)") if self.training_bytes() >= self.evaluation_bytes() else \
-            (f"evaluation needs about {self.evaluation_bytes() / 2 ** 30:,.1f} GiB (the IW bound's K x "
-             f"{IW_IMAGES} codes, or the training images' codes and the covariances fitted to them)")
-        return name, (f"{self.hidden if name == 'hidden' else self.latent_dim} makes a {self.model.upper()} whose "
-                      f"{stage}, more than this machine's {physical_memory() / 2 ** 30:,.1f} GiB of memory; "
-                      "make it smaller")
+        stage = (
+            (
+                f"training needs about {self.training_bytes() / 2**30:,.1f} GiB ({TRAINING_COPIES} float32 copies "
+                f"of its {self.parameter_count():,} parameters: weights, gradients, Adam's two moments, best "
+                "weights, checkpoint)"
+            )
+            if self.training_bytes() >= self.evaluation_bytes()
+            else (
+                f"evaluation needs about {self.evaluation_bytes() / 2**30:,.1f} GiB (the IW bound's K x "
+                f"{IW_IMAGES} codes, or the training images' codes and the covariances fitted to them)"
+            )
+        )
+        return name, (
+            f"{self.hidden if name == 'hidden' else self.latent_dim} makes a {self.model.upper()} whose "
+            f"{stage}, more than this machine's {physical_memory() / 2**30:,.1f} GiB of memory; "
+            "make it smaller"
+        )
 
     def describe(self) -> str:
         """One sentence a person reads in the MLflow UI: the model, its latent size, its objective
@@ -207,22 +244,30 @@ class RunConfig:
             text += f", β = {self.beta:g}, {warmup}, {free_bits}"
         stopping = f"patience {self.patience}" if self.patience else "no early stopping"
         stopping += ", bf16 autocast" if self.precision == "bf16" else ""
-        return (f"{text}; up to {self.epochs} epochs (batch {self.batch_size}, lr {self.lr:g}, {stopping}), "
-                f"seed {self.seed}, on {self.dataset}")
+        return (
+            f"{text}; up to {self.epochs} epochs (batch {self.batch_size}, lr {self.lr:g}, {stopping}), "
+            f"seed {self.seed}, on {self.dataset}"
+        )
 
     def likelihood_text(self) -> str:
         """The decoder's likelihood in words: 'Gaussian likelihood (σ = 0.707, fixed)', 'Bernoulli
         likelihood on grey levels', …"""
         if self.likelihood == "gaussian":
-            scale = f"σ = {self.sigma:.3g}, fixed" if self.decoder_scale == "fixed" else f"σ learned from {self.sigma:.3g}"
+            scale = (
+                f"σ = {self.sigma:.3g}, fixed" if self.decoder_scale == "fixed" else f"σ learned from {self.sigma:.3g}"
+            )
             return f"Gaussian likelihood ({scale})"
         pixels = "grey levels" if self.binarize == "none" else "pixels binarised dynamically"
         return f"Bernoulli likelihood on {pixels}"
 
     def to_json(self) -> dict:
-        """The fields this model, architecture and likelihood use, typed (`hidden` as a list, `limit` null when unset)."""
-        unused = (VAE_ONLY if self.model == "ae" else ()) + (MLP_ONLY if self.architecture == "conv" else ()) \
+        """The fields this model, architecture and likelihood use, typed (`hidden` as a list, `limit`
+        null when unset)."""
+        unused = (
+            (VAE_ONLY if self.model == "ae" else ())
+            + (MLP_ONLY if self.architecture == "conv" else ())
             + (GAUSSIAN_ONLY if self.likelihood != "gaussian" else ())
+        )
         values = {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
@@ -231,7 +276,7 @@ class RunConfig:
         return {k: ",".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in self.to_json().items()}
 
     @classmethod
-    def from_params(cls, params: dict) -> "RunConfig":
+    def from_params(cls, params: dict) -> RunConfig:
         """Inverse of `to_params` and `to_json` (strings or typed values); fields not given keep
         their defaults, unknown keys (e.g. from other tools) are ignored."""
         values = {}
@@ -289,8 +334,9 @@ def parse_value(name: str, raw, cls: type | None = None):
         try:
             return tuple(int(part) for part in raw.split(","))
         except ValueError:
-            raise ConfigError(f"{name}: expected comma-separated integers like '400' or '256,128', "
-                              f"got {raw!r}") from None
+            raise ConfigError(
+                f"{name}: expected comma-separated integers like '400' or '256,128', got {raw!r}"
+            ) from None
     if name in optional_fields(cls) and raw == "None":
         return None
     kind = int if name in fields_of(cls, int) else float if name in fields_of(cls, float) else str

@@ -6,6 +6,7 @@ then torchvision's download into the first of those directories when a network i
 Inside each directory the files may be plain or gzipped, at the top or in torchvision's
 `<Name>/raw/` layout.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,11 +22,11 @@ import numpy as np
 import torch
 
 from toolkit import ToolkitError
+from toolkit.config import IMAGE_SIDE
 
 SPLIT_SEED = 20240601  # fixed, so every run (whatever its own seed) sees the same validation set
 BINARIZE_SEED = 20240602  # fixed, so every binarised run is validated and tested on the same draws
 VALIDATION_SIZE = 6000
-IMAGE_SIDE = 28
 IMAGES_MAGIC, LABELS_MAGIC = 0x803, 0x801
 
 FILES = {
@@ -36,8 +37,18 @@ FILES = {
 }
 TORCHVISION_NAMES = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}
 CLASS_NAMES = {
-    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
     "mnist": tuple(str(digit) for digit in range(10)),
 }
 
@@ -60,7 +71,7 @@ class Split:
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         order = order.to(self.images.device)
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             yield self.images[idx], self.labels[idx]
 
 
@@ -71,7 +82,7 @@ class Splits:
     test: Split
     source: Path  # the directory the files came from
 
-    def binarized(self) -> "Splits":
+    def binarized(self) -> Splits:
         """Validation and test images as one fixed draw of Bernoulli pixels (BINARIZE_SEED), the
         same for every run; the training split stays grey, for training to draw every batch anew."""
         generator = torch.Generator(device=self.val.images.device).manual_seed(BINARIZE_SEED)
@@ -164,7 +175,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         raise DataError(f"{path}: not an IDX file of the expected kind (magic number should be {magic:#06x})")
     ndim = raw[3]
     header = 4 + 4 * ndim
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + math.prod(dims)
     if len(raw) != expected:
         raise DataError(f"{path}: truncated or padded, {len(raw)} bytes where the header promises {expected}")
@@ -195,8 +206,13 @@ def validation_size(n: int) -> int:
     return min(VALIDATION_SIZE, n // 10)
 
 
-def load_splits(dataset: str = "fashion-mnist", data_dir=None, limit: int | None = None,
-                device: torch.device | str = "cpu", download: bool = True) -> Splits:
+def load_splits(
+    dataset: str = "fashion-mnist",
+    data_dir=None,
+    limit: int | None = None,
+    device: torch.device | str = "cpu",
+    download: bool = True,
+) -> Splits:
     """Train/validation/test splits as tensors on `device`; `limit` keeps the first N training images."""
     files = find_files(dataset, data_dir, download)
     x, y = _read_pair(files["train_images"], files["train_labels"])
@@ -206,8 +222,10 @@ def load_splits(dataset: str = "fashion-mnist", data_dir=None, limit: int | None
     train_idx, val_idx = order[n_val:], order[:n_val]
     if limit is not None:
         if limit > len(train_idx):
-            raise DataError(f"limit: {limit:,} is more than the {len(train_idx):,} training images of "
-                            f"{files['train_images']}; give at most {len(train_idx):,}, or leave it out")
+            raise DataError(
+                f"limit: {limit:,} is more than the {len(train_idx):,} training images of "
+                f"{files['train_images']}; give at most {len(train_idx):,}, or leave it out"
+            )
         train_idx = train_idx[:limit]
     return Splits(
         train=Split(x[train_idx].to(device), y[train_idx].to(device)),

@@ -5,6 +5,7 @@ samples copy training images, a linear probe of the codes and traversals of the 
 Each estimator takes tensors (codes, features, images) and returns numbers; `pipeline` feeds them a
 run's test and training splits and logs what they return.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,8 +61,9 @@ class RateSplit(NamedTuple):
 
 
 @torch.no_grad()
-def rate_split(mu: torch.Tensor, logvar: torch.Tensor, mean_kl: float, generator: torch.Generator,
-               codes: int = RATE_CODES) -> RateSplit:
+def rate_split(
+    mu: torch.Tensor, logvar: torch.Tensor, mean_kl: float, generator: torch.Generator, codes: int = RATE_CODES
+) -> RateSplit:
     """Hoffman & Johnson's split of the rate E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z)),
     q(z) the aggregate posterior: the mixture of q(z|x_n) over the N images whose posteriors are
     (mu, logvar). The information is the Monte Carlo mean of log q(z|x_m) - log q(z) over one
@@ -77,8 +79,9 @@ def rate_split(mu: torch.Tensor, logvar: torch.Tensor, mean_kl: float, generator
     log_q = torch.cat([_log_mixture(gaussian_log_density(part, mu, logvar)) for part in z.split(CHUNK)])
     log_q_given_x = (-0.5 * eps.pow(2) - 0.5 * logvar[:m] - HALF_LOG_2PI).sum(1)
     information = float((log_q_given_x - log_q).mean())
-    dims = marginal_kl_dims(z[:MARGINAL_CODES].float(), mu[:MARGINAL_POSTERIORS].float(),
-                            logvar[:MARGINAL_POSTERIORS].float())
+    dims = marginal_kl_dims(
+        z[:MARGINAL_CODES].float(), mu[:MARGINAL_POSTERIORS].float(), logvar[:MARGINAL_POSTERIORS].float()
+    )
     return RateSplit(information, mean_kl - information, dims, math.log(len(mu)), z.float())
 
 
@@ -105,8 +108,9 @@ def kth_neighbour_radii(points: torch.Tensor, k: int = PR_K) -> torch.Tensor:
     return torch.cat([d.topk(k + 1, 1, largest=False).values[:, k] for d in _distances(points, points)])
 
 
-def precision_recall(real: torch.Tensor, generated: torch.Tensor, k: int = PR_K,
-                     real_radii: torch.Tensor | None = None) -> tuple[float, float]:
+def precision_recall(
+    real: torch.Tensor, generated: torch.Tensor, k: int = PR_K, real_radii: torch.Tensor | None = None
+) -> tuple[float, float]:
     """Kynkäänniemi et al. (2019): precision is the share of generated points inside the real
     manifold (the union of balls reaching each real point's k-th nearest real neighbour), recall the
     share of real points inside the generated manifold. Low precision: samples unlike any real
@@ -139,8 +143,13 @@ def nearest_ratio(sample_distances: torch.Tensor, test_distances: torch.Tensor) 
     return float(sample_distances.median().cpu() / test_distances.median().cpu())
 
 
-def probe_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor,
-                   test_labels: torch.Tensor, seed: int = 0) -> float:
+def probe_accuracy(
+    train_codes: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_codes: torch.Tensor,
+    test_labels: torch.Tensor,
+    seed: int = 0,
+) -> float:
     """Test accuracy of a multinomial logistic regression fitted to standardised training codes.
     Training images of a single class leave nothing to fit: the probe then predicts that class."""
     from sklearn.linear_model import LogisticRegression  # here: the reports read this module's sizes, not sklearn
@@ -160,8 +169,9 @@ def traversal_dims(kl_dims: list[float], most: int = TRAVERSAL_DIMS) -> list[int
     return [int(d) for d in np.argsort(kl_dims, kind="stable")[::-1][:most]]
 
 
-def traversal_codes(centre: torch.Tensor, dims: list[int], aggregate: torch.Tensor,
-                    steps: int = TRAVERSAL_STEPS) -> torch.Tensor:
+def traversal_codes(
+    centre: torch.Tensor, dims: list[int], aggregate: torch.Tensor, steps: int = TRAVERSAL_STEPS
+) -> torch.Tensor:
     """For each of `dims`, `steps` codes equal to `centre` (a test image's posterior mean) but along
     that dimension, which runs evenly between the TRAVERSAL_QUANTILES of the aggregate posterior's
     codes on it: (len(dims) x steps, D), one dimension's codes after another."""

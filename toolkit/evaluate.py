@@ -1,4 +1,5 @@
 """Metrics of a trained model on one split, per example and in nats."""
+
 from __future__ import annotations
 
 import math
@@ -57,9 +58,15 @@ def elbo_metrics(model, split, config, by_class: bool = False) -> dict[str, floa
     kl_dims = kl_dims / n
     kl = float(kl_dims.sum())
     active = active_dims(torch.cat(mus))
-    metrics.update({names.KL: kl, names.NEG_ELBO: metrics[names.RECON] + kl,
-                    names.LOSS: metrics[names.RECON] + config.beta * kl, names.ACTIVE_UNITS: int(active.sum()),
-                    names.INFORMATIVE_UNITS: int((active & (kl_dims > config.free_bits + INFORMATIVE_NATS)).sum())})
+    metrics.update(
+        {
+            names.KL: kl,
+            names.NEG_ELBO: metrics[names.RECON] + kl,
+            names.LOSS: metrics[names.RECON] + config.beta * kl,
+            names.ACTIVE_UNITS: int(active.sum()),
+            names.INFORMATIVE_UNITS: int((active & (kl_dims > config.free_bits + INFORMATIVE_NATS)).sum()),
+        }
+    )
     metrics.update({names.kl_dim(d): float(v) for d, v in enumerate(kl_dims)})
     return metrics
 

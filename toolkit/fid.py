@@ -11,6 +11,7 @@ holds the test-set statistics, the real-vs-real floor, the real images' side of 
 diagnostics (`RealSide`) and, for the CNN, its weights and accuracy. It is created once and reused
 by every run, which is tagged with the extractor's content hash.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,10 +32,13 @@ from scipy.linalg import LinAlgWarning
 from torch import nn
 
 from toolkit import ToolkitError, names
+from toolkit.config import IMAGE_SIDE
 from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, kth_neighbour_radii, nearest
 
-REFERENCE_NOTE = ("The FID feature extractors' reference runs: test-set statistics, the real-vs-real floor "
-                  "and the domain CNN's weights and accuracy, one run per (extractor, dataset), reused by every run.")
+REFERENCE_NOTE = (
+    "The FID feature extractors' reference runs: test-set statistics, the real-vs-real floor "
+    "and the domain CNN's weights and accuracy, one run per (extractor, dataset), reused by every run."
+)
 REFERENCE_EXPERIMENT = "fid-references"
 DOMAIN_NAMES = {"fashion-mnist": "fmnist-cnn", "mnist": "mnist-cnn"}
 CNN_RECIPE = "cnn-v1"  # change when the CNN or its training changes, so old caches are not reused
@@ -57,10 +61,17 @@ class DomainCNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Unflatten(1, (1, 28, 28)),
-            nn.Conv2d(1, 32, 5, stride=2, padding=2), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU())
+            nn.Unflatten(1, (1, IMAGE_SIDE, IMAGE_SIDE)),
+            nn.Conv2d(1, 32, 5, stride=2, padding=2),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 128),
+            nn.ReLU(),
+        )
         self.classifier = nn.Linear(128, 10)
 
     def features(self, x):
@@ -80,8 +91,10 @@ class Extractor:
     def features(self, images: torch.Tensor) -> np.ndarray:
         self.network.eval()
         device = next(self.network.parameters()).device
-        chunks = [self.network(images[i:i + BATCH].to(device)).flatten(1).double().cpu()
-                  for i in range(0, len(images), BATCH)]
+        chunks = [
+            self.network(images[i : i + BATCH].to(device)).flatten(1).double().cpu()
+            for i in range(0, len(images), BATCH)
+        ]
         return torch.cat(chunks).numpy()
 
     def statistics(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +175,7 @@ class GreyInception(nn.Module):
         self.inception = inception
 
     def forward(self, x):
-        return self.inception(x.view(-1, 1, 28, 28).repeat(1, 3, 1, 1))[0]
+        return self.inception(x.view(-1, 1, IMAGE_SIDE, IMAGE_SIDE).repeat(1, 3, 1, 1))[0]
 
 
 def inception_weights(given: str | None = None) -> Path | None:
@@ -204,10 +217,16 @@ def find_reference(mlflow_client, extractor_name: str, dataset_hash: str, recipe
     """The finished reference run for this extractor and data, or None."""
     from toolkit.tracking import experiment_id
 
-    query = (f"tags.extractor = '{extractor_name}' and tags.data_hash = '{dataset_hash}' "
-             f"and tags.recipe = '{recipe}' and attributes.status = 'FINISHED'")
-    runs = mlflow_client.search_runs([experiment_id(mlflow_client, REFERENCE_EXPERIMENT, REFERENCE_NOTE)], query,
-                                     order_by=["attributes.start_time ASC"], max_results=1)
+    query = (
+        f"tags.extractor = '{extractor_name}' and tags.data_hash = '{dataset_hash}' "
+        f"and tags.recipe = '{recipe}' and attributes.status = 'FINISHED'"
+    )
+    runs = mlflow_client.search_runs(
+        [experiment_id(mlflow_client, REFERENCE_EXPERIMENT, REFERENCE_NOTE)],
+        query,
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
     return runs[0] if runs else None
 
 
@@ -229,7 +248,7 @@ class RealSide:
         return buffer.getvalue()
 
     @classmethod
-    def from_npz(cls, data: bytes) -> "RealSide":
+    def from_npz(cls, data: bytes) -> RealSide:
         arrays = np.load(io.BytesIO(data), allow_pickle=False)
         return cls(**{name: torch.from_numpy(arrays[name]) for name in cls.__dataclass_fields__})
 
@@ -238,8 +257,13 @@ def real_side(extractor: Extractor, train_images: torch.Tensor, test_images: tor
     """The RealSide of these training and test images in `extractor`'s features."""
     train = torch.from_numpy(extractor.features(train_images)).float()
     test = torch.from_numpy(extractor.features(test_images[:PR_IMAGES])).float()
-    return RealSide(train, test, kth_neighbour_radii(test) if len(test) > PR_K else torch.empty(0),
-                    nearest(test[:NEAREST_QUERIES], train)[0], nearest(test_images[:NEAREST_QUERIES], train_images)[0].cpu())
+    return RealSide(
+        train,
+        test,
+        kth_neighbour_radii(test) if len(test) > PR_K else torch.empty(0),
+        nearest(test[:NEAREST_QUERIES], train)[0],
+        nearest(test_images[:NEAREST_QUERIES], train_images)[0].cpu(),
+    )
 
 
 @dataclass
@@ -250,7 +274,7 @@ class Reference:
     run_id: str
     real: RealSide  # of the full training split
 
-    def against(self, train_images: torch.Tensor, test_images: torch.Tensor) -> "Reference":
+    def against(self, train_images: torch.Tensor, test_images: torch.Tensor) -> Reference:
         """This reference with its real side computed anew against `train_images` (a run trained on
         fewer images than the split's, whose copies can only be of those)."""
         return dataclasses.replace(self, real=real_side(self.extractor, train_images, test_images))
@@ -298,13 +322,19 @@ def domain_reference(dataset: str, splits) -> Reference:
     found = find_reference(mlflow_client, name, digest, CNN_RECIPE)
     if found is not None:
         cnn = DomainCNN().to(splits.train.images.device)
-        cnn.load_state_dict(torch.load(io.BytesIO(tracking.read_artifact(found.info.run_id, "weights.pt")),
-                                       map_location=splits.train.images.device, weights_only=True))
+        cnn.load_state_dict(
+            torch.load(
+                io.BytesIO(tracking.read_artifact(found.info.run_id, "weights.pt")),
+                map_location=splits.train.images.device,
+                weights_only=True,
+            )
+        )
         return _load_reference(found, Extractor(name, CnnFeatures(cnn), found.data.tags["extractor_hash"]), splits)
     cnn, accuracy = train_domain_cnn(splits)
     extractor = Extractor(name, CnnFeatures(cnn), weights_hash(cnn))
-    return _store_reference(extractor, splits, dataset, digest, CNN_RECIPE, {"test_accuracy": accuracy},
-                            {"weights.pt": _state_bytes(cnn)})
+    return _store_reference(
+        extractor, splits, dataset, digest, CNN_RECIPE, {"test_accuracy": accuracy}, {"weights.pt": _state_bytes(cnn)}
+    )
 
 
 def inception_reference(dataset: str, splits, weights: Path | None) -> Reference:
@@ -323,14 +353,23 @@ def _store_reference(extractor, splits, dataset, digest, recipe, metrics, files)
 
     test_stats = extractor.statistics(splits.test.images)
     floor = frechet_distance(extractor.statistics(splits.train.images[:FLOOR_IMAGES]), test_stats)
-    tags = {"extractor": extractor.name, "extractor_hash": extractor.content_hash, "data_hash": digest,
-            "recipe": recipe, "dataset": dataset}
+    tags = {
+        "extractor": extractor.name,
+        "extractor_hash": extractor.content_hash,
+        "data_hash": digest,
+        "recipe": recipe,
+        "dataset": dataset,
+    }
     with tracking.start_run(REFERENCE_EXPERIMENT, f"{extractor.name}-{dataset}", tags) as run:
         run.log_metrics({**metrics, names.fid_floor(extractor.name): floor})
         buffer = io.BytesIO()
         np.savez(buffer, mu=test_stats[0], sigma=test_stats[1])
         real = real_side(extractor, splits.train.images, splits.test.images)
-        for name, data in {**files, names.TEST_STATISTICS_FILE: buffer.getvalue(), names.REAL_SIDE_FILE: real.npz()}.items():
+        for name, data in {
+            **files,
+            names.TEST_STATISTICS_FILE: buffer.getvalue(),
+            names.REAL_SIDE_FILE: real.npz(),
+        }.items():
             run.log_bytes(data, name)
         return Reference(extractor, test_stats, floor, run.run_id, real)
 

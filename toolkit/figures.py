@@ -1,4 +1,5 @@
 """Pure functions from models or arrays to matplotlib Figures; saving and logging live elsewhere."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -11,10 +12,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
-from toolkit import names  # noqa: E402
+from toolkit import drawing, names  # noqa: E402
 from toolkit.config import IMAGE_SIDE  # noqa: E402
 from toolkit.evaluate import INFORMATIVE_NATS  # noqa: E402
-from toolkit.reports import plots  # noqa: E402
 from toolkit.samplers import latent_means  # noqa: E402
 
 # t-SNE runs on the first 1,000 test images (about 100 of each class), the same subset for every
@@ -36,25 +36,26 @@ def _images(images) -> np.ndarray:
 
 def reconstructions(originals, recon):
     """Originals above their reconstructions."""
-    return plots.image_rows([("original", _images(originals)), ("reconstruction", _images(recon))],
-                            "reconstructions")
+    return drawing.image_rows([("original", _images(originals)), ("reconstruction", _images(recon))], "reconstructions")
 
 
 def samples(images, title: str):
     """A square grid of generated images."""
-    return plots.image_grids([(title, _images(images))], columns=int(np.sqrt(len(images))))
+    return drawing.image_grids([(title, _images(images))], columns=int(np.sqrt(len(images))))
 
 
 def interpolation(images):
     """Decoded images along a line between two codes, in one row."""
-    return plots.image_rows([("", _images(images))], "interpolation")
+    return drawing.image_rows([("", _images(images))], "interpolation")
 
 
 def traversals(images, dims: list[int], kl: list[float]):
     """One row per traversed latent dimension (`diagnostics.traversal_codes`), labelled with its test KL."""
     rows = _images(images).reshape(len(dims), -1, IMAGE_SIDE, IMAGE_SIDE)
-    return plots.image_rows([(f"z{d:02d}: {k:.2f} nats", row) for d, k, row in zip(dims, kl, rows)],
-                            "traversals (one dimension each, 2nd to 98th percentile of q(z))")
+    return drawing.image_rows(
+        [(f"z{d:02d}: {k:.2f} nats", row) for d, k, row in zip(dims, kl, rows)],
+        "traversals (one dimension each, 2nd to 98th percentile of q(z))",
+    )
 
 
 def nearest_training(samples, pixels, features, extractor: str):
@@ -62,7 +63,7 @@ def nearest_training(samples, pixels, features, extractor: str):
     rows = [("sample", _images(samples)), ("nearest (pixels)", _images(pixels))]
     if features is not None:
         rows.append((f"nearest ({extractor})", _images(features)))
-    return plots.image_rows(rows, "samples and their nearest training images")
+    return drawing.image_rows(rows, "samples and their nearest training images")
 
 
 def _scatter(points: np.ndarray, labels, title: str, class_names=None, axes: tuple[str, str] = ("", "")):
@@ -73,8 +74,16 @@ def _scatter(points: np.ndarray, labels, title: str, class_names=None, axes: tup
     for label in np.unique(labels):
         mask = labels == label
         name = class_names[label] if class_names else str(label)
-        ax.scatter(points[mask, 0], points[mask, 1], color=f"C{label % 10}", marker=MARKERS[label % len(MARKERS)],
-                   s=4, alpha=0.7, linewidths=0, label=name)
+        ax.scatter(
+            points[mask, 0],
+            points[mask, 1],
+            color=f"C{label % 10}",
+            marker=MARKERS[label % len(MARKERS)],
+            s=4,
+            alpha=0.7,
+            linewidths=0,
+            label=name,
+        )
     ax.legend(title="class", loc="center left", bbox_to_anchor=(1, 0.5), markerscale=3)
     ax.set(title=title, xticks=[], yticks=[], xlabel=axes[0], ylabel=axes[1])
     fig.tight_layout()
@@ -93,21 +102,30 @@ def latent_pca(model, images, labels, class_names=None):
         return _scatter(mu, labels, f"{_model_name(model)} latent means", class_names, ("z1", "z2"))
     pca = PCA(2).fit(mu)
     shares = [f"PC{i + 1} ({100 * r:.1f} % of variance)" for i, r in enumerate(pca.explained_variance_ratio_)]
-    return _scatter(pca.transform(mu), labels, f"{_model_name(model)} latent means: PCA of {mu.shape[1]} dimensions",
-                    class_names, tuple(shares))
+    return _scatter(
+        pca.transform(mu),
+        labels,
+        f"{_model_name(model)} latent means: PCA of {mu.shape[1]} dimensions",
+        class_names,
+        tuple(shares),
+    )
 
 
 def latent_tsne(model, images, labels, class_names=None, seed: int = 0):
     """t-SNE of the latent means of the first TSNE_IMAGES images, coloured by class."""
     mu = _as_numpy(latent_means(model, images[:TSNE_IMAGES]))
     points = TSNE(2, init="pca", random_state=seed, perplexity=30, max_iter=TSNE_ITERATIONS).fit_transform(mu)
-    return _scatter(points, labels[:TSNE_IMAGES], f"{_model_name(model)} latent means: t-SNE of "
-                    f"{min(len(mu), TSNE_IMAGES):,} test images (perplexity 30)", class_names)
+    return _scatter(
+        points,
+        labels[:TSNE_IMAGES],
+        f"{_model_name(model)} latent means: t-SNE of {min(len(mu), TSNE_IMAGES):,} test images (perplexity 30)",
+        class_names,
+    )
 
 
 def manifold(images):
     """The decoded grid of a 2-D latent space (`samplers.manifold_codes`)."""
-    return plots.image_grids([("2-D latent manifold", _images(images))], columns=int(np.sqrt(len(images))))
+    return drawing.image_grids([("2-D latent manifold", _images(images))], columns=int(np.sqrt(len(images))))
 
 
 def kl_bars(kl_per_dim, free_bits: float = 0.0, active: int | None = None):
@@ -116,15 +134,20 @@ def kl_bars(kl_per_dim, free_bits: float = 0.0, active: int | None = None):
     kl = np.asarray(kl_per_dim)
     fig, ax = plt.subplots(figsize=(max(4.5, 0.3 * len(kl)), 3.2))
     threshold = free_bits + INFORMATIVE_NATS
-    ax.bar(np.arange(len(kl)), np.maximum(kl, plots.KL_FLOOR), color=["C0" if k > threshold else "C2" for k in kl])
+    ax.bar(np.arange(len(kl)), np.maximum(kl, drawing.KL_FLOOR), color=["C0" if k > threshold else "C2" for k in kl])
     ax.axhline(threshold, color="C1", linestyle="--", label=f"informative: > {threshold:g} nats")
     if free_bits:
         ax.axhline(free_bits, color="C5", linestyle=":", label=f"free-bits floor {free_bits:g}")
     counts = f"{int((kl > threshold).sum())} informative" + (f", {active} active" if active is not None else "")
-    ax.set(yscale="log", ylim=(plots.KL_FLOOR, max(1.0, kl.max()) * 2), title=f"KL per latent dimension (test): {counts}",
-           xlabel="dimension", ylabel="nats (log scale)")
+    ax.set(
+        yscale="log",
+        ylim=(drawing.KL_FLOOR, max(1.0, kl.max()) * 2),
+        title=f"KL per latent dimension (test): {counts}",
+        xlabel="dimension",
+        ylabel="nats (log scale)",
+    )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    plots.plain_log_ticks(ax.yaxis)
+    drawing.plain_log_ticks(ax.yaxis)
     ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
@@ -133,13 +156,20 @@ def kl_bars(kl_per_dim, free_bits: float = 0.0, active: int | None = None):
 def kl_heatmap(kl_by_epoch, free_bits: float = 0.0):
     """KL of each dimension (rows) over epochs (columns), on a log colour scale with the
     informative threshold marked on its bar: the picture of posterior collapse."""
-    matrix = np.maximum(np.asarray(kl_by_epoch).T, plots.KL_FLOOR)
+    matrix = np.maximum(np.asarray(kl_by_epoch).T, drawing.KL_FLOOR)
     fig, ax = plt.subplots(figsize=(max(4.5, 0.25 * matrix.shape[1] + 2.5), max(3, 0.2 * matrix.shape[0] + 1)))
-    image = ax.imshow(matrix, aspect="auto", cmap="viridis", origin="lower", norm=plots.kl_norm(matrix.max()),
-                      extent=(0.5, matrix.shape[1] + 0.5, -0.5, matrix.shape[0] - 0.5), interpolation="nearest")
+    image = ax.imshow(
+        matrix,
+        aspect="auto",
+        cmap="viridis",
+        origin="lower",
+        norm=drawing.kl_norm(matrix.max()),
+        extent=(0.5, matrix.shape[1] + 0.5, -0.5, matrix.shape[0] - 0.5),
+        interpolation="nearest",
+    )
     colorbar = fig.colorbar(image, ax=ax, label="nats (log scale)")
-    plots.plain_log_ticks(colorbar.ax.yaxis)
-    plots.mark_threshold(colorbar, free_bits + INFORMATIVE_NATS)
+    drawing.plain_log_ticks(colorbar.ax.yaxis)
+    drawing.mark_threshold(colorbar, free_bits + INFORMATIVE_NATS)
     ax.set(title="KL per dimension over epochs (validation)", xlabel="epoch", ylabel="dimension")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -2,6 +2,7 @@
 a process of it is alive, an exclusive file lock between its processes for the moments they must
 not interleave (creating a store's tables, a study's parent run, a FID reference; re-entrant
 within a process), and a heartbeat that tells other machines a process is still alive."""
+
 from __future__ import annotations
 
 import fcntl
@@ -9,9 +10,9 @@ import os
 import platform
 import socket
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 from toolkit import names
 
@@ -45,14 +46,18 @@ def fast_bf16(device) -> bool:
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
+
 def compute_tags(device) -> dict[str, str]:
     """What a run's wall times depend on, as run tags: the CPU model, torch's threads, torch's
     version and, for a CUDA run, the GPU."""
     import torch
 
     device = torch.device(device)
-    tags = {names.MACHINE_CPU: cpu_model(), names.MACHINE_THREADS: str(torch.get_num_threads()),
-            names.MACHINE_TORCH: torch.__version__}
+    tags = {
+        names.MACHINE_CPU: cpu_model(),
+        names.MACHINE_THREADS: str(torch.get_num_threads()),
+        names.MACHINE_TORCH: torch.__version__,
+    }
     if device.type == "cuda":
         tags[names.MACHINE_GPU] = torch.cuda.get_device_name(device)
     return tags
@@ -110,6 +115,7 @@ def end_with_parent(parent: int, interval: float = 1.0):
         while os.getppid() == parent:
             time.sleep(interval)
         os.kill(os.getpid(), signal.SIGTERM)
+
     threading.Thread(target=watch, daemon=True, name="end-with-parent").start()
 
 

@@ -2,6 +2,7 @@
 `config.architecture` (MLP or conv) and share one interface, so that losses, metrics and samplers
 work on all of them: `encode(x) -> (mu, logvar or None)`, `decode(z) -> logits`, `forward(x) -> Output`.
 Images are flat (N, 784) tensors in and logits of the same shape out, whatever the architecture."""
+
 from __future__ import annotations
 
 import math
@@ -14,12 +15,11 @@ from toolkit.config import CONV_CHANNELS, CONV_FEATURES, IMAGE_SIDE, INPUT_DIM, 
 
 
 class Output(NamedTuple):
-    logits: torch.Tensor  # decoder output before the sigmoid, (N, 784)
-    z: torch.Tensor  # the latent code fed to the decoder
+    logits: torch.Tensor  # decoder output before the sigmoid, (N, 784), of the code drawn (the AE's: mu)
     mu: torch.Tensor
     logvar: torch.Tensor | None  # None for the deterministic AE
 
-    def in_fp32(self) -> "Output":
+    def in_fp32(self) -> Output:
         """The same outputs as float32 (from a forward pass under bf16 autocast)."""
         return Output(*(None if t is None else t.float() for t in self))
 
@@ -50,9 +50,14 @@ def conv_encoder(config: RunConfig) -> tuple[nn.Module, int]:
     a, b = CONV_CHANNELS
     return nn.Sequential(
         nn.Unflatten(1, (1, IMAGE_SIDE, IMAGE_SIDE)),
-        nn.Conv2d(1, a, 4, 2, 1), nn.BatchNorm2d(a), nn.ReLU(),
-        nn.Conv2d(a, b, 4, 2, 1), nn.BatchNorm2d(b), nn.ReLU(),
-        nn.Flatten()), CONV_FEATURES
+        nn.Conv2d(1, a, 4, 2, 1),
+        nn.BatchNorm2d(a),
+        nn.ReLU(),
+        nn.Conv2d(a, b, 4, 2, 1),
+        nn.BatchNorm2d(b),
+        nn.ReLU(),
+        nn.Flatten(),
+    ), CONV_FEATURES
 
 
 def conv_decoder(config: RunConfig) -> nn.Module:
@@ -61,9 +66,15 @@ def conv_decoder(config: RunConfig) -> nn.Module:
     a, b = CONV_CHANNELS
     side = IMAGE_SIDE // 4
     return nn.Sequential(
-        nn.Linear(config.latent_dim, CONV_FEATURES), nn.ReLU(), nn.Unflatten(1, (b, side, side)),
-        nn.ConvTranspose2d(b, a, 4, 2, 1), nn.BatchNorm2d(a), nn.ReLU(),
-        nn.ConvTranspose2d(a, 1, 4, 2, 1), nn.Flatten())
+        nn.Linear(config.latent_dim, CONV_FEATURES),
+        nn.ReLU(),
+        nn.Unflatten(1, (b, side, side)),
+        nn.ConvTranspose2d(b, a, 4, 2, 1),
+        nn.BatchNorm2d(a),
+        nn.ReLU(),
+        nn.ConvTranspose2d(a, 1, 4, 2, 1),
+        nn.Flatten(),
+    )
 
 
 BUILDERS = {"mlp": (mlp_encoder, mlp_decoder), "conv": (conv_encoder, conv_decoder)}  # architecture -> its parts
@@ -78,8 +89,7 @@ class AE(nn.Module):
     variational = False
     codes_per_dim = 1  # the head's outputs per latent dimension
 
-    def __init__(self, encoder: nn.Module, head: nn.Linear, decoder: nn.Module,
-                 log_sigma: torch.Tensor | None = None):
+    def __init__(self, encoder: nn.Module, head: nn.Linear, decoder: nn.Module, log_sigma: torch.Tensor | None = None):
         super().__init__()
         self.latent_dim = head.out_features // self.codes_per_dim
         self.encoder = encoder
@@ -103,7 +113,7 @@ class AE(nn.Module):
     def forward(self, x, generator: torch.Generator | None = None) -> Output:
         mu, logvar = self.encode(x)
         z = mu if logvar is None else reparameterize(mu, logvar, generator)
-        return Output(self.decode(z), z, mu, logvar)
+        return Output(self.decode(z), mu, logvar)
 
 
 class VAE(AE):
@@ -115,12 +125,6 @@ class VAE(AE):
     def encode(self, x):
         mu, logvar = self.head(self.encoder(x)).chunk(2, dim=-1)
         return mu, logvar
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images (probabilities) decoded from the prior N(0, I)."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return torch.sigmoid(self.decode(z))
 
 
 def reparameterize(mu, logvar, generator: torch.Generator | None = None):

@@ -3,6 +3,7 @@ artifacts, and the Optuna user attributes of a study. Training, evaluation and t
 these; reports, resuming and `toolkit evaluate` read them. No other module types them, so a name
 is renamed here or nowhere (`tests/test_names.py` checks that a real run logs what reports read).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -42,8 +43,9 @@ def recon_class(c: int) -> str:
 
 
 TEST_LOSS, TEST_RECON, TEST_KL, TEST_NEG_ELBO, TEST_MSE = map(test, (LOSS, RECON, KL, NEG_ELBO, MSE))
-TEST_ACTIVE_UNITS, TEST_INFORMATIVE_UNITS, TEST_DECODER_SIGMA = map(test, (ACTIVE_UNITS, INFORMATIVE_UNITS,
-                                                                          DECODER_SIGMA))
+TEST_ACTIVE_UNITS, TEST_INFORMATIVE_UNITS, TEST_DECODER_SIGMA = map(
+    test, (ACTIVE_UNITS, INFORMATIVE_UNITS, DECODER_SIGMA)
+)
 VAL_LOSS, VAL_RECON, VAL_KL, VAL_NEG_ELBO = map(val, (LOSS, RECON, KL, NEG_ELBO))
 TRAIN_LOSS, TRAIN_RECON, TRAIN_KL = map(train, (LOSS, RECON, KL))
 BETA_EFF = "beta_eff"  # the epoch's mean β after warm-up
@@ -69,8 +71,12 @@ def test_marginal_kl_dim(d: int) -> str:
 # Samples and their diagnostics, one key per FID extractor (`fid/fmnist-cnn/samples`). The kinds
 # of images scored, and how a table names each.
 SAMPLES, AGGREGATE_POSTERIOR, SAMPLES_GMM, RECONSTRUCTIONS = "samples", "aggregate_posterior", "samples_gmm", "recon"
-FID_KIND_HEADERS = {SAMPLES: "FID samples", AGGREGATE_POSTERIOR: "FID q(z) samples", SAMPLES_GMM: "FID GMM samples",
-                    RECONSTRUCTIONS: "FID recon"}
+FID_KIND_HEADERS = {
+    SAMPLES: "FID samples",
+    AGGREGATE_POSTERIOR: "FID q(z) samples",
+    SAMPLES_GMM: "FID GMM samples",
+    RECONSTRUCTIONS: "FID recon",
+}
 PIXELS = "pixels"  # the memorisation check's other space, beside the extractors'
 
 
@@ -114,8 +120,17 @@ def nearest(space: str) -> str:
 
 
 # logged once at the end; the others once per epoch
-FINAL_PREFIXES = ("test/", "fid/", "precision/", "recall/", "nearest/", "prior_hole/", BEST_EPOCH, EPOCHS_TRAINED,
-                  MEAN_EPOCH_SECONDS)
+FINAL_PREFIXES = (
+    "test/",
+    "fid/",
+    "precision/",
+    "recall/",
+    "nearest/",
+    "prior_hole/",
+    BEST_EPOCH,
+    EPOCHS_TRAINED,
+    MEAN_EPOCH_SECONDS,
+)
 
 # --- tags ----------------------------------------------------------------------------------------
 NOTE = "mlflow.note.content"  # the tag MLflow shows as the description of a run or an experiment
@@ -132,8 +147,12 @@ GIT_COMMIT, GIT_DIRTY = "git_commit", "git_dirty"
 EVALUATED_BY = "evaluated_by"  # the code version (git commit) that last added metrics to the run
 NLL_IW_PRECISION = "nll_iw_precision"  # the IW bound's decoder precision, and by how much bf16 moved it
 FID_SKIPPED = "fid/skipped"
-MACHINE_CPU, MACHINE_GPU, MACHINE_THREADS, MACHINE_TORCH = "machine/cpu", "machine/gpu", "machine/threads", \
-    "machine/torch"
+MACHINE_CPU, MACHINE_GPU, MACHINE_THREADS, MACHINE_TORCH = (
+    "machine/cpu",
+    "machine/gpu",
+    "machine/threads",
+    "machine/torch",
+)
 
 
 def extractor_hash(extractor: str) -> str:

@@ -1,4 +1,5 @@
 """Loss terms, per example and in nats, summed over pixels (the seeds' convention)."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,9 @@ import torch
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str,
-                       log_sigma: torch.Tensor | None = None) -> torch.Tensor:
+def reconstruction_nll(
+    logits: torch.Tensor, x: torch.Tensor, likelihood: str, log_sigma: torch.Tensor | None = None
+) -> torch.Tensor:
     """-log p(x|z) per example, shape (N,), in nats summed over the pixels.
 
     bernoulli: binary cross-entropy from logits. On grey levels x in [0, 1] it is a cross-entropy,
@@ -74,7 +76,6 @@ class Terms(NamedTuple):
     loss: torch.Tensor  # the objective minimised (batch mean)
     recon: torch.Tensor  # per example, (N,)
     kl: torch.Tensor  # true KL per example, (N,); zeros for the AE
-    kl_dims: torch.Tensor | None  # (N, D) or None for the AE
 
 
 def loss_terms(out, x, likelihood: str, beta: float, free_bits: float, log_sigma: torch.Tensor | None = None) -> Terms:
@@ -84,9 +85,8 @@ def loss_terms(out, x, likelihood: str, beta: float, free_bits: float, log_sigma
     """
     recon = reconstruction_nll(out.logits, x, likelihood, log_sigma)
     if out.logvar is None:
-        return Terms(recon.mean(), recon, torch.zeros_like(recon), None)
+        return Terms(recon.mean(), recon, torch.zeros_like(recon))
     kl_dims = kl_per_dim(out.mu, out.logvar)
     kl_batch = kl_dims.mean(0)
     kl_objective = kl_batch.clamp(min=free_bits).sum() if free_bits > 0 else kl_batch.sum()
-    return Terms(recon.mean() + beta * kl_objective, recon, kl_dims.sum(-1), kl_dims)
-
+    return Terms(recon.mean() + beta * kl_objective, recon, kl_dims.sum(-1))

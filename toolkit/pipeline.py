@@ -1,36 +1,67 @@
 """One tracked run from start to end: config -> data -> model -> fit -> evaluate -> MLflow."""
+
 from __future__ import annotations
 
 import io
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
-from toolkit import ToolkitError, figures, fid, names
-from toolkit.config import RunConfig
+from toolkit import ToolkitError, fid, figures, names
+from toolkit.config import IMAGE_SIDE, RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
-from toolkit.diagnostics import (NEAREST_QUERIES, PR_IMAGES, PROBE_TRAIN, RateSplit, nearest, nearest_ratio,
-                                 precision_recall, probe_accuracy, rate_split, traversal_codes, traversal_dims)
+from toolkit.diagnostics import (
+    NEAREST_QUERIES,
+    PR_IMAGES,
+    PROBE_TRAIN,
+    RateSplit,
+    nearest,
+    nearest_ratio,
+    precision_recall,
+    probe_accuracy,
+    rate_split,
+    traversal_codes,
+    traversal_dims,
+)
 from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, elbo_metrics, iw_nll
 from toolkit.machine import compute_tags
 from toolkit.models import build, default_device
 from toolkit.objectives import pixel_entropy
-from toolkit.samplers import (AggregatePosterior, FittedMixture, LaplacePrior, NormalPrior, decode_images,
-                              default_sampler, generate, interpolation_codes, latent_means, manifold_codes, posteriors)
-from toolkit.tracking import (RunStopped, continue_run, existing_run, load_checkpoint, metric_histories,
-                              start_run)
+from toolkit.samplers import (
+    AggregatePosterior,
+    FittedMixture,
+    LaplacePrior,
+    NormalPrior,
+    decode_images,
+    default_sampler,
+    generate,
+    interpolation_codes,
+    latent_means,
+    manifold_codes,
+    posteriors,
+)
+from toolkit.tracking import RunStopped, continue_run, existing_run, load_checkpoint, metric_histories, start_run
 from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
 NEAREST_SHOWN = 10  # samples shown beside their nearest training images
 
 
-NAME_PREFIX = {"warmup_epochs": "warmup", "free_bits": "fb", "hidden": "h", "batch_size": "bs",
-               "likelihood": "", "dataset": "", "sampler": "", "fid": "fid-", "decoder_scale": "sigma-",
-               "binarize": "binarize-"}  # in run names; others: the field
+NAME_PREFIX = {
+    "warmup_epochs": "warmup",
+    "free_bits": "fb",
+    "hidden": "h",
+    "batch_size": "bs",
+    "likelihood": "",
+    "dataset": "",
+    "sampler": "",
+    "fid": "fid-",
+    "decoder_scale": "sigma-",
+    "binarize": "binarize-",
+}  # in run names; others: the field
 
 
 def run_name(config: RunConfig, base: RunConfig | None = None) -> str:
@@ -43,8 +74,13 @@ def run_name(config: RunConfig, base: RunConfig | None = None) -> str:
     fixed = base.to_json()
     for key, value in config.to_json().items():
         if key not in ("model", "architecture", "latent_dim", "beta") and value != fixed.get(key, value):
-            shown = "x".join(map(str, value)) if isinstance(value, list) else f"{value:g}" \
-                if isinstance(value, float) else str(value)
+            shown = (
+                "x".join(map(str, value))
+                if isinstance(value, list)
+                else f"{value:g}"
+                if isinstance(value, float)
+                else str(value)
+            )
             name += f"-{NAME_PREFIX.get(key, key)}{shown}"
     return name
 
@@ -56,10 +92,19 @@ class RunResult:
     final: dict[str, float]  # test metrics and FIDs
 
 
-def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, quiet: bool = False,
-              tags: dict[str, str] | None = None, callbacks=(), fid_weights: str | None = None,
-              on_start: Callable[[str], None] | None = None, name: str | None = None, note: str = "",
-              resume: str | None = None) -> RunResult:
+def train_run(
+    config: RunConfig,
+    experiment: str | None = None,
+    data_dir=None,
+    quiet: bool = False,
+    tags: dict[str, str] | None = None,
+    callbacks=(),
+    fid_weights: str | None = None,
+    on_start: Callable[[str], None] | None = None,
+    name: str | None = None,
+    note: str = "",
+    resume: str | None = None,
+) -> RunResult:
     """Train, evaluate and log one run, named `name` (default `run_name(config)`) and described by
     `note` (e.g. its place in a study) followed by its settings. `on_start` receives the run id as
     soon as the run exists. With `resume`, the id of an interrupted run of this config, that run
@@ -77,14 +122,23 @@ def train_run(config: RunConfig, experiment: str | None = None, data_dir=None, q
     splits, references, skipped = prepare(config, data_dir, fid_weights, device)
     checkpoint = load_checkpoint(resume) if resume else None
     model = build(config, device)
-    run_tags = {names.MODEL: config.model, names.DATASET: config.dataset, names.DATA_DIR: str(splits.source.resolve()),
-                names.TRAIN_IMAGES: str(len(splits.train)), **compute_tags(device),
-                **{names.extractor_hash(r.extractor.name): r.extractor.content_hash for r in references},
-                **{names.reference_run(r.extractor.name): r.run_id for r in references},
-                **({names.FID_SKIPPED: " | ".join(skipped)} if skipped else {}),
-                names.NOTE: f"{note}{config.describe()}; {len(splits.train):,} training images.", **(tags or {})}
-    opened = continue_run(resume, run_tags) if resume else \
-        start_run(config.dataset if experiment is None else experiment, name or run_name(config), run_tags)
+    run_tags = {
+        names.MODEL: config.model,
+        names.DATASET: config.dataset,
+        names.DATA_DIR: str(splits.source.resolve()),
+        names.TRAIN_IMAGES: str(len(splits.train)),
+        **compute_tags(device),
+        **{names.extractor_hash(r.extractor.name): r.extractor.content_hash for r in references},
+        **{names.reference_run(r.extractor.name): r.run_id for r in references},
+        **({names.FID_SKIPPED: " | ".join(skipped)} if skipped else {}),
+        names.NOTE: f"{note}{config.describe()}; {len(splits.train):,} training images.",
+        **(tags or {}),
+    }
+    opened = (
+        continue_run(resume, run_tags)
+        if resume
+        else start_run(config.dataset if experiment is None else experiment, name or run_name(config), run_tags)
+    )
     with opened as run:
         if on_start:
             on_start(run.run_id)
@@ -124,8 +178,11 @@ def resume_run(run_id: str, data_dir=None, quiet: bool = False, fid_weights: str
     ends with the metrics an uninterrupted run would have had."""
     run = existing_run(run_id)
     if run.info.status not in ("FAILED", "KILLED"):
-        where = f" (process {run.data.tags.get('pid')} on {run.data.tags.get('host')})" \
-            if run.info.status == "RUNNING" else ""
+        where = (
+            f" (process {run.data.tags.get('pid')} on {run.data.tags.get('host')})"
+            if run.info.status == "RUNNING"
+            else ""
+        )
         raise ToolkitError(f"run {run_id} is {run.info.status}{where}: only a FAILED or KILLED run can be resumed")
     config = RunConfig.from_params(run.data.params)
     return train_run(config, data_dir=data_dir, quiet=quiet, fid_weights=fid_weights, resume=run_id)
@@ -138,8 +195,11 @@ def finished_result(run_id: str) -> RunResult | None:
         return None
     best_epoch = int(run.data.metrics[names.BEST_EPOCH])
     final = {key: value for key, value in run.data.metrics.items() if key.startswith(names.FINAL_PREFIXES)}
-    best = {key: next(m.value for m in metric_histories([run_id], [key]).itertuples() if m.step == best_epoch)
-            for key in run.data.metrics if key not in final}
+    best = {
+        key: next(m.value for m in metric_histories([run_id], [key]).itertuples() if m.step == best_epoch)
+        for key in run.data.metrics
+        if key not in final
+    }
     return RunResult(run_id, best, final)
 
 
@@ -171,9 +231,14 @@ def evaluate_and_log(run, model, config: RunConfig, splits, references, result) 
     if model.variational and config.iw_samples:
         bound = iw_nll(model, splits.test, config.likelihood, config.iw_samples)
         metrics[names.TEST_NLL_IW] = bound.nats
-        run.set_tags({names.NLL_IW_PRECISION: bound.precision if bound.bf16_shift is None else
-                      f"{bound.precision} (bf16 moved the first 100 test images' bound by {bound.bf16_shift:+.4f} nats "
-                      f"from fp32; bf16 is used within ±{BF16_TOLERANCE})"})
+        run.set_tags(
+            {
+                names.NLL_IW_PRECISION: bound.precision
+                if bound.bf16_shift is None
+                else f"{bound.precision} (bf16 moved the first 100 test images' bound by {bound.bf16_shift:+.4f} nats "
+                f"from fp32; bf16 is used within ±{BF16_TOLERANCE})"
+            }
+        )
     run.log_model(model, config)
     log_evaluation(run, model, config, splits.test, found, result.history)
     return metrics
@@ -213,13 +278,25 @@ def evaluation(model, config: RunConfig, splits, references) -> Evaluation:
     return Evaluation(test, metrics | latent | scored, images, drawn, traversed)
 
 
-def log_evaluation(run, model, config: RunConfig, test, found: Evaluation, history: list[dict[str, float]],
-                   figures_logged: set[str] = frozenset()):
+def log_evaluation(
+    run,
+    model,
+    config: RunConfig,
+    test,
+    found: Evaluation,
+    history: list[dict[str, float]],
+    figures_logged: set[str] = frozenset(),
+):
     """A VAE's kl_per_dim.json, images.npz and every figure not in `figures_logged`."""
     if model.variational:
-        run.log_json({names.KL_TEST: per_dim(found.test, "", config.latent_dim),
-                      names.KL_VAL_BY_EPOCH: [per_dim(h, names.val(""), config.latent_dim) for h in history],
-                      names.TRAVERSAL_DIMS: found.traversed}, names.KL_PER_DIM_JSON)
+        run.log_json(
+            {
+                names.KL_TEST: per_dim(found.test, "", config.latent_dim),
+                names.KL_VAL_BY_EPOCH: [per_dim(h, names.val(""), config.latent_dim) for h in history],
+                names.TRAVERSAL_DIMS: found.traversed,
+            },
+            names.KL_PER_DIM_JSON,
+        )
     run.log_bytes(images_npz(found.images), names.IMAGES_NPZ)
     drawing = run_figures(model, config, test, found.images, found.drawn, history, found.test, found.traversed)
     for name, draw in drawing.items():
@@ -238,14 +315,20 @@ def latent_metrics(model, splits, test: dict[str, float]) -> tuple[dict[str, flo
     returned with the aggregate posterior's codes it drew."""
     train, test_images = splits.train, splits.test.images
     mu, logvar = posteriors(model, test_images) if model.variational else (latent_means(model, test_images), None)
-    metrics = {names.TEST_PROBE_ACCURACY: probe_accuracy(latent_means(model, train.images[:PROBE_TRAIN]),
-                                                     train.labels[:PROBE_TRAIN], mu, splits.test.labels)}
+    metrics = {
+        names.TEST_PROBE_ACCURACY: probe_accuracy(
+            latent_means(model, train.images[:PROBE_TRAIN]), train.labels[:PROBE_TRAIN], mu, splits.test.labels
+        )
+    }
     if logvar is None:
         return metrics, None
     rate = rate_split(mu, logvar, test[names.KL], torch.Generator(device=mu.device).manual_seed(EVAL_SEED))
-    metrics |= {names.TEST_MUTUAL_INFO: rate.mutual_information, names.TEST_MARGINAL_KL: rate.marginal_kl,
-                names.TEST_MUTUAL_INFO_CEILING: rate.ceiling,
-                **{names.test_marginal_kl_dim(d): v for d, v in enumerate(rate.marginal_kl_dims)}}
+    metrics |= {
+        names.TEST_MUTUAL_INFO: rate.mutual_information,
+        names.TEST_MARGINAL_KL: rate.marginal_kl,
+        names.TEST_MUTUAL_INFO_CEILING: rate.ceiling,
+        **{names.test_marginal_kl_dim(d): v for d, v in enumerate(rate.marginal_kl_dims)},
+    }
     return metrics, rate
 
 
@@ -280,11 +363,13 @@ def sample_metrics(model, samplers: dict, splits, references, n: int) -> tuple[d
         for kind, found in features.items():
             metrics[names.fid(name, kind)] = ref.fid_of_features(found.numpy())
             if kind != names.RECONSTRUCTIONS:
-                metrics[names.precision(name, kind)], metrics[names.recall(name, kind)] = \
-                    precision_recall(real.test, found[:PR_IMAGES], real_radii=real.radii if len(real.radii) else None)
+                metrics[names.precision(name, kind)], metrics[names.recall(name, kind)] = precision_recall(
+                    real.test, found[:PR_IMAGES], real_radii=real.radii if len(real.radii) else None
+                )
         if names.AGGREGATE_POSTERIOR in features:
-            metrics[names.prior_hole(name)] = metrics[names.fid(name, names.SAMPLES)] - \
-                metrics[names.fid(name, names.AGGREGATE_POSTERIOR)]
+            metrics[names.prior_hole(name)] = (
+                metrics[names.fid(name, names.SAMPLES)] - metrics[names.fid(name, names.AGGREGATE_POSTERIOR)]
+            )
         distances, closest = nearest(features[names.SAMPLES][:NEAREST_QUERIES], real.train)
         metrics[names.nearest(name)] = nearest_ratio(distances, real.test_nearest)
         shown.setdefault(names.NEAREST_FEATURES, train[closest[:NEAREST_SHOWN]])
@@ -299,8 +384,10 @@ def showcase_indices(labels: torch.Tensor) -> torch.Tensor:
 def figure_samplers(model, config: RunConfig, samplers: dict) -> dict:
     """The samplers whose samples the figures show, keyed by figure name: both priors, and the
     VAE's aggregate posterior, the AE's fitted Gaussian and the mixture where the run has them."""
-    drawn = {names.NORMAL_PRIOR_SAMPLES: NormalPrior(config.latent_dim),
-             names.LAPLACE_PRIOR_SAMPLES: LaplacePrior(config.latent_dim)}
+    drawn = {
+        names.NORMAL_PRIOR_SAMPLES: NormalPrior(config.latent_dim),
+        names.LAPLACE_PRIOR_SAMPLES: LaplacePrior(config.latent_dim),
+    }
     if model.variational:
         drawn[names.AGGREGATE_SAMPLES] = samplers[names.AGGREGATE_POSTERIOR]
     else:
@@ -316,8 +403,10 @@ def figure_images(model, config: RunConfig, test, drawn: dict) -> dict[str, torc
     `interpolation` between the first and last originals and, for a 2-D latent, the `manifold` grid."""
     originals = test.images[showcase_indices(test.labels)]
     device = test.images.device
-    images = {names.ORIGINALS: originals,
-              names.RECONSTRUCTION_IMAGES: decode_images(model, latent_means(model, originals))}
+    images = {
+        names.ORIGINALS: originals,
+        names.RECONSTRUCTION_IMAGES: decode_images(model, latent_means(model, originals)),
+    }
     for name, sampler in drawn.items():
         z = sampler(FIGURE_SAMPLES, torch.Generator().manual_seed(EVAL_SEED))
         images[name] = decode_images(model, z.to(device))
@@ -331,18 +420,27 @@ def figure_images(model, config: RunConfig, test, drawn: dict) -> dict[str, torc
 def images_npz(images: dict[str, torch.Tensor]) -> bytes:
     """The figures' images as 8-bit grey levels (N, 28, 28), for reports to lay out anew."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{name: (x.cpu().view(-1, 28, 28) * 255).round().to(torch.uint8).numpy()
-                                   for name, x in images.items()})
+    np.savez_compressed(
+        buffer,
+        **{
+            name: (x.cpu().view(-1, IMAGE_SIDE, IMAGE_SIDE) * 255).round().to(torch.uint8).numpy()
+            for name, x in images.items()
+        },
+    )
     return buffer.getvalue()
 
 
-def run_figures(model, config: RunConfig, test, images: dict, drawn: dict, history, test_metrics,
-                traversed: list[int]) -> dict:
+def run_figures(
+    model, config: RunConfig, test, images: dict, drawn: dict, history, test_metrics, traversed: list[int]
+) -> dict:
     """The figures logged under figures/ for every run, by name, each drawn only when called (a
     run re-evaluated draws only those it lacks)."""
     classes = CLASS_NAMES[config.dataset]
-    found = {names.RECONSTRUCTION_IMAGES: lambda: figures.reconstructions(images[names.ORIGINALS],
-                                                                          images[names.RECONSTRUCTION_IMAGES])}
+    found = {
+        names.RECONSTRUCTION_IMAGES: lambda: figures.reconstructions(
+            images[names.ORIGINALS], images[names.RECONSTRUCTION_IMAGES]
+        )
+    }
     for name, sampler in drawn.items():
         found[name] = lambda name=name, title=sampler.title: figures.samples(images[name], f"samples: {title}")
     found[names.INTERPOLATION] = lambda: figures.interpolation(images[names.INTERPOLATION])
@@ -354,12 +452,17 @@ def run_figures(model, config: RunConfig, test, images: dict, drawn: dict, histo
         kl = per_dim(test_metrics, "", config.latent_dim)
         found[names.KL_PER_DIM] = lambda: figures.kl_bars(kl, config.free_bits, test_metrics[names.ACTIVE_UNITS])
         found[names.KL_HEATMAP] = lambda: figures.kl_heatmap(
-            [per_dim(h, names.val(""), config.latent_dim) for h in history], config.free_bits)
-        found[names.TRAVERSALS] = lambda: figures.traversals(images[names.TRAVERSAL], traversed,
-                                                             [kl[d] for d in traversed])
+            [per_dim(h, names.val(""), config.latent_dim) for h in history], config.free_bits
+        )
+        found[names.TRAVERSALS] = lambda: figures.traversals(
+            images[names.TRAVERSAL], traversed, [kl[d] for d in traversed]
+        )
     if names.NEAREST_SAMPLES in images:
         found[names.NEAREST_TRAINING] = lambda: figures.nearest_training(
-            images[names.NEAREST_SAMPLES], images[names.NEAREST_PIXELS], images.get(names.NEAREST_FEATURES),
-            fid.DOMAIN_NAMES[config.dataset])
+            images[names.NEAREST_SAMPLES],
+            images[names.NEAREST_PIXELS],
+            images.get(names.NEAREST_FEATURES),
+            fid.DOMAIN_NAMES[config.dataset],
+        )
     found[names.LOSS_CURVES] = lambda: figures.loss_curves(history)
     return found

@@ -1,6 +1,7 @@
 """`toolkit evaluate`: finished runs gain the evaluation metrics and figures they lack, computed
 from the model they logged, without retraining; a metric added to the toolkit later reaches old
 runs the same way. Nothing a run has is recomputed into it: its logged metrics and figures stay."""
+
 from __future__ import annotations
 
 import sys
@@ -10,14 +11,15 @@ from toolkit.models import default_device
 from toolkit.pipeline import evaluation, log_evaluation, prepare
 
 
-
 def evaluate_runs(run_ids: list[str], data_dir=None, fid_weights: str | None = None) -> dict[str, list[str]]:
     """The metric keys each run gained, by run id; each run printed as it is done."""
     added = {}
     for run_id in run_ids:
         added[run_id] = evaluate_run(run_id, data_dir, fid_weights)
-        print(f"run {run_id}: {len(added[run_id])} metrics added" if added[run_id] else
-              f"run {run_id}: nothing to add", file=sys.stderr)
+        print(
+            f"run {run_id}: {len(added[run_id])} metrics added" if added[run_id] else f"run {run_id}: nothing to add",
+            file=sys.stderr,
+        )
     return added
 
 
@@ -36,8 +38,10 @@ def evaluate_run(run_id: str, data_dir=None, fid_weights: str | None = None) -> 
     go with them; tag it with the code version. Returns the metric keys added."""
     info = tracking.existing_run(run_id)
     if info.info.status != "FINISHED":
-        raise ToolkitError(f"run {run_id} is {info.info.status}: only a FINISHED run is evaluated "
-                           f"(`toolkit train --resume {run_id}` finishes an interrupted one)")
+        raise ToolkitError(
+            f"run {run_id} is {info.info.status}: only a FINISHED run is evaluated "
+            f"(`toolkit train --resume {run_id}` finishes an interrupted one)"
+        )
     device = default_device()
     model, config = tracking.load_model(run_id, device)
     splits, references, _ = prepare(config, data_dir, fid_weights, device)
@@ -45,8 +49,10 @@ def evaluate_run(run_id: str, data_dir=None, fid_weights: str | None = None) -> 
     logged = info.data.metrics
     added = {key: value for key, value in found.metrics.items() if key not in logged}
     run = tracking.Run(tracking.client(), run_id)
-    figures = {f.path.removeprefix(f"{names.FIGURES}/").removesuffix(".png")
-               for f in run.client.list_artifacts(run_id, names.FIGURES)}
+    figures = {
+        f.path.removeprefix(f"{names.FIGURES}/").removesuffix(".png")
+        for f in run.client.list_artifacts(run_id, names.FIGURES)
+    }
     log_evaluation(run, model, config, splits.test, found, history(run_id, logged), figures)
     run.log_metrics(added)
     run.set_tags({names.EVALUATED_BY: tracking.git_tags()[names.GIT_COMMIT]})

@@ -4,6 +4,7 @@ The VAE's own sampler is its prior N(0, I). An AE has no prior, so (as in the se
 is fitted to its training-set codes; a 10-component Gaussian mixture (Ghosh et al. 2020) can be
 fitted instead, for either model.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,20 +18,20 @@ BATCH = 2000
 @torch.no_grad()
 def latent_means(model, images: torch.Tensor) -> torch.Tensor:
     """The encoder's mean code (the AE's code) for every image, in batches."""
-    return torch.cat([model.encode(images[i:i + BATCH])[0] for i in range(0, len(images), BATCH)])
+    return torch.cat([model.encode(images[i : i + BATCH])[0] for i in range(0, len(images), BATCH)])
 
 
 @torch.no_grad()
 def posteriors(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The VAE's posterior means and log-variances for every image, in batches."""
-    found = [model.encode(images[i:i + BATCH]) for i in range(0, len(images), BATCH)]
+    found = [model.encode(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
     return torch.cat([mu for mu, _ in found]), torch.cat([logvar for _, logvar in found])
 
 
 @torch.no_grad()
 def decode_images(model, z: torch.Tensor) -> torch.Tensor:
     """Mean images (pixel probabilities) for the codes `z`."""
-    return torch.cat([torch.sigmoid(model.decode(z[i:i + BATCH])) for i in range(0, len(z), BATCH)])
+    return torch.cat([torch.sigmoid(model.decode(z[i : i + BATCH])) for i in range(0, len(z), BATCH)])
 
 
 class NormalPrior:
@@ -95,8 +96,9 @@ class FittedMixture:
 
     def __init__(self, codes: torch.Tensor, components: int = 10, seed: int = 0):
         codes = codes.double().cpu().numpy()
-        self.gmm = GaussianMixture(min(components, len(codes)), covariance_type="full", random_state=seed,
-                                   reg_covar=1e-5)
+        self.gmm = GaussianMixture(
+            min(components, len(codes)), covariance_type="full", random_state=seed, reg_covar=1e-5
+        )
         self.gmm.fit(codes)
 
     def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -21,6 +21,7 @@ What this module adds to Optuna:
 - runs named and described for the MLflow UI: each trial's name carries the settings that differ
   from the study's fixed ones, the parent run describes the study and ends with its summary table.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -44,12 +45,17 @@ from toolkit.pipeline import run_name, train_run
 from toolkit.tracking import RunStopped
 
 QUICK = {"epochs": 2, "limit": 2000, "fid_samples": 1000, "iw_samples": 10}  # --quick: a smoke run
-PRUNERS = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
-           "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=2),
-           "none": optuna.pruners.NopPruner}
+PRUNERS = {
+    "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+    "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=2),
+    "none": optuna.pruners.NopPruner,
+}
 
 GRID_SEEDS, SEARCH_SEEDS = 3, 1  # seeds per grid point, per search trial, unless a study says otherwise
-OBJECTIVE_NAMES = {names.VAL_NEG_ELBO: "validation negative ELBO (nats)", names.VAL_RECON: "validation reconstruction (nats)"}
+OBJECTIVE_NAMES = {
+    names.VAL_NEG_ELBO: "validation negative ELBO (nats)",
+    names.VAL_RECON: "validation reconstruction (nats)",
+}
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -91,7 +97,7 @@ class Study:
 # A worker's own memory beside its run's (`RunConfig.memory_bytes`): Python, torch, the dataset and
 # the FID extractor. `toolkit train` of one epoch on 5,000 images peaked at 1.6 GB resident (FID CNN
 # trained in a new store included).
-WORKER_BYTES = 3 * 2 ** 29
+WORKER_BYTES = 3 * 2**29
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,10 @@ def check_workers(workers: int, config: RunConfig):
     each = WORKER_BYTES + config.memory_bytes()
     if workers * each > physical_memory():
         fit = max(1, physical_memory() // each)
-        raise ToolkitError(f"workers: {workers} workers need about {workers * each / 2 ** 30:,.1f} GiB, more than this "
-                           f"machine's {physical_memory() / 2 ** 30:,.1f} GiB of memory; use at most {fit}")
+        raise ToolkitError(
+            f"workers: {workers} workers need about {workers * each / 2**30:,.1f} GiB, more than this "
+            f"machine's {physical_memory() / 2**30:,.1f} GiB of memory; use at most {fit}"
+        )
 
 
 def open_study(study: Study, settings: Settings) -> optuna.Study:
@@ -122,12 +130,18 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
         if (database := tracking.sqlite_path(url)) is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
         return trial_queue.open_study(
-            study.name, url, study.objective_names(),
-            PRUNERS[study.pruner](), optuna.samplers.TPESampler(seed=study.base.seed, multivariate=True),
-            on_abandoned=_end_abandoned_run)
+            study.name,
+            url,
+            study.objective_names(),
+            PRUNERS[study.pruner](),
+            optuna.samplers.TPESampler(seed=study.base.seed, multivariate=True),
+            on_abandoned=_end_abandoned_run,
+        )
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
-        raise ToolkitError(f"cannot open the Optuna storage {masked(url)!r} ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}); {_storage_hint(url, exc)}") from None
+        raise ToolkitError(
+            f"cannot open the Optuna storage {masked(url)!r} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); {_storage_hint(url, exc)}"
+        ) from None
 
 
 def _storage_hint(url: str, exc: Exception) -> str:
@@ -149,7 +163,9 @@ def run_study(study: Study, settings: Settings) -> optuna.Study:
     find_files(study.base.dataset, settings.data_dir)  # missing data stops the study, not each trial
     database = tracking.sqlite_path(settings.storage) if settings.storage else None
     if database is not None and not database.is_file():
-        print(f"note: {masked(settings.storage)} does not exist yet: a new Optuna storage is made there", file=sys.stderr)
+        print(
+            f"note: {masked(settings.storage)} does not exist yet: a new Optuna storage is made there", file=sys.stderr
+        )
     optuna_study = open_study(study, settings)
     _check_settings(optuna_study, study)
     if study.grid:
@@ -167,8 +183,10 @@ def enqueue_grid(optuna_study: optuna.Study, study: Study):
     run again): a rerun with more seeds adds only theirs. A trial recorded without a seed (made
     before seeds were a dimension) counts as the first seed."""
     first = study.seed_values()[0]
-    have = {(trial.user_attrs.get(names.POINT), trial_queue.configured_params(trial).get("seed", first))
-            for trial in optuna_study.get_trials(deepcopy=False)}
+    have = {
+        (trial.user_attrs.get(names.POINT), trial_queue.configured_params(trial).get("seed", first))
+        for trial in optuna_study.get_trials(deepcopy=False)
+    }
     for label, params in grid_params(study).items():
         for seed in study.seed_values():
             if (label, seed) not in have:
@@ -178,17 +196,20 @@ def enqueue_grid(optuna_study: optuna.Study, study: Study):
 def _run_workers(study: Study, settings: Settings):
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // settings.workers)
-    processes = [context.Process(target=_worker, args=(study, settings, threads, os.getpid()))
-                 for _ in range(settings.workers)]
+    processes = [
+        context.Process(target=_worker, args=(study, settings, threads, os.getpid())) for _ in range(settings.workers)
+    ]
     for process in processes:
         process.start()
     for process in processes:
         process.join()
     stopped = [process.exitcode for process in processes if process.exitcode != 0]
     if stopped:  # killed (SIGKILL, out of memory) or failed: what they left is done here
-        print(f"note: {len(stopped)} of {settings.workers} workers stopped (exit status "
-              f"{', '.join(map(str, stopped))}); this process finishes the study, resuming their trials",
-              file=sys.stderr)
+        print(
+            f"note: {len(stopped)} of {settings.workers} workers stopped (exit status "
+            f"{', '.join(map(str, stopped))}); this process finishes the study, resuming their trials",
+            file=sys.stderr,
+        )
         work(study, settings)
 
 
@@ -207,8 +228,9 @@ def work(study: Study, settings: Settings, threads: int | None = None):
     stop_on_signals()
     optuna_study = open_study(study, settings)
     parent_id = optuna_study.user_attrs[names.PARENT_RUN_ATTR]
-    next_trial = functools.partial(trial_queue.patiently, trial_queue.next_trial, optuna_study, bool(study.grid),
-                                   study.trials)
+    next_trial = functools.partial(
+        trial_queue.patiently, trial_queue.next_trial, optuna_study, bool(study.grid), study.trials
+    )
     while (trial := next_trial()) is not None:
         _run_trial(optuna_study, trial, study, settings, parent_id)
 
@@ -218,8 +240,10 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
     runs = dict(trial.user_attrs.get(names.RUN_IDS, {}))  # seed -> MLflow run, kept as each starts
     try:
         overrides = trial_queue.patiently(trial_overrides, trial, study)
-        configs = [dataclasses.replace(study.base, **{**overrides, "seed": seed})
-                   for seed in ([overrides["seed"]] if study.grid else study.seed_values())]
+        configs = [
+            dataclasses.replace(study.base, **{**overrides, "seed": seed})
+            for seed in ([overrides["seed"]] if study.grid else study.seed_values())
+        ]
         means, results = SeedMeans(trial, study), []
         for config in configs:
             callbacks = [] if study.multi_objective else [means.reporter(len(results))]
@@ -243,14 +267,24 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
     print(f"{study.name}: trial {trial.number} {trial.params} {finished.state.name} in {seconds:.0f} s", flush=True)
 
 
-def _train_seed(trial: optuna.Trial, study: Study, settings: Settings, parent_id: str, config: RunConfig,
-                runs: dict[str, str], callbacks: list):
+def _train_seed(
+    trial: optuna.Trial,
+    study: Study,
+    settings: Settings,
+    parent_id: str,
+    config: RunConfig,
+    runs: dict[str, str],
+    callbacks: list,
+):
     """Train (or resume, or take the finished result of) the trial's run of one seed, recording
     its run in `runs` as soon as it starts."""
     seed = str(config.seed)
     point = trial.user_attrs.get(names.POINT)
-    note = f"Trial {trial.number} of study `{study.name}`" + (f", grid point `{point}`" if point else "") + \
-        f", seed {seed}. "
+    note = (
+        f"Trial {trial.number} of study `{study.name}`"
+        + (f", grid point `{point}`" if point else "")
+        + f", seed {seed}. "
+    )
 
     def started(run_id: str):
         runs[seed] = run_id
@@ -258,16 +292,26 @@ def _train_seed(trial: optuna.Trial, study: Study, settings: Settings, parent_id
         if len(runs) == 1:
             trial_queue.patiently(trial.set_user_attr, names.RUN_ID, run_id)
 
-    return train_run(config, study.name, settings.data_dir, quiet=True,
-                     tags={names.STUDY: study.name, names.TRIAL: str(trial.number), names.PARENT_RUN: parent_id},
-                     callbacks=callbacks, on_start=started, name=run_name(config, study.base), note=note,
-                     resume=trial.user_attrs.get(names.RESUME, {}).get(seed))
+    return train_run(
+        config,
+        study.name,
+        settings.data_dir,
+        quiet=True,
+        tags={names.STUDY: study.name, names.TRIAL: str(trial.number), names.PARENT_RUN: parent_id},
+        callbacks=callbacks,
+        on_start=started,
+        name=run_name(config, study.base),
+        note=note,
+        resume=trial.user_attrs.get(names.RESUME, {}).get(seed),
+    )
 
 
 def _trial_values(trial: optuna.Trial, study: Study, configs: list[RunConfig], results) -> float | list[float]:
     """The trial's objective(s): the mean over its seeds, their values and spread kept as user attributes."""
-    per_seed = [(r.best[names.VAL_RECON], _fid_of_samples(r.final)) if study.multi_objective
-                else (r.best[study.objective()],) for r in results]
+    per_seed = [
+        (r.best[names.VAL_RECON], _fid_of_samples(r.final)) if study.multi_objective else (r.best[study.objective()],)
+        for r in results
+    ]
     columns = list(zip(*per_seed))  # one per objective
     if len(results) > 1:
         shown = [v if study.multi_objective else v[0] for v in per_seed]
@@ -296,6 +340,7 @@ class SeedMeans:
             trial_queue.patiently(self.trial.report, mean, seed_index * self.epochs + epoch)
             if trial_queue.patiently(self.trial.should_prune):
                 raise RunStopped(f"trial {self.trial.number} pruned at epoch {epoch} of seed {seed_index + 1}")
+
         return report
 
     def finished(self, result, run_id: str):
@@ -312,8 +357,9 @@ def trial_overrides(trial: optuna.Trial, study: Study) -> dict:
     for name, value in spread[trial.user_attrs[names.POINT]].items():
         _suggest(trial, name, value, [point[name] for point in spread.values() if name in point])
     seeds, queued = study.seed_values(), trial_queue.queued_params(trial)
-    seed = trial.suggest_int("seed", seeds[0], max(seeds[-1], queued["seed"])) if "seed" in queued \
-        else seeds[0]  # no seed recorded: a trial made before seeds were a dimension
+    seed = (
+        trial.suggest_int("seed", seeds[0], max(seeds[-1], queued["seed"])) if "seed" in queued else seeds[0]
+    )  # no seed recorded: a trial made before seeds were a dimension
     return {**study.grid[trial.user_attrs[names.POINT]], "seed": seed}
 
 
@@ -328,8 +374,12 @@ def varied_settings(study: Study) -> set[str]:
 
 def grid_params(study: Study) -> dict[str, dict]:
     """Each grid point's overrides as Optuna param values (layer sizes as '256,128')."""
-    return {label: {name: ",".join(map(str, value)) if isinstance(value, tuple) else value
-                    for name, value in overrides.items()} for label, overrides in study.grid.items()}
+    return {
+        label: {
+            name: ",".join(map(str, value)) if isinstance(value, tuple) else value for name, value in overrides.items()
+        }
+        for label, overrides in study.grid.items()
+    }
 
 
 def _suggest(trial: optuna.Trial, name: str, value, values: list):
@@ -361,8 +411,10 @@ def _end_abandoned_run(trial: optuna.trial.FrozenTrial) -> dict:
     for run_id in runs.values():
         if mlflow_client.get_run(run_id).info.status == "RUNNING":
             tracking.Run(mlflow_client, run_id).end(
-                "FAILED", f"the worker of trial {trial.number} died (host {trial.user_attrs.get(names.HOST)}); "
-                "its configuration was queued again")
+                "FAILED",
+                f"the worker of trial {trial.number} died (host {trial.user_attrs.get(names.HOST)}); "
+                "its configuration was queued again",
+            )
     return _resumable(runs)
 
 
@@ -370,9 +422,12 @@ def _resumable(runs: dict[str, str]) -> dict:
     """The user attribute that makes a retried trial resume its seeds' runs ({seed: run id}): those
     that kept a checkpoint (a run stopped in its first epoch starts over) or finished (the retry
     takes their result)."""
-    kept = {seed: run_id for seed, run_id in runs.items()
-            if tracking.existing_run(run_id).info.status == "FINISHED"
-            or tracking.checkpoint_paths(tracking.client(), run_id)}
+    kept = {
+        seed: run_id
+        for seed, run_id in runs.items()
+        if tracking.existing_run(run_id).info.status == "FINISHED"
+        or tracking.checkpoint_paths(tracking.client(), run_id)
+    }
     return {names.RESUME: kept} if kept else {}
 
 
@@ -405,30 +460,42 @@ def describe(study: Study) -> str:
         labels = ", ".join(f"`{label}`" for label in study.grid)
         design = f"A grid of {len(study.grid)} points ({labels}), each run with {seeds_text}."
     else:
-        design = (f"A TPE search aiming for {study.trials} finished trials, pruner {study.pruner}; each trial "
-                  f"trains {seeds_text} and scores their mean.")
+        design = (
+            f"A TPE search aiming for {study.trials} finished trials, pruner {study.pruner}; each trial "
+            f"trains {seeds_text} and scores their mean."
+        )
     objectives = " and ".join(study.objective_names())
-    return (f"**Study `{study.name}`.** {study.description.strip()}\n\n{design} Minimises {objectives}. "
-            f"Fixed settings: {study.base.describe()}. Each trial is a child run named by the settings "
-            "that differ from these.")
+    return (
+        f"**Study `{study.name}`.** {study.description.strip()}\n\n{design} Minimises {objectives}. "
+        f"Fixed settings: {study.base.describe()}. Each trial is a child run named by the settings "
+        "that differ from these."
+    )
 
 
 def study_params(study: Study) -> dict[str, str]:
     """The parent run's params: the study's design, not a model's settings (those differ by trial)."""
     size = {"grid_points": len(study.grid)} if study.grid else {"trials": study.trials}
-    return {"design": "grid" if study.grid else "search", **size, "objective": ", ".join(study.objective_names()),
-            "pruner": "none" if study.multi_objective else study.pruner, "dataset": study.base.dataset,
-            "epochs": study.base.epochs}
+    return {
+        "design": "grid" if study.grid else "search",
+        **size,
+        "objective": ", ".join(study.objective_names()),
+        "pruner": "none" if study.multi_objective else study.pruner,
+        "dataset": study.base.dataset,
+        "epochs": study.base.epochs,
+    }
 
 
 def _check_settings(optuna_study: optuna.Study, study: Study):
     """A resumed study must keep its fixed settings, or its trials would not be comparable."""
     if any("point" in trial.params for trial in optuna_study.get_trials(deepcopy=False)):
-        raise ToolkitError(f"study {study.name!r} was made by an earlier toolkit, which recorded grid points as one "
-                           "param 'point'; pass --name to start it anew with the settings as params")
+        raise ToolkitError(
+            f"study {study.name!r} was made by an earlier toolkit, which recorded grid points as one "
+            "param 'point'; pass --name to start it anew with the settings as params"
+        )
     if any("seed" in point for point in (study.grid or {}).values()):
-        raise ToolkitError(f"study {study.name!r}: a grid point sets seed; leave it out: --seeds N runs every point "
-                           "with N seeds")
+        raise ToolkitError(
+            f"study {study.name!r}: a grid point sets seed; leave it out: --seeds N runs every point with N seeds"
+        )
     if not study.grid:
         _check_search_seeds(optuna_study, study)
     stored = optuna_study.user_attrs.get(names.BASE)
@@ -439,8 +506,10 @@ def _check_settings(optuna_study: optuna.Study, study: Study):
     stored = RunConfig.from_params(stored).to_params()  # a setting added since takes its default
     changed = [f"{k} {stored.get(k)} -> {v}" for k, v in current.items() if stored.get(k) != v]
     if changed:
-        raise ToolkitError(f"study {study.name!r} already exists with other settings ({'; '.join(changed)}); "
-                           "rerun with its settings to resume it, or pass --name to start a new study")
+        raise ToolkitError(
+            f"study {study.name!r} already exists with other settings ({'; '.join(changed)}); "
+            "rerun with its settings to resume it, or pass --name to start a new study"
+        )
 
 
 def _check_search_seeds(optuna_study: optuna.Study, study: Study):
@@ -450,5 +519,7 @@ def _check_search_seeds(optuna_study: optuna.Study, study: Study):
     if stored is None:
         optuna_study.set_user_attr(names.SEEDS, count)
     elif stored != count:
-        raise ToolkitError(f"study {study.name!r} is a search whose trials train {stored} seed(s) each; rerun it "
-                           f"with --seeds {stored}, or pass --name to start a search with {count}")
+        raise ToolkitError(
+            f"study {study.name!r} is a search whose trials train {stored} seed(s) each; rerun it "
+            f"with --seeds {stored}, or pass --name to start a search with {count}"
+        )

@@ -1,6 +1,7 @@
 """The tracking store: `mlruns/mlflow.db` (SQLite) plus `mlruns/artifacts/`, or whatever
 `MLFLOW_TRACKING_URI` names (an `mlflow server` for many machines); the studies' Optuna storage
 beside it; and reading it back: runs as one DataFrame, metric histories, artifacts, models."""
+
 from __future__ import annotations
 
 import functools
@@ -88,7 +89,7 @@ def store_lock():
         yield
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _opened(uri: str) -> None:
     """Open the store once per process: under the store lock, so that two processes starting on a
     fresh store do not both create (or migrate) its tables, which breaks the database for good;
@@ -102,14 +103,21 @@ def _opened(uri: str) -> None:
             mlflow_client = MlflowClient(uri)
             experiments = [e.experiment_id for e in mlflow_client.search_experiments()]
         except Exception as exc:  # a wrong URI fails deep inside SQLAlchemy; say which setting to fix
-            raise ToolkitError(f"cannot open the MLflow store {uri!r} ({type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else ''}); {_store_hint(exc)}") from None
+            raise ToolkitError(
+                f"cannot open the MLflow store {uri!r} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); {_store_hint(exc)}"
+            ) from None
         _end_orphans(mlflow_client, experiments)
 
 
 # Where MLflow's database records absolute artifact paths, for `_relocate`.
-PATH_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"), ("logged_models", "artifact_location"),
-                ("model_versions", "source"), ("model_versions", "storage_location"))
+PATH_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+)
 
 
 def _relocate(directory: Path):
@@ -130,8 +138,10 @@ def _relocate(directory: Path):
         columns = {table: {row[1] for row in db.execute(f"pragma table_info({table})")} for table, _ in PATH_COLUMNS}
         for table, column in PATH_COLUMNS:
             if column in columns[table]:
-                db.execute(f"update {table} set {column} = ? || substr({column}, ?) where substr({column}, 1, ?) = ?",
-                           (str(directory), len(old) + 1, len(old) + 1, old + "/"))
+                db.execute(
+                    f"update {table} set {column} = ? || substr({column}, ?) where substr({column}, 1, ?) = ?",
+                    (str(directory), len(old) + 1, len(old) + 1, old + "/"),
+                )
     print(f"note: this store was at {old}; its artifact locations now point to {directory}", file=sys.stderr)
 
 
@@ -164,16 +174,20 @@ def _end_orphans(mlflow_client: MlflowClient, experiments: list[str]):
     power cut), and say so in one line: on this machine a process that no longer exists, on
     another one a heartbeat older than STALE_S. Runs of other machines without a heartbeat (made by
     an older toolkit) are left alone."""
-    running = mlflow_client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000) \
-        if experiments else []
+    running = (
+        mlflow_client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000) if experiments else []
+    )
     orphans = {run.info.run_id: (run, why) for run in running if (why := _orphaned(run.data.tags))}
     for run, why in orphans.values():
         Run(mlflow_client, run.info.run_id).end("FAILED", f"{why} while the run was RUNNING")
     if orphans:
         listed = ", ".join(f"{run.info.run_name} ({run.info.run_id[:8]})" for run, _ in list(orphans.values())[:5])
         more = f" and {len(orphans) - 5} more" if len(orphans) > 5 else ""
-        print(f"note: marked {len(orphans)} run(s) FAILED whose process had died: {listed}{more}; "
-              "`toolkit train --resume RUN_ID` continues one (a study resumes its own when rerun)", file=sys.stderr)
+        print(
+            f"note: marked {len(orphans)} run(s) FAILED whose process had died: {listed}{more}; "
+            "`toolkit train --resume RUN_ID` continues one (a study resumes its own when rerun)",
+            file=sys.stderr,
+        )
 
 
 def _orphaned(tags: dict[str, str]) -> str | None:
@@ -190,12 +204,18 @@ def _orphaned(tags: dict[str, str]) -> str | None:
 def heartbeat(mlflow_client: MlflowClient, run_id: str) -> Heartbeat:
     """While a run is open, its tag `heartbeat` (seconds since the epoch) is renewed every
     HEARTBEAT_S seconds, so that other machines sharing the store can tell a dead run from a live one."""
-    return Heartbeat(lambda: mlflow_client.set_tag(run_id, names.HEARTBEAT, f"{time.time():.0f}"), HEARTBEAT_S, (Exception,))
+    return Heartbeat(
+        lambda: mlflow_client.set_tag(run_id, names.HEARTBEAT, f"{time.time():.0f}"), HEARTBEAT_S, (Exception,)
+    )
 
 
 def process_tags() -> dict[str, str]:
     """The tags that tell which process a run belongs to, for `_end_orphans`."""
-    return {names.HOST: HOST, names.PID: str(os.getpid()), **({names.PROCESS_TABLE: PROCESS_TABLE} if PROCESS_TABLE else {})}
+    return {
+        names.HOST: HOST,
+        names.PID: str(os.getpid()),
+        **({names.PROCESS_TABLE: PROCESS_TABLE} if PROCESS_TABLE else {}),
+    }
 
 
 def use_store_globally():
@@ -219,8 +239,9 @@ def new_experiment_location(name: str) -> str | None:
     """Where a new experiment `name` keeps its artifacts (None: a tracking server chooses), the name
     refused in one line when MLflow could not hold it or when it leads outside the store (`path_in`)."""
     if not name.strip() or len(name) > EXPERIMENT_NAME_MAX:
-        raise ToolkitError(f"experiment {name[:40]!r}: a name needs 1 to {EXPERIMENT_NAME_MAX} characters, "
-                           "not only spaces")
+        raise ToolkitError(
+            f"experiment {name[:40]!r}: a name needs 1 to {EXPERIMENT_NAME_MAX} characters, not only spaces"
+        )
     root = artifact_root(tracking_uri())
     return str(path_in(root, name, "experiment")) if root else None
 
@@ -229,8 +250,10 @@ def experiment_id(mlflow_client: MlflowClient, name: str, description: str = TRA
     """The id of the experiment `name`, created with `description` when it does not exist yet."""
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None and found.lifecycle_stage == "deleted":
-        raise ToolkitError(f"experiment {name!r} was deleted in MLflow: restore it (mlflow experiments restore "
-                           f"--experiment-id {found.experiment_id}) or choose another --experiment")
+        raise ToolkitError(
+            f"experiment {name!r} was deleted in MLflow: restore it (mlflow experiments restore "
+            f"--experiment-id {found.experiment_id}) or choose another --experiment"
+        )
     if found is not None:
         return found.experiment_id
     location = new_experiment_location(name)
@@ -247,23 +270,31 @@ def experiment_id(mlflow_client: MlflowClient, name: str, description: str = TRA
 def git_tags() -> dict[str, str]:
     def git(*args):
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  cwd=Path(__file__).parent).stdout.strip()
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
+
     commit = git("rev-parse", "HEAD") or "unknown"
-    return {names.GIT_COMMIT: commit, "mlflow.source.git.commit": commit,
-            # changed tracked files other than the committed reports, which the study scripts rewrite
-            names.GIT_DIRTY: str(bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/",
-                                      ":(exclude,top)reports")))}
+    return {
+        names.GIT_COMMIT: commit,
+        "mlflow.source.git.commit": commit,
+        # changed tracked files other than the committed reports, which the study scripts rewrite
+        names.GIT_DIRTY: str(
+            bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(exclude,top)reports"))
+        ),
+    }
 
 
 def _whole(write):
     """A write to the store that Ctrl-C or SIGTERM does not cut in half (`interrupts_held`)."""
+
     @functools.wraps(write)
     def held(*args, **kwargs):
         with interrupts_held():
             return write(*args, **kwargs)
+
     return held
 
 
@@ -295,6 +326,7 @@ class Run:
     @_whole
     def log_figure(self, fig, name: str):
         import matplotlib.pyplot as plt
+
         self.client.log_figure(self.run_id, fig, f"{names.FIGURES}/{name}.png")
         plt.close(fig)
 
@@ -349,7 +381,9 @@ class Run:
         if reason:
             self.client.set_tag(self.run_id, names.END_REASON, reason[:1000])
         elif status == "FINISHED" and names.END_REASON in self.client.get_run(self.run_id).data.tags:
-            self.client.delete_tag(self.run_id, names.END_REASON)  # an earlier end (resumed since, or judged dead) was not the last
+            self.client.delete_tag(
+                self.run_id, names.END_REASON
+            )  # an earlier end (resumed since, or judged dead) was not the last
         self.client.set_terminated(self.run_id, status)
 
     @_whole
@@ -366,16 +400,22 @@ class Run:
             if earlier.status == LoggedModelStatus.READY:
                 return  # logged whole before the run was interrupted; a resumed run's model is the same
             self.client.delete_logged_model(earlier.model_id)  # cut short: logged anew
-        logged = self.client.create_logged_model(experiment, name="model", source_run_id=self.run_id,
-                                                 model_type=config.model, params=config.to_params())
+        logged = self.client.create_logged_model(
+            experiment, name="model", source_run_id=self.run_id, model_type=config.model, params=config.to_params()
+        )
         use_store_globally()
         with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.pytorch"):
             (Path(tmp) / names.CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=1))
             torch.save(model.state_dict(), Path(tmp) / names.WEIGHTS_FILE)
-            mlflow.pytorch.log_model(model, name="model", run_id=self.run_id, model_id=logged.model_id,
-                                     serialization_format="pickle",
-                                     extra_files=[str(Path(tmp) / name) for name in (names.CONFIG_FILE, names.WEIGHTS_FILE)],
-                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            mlflow.pytorch.log_model(
+                model,
+                name="model",
+                run_id=self.run_id,
+                model_id=logged.model_id,
+                serialization_format="pickle",
+                extra_files=[str(Path(tmp) / name) for name in (names.CONFIG_FILE, names.WEIGHTS_FILE)],
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
 
 
 @contextmanager
@@ -401,8 +441,11 @@ def start_run(experiment: str, run_name: str, tags: dict[str, str] | None = None
     """Yield a new `Run`; it ends FINISHED, KILLED (Ctrl-C, SIGTERM, RunStopped) or FAILED (any other error)."""
     mlflow_client = client()
     with interrupts_held():
-        run = mlflow_client.create_run(experiment_id(mlflow_client, experiment), run_name=run_name,
-                                       tags={**git_tags(), **process_tags(), **(tags or {})})
+        run = mlflow_client.create_run(
+            experiment_id(mlflow_client, experiment),
+            run_name=run_name,
+            tags={**git_tags(), **process_tags(), **(tags or {})},
+        )
     with _ending(Run(mlflow_client, run.info.run_id)) as handle:
         yield handle
 
@@ -458,29 +501,37 @@ def load_model(run_id: str, device=None):
         try:
             weights = read_artifact(run_id, f"{folder}/{names.WEIGHTS_FILE}")
         except ArtifactMissing:
-            raise ToolkitError(f"run {run_id} logged its model only as a pickle, which the toolkit does not load "
-                               "(unpickling runs whatever code the file holds); retrain the run, or load it with "
-                               "mlflow.pytorch.load_model(..., weights_only=False) if you trust everyone who can "
-                               "write to the store") from None
+            raise ToolkitError(
+                f"run {run_id} logged its model only as a pickle, which the toolkit does not load "
+                "(unpickling runs whatever code the file holds); retrain the run, or load it with "
+                "mlflow.pytorch.load_model(..., weights_only=False) if you trust everyone who can "
+                "write to the store"
+            ) from None
         try:
             config = RunConfig.from_params(json.loads(config_json))
             device = device or default_device()
             model = build(config, device)
             model.load_state_dict(torch.load(io.BytesIO(weights), map_location=device, weights_only=True))
         except (ValueError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-            raise ToolkitError(f"run {run_id}: its model files are damaged or not a toolkit model's "
-                               f"({type(exc).__name__}); retrain the run") from None
+            raise ToolkitError(
+                f"run {run_id}: its model files are damaged or not a toolkit model's "
+                f"({type(exc).__name__}); retrain the run"
+            ) from None
         return model.eval(), config
-    raise ToolkitError(f"run {run_id} has no model in the store: it has not finished (or was stopped before "
-                       f"logging it); `toolkit train --resume {run_id}` finishes it")
+    raise ToolkitError(
+        f"run {run_id} has no model in the store: it has not finished (or was stopped before "
+        f"logging it); `toolkit train --resume {run_id}` finishes it"
+    )
 
 
 def existing_store():
     """For what only reads the store: a local store that is not there is an error, not a new store."""
     root = artifact_root(tracking_uri())
     if root is not None and not (root.parent / "mlflow.db").is_file():
-        raise ToolkitError(f"no tracking store at {root.parent / 'mlflow.db'}: run from the directory that holds "
-                           "mlruns/, or set MLFLOW_TRACKING_URI to the store")
+        raise ToolkitError(
+            f"no tracking store at {root.parent / 'mlflow.db'}: run from the directory that holds "
+            "mlruns/, or set MLFLOW_TRACKING_URI to the store"
+        )
 
 
 def existing_experiment(name: str):
@@ -490,8 +541,9 @@ def existing_experiment(name: str):
     found = mlflow_client.get_experiment_by_name(name)
     if found is None:
         known = sorted(e.name for e in mlflow_client.search_experiments() if e.name != "Default")
-        raise ToolkitError(f"no experiment {name!r} in the store {tracking_uri()}; "
-                           f"it has: {', '.join(known) or 'none'}")
+        raise ToolkitError(
+            f"no experiment {name!r} in the store {tracking_uri()}; it has: {', '.join(known) or 'none'}"
+        )
     return found
 
 
@@ -531,8 +583,12 @@ def final_metrics(run_id: str) -> dict[str, float]:
 def metric_histories(run_ids, keys) -> pd.DataFrame:
     """The per-step values of `keys` for each run, long form: run_id, key, step, value."""
     mlflow_client = client()
-    rows = [(run_id, key, m.step, m.value) for run_id in run_ids for key in keys
-            for m in mlflow_client.get_metric_history(run_id, key)]
+    rows = [
+        (run_id, key, m.step, m.value)
+        for run_id in run_ids
+        for key in keys
+        for m in mlflow_client.get_metric_history(run_id, key)
+    ]
     return pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
 
 
@@ -575,7 +631,11 @@ def load_checkpoint(run_id: str) -> dict:
         except (ArtifactMissing, RuntimeError, EOFError, OSError, pickle.UnpicklingError):
             continue  # cut short, damaged, or not a training state (never unpickled): the one before it
     if paths:
-        raise ToolkitError(f"run {run_id}: none of its checkpoints ({', '.join(paths)}) can be read: they are damaged "
-                           "or not training states; train it anew")
-    raise ToolkitError(f"run {run_id} has no checkpoint to resume from: it finished, was pruned, stopped before "
-                       "its first epoch ended, or was made before runs kept checkpoints")
+        raise ToolkitError(
+            f"run {run_id}: none of its checkpoints ({', '.join(paths)}) can be read: they are damaged "
+            "or not training states; train it anew"
+        )
+    raise ToolkitError(
+        f"run {run_id} has no checkpoint to resume from: it finished, was pruned, stopped before "
+        "its first epoch ended, or was made before runs kept checkpoints"
+    )

@@ -1,6 +1,7 @@
 """`fit`: the training loop. It knows nothing of MLflow or Optuna; it reports each epoch's
 metrics to callbacks `callback(epoch, metrics)`, which may raise to stop training, and hands the
 whole training state to a `checkpoint(state)` hook, from which `fit(resume=state)` continues."""
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,9 @@ def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr)
 
 
-def fit(model, splits, config, callbacks=(), quiet: bool = False, checkpoint=None, resume: dict | None = None
-        ) -> FitResult:
+def fit(
+    model, splits, config, callbacks=(), quiet: bool = False, checkpoint=None, resume: dict | None = None
+) -> FitResult:
     """Train `model` on `splits.train`, early-stop on `splits.val`, restore the best weights.
 
     After each epoch, once the callbacks have seen it (so a full disk that stops the checkpoint
@@ -55,14 +57,25 @@ def fit(model, splits, config, callbacks=(), quiet: bool = False, checkpoint=Non
     if resume is not None:
         result, best_state, bad_epochs = _restore(resume, model, optimizer, shuffle, noise)
     first = len(result.history) + 1
-    bar = tqdm(range(first, config.epochs + 1 if not result.stopped_early else first), desc=f"{config.model}",
-               unit="epoch", initial=first - 1, total=config.epochs, disable=quiet or not sys.stderr.isatty())
+    bar = tqdm(
+        range(first, config.epochs + 1 if not result.stopped_early else first),
+        desc=f"{config.model}",
+        unit="epoch",
+        initial=first - 1,
+        total=config.epochs,
+        disable=quiet or not sys.stderr.isatty(),
+    )
     for epoch in bar:
         start = time.perf_counter()
-        train = _train_epoch(model, optimizer, splits.train, config, (epoch - 1) * steps_per_epoch,
-                             steps_per_epoch, shuffle, noise)
+        train = _train_epoch(
+            model, optimizer, splits.train, config, (epoch - 1) * steps_per_epoch, steps_per_epoch, shuffle, noise
+        )
         val = elbo_metrics(model, splits.val, config)
-        metrics = {**train, **{names.val(k): v for k, v in val.items()}, names.EPOCH_SECONDS: time.perf_counter() - start}
+        metrics = {
+            **train,
+            **{names.val(k): v for k, v in val.items()},
+            names.EPOCH_SECONDS: time.perf_counter() - start,
+        }
         _check_finite(epoch, metrics)
         result.history.append(metrics)
         bar.set_postfix({k: f"{metrics[k]:.1f}" for k in (names.TRAIN_LOSS, names.VAL_LOSS, names.VAL_RECON)})
@@ -89,10 +102,17 @@ def training_state(model, optimizer, shuffle, noise, result: FitResult, best_sta
     optimiser, the random streams (torch's global one, the shuffle and the noise generators),
     the history and early-stopping state, the best weights so far. Tensors are the live ones:
     serialise the state before training goes on."""
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(), "noise": noise.get_state()},
-            "history": result.history, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-            "stopped_early": result.stopped_early, "bad_epochs": bad_epochs, "best_model": best_state}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(), "noise": noise.get_state()},
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "stopped_early": result.stopped_early,
+        "bad_epochs": bad_epochs,
+        "best_model": best_state,
+    }
 
 
 def _restore(state: dict, model, optimizer, shuffle, noise) -> tuple[FitResult, dict | None, int]:
@@ -112,8 +132,11 @@ def _train_epoch(model, optimizer, split, config, step, steps_per_epoch, shuffle
     model.train()
     sums = torch.zeros(3, device=split.images.device)  # loss * n, recon, kl
     beta_total = 0.0
-    forward = torch.autocast(split.images.device.type, dtype=torch.bfloat16) if config.precision == "bf16" \
+    forward = (
+        torch.autocast(split.images.device.type, dtype=torch.bfloat16)
+        if config.precision == "bf16"
         else contextlib.nullcontext()
+    )
     for i, (x, _) in enumerate(split.batches(config.batch_size, shuffle)):
         if config.binarize == "dynamic":
             x = torch.bernoulli(x, generator=noise)

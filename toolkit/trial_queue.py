@@ -8,14 +8,15 @@ tracked run is the `on_abandoned` hook's business.
 - A trial whose worker died (its heartbeat went stale, or its process is gone on this host) is
   marked FAIL and its configuration queued again.
 """
+
 from __future__ import annotations
 
 import os
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable
 
 import optuna
 import sqlalchemy
@@ -34,12 +35,24 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 Abandoned = Callable[[FrozenTrial], dict]
 
 
-def open_study(name: str, url: str, objectives: list[str], pruner: optuna.pruners.BasePruner,
-               sampler: optuna.samplers.BaseSampler, on_abandoned: Abandoned) -> optuna.Study:
+def open_study(
+    name: str,
+    url: str,
+    objectives: list[str],
+    pruner: optuna.pruners.BasePruner,
+    sampler: optuna.samplers.BaseSampler,
+    on_abandoned: Abandoned,
+) -> optuna.Study:
     """Create or load the study `name` in the storage at `url`, with our heartbeat; it minimises
     the `objectives`, named so that reports and dashboards can say what they are."""
-    optuna_study = optuna.create_study(storage=_storage(url, on_abandoned), study_name=name, load_if_exists=True,
-                                       pruner=pruner, directions=["minimize"] * len(objectives), sampler=sampler)
+    optuna_study = optuna.create_study(
+        storage=_storage(url, on_abandoned),
+        study_name=name,
+        load_if_exists=True,
+        pruner=pruner,
+        directions=["minimize"] * len(objectives),
+        sampler=sampler,
+    )
     if optuna_study.metric_names is None:  # a study made before objectives were named gets them on its next run
         with _no_experimental_warnings():
             optuna_study.set_metric_names(objectives)
@@ -57,11 +70,17 @@ def _storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.sto
 
     for attempt in range(attempts):
         try:
-            with _no_experimental_warnings(), \
-                    file_lock(Path(url.removeprefix("sqlite:///") + ".lock")) if sqlite else nullcontext():
+            with (
+                _no_experimental_warnings(),
+                file_lock(Path(url.removeprefix("sqlite:///") + ".lock")) if sqlite else nullcontext(),
+            ):
                 storage = optuna.storages.RDBStorage(  # a server's restart leaves dead connections: pinged first
-                    url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True},
-                    heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=abandoned)
+                    url,
+                    engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True},
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=abandoned,
+                )
             break
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
             if attempt == attempts - 1:
@@ -76,6 +95,7 @@ def _begin_immediate(engine: sqlalchemy.Engine):
     """Make every SQLite transaction take the write lock when it begins. pysqlite otherwise begins
     one only at the first write, so Optuna's read-then-update of a waiting trial could hand one
     grid point to two workers."""
+
     @sqlalchemy.event.listens_for(engine, "connect")
     def no_implicit_transactions(dbapi_connection, _record):
         dbapi_connection.isolation_level = None
@@ -153,9 +173,17 @@ def _duplicate_of(optuna_study: optuna.Study, trial: FrozenTrial) -> int | None:
     that queue a grid at the same moment can both add a point (Optuna's skip_if_exists checks,
     then inserts); the earliest copy is the one that runs."""
     point, seed = trial.user_attrs.get(names.POINT), configured_params(trial).get("seed")
-    return next((other.number for other in optuna_study.get_trials(deepcopy=False)
-                 if other.number < trial.number and other.state != TrialState.FAIL
-                 and other.user_attrs.get(names.POINT) == point and configured_params(other).get("seed") == seed), None)
+    return next(
+        (
+            other.number
+            for other in optuna_study.get_trials(deepcopy=False)
+            if other.number < trial.number
+            and other.state != TrialState.FAIL
+            and other.user_attrs.get(names.POINT) == point
+            and configured_params(other).get("seed") == seed
+        ),
+        None,
+    )
 
 
 def heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Heartbeat:
@@ -205,8 +233,10 @@ def retry(optuna_study: optuna.Study, trial: FrozenTrial, carry: dict):
     """Queue the trial's configuration again (a grid point, or a search's sampled values), with
     its grid point and the user attributes `carry` (e.g. what the retry resumes from)."""
     kept = {key: trial.user_attrs[key] for key in (names.POINT,) if key in trial.user_attrs}
-    optuna_study.enqueue_trial(configured_params(trial), user_attrs={
-        names.RETRY_OF: trial.user_attrs.get(names.RETRY_OF, trial.number), **kept, **carry})
+    optuna_study.enqueue_trial(
+        configured_params(trial),
+        user_attrs={names.RETRY_OF: trial.user_attrs.get(names.RETRY_OF, trial.number), **kept, **carry},
+    )
 
 
 @contextmanager

@@ -14,6 +14,7 @@ seconds on a small machine and opens the toolkit's experiments on their runs.
   that makes "Model training" the default. A choice the user makes in the UI is kept. This is the
   one place that depends on the UI's storage keys (`DEFAULTS`).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,8 +31,11 @@ ML_WORKFLOW = "workflowType=machine_learning"  # the UI's URL parameter for its 
 # The UI's own local-storage defaults, set only where the browser holds no choice: the "Model
 # training" view, and the assistant panel not opened by itself (it takes a third of the page).
 DEFAULTS = {"mlflow.workflowType_v1": '"machine_learning"', "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true"}
-SCRIPT = "<script>" + "".join(f"if(localStorage.getItem({k!r})===null)localStorage.setItem({k!r},{v!r});"
-                              for k, v in DEFAULTS.items()) + "</script>"
+SCRIPT = (
+    "<script>"
+    + "".join(f"if(localStorage.getItem({k!r})===null)localStorage.setItem({k!r},{v!r});" for k, v in DEFAULTS.items())
+    + "</script>"
+)
 
 
 def runs_url(base: str, experiment_id: str) -> str:
@@ -52,9 +56,17 @@ def create_app():
 
     async def app(scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in ("/", "/index.html"):
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"text/html; charset=utf-8"),
-                                    (b"content-length", str(len(page)).encode()), (b"cache-control", b"no-cache")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/html; charset=utf-8"),
+                        (b"content-length", str(len(page)).encode()),
+                        (b"cache-control", b"no-cache"),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": page})
         else:
             await mlflow_app(scope, receive, send)
@@ -79,8 +91,10 @@ def check_port_free(host: str, port: int):
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise ToolkitError(f"port {port} on {host} is taken ({exc.strerror}): another server listens there; "
-                               "stop it or pass --port N") from None
+            raise ToolkitError(
+                f"port {port} on {host} is taken ({exc.strerror}): another server listens there; "
+                "stop it or pass --port N"
+            ) from None
 
 
 def serve(host: str, port: int):
@@ -95,8 +109,22 @@ def serve(host: str, port: int):
         return
     check_port_free(host, port)
     base = f"http://{host}:{port}"
-    argv = [sys.executable, "-m", "mlflow", "server", "--app-name", "toolkit", "--workers", "1",
-            "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--app-name",
+        "toolkit",
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     if tracking.artifact_root(uri):
         argv += ["--default-artifact-root", tracking.artifact_root(uri).as_uri()]
     print(f"MLflow UI on {base} (store {masked(uri)}); Ctrl-C stops it")
@@ -118,8 +146,10 @@ def serve_dashboard(storage: str | None, host: str, port: int):
     try:
         optuna_storage = optuna.storages.get_storage(url)
         names = [study.study_name for study in optuna_storage.get_all_studies()]
-        pages = {name: f"http://{host}:{port}/dashboard/studies/{optuna_storage.get_study_id_from_name(name)}"
-                 for name in names}
+        pages = {
+            name: f"http://{host}:{port}/dashboard/studies/{optuna_storage.get_study_id_from_name(name)}"
+            for name in names
+        }
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
         raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}); check --storage") from None
     print(f"optuna-dashboard on http://{host}:{port} (storage {masked(url)}); Ctrl-C stops it")

@@ -5,6 +5,7 @@ Data flows one way: `tracking` loads the runs (params, final metrics, tags, metr
 artifacts) and, for the `study` kind, Optuna's study; one module per kind turns them into a
 `Document`; nothing is retrained and no number is typed by hand.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -13,13 +14,23 @@ from pathlib import Path
 from toolkit import ToolkitError, path_in
 from toolkit.reports.document import check_out
 
-KINDS = {"ae-vs-vae": "ae_vs_vae", "beta-sweep": "beta_sweep", "latent-dim": "latent_dim",
-         "posterior-collapse": "posterior_collapse", "study": "study"}  # kind -> its module, imported when used
+KINDS = {
+    "ae-vs-vae": "ae_vs_vae",
+    "beta-sweep": "beta_sweep",
+    "latent-dim": "latent_dim",
+    "posterior-collapse": "posterior_collapse",
+    "study": "study",
+}  # kind -> its module, imported when used
 REPORTS_DIR = Path("reports")
 
 
-def build_report(kind: str, experiment: str | None = None, parent: str | None = None,
-                 study_name: str | None = None, storage: str | None = None):
+def build_report(
+    kind: str,
+    experiment: str | None = None,
+    parent: str | None = None,
+    study_name: str | None = None,
+    storage: str | None = None,
+):
     """The report of `kind` on an experiment's runs (the children of `parent`, when given) or, for
     `study`, on the Optuna study `study_name` (default: the experiment's name) in `storage`."""
     if kind not in KINDS:
@@ -37,11 +48,18 @@ def build_report(kind: str, experiment: str | None = None, parent: str | None = 
     if not experiment:
         raise ToolkitError(f"a {kind} report needs --experiment NAME")
     from toolkit.reports.runs import RunSet
+
     return module.build(RunSet(experiment, parent), rebuild)
 
 
-def write_report(kind: str, experiment: str | None = None, parent: str | None = None, out: Path | None = None,
-                 study_name: str | None = None, storage: str | None = None) -> tuple:
+def write_report(
+    kind: str,
+    experiment: str | None = None,
+    parent: str | None = None,
+    out: Path | None = None,
+    study_name: str | None = None,
+    storage: str | None = None,
+) -> tuple:
     """Build a report and write it into `out` (default `reports/<experiment or study>/`); returns
     the document and the path of its README.md. Nothing is written when the report cannot be built."""
     name = experiment or study_name

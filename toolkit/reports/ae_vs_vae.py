@@ -3,6 +3,7 @@ value marked (and the seed notebook's published numbers when the setting is the 
 reconstructions, samples, interpolations, latent spaces and loss curves side by side, and
 findings from paired differences over seeds (within each other setting, e.g. the architecture,
 and across them)."""
+
 from __future__ import annotations
 
 import math
@@ -11,53 +12,100 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from toolkit import ToolkitError, names
+from toolkit import ToolkitError, drawing, names
 from toolkit.config import VAE_ONLY
 from toolkit.data import CLASS_NAMES
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, interval, sentence
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import RunSet, shown_param, vae_first
-from toolkit.reports.sections import (diagnostics_section, fid_caption, provenance, relative, results_table, run_list,
-                                      settings_section, statistics_caption)
+from toolkit.reports.sections import (
+    diagnostics_section,
+    fid_caption,
+    provenance,
+    relative,
+    results_table,
+    run_list,
+    settings_section,
+    statistics_caption,
+)
 from toolkit.reports.stats import estimate, paired
 
 # The seed notebook's setting and its published test numbers (nats per image): a reference, not a result.
-SEED_SETTING = {"dataset": "fashion-mnist", "hidden": "400", "latent_dim": "20", "likelihood": "bernoulli",
-                "beta": "1.0", "warmup_epochs": "0", "free_bits": "0.0", "batch_size": "128", "lr": "0.001"}
-SEED_PUBLISHED = {"vae": {names.TEST_RECON: 225.64, names.TEST_KL: 15.74, names.TEST_NEG_ELBO: 241.38}, "ae": {names.TEST_RECON: 213.12}}
-OWN_SAMPLER = {"vae": (names.NORMAL_PRIOR_SAMPLES, "its prior N(0, I)"),
-               "ae": (names.FITTED_GAUSSIAN_SAMPLES, "a Gaussian fitted to its training codes")}
-FID_SUBJECTS = {names.SAMPLES: "each model's own samples (VAE prior, AE fitted Gaussian)",
-                names.AGGREGATE_POSTERIOR: "the VAE's aggregate-posterior samples",
-                names.SAMPLES_GMM: "samples from a GMM fitted to the codes", names.RECONSTRUCTIONS: "reconstructions"}
-CURVES = ((names.RECON, "reconstruction (nats)"), (names.KL, "KL (nats), VAE only"),
-          (names.LOSS, "loss: recon + β·KL (nats)"))
+SEED_SETTING = {
+    "dataset": "fashion-mnist",
+    "hidden": "400",
+    "latent_dim": "20",
+    "likelihood": "bernoulli",
+    "beta": "1.0",
+    "warmup_epochs": "0",
+    "free_bits": "0.0",
+    "batch_size": "128",
+    "lr": "0.001",
+}
+SEED_PUBLISHED = {
+    "vae": {names.TEST_RECON: 225.64, names.TEST_KL: 15.74, names.TEST_NEG_ELBO: 241.38},
+    "ae": {names.TEST_RECON: 213.12},
+}
+OWN_SAMPLER = {
+    "vae": (names.NORMAL_PRIOR_SAMPLES, "its prior N(0, I)"),
+    "ae": (names.FITTED_GAUSSIAN_SAMPLES, "a Gaussian fitted to its training codes"),
+}
+FID_SUBJECTS = {
+    names.SAMPLES: "each model's own samples (VAE prior, AE fitted Gaussian)",
+    names.AGGREGATE_POSTERIOR: "the VAE's aggregate-posterior samples",
+    names.SAMPLES_GMM: "samples from a GMM fitted to the codes",
+    names.RECONSTRUCTIONS: "reconstructions",
+}
+CURVES = (
+    (names.RECON, "reconstruction (nats)"),
+    (names.KL, "KL (nats), VAE only"),
+    (names.LOSS, "loss: recon + β·KL (nats)"),
+)
 
 
 def build(runs: RunSet, rebuild: str) -> Document:
     vae, ae = runs.of_model("vae"), runs.of_model("ae")
     if vae.empty or ae.empty:
-        raise ToolkitError(f"an ae-vs-vae report needs finished runs of both models; experiment "
-                           f"{runs.experiment!r} has {runs.describe()}")
+        raise ToolkitError(
+            f"an ae-vs-vae report needs finished runs of both models; experiment "
+            f"{runs.experiment!r} has {runs.describe()}"
+        )
     doc = Document(f"AE vs VAE: {escape(runs.experiment)}")
     provenance(doc, runs, rebuild)
     by = ["model", *[p for p in runs.varying() if p != "model"]]
     columns, diagnostics = runs.columns(), runs.diagnostic_columns()
     settings = vae_first(runs.settings(by, columns=columns + diagnostics))
-    labels = {"model": list(settings["model"].str.upper()),
-              **{p: [shown_param(m, p, v) for m, v in zip(settings["model"], settings[p])] for p in by[1:]}}
+    labels = {
+        "model": list(settings["model"].str.upper()),
+        **{p: [shown_param(m, p, v) for m, v in zip(settings["model"], settings[p])] for p in by[1:]},
+    }
     seed = is_seed_setting(runs)
-    extra = [{"model": f"{m.upper()}, seed notebook (published)",
-              **{c.header: f"*{values[c.key]:.2f}*" for c in columns if c.key in values}}
-             for m, values in SEED_PUBLISHED.items()] if seed else []
+    extra = (
+        [
+            {
+                "model": f"{m.upper()}, seed notebook (published)",
+                **{c.header: f"*{values[c.key]:.2f}*" for c in columns if c.key in values},
+            }
+            for m, values in SEED_PUBLISHED.items()
+        ]
+        if seed
+        else []
+    )
     settings_section(doc, runs, columns)
     doc.heading("Results")
-    doc.text("Test split: reconstruction, KL and −ELBO in nats per image, MSE per pixel. "
-             f"{fid_caption(columns)} {statistics_caption(settings)}"
-             + (" The rows marked published, their numbers in *italics*, are the seed notebook's published "
-                "numbers for this setting (784-400-20, Bernoulli on grey levels, β = 1, batch 128, Adam 1e-3, 30 epochs): a reference, not "
-                "runs of this store." if seed else ""))
+    doc.text(
+        "Test split: reconstruction, KL and −ELBO in nats per image, MSE per pixel. "
+        f"{fid_caption(columns)} {statistics_caption(settings)}"
+        + (
+            " The rows marked published, their numbers in *italics*, are the seed notebook's published "
+            "numbers for this setting (784-400-20, Bernoulli on grey levels, β = 1, batch 128, Adam 1e-3, 30 epochs): "
+            "a reference, not "
+            "runs of this store."
+            if seed
+            else ""
+        )
+    )
     results_table(doc, runs, "results", settings, labels, columns, extra)
     diagnostics_section(doc, runs, settings, labels, diagnostics)
     groups = pairs_by_group(settings, by[1:])
@@ -65,8 +113,9 @@ def build(runs: RunSet, rebuild: str) -> Document:
     for group, pair in groups.items():
         suffix = f": {group}" if group else ""
         side_by_side(doc, runs, pair, suffix, group.replace(", ", "_").replace(" ", "-") + "_" if group else "")
-        findings_text.append((f"**{group}.** " if group else "") +
-                             findings(runs, claims, pair, runs.latent_dim, seed, group))
+        findings_text.append(
+            (f"**{group}.** " if group else "") + findings(runs, claims, pair, runs.latent_dim, seed, group)
+        )
     if len(groups) > 1:
         findings_text.append(across(runs, claims, groups))
     doc.heading("Findings")
@@ -94,8 +143,10 @@ def side_by_side(doc: Document, runs: RunSet, pair: dict[str, pd.Series], suffix
     first = {m: row["run_ids"].split()[0] for m, row in pair.items()}
     images = {m: runs.images(run_id) for m, run_id in first.items()}
     doc.heading(f"Side by side{suffix}")
-    doc.text(f"Images from the first run of each model (VAE {escape(first['vae'][:8])}, AE {escape(first['ae'][:8])}); "
-             "the same test images for both.")
+    doc.text(
+        f"Images from the first run of each model (VAE {escape(first['vae'][:8])}, AE {escape(first['ae'][:8])}); "
+        "the same test images for both."
+    )
     if all(i is not None for i in images.values()):
         image_figures(doc, images, prefix)
     by_class(doc, runs, {m: row["run_ids"].split() for m, row in pair.items()}, prefix)
@@ -106,10 +157,16 @@ def side_by_side(doc: Document, runs: RunSet, pair: dict[str, pd.Series], suffix
             doc.images_side_by_side([(m.upper(), f"{prefix}{name}_{m}.png", png) for m, png in pngs.items()])
     doc.heading("Loss curves", 3)
     ids = {m: row["run_ids"].split() for m, row in pair.items()}
-    histories = runs.histories([i for m in ids.values() for i in m],
-                               [names.of_split(split, k) for split in ("train", "val") for k, _ in CURVES])
-    doc.figure(f"{prefix}loss_curves", loss_curves(histories, ids), "loss curves of both models",
-               f"Mean over the seeds; {plots.BANDS[0].lower()}{plots.BANDS[1:]}")
+    histories = runs.histories(
+        [i for m in ids.values() for i in m],
+        [names.of_split(split, k) for split in ("train", "val") for k, _ in CURVES],
+    )
+    doc.figure(
+        f"{prefix}loss_curves",
+        loss_curves(histories, ids),
+        "loss curves of both models",
+        f"Mean over the seeds; {plots.BANDS[0].lower()}{plots.BANDS[1:]}",
+    )
 
 
 def by_class(doc: Document, runs: RunSet, ids: dict[str, list[str]], prefix: str):
@@ -122,18 +179,27 @@ def by_class(doc: Document, runs: RunSet, ids: dict[str, list[str]], prefix: str
         if not all(values.values()):
             return
         d = paired(values["ae"], values["vae"])
-        rows.append({"class": name, **{m.upper(): f"{estimate(v.values()).mean:.1f}" for m, v in values.items()},
-                     "AE − VAE": ("**" if d.clear else "") + interval(d, ".1f") + ("**" if d.clear else "")})
+        rows.append(
+            {
+                "class": name,
+                **{m.upper(): f"{estimate(v.values()).mean:.1f}" for m, v in values.items()},
+                "AE − VAE": ("**" if d.clear else "") + interval(d, ".1f") + ("**" if d.clear else ""),
+            }
+        )
     doc.heading("Reconstruction by class", 3)
-    doc.text("Test reconstruction (nats per image) of each class, mean over seeds; AE − VAE paired by seed with its "
-             "95 % interval, **bold** where it excludes zero (each class on its own: ten intervals, no correction).")
+    doc.text(
+        "Test reconstruction (nats per image) of each class, mean over seeds; AE − VAE paired by seed with its "
+        "95 % interval, **bold** where it excludes zero (each class on its own: ten intervals, no correction)."
+    )
     doc.table(f"{prefix}recon_by_class", pd.DataFrame(rows), markup=["AE − VAE"])
 
 
 def is_seed_setting(runs: RunSet) -> bool:
     """Whether every finished run uses the seed notebook's setting (for β and its kin, every VAE run)."""
-    return all(set(runs.param(name, runs.of_model("vae") if name in VAE_ONLY else None)) == {value}
-               for name, value in SEED_SETTING.items())
+    return all(
+        set(runs.param(name, runs.of_model("vae") if name in VAE_ONLY else None)) == {value}
+        for name, value in SEED_SETTING.items()
+    )
 
 
 def image_figures(doc: Document, images: dict[str, dict[str, np.ndarray]], prefix: str = ""):
@@ -142,17 +208,27 @@ def image_figures(doc: Document, images: dict[str, dict[str, np.ndarray]], prefi
     rows = [("original", vae[names.ORIGINALS]), ("VAE", vae[names.RECONSTRUCTION_IMAGES])]
     if not np.array_equal(vae[names.ORIGINALS], ae[names.ORIGINALS]):
         rows.append(("original (AE)", ae[names.ORIGINALS]))
-    doc.figure(f"{prefix}reconstructions", plots.image_rows([*rows, ("AE", ae[names.RECONSTRUCTION_IMAGES])], "reconstructions"),
-               "originals, VAE and AE reconstructions")
+    doc.figure(
+        f"{prefix}reconstructions",
+        drawing.image_rows([*rows, ("AE", ae[names.RECONSTRUCTION_IMAGES])], "reconstructions"),
+        "originals, VAE and AE reconstructions",
+    )
     own = [(f"{m.upper()}: samples from {OWN_SAMPLER[m][1]}", images[m][OWN_SAMPLER[m][0]]) for m in ("vae", "ae")]
-    doc.figure(f"{prefix}samples", plots.image_grids(own), "samples of both models")
+    doc.figure(f"{prefix}samples", drawing.image_grids(own), "samples of both models")
     if all(names.GMM_SAMPLES in i for i in images.values()):
-        gmm = [(f"{m.upper()}: samples from a 10-component GMM fitted to its codes", images[m][names.GMM_SAMPLES])
-               for m in ("vae", "ae")]
-        doc.figure(f"{prefix}samples_gmm", plots.image_grids(gmm), "GMM samples of both models")
-    doc.figure(f"{prefix}interpolation", plots.image_rows([("VAE", vae[names.INTERPOLATION]), ("AE", ae[names.INTERPOLATION])],
-                                                 "interpolation between two test images (latent means)"),
-               "interpolations of both models")
+        gmm = [
+            (f"{m.upper()}: samples from a 10-component GMM fitted to its codes", images[m][names.GMM_SAMPLES])
+            for m in ("vae", "ae")
+        ]
+        doc.figure(f"{prefix}samples_gmm", drawing.image_grids(gmm), "GMM samples of both models")
+    doc.figure(
+        f"{prefix}interpolation",
+        drawing.image_rows(
+            [("VAE", vae[names.INTERPOLATION]), ("AE", ae[names.INTERPOLATION])],
+            "interpolation between two test images (latent means)",
+        ),
+        "interpolations of both models",
+    )
 
 
 def loss_curves(histories: pd.DataFrame, ids: dict[str, list[str]]):
@@ -162,29 +238,46 @@ def loss_curves(histories: pd.DataFrame, ids: dict[str, list[str]]):
         for i, (model, run_ids) in enumerate(ids.items()):
             runs = histories[histories["run_id"].isin(run_ids)]
             for split, style in (("train", "--"), ("val", "-")):
-                plots.curves(ax, runs, names.of_split(split, key), f"{model.upper()} {split}", color=f"C{i}", linestyle=style)
+                plots.curves(
+                    ax, runs, names.of_split(split, key), f"{model.upper()} {split}", color=f"C{i}", linestyle=style
+                )
         ax.set(title=label.split(" (")[0], xlabel="epoch", ylabel=label)
         ax.legend()
     fig.tight_layout()
     return fig
 
 
-def findings(runs: RunSet, claims: Claims, pair: dict[str, pd.Series], latent_dim: int, seed: bool,
-             group: str = "") -> str:
+def findings(
+    runs: RunSet, claims: Claims, pair: dict[str, pd.Series], latent_dim: int, seed: bool, group: str = ""
+) -> str:
     """VAE against AE on reconstruction, MSE and every FID, paired by seed; the VAE's units; the
     published numbers against this store's intervals where the setting is the seed notebook's."""
     ids = {m: row["run_ids"].split() for m, row in pair.items()}
 
     def compare(key: str, what: str, fmt: str) -> str:
-        return claims.compare(what, "the AE", "the VAE", runs.by_seed(ids["ae"], key), runs.by_seed(ids["vae"], key),
-                              True, fmt, group).text
+        return claims.compare(
+            what, "the AE", "the VAE", runs.by_seed(ids["ae"], key), runs.by_seed(ids["vae"], key), True, fmt, group
+        ).text
 
-    text = [sentence(compare(names.TEST_RECON, "reconstruction (nats)", ".2f")),
-            sentence(compare(names.TEST_MSE, "MSE per pixel", ".5f"))]
+    text = [
+        sentence(compare(names.TEST_RECON, "reconstruction (nats)", ".2f")),
+        sentence(compare(names.TEST_MSE, "MSE per pixel", ".5f")),
+    ]
     if all(runs.by_seed(i, names.TEST_PROBE_ACCURACY) for i in ids.values()):
-        text.append(sentence(claims.compare("linear-probe accuracy", "the AE", "the VAE",
-                                            runs.by_seed(ids["ae"], names.TEST_PROBE_ACCURACY),
-                                            runs.by_seed(ids["vae"], names.TEST_PROBE_ACCURACY), False, ".3f", group).text))
+        text.append(
+            sentence(
+                claims.compare(
+                    "linear-probe accuracy",
+                    "the AE",
+                    "the VAE",
+                    runs.by_seed(ids["ae"], names.TEST_PROBE_ACCURACY),
+                    runs.by_seed(ids["vae"], names.TEST_PROBE_ACCURACY),
+                    False,
+                    ".3f",
+                    group,
+                ).text
+            )
+        )
     for key in sorted(k for k in pair["vae"].index if names.parse_fid(k)):
         if not (np.isnan(pair["vae"][key]) or np.isnan(pair["ae"][key])):
             extractor, what = names.parse_fid(key)
@@ -192,8 +285,11 @@ def findings(runs: RunSet, claims: Claims, pair: dict[str, pd.Series], latent_di
     vae = pair["vae"]
     if names.TEST_ACTIVE_UNITS in vae and not np.isnan(vae[names.TEST_ACTIVE_UNITS]):
         informative = vae.get(names.TEST_INFORMATIVE_UNITS, np.nan)
-        text.append(f"The VAE has {vae[names.TEST_ACTIVE_UNITS]:.3g} active units of {latent_dim} (mean over seeds)"
-                    + ("" if np.isnan(informative) else f", {informative:.3g} of them informative") + ".")
+        text.append(
+            f"The VAE has {vae[names.TEST_ACTIVE_UNITS]:.3g} active units of {latent_dim} (mean over seeds)"
+            + ("" if np.isnan(informative) else f", {informative:.3g} of them informative")
+            + "."
+        )
     if seed:
         text.append(published(runs, ids))
     return " ".join(text)
@@ -205,9 +301,15 @@ def published(runs: RunSet, ids: dict[str, list[str]]) -> str:
     for model, key, what in (("vae", names.TEST_NEG_ELBO, "VAE −ELBO"), ("ae", names.TEST_RECON, "AE reconstruction")):
         found = estimate(runs.by_seed(ids[model], key).values())
         value = SEED_PUBLISHED[model][key]
-        inside = "" if math.isnan(found.low) else \
-            (", inside its 95 % interval" if found.low <= value <= found.high else
-             f", outside its 95 % interval [{found.low:.2f}, {found.high:.2f}]")
+        inside = (
+            ""
+            if math.isnan(found.low)
+            else (
+                ", inside its 95 % interval"
+                if found.low <= value <= found.high
+                else f", outside its 95 % interval [{found.low:.2f}, {found.high:.2f}]"
+            )
+        )
         parts.append(f"{what} {found.mean:.2f} here against {value} published ({relative(found.mean, value)}{inside})")
     return "Against the seed notebook: " + "; ".join(parts) + "."
 
@@ -216,16 +318,18 @@ def across(runs: RunSet, claims: Claims, groups: dict[str, dict[str, pd.Series]]
     """Each model compared between groups (e.g. architectures) on reconstruction and every FID:
     two groups by their paired difference, more by the best of them after Holm's correction."""
     text = []
-    keys = [names.TEST_RECON] + sorted({k for pair in groups.values() for k in pair["vae"].index
-                                    if names.parse_fid(k)})
+    keys = [names.TEST_RECON] + sorted({k for pair in groups.values() for k in pair["vae"].index if names.parse_fid(k)})
     for model in ("vae", "ae"):
         for key in keys:
             values = {g: runs.by_seed(pair[model]["run_ids"].split(), key) for g, pair in groups.items()}
             values = {g: v for g, v in values.items() if v}
             if len(values) < 2:
                 continue
-            what = "reconstruction (nats)" if key == names.TEST_RECON else \
-                f"FID ({names.parse_fid(key).extractor}) of {FID_SUBJECTS[names.parse_fid(key).kind]}"
+            what = (
+                "reconstruction (nats)"
+                if key == names.TEST_RECON
+                else f"FID ({names.parse_fid(key).extractor}) of {FID_SUBJECTS[names.parse_fid(key).kind]}"
+            )
             what, fmt = f"the {model.upper()}'s {what}", ".2f" if key == names.TEST_RECON else ".1f"
             if len(values) == 2:
                 (a, va), (b, vb) = values.items()

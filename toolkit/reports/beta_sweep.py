@@ -1,6 +1,7 @@
 """`beta-sweep`: VAEs that differ only in β, with the AE as the reference: the rate–distortion
 plane (Alemi et al. 2018), FID and active units against β, the KL of every latent dimension
 against β, and samples at each β; findings stated only where the seeds resolve them."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -10,23 +11,46 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from toolkit import names
+from toolkit import drawing, names
 from toolkit.evaluate import INFORMATIVE_NATS
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, sentence
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
-from toolkit.reports.sections import (TRAVERSAL_CAPTION, diagnostics_section, fid_caption, provenance,
-                                      results_table, run_list, settings_section, statistics_caption, traversal_rows)
+from toolkit.reports.sections import (
+    TRAVERSAL_CAPTION,
+    diagnostics_section,
+    fid_caption,
+    provenance,
+    results_table,
+    run_list,
+    settings_section,
+    statistics_caption,
+    traversal_rows,
+)
 
-ORDER = (names.TEST_KL, names.TEST_RECON, names.TEST_NEG_ELBO, names.TEST_NLL_IW, names.TEST_ACTIVE_UNITS, names.TEST_INFORMATIVE_UNITS,
-         names.TEST_MSE)
+ORDER = (
+    names.TEST_KL,
+    names.TEST_RECON,
+    names.TEST_NEG_ELBO,
+    names.TEST_NLL_IW,
+    names.TEST_ACTIVE_UNITS,
+    names.TEST_INFORMATIVE_UNITS,
+    names.TEST_MSE,
+)
 HEADERS = {names.TEST_KL: "rate: KL (nats)", names.TEST_RECON: "distortion: recon (nats)"}
 SAMPLES_SHOWN = 12
-FID_LABELS = {names.SAMPLES: "prior samples", names.AGGREGATE_POSTERIOR: "aggregate-posterior samples",
-              names.SAMPLES_GMM: "GMM samples", names.RECONSTRUCTIONS: "reconstructions"}
-AE_FID_LABELS = {names.SAMPLES: "fitted-Gaussian samples", names.SAMPLES_GMM: "GMM samples",
-                 names.RECONSTRUCTIONS: "reconstructions"}
+FID_LABELS = {
+    names.SAMPLES: "prior samples",
+    names.AGGREGATE_POSTERIOR: "aggregate-posterior samples",
+    names.SAMPLES_GMM: "GMM samples",
+    names.RECONSTRUCTIONS: "reconstructions",
+}
+AE_FID_LABELS = {
+    names.SAMPLES: "fitted-Gaussian samples",
+    names.SAMPLES_GMM: "GMM samples",
+    names.RECONSTRUCTIONS: "reconstructions",
+}
 
 
 def build(runs: RunSet, rebuild: str) -> Document:
@@ -36,53 +60,86 @@ def build(runs: RunSet, rebuild: str) -> Document:
     provenance(doc, runs, rebuild)
     columns = [replace(c, header=HEADERS.get(c.key, c.header)) for c in runs.columns(first=ORDER)]
     diagnostics = runs.diagnostic_columns()
-    settings = pd.concat([runs.settings(["beta"], vae, columns + diagnostics).assign(model="vae"),
-                          runs.settings([], ae, columns + diagnostics).assign(model="ae", beta="")], ignore_index=True)
+    settings = pd.concat(
+        [
+            runs.settings(["beta"], vae, columns + diagnostics).assign(model="vae"),
+            runs.settings([], ae, columns + diagnostics).assign(model="ae", beta=""),
+        ],
+        ignore_index=True,
+    )
     settings = settings[["model", "beta", *[c for c in settings if c not in ("model", "beta")]]]
     betas = settings["beta"][settings["model"] == "vae"].astype(float)
     settings_section(doc, runs, columns)
     doc.heading("Results")
-    doc.text("Test split, nats per image (MSE per pixel). Rate is the KL of q(z|x) from the prior; distortion the "
-             "reconstruction term. Active units: posterior mean varies over the data (variance > 0.01); "
-             f"informative: also 0.1 nats of KL above the free-bits floor. {fid_caption(columns)} "
-             f"{statistics_caption(settings)}")
-    labels = {"β": [f"{b:g}" for b in betas] + ["–"] * (len(settings) - len(betas)),
-              "model": list(settings["model"].str.upper())}
+    doc.text(
+        "Test split, nats per image (MSE per pixel). Rate is the KL of q(z|x) from the prior; distortion the "
+        "reconstruction term. Active units: posterior mean varies over the data (variance > 0.01); "
+        f"informative: also 0.1 nats of KL above the free-bits floor. {fid_caption(columns)} "
+        f"{statistics_caption(settings)}"
+    )
+    labels = {
+        "β": [f"{b:g}" for b in betas] + ["–"] * (len(settings) - len(betas)),
+        "model": list(settings["model"].str.upper()),
+    }
     results_table(doc, runs, "results", settings, labels, columns)
     diagnostics_section(doc, runs, settings, labels, diagnostics)
     vae_rows, ae_row = settings[settings["model"] == "vae"], settings[settings["model"] == "ae"]
     doc.heading("Rate and distortion")
-    doc.figure("rate_distortion", rate_distortion(vae_rows, betas, ae_row), "rate-distortion plane",
-               plots.BARS.replace("Error bars", "Error bars (both axes)"))
+    doc.figure(
+        "rate_distortion",
+        rate_distortion(vae_rows, betas, ae_row),
+        "rate-distortion plane",
+        plots.BARS.replace("Error bars", "Error bars (both axes)"),
+    )
     doc.heading("FID and active units against β")
     fids = [c for c in columns if names.parse_fid(c.key)]
-    doc.figure("fid_active_units", fid_and_active_units(vae_rows, betas, ae_row, fids, runs.latent_dim),
-               "FID and active units against beta", plots.BARS + " The AE's values: dotted lines.")
+    doc.figure(
+        "fid_active_units",
+        fid_and_active_units(vae_rows, betas, ae_row, fids, runs.latent_dim),
+        "FID and active units against beta",
+        plots.BARS + " The AE's values: dotted lines.",
+    )
     doc.heading("KL of every latent dimension")
     profiles = [runs.kl_profile(ids.split()) for ids in vae_rows["run_ids"]]
     floor = float(runs.values("free_bits", vae)[0])  # the sweep varies β alone
-    doc.figure("kl_per_dimension", kl_heatmap(profiles, betas, floor), "KL per latent dimension against beta",
-               "Each run's dimensions sorted by their test KL, the mean over seeds of each rank; log colour scale, "
-               f"the informative threshold ({floor + INFORMATIVE_NATS:g} nats) marked on its bar.")
+    doc.figure(
+        "kl_per_dimension",
+        kl_heatmap(profiles, betas, floor),
+        "KL per latent dimension against beta",
+        "Each run's dimensions sorted by their test KL, the mean over seeds of each rank; log colour scale, "
+        f"the informative threshold ({floor + INFORMATIVE_NATS:g} nats) marked on its bar.",
+    )
     samples = sample_rows(runs, vae_rows, betas, ae_row)
     if samples:
         doc.heading("Samples")
-        doc.text(f"The first {SAMPLES_SHOWN} of the 64 samples each run drew for its figures (first run of each "
-                 "setting): VAEs from the prior N(0, I), the AE from a Gaussian fitted to its training codes.")
-        doc.figure("samples", plots.image_rows(samples, "samples at each β"), "samples at each beta")
+        doc.text(
+            f"The first {SAMPLES_SHOWN} of the 64 samples each run drew for its figures (first run of each "
+            "setting): VAEs from the prior N(0, I), the AE from a Gaussian fitted to its training codes."
+        )
+        doc.figure("samples", drawing.image_rows(samples, "samples at each β"), "samples at each beta")
     aggregate = sample_rows(runs, vae_rows, betas, ae_row.iloc[:0], "samples_aggregate_posterior")
     if aggregate:
-        doc.text("The same VAEs decoding codes from their aggregate posterior q(z) instead of the prior (a random "
-                 "training image's posterior, one code from it): what the decoder makes of the codes it was trained "
-                 "on. The gap between the two rows of a β is the prior hole.")
-        doc.figure("samples_aggregate_posterior", plots.image_rows(aggregate, "aggregate-posterior samples at each β"),
-                   "aggregate-posterior samples at each beta")
-    traversed = [row for b, ids in zip(betas, vae_rows["run_ids"])
-                 for row in traversal_rows(runs, ids.split()[0], f"β = {b:g}")]
+        doc.text(
+            "The same VAEs decoding codes from their aggregate posterior q(z) instead of the prior (a random "
+            "training image's posterior, one code from it): what the decoder makes of the codes it was trained "
+            "on. The gap between the two rows of a β is the prior hole."
+        )
+        doc.figure(
+            "samples_aggregate_posterior",
+            drawing.image_rows(aggregate, "aggregate-posterior samples at each β"),
+            "aggregate-posterior samples at each beta",
+        )
+    traversed = [
+        row for b, ids in zip(betas, vae_rows["run_ids"]) for row in traversal_rows(runs, ids.split()[0], f"β = {b:g}")
+    ]
     if traversed:
         doc.heading("Latent traversals")
-        doc.figure("traversals", plots.image_rows(traversed, "latent traversals at each β"),
-                   "latent traversals at each beta", TRAVERSAL_CAPTION)
+        doc.figure(
+            "traversals",
+            drawing.image_rows(traversed, "latent traversals at each β"),
+            "latent traversals at each beta",
+            TRAVERSAL_CAPTION,
+        )
     doc.heading("Findings")
     claims = Claims()
     doc.text(findings(runs, claims, vae_rows, betas, ae_row, fids))
@@ -96,8 +153,15 @@ def rate_distortion(vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame):
     the lowest of them drawn darker, and the AE's distortion as a horizontal reference line."""
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     rate, distortion = vae[names.TEST_KL].to_numpy(), vae[names.TEST_RECON].to_numpy()
-    ax.errorbar(rate, distortion, xerr=plots.half_widths(vae, names.TEST_KL), yerr=plots.half_widths(vae, names.TEST_RECON),
-                marker="o", capsize=3, label="VAE, one point per β")
+    ax.errorbar(
+        rate,
+        distortion,
+        xerr=plots.half_widths(vae, names.TEST_KL),
+        yerr=plots.half_widths(vae, names.TEST_RECON),
+        marker="o",
+        capsize=3,
+        label="VAE, one point per β",
+    )
     for r, d, b in zip(rate, distortion, betas):
         ax.annotate(f"β={b:g}", (r, d), textcoords="offset points", xytext=(6, 4), fontsize=9)
     ae_d = ae[names.TEST_RECON].iloc[0] if len(ae) else np.nan
@@ -110,13 +174,23 @@ def rate_distortion(vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame):
     for c in np.arange(np.floor((y_low - pad) / step) * step, y_high + pad + x_high, step):
         ax.plot([0, x_high], [c, c - x_high], color="grey", alpha=0.2, linewidth=0.8, zorder=0)
     best = int(np.argmin(neg_elbo))
-    ax.plot([0, x_high], [neg_elbo[best], neg_elbo[best] - x_high], color="grey", linestyle="--", linewidth=1,
-            label=f"−ELBO = {neg_elbo[best]:.1f}, the lowest mean (β = {betas.iloc[best]:g})")
+    ax.plot(
+        [0, x_high],
+        [neg_elbo[best], neg_elbo[best] - x_high],
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label=f"−ELBO = {neg_elbo[best]:.1f}, the lowest mean (β = {betas.iloc[best]:g})",
+    )
     if len(ae):
-        ax.axhline(ae_d, color="C5", linestyle="--",
-                   label=f"AE distortion {ae_d:.1f} (deterministic code: no finite rate)")
-    ax.set(xlabel="rate: test KL (nats)", ylabel="distortion: test reconstruction (nats)",
-           title=f"rate–distortion plane (grey lines: constant −ELBO, {step:g} nats apart)")
+        ax.axhline(
+            ae_d, color="C5", linestyle="--", label=f"AE distortion {ae_d:.1f} (deterministic code: no finite rate)"
+        )
+    ax.set(
+        xlabel="rate: test KL (nats)",
+        ylabel="distortion: test reconstruction (nats)",
+        title=f"rate–distortion plane (grey lines: constant −ELBO, {step:g} nats apart)",
+    )
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig
@@ -138,16 +212,27 @@ def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
             plots.errorbars(ax, betas, vae, column.key, f"VAE {FID_LABELS[what]}", color=f"C{i}")
             if len(ae) and not np.isnan(ae[column.key].iloc[0]):
                 ax.axhline(ae[column.key].iloc[0], color=f"C{i}", linestyle=":", label=f"AE {AE_FID_LABELS[what]}")
-        ax.set(xscale="log", xlabel="β (log scale)", ylabel=f"FID, {extractor} (lower is better)",
-               title=f"FID against β ({extractor})")
+        ax.set(
+            xscale="log",
+            xlabel="β (log scale)",
+            ylabel=f"FID, {extractor} (lower is better)",
+            title=f"FID against β ({extractor})",
+        )
         ax.legend()
     units = axes[0, -1]
-    for i, (key, label) in enumerate(((names.TEST_ACTIVE_UNITS, "active"), (names.TEST_INFORMATIVE_UNITS, "informative"))):
+    for i, (key, label) in enumerate(
+        ((names.TEST_ACTIVE_UNITS, "active"), (names.TEST_INFORMATIVE_UNITS, "informative"))
+    ):
         if key in vae:
             plots.errorbars(units, betas, vae, key, f"VAE, {label}", color=f"C{i}")
     units.axhline(latent_dim, color="grey", linestyle=":", label=f"latent size {latent_dim}")
-    units.set(xscale="log", xlabel="β (log scale)", ylabel="units", title="active and informative units against β",
-              ylim=(0, latent_dim + 1))
+    units.set(
+        xscale="log",
+        xlabel="β (log scale)",
+        ylabel="units",
+        title="active and informative units against β",
+        ylim=(0, latent_dim + 1),
+    )
     units.yaxis.set_major_locator(MaxNLocator(integer=True))
     units.legend(fontsize=8)
     for ax in axes[0]:
@@ -160,12 +245,18 @@ def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
 def kl_heatmap(profiles: list[np.ndarray], betas: pd.Series, free_bits: float = 0.0):
     """Test KL of each latent dimension (rows, sorted by KL within each β) against β (columns), on
     a log colour scale with the informative threshold marked."""
-    matrix = np.maximum(np.stack(profiles, axis=1), plots.KL_FLOOR)
+    matrix = np.maximum(np.stack(profiles, axis=1), drawing.KL_FLOOR)
     latent_dim = len(matrix)
     fig, ax = plt.subplots(figsize=(2.5 + 0.75 * len(betas), 1.8 + 0.17 * latent_dim))
-    image = ax.imshow(matrix, aspect="auto", cmap="viridis", origin="upper", interpolation="nearest",
-                      norm=plots.kl_norm(matrix.max()))
-    plots.mark_threshold(fig.colorbar(image, ax=ax, label="KL (nats, log scale)"), free_bits + INFORMATIVE_NATS)
+    image = ax.imshow(
+        matrix,
+        aspect="auto",
+        cmap="viridis",
+        origin="upper",
+        interpolation="nearest",
+        norm=drawing.kl_norm(matrix.max()),
+    )
+    drawing.mark_threshold(fig.colorbar(image, ax=ax, label="KL (nats, log scale)"), free_bits + INFORMATIVE_NATS)
     ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
     ax.set_yticks(range(0, latent_dim, max(1, latent_dim // 10)))
     ax.set(xlabel="β", ylabel="latent dimensions, sorted by KL", title="test KL per dimension")
@@ -173,40 +264,61 @@ def kl_heatmap(profiles: list[np.ndarray], betas: pd.Series, free_bits: float = 
     return fig
 
 
-def sample_rows(runs: RunSet, vae, betas, ae, vae_images: str = names.NORMAL_PRIOR_SAMPLES) -> list[tuple[str, np.ndarray]]:
+def sample_rows(
+    runs: RunSet, vae, betas, ae, vae_images: str = names.NORMAL_PRIOR_SAMPLES
+) -> list[tuple[str, np.ndarray]]:
     """The first SAMPLES_SHOWN of `vae_images` of each β's first run, then the AE's own samples (if `ae`)."""
     rows = []
-    for label, row, name in [*((f"β = {b:g}", r, vae_images) for b, (_, r) in zip(betas, vae.iterrows())),
-                             *(("AE", r, names.FITTED_GAUSSIAN_SAMPLES) for _, r in ae.iterrows())]:
+    for label, row, name in [
+        *((f"β = {b:g}", r, vae_images) for b, (_, r) in zip(betas, vae.iterrows())),
+        *(("AE", r, names.FITTED_GAUSSIAN_SAMPLES) for _, r in ae.iterrows()),
+    ]:
         images = runs.images(row["run_ids"].split()[0])
         if images is not None and name in images:
             rows.append((label, images[name][:SAMPLES_SHOWN]))
     return rows
 
 
-def findings(runs: RunSet, claims: Claims, vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame,
-             fids: list[Column]) -> str:
+def findings(
+    runs: RunSet, claims: Claims, vae: pd.DataFrame, betas: pd.Series, ae: pd.DataFrame, fids: list[Column]
+) -> str:
     """The findings, each stated only as far as its paired intervals over seeds resolve it."""
     labels = [f"β = {b:g}" for b in betas]
-    per_beta = {key: [runs.by_seed(ids.split(), key) for ids in vae["run_ids"]] for key in
-                (names.TEST_KL, names.TEST_RECON, names.TEST_NEG_ELBO, names.TEST_NLL_IW, names.TEST_ACTIVE_UNITS,
-                 names.TEST_INFORMATIVE_UNITS, *(c.key for c in fids))}
+    per_beta = {
+        key: [runs.by_seed(ids.split(), key) for ids in vae["run_ids"]]
+        for key in (
+            names.TEST_KL,
+            names.TEST_RECON,
+            names.TEST_NEG_ELBO,
+            names.TEST_NLL_IW,
+            names.TEST_ACTIVE_UNITS,
+            names.TEST_INFORMATIVE_UNITS,
+            *(c.key for c in fids),
+        )
+    }
     text = [] if (vae["n"] > 1).any() else [ONE_SEED]
     rate = vae[names.TEST_KL].to_numpy()
     distortion = vae[names.TEST_RECON].to_numpy()
-    text.append(f"As β rises from {betas.iloc[0]:g} to {betas.iloc[-1]:g} the rate goes from {rate[0]:.1f} to "
-                f"{rate[-1]:.1f} nats and the distortion from {distortion[0]:.1f} to {distortion[-1]:.1f}: "
-                + claims.trend("the rate", labels, per_beta[names.TEST_KL], ".2f") + "; "
-                + claims.trend("the distortion", labels, per_beta[names.TEST_RECON], ".2f") + ".")
+    text.append(
+        f"As β rises from {betas.iloc[0]:g} to {betas.iloc[-1]:g} the rate goes from {rate[0]:.1f} to "
+        f"{rate[-1]:.1f} nats and the distortion from {distortion[0]:.1f} to {distortion[-1]:.1f}: "
+        + claims.trend("the rate", labels, per_beta[names.TEST_KL], ".2f")
+        + "; "
+        + claims.trend("the distortion", labels, per_beta[names.TEST_RECON], ".2f")
+        + "."
+    )
     for key, what in ((names.TEST_NEG_ELBO, "the negative ELBO"), (names.TEST_NLL_IW, "the IW bound")):
         if key in vae and vae[key].notna().any():
             text.append(sentence(claims.best(what, dict(zip(labels, per_beta[key])), True, ".2f")))
-    for key, what in ((names.TEST_ACTIVE_UNITS, "the number of active units"),
-                      (names.TEST_INFORMATIVE_UNITS, "the number of informative units")):
+    for key, what in (
+        (names.TEST_ACTIVE_UNITS, "the number of active units"),
+        (names.TEST_INFORMATIVE_UNITS, "the number of informative units"),
+    ):
         if key in vae and vae[key].notna().any():
             counts = ", ".join(f"{u:.3g}" for u in vae[key])
-            text.append(f"Across β, {claims.trend(what, labels, per_beta[key], '.2f')} (means {counts} of "
-                        f"{runs.latent_dim}).")
+            text.append(
+                f"Across β, {claims.trend(what, labels, per_beta[key], '.2f')} (means {counts} of {runs.latent_dim})."
+            )
     text.extend(diagnostic_trends(runs, claims, vae, labels))
     ae_ids = ae["run_ids"].iloc[0].split() if len(ae) else []
     for column in fids:
@@ -214,19 +326,40 @@ def findings(runs: RunSet, claims: Claims, vae: pd.DataFrame, betas: pd.Series, 
         what = f"the FID of the VAE's {FID_LABELS[fid.kind]} ({fid.extractor})"
         text.append(sentence(claims.best(what, dict(zip(labels, per_beta[column.key])), True, ".1f")))
         if ae_ids and runs.by_seed(ae_ids, column.key):
-            text.append(_ae_against_every_vae(claims, f"FID ({fid.extractor}) of {AE_FID_LABELS[fid.kind]}",
-                                              runs.by_seed(ae_ids, column.key), labels, per_beta[column.key], ".1f"))
+            text.append(
+                _ae_against_every_vae(
+                    claims,
+                    f"FID ({fid.extractor}) of {AE_FID_LABELS[fid.kind]}",
+                    runs.by_seed(ae_ids, column.key),
+                    labels,
+                    per_beta[column.key],
+                    ".1f",
+                )
+            )
     if ae_ids:
-        text.append(_ae_against_every_vae(claims, "distortion (reconstruction, nats)", runs.by_seed(ae_ids, names.TEST_RECON),
-                                          labels, per_beta[names.TEST_RECON], ".2f"))
+        text.append(
+            _ae_against_every_vae(
+                claims,
+                "distortion (reconstruction, nats)",
+                runs.by_seed(ae_ids, names.TEST_RECON),
+                labels,
+                per_beta[names.TEST_RECON],
+                ".2f",
+            )
+        )
     return " ".join(text)
 
 
 def diagnostic_trends(runs: RunSet, claims: Claims, vae: pd.DataFrame, labels: list[str]) -> list[str]:
     """How the rate's two parts and the prior hole move with β, each trend as far as the seeds resolve it."""
-    found = [(names.TEST_MUTUAL_INFO, "the information I(x; z)"), (names.TEST_MARGINAL_KL, "the marginal KL(q(z) ‖ p(z))"),
-             *((names.prior_hole(e.name), f"the prior hole, FID ({e.name}) of prior less aggregate-posterior samples")
-               for e in runs.extractors)]
+    found = [
+        (names.TEST_MUTUAL_INFO, "the information I(x; z)"),
+        (names.TEST_MARGINAL_KL, "the marginal KL(q(z) ‖ p(z))"),
+        *(
+            (names.prior_hole(e.name), f"the prior hole, FID ({e.name}) of prior less aggregate-posterior samples")
+            for e in runs.extractors
+        ),
+    ]
     text = []
     for key, what in found:
         if key in vae and vae[key].notna().any():
@@ -239,13 +372,17 @@ def diagnostic_trends(runs: RunSet, claims: Claims, vae: pd.DataFrame, labels: l
 def _ae_against_every_vae(claims: Claims, what: str, ae: dict, labels: list[str], vae: list[dict], fmt: str) -> str:
     """Whether the AE is clearly better, clearly worse or unresolved against each VAE (a fixed
     reference compared with each: every comparison must hold on its own, no correction needed)."""
-    sides = {label: claims.compare(what, "AE", label, ae, values, True, fmt).better for label, values in zip(labels, vae)}
+    sides = {
+        label: claims.compare(what, "AE", label, ae, values, True, fmt).better for label, values in zip(labels, vae)
+    }
     better = [label for label, side in sides.items() if side == "a"]
     worse = [label for label, side in sides.items() if side == "b"]
     unresolved = [label for label in labels if label not in better + worse]
     if len(better) == len(labels):
         return f"By {what}, the AE is clearly better than every VAE."
-    parts = [f"clearly better than the VAE at {', '.join(better)}" if better else "",
-             f"clearly worse than at {', '.join(worse)}" if worse else "",
-             f"not resolved against {', '.join(unresolved)}" if unresolved else ""]
+    parts = [
+        f"clearly better than the VAE at {', '.join(better)}" if better else "",
+        f"clearly worse than at {', '.join(worse)}" if worse else "",
+        f"not resolved against {', '.join(unresolved)}" if unresolved else "",
+    ]
     return f"By {what}, the AE is " + "; ".join(p for p in parts if p) + "."

@@ -7,6 +7,7 @@ difference is called only when its interval excludes zero (`stats.Difference.cle
 of k only after Holm's correction for its k - 1 comparisons; a trend only for the steps that
 are clear, naming those that are not.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,10 @@ import pandas as pd
 from toolkit.reports.document import Document, number
 from toolkit.reports.stats import LEVEL, Difference, best_of, estimate, paired, steps
 
-ONE_SEED = ("Every setting here has a single seed, so no difference is resolved and no setting is named "
-            "better; rerun the study with `--seeds 3` (it keeps the runs it has) for intervals.")
+ONE_SEED = (
+    "Every setting here has a single seed, so no difference is resolved and no setting is named "
+    "better; rerun the study with `--seeds 3` (it keeps the runs it has) for intervals."
+)
 
 
 def sentence(text: str) -> str:
@@ -55,12 +58,22 @@ class Claims:
         self.rows: list[dict[str, str]] = []
 
     def record(self, what: str, a: str, b: str, d: Difference, verdict: str, fmt: str = ".2f") -> Difference:
-        self.rows.append({"what": what, "a": a, "b": b, "seeds": str(d.n), "a − b": interval(d, fmt),
-                          "verdict": verdict})
+        self.rows.append(
+            {"what": what, "a": a, "b": b, "seeds": str(d.n), "a − b": interval(d, fmt), "verdict": verdict}
+        )
         return d
 
-    def compare(self, what: str, a: str, b: str, values_a: dict, values_b: dict, lower_is_better: bool | None,
-                fmt: str = ".2f", context: str = "") -> Said:
+    def compare(
+        self,
+        what: str,
+        a: str,
+        b: str,
+        values_a: dict,
+        values_b: dict,
+        lower_is_better: bool | None,
+        fmt: str = ".2f",
+        context: str = "",
+    ) -> Said:
         """'by what, a is clearly better than b: 213.1 against 225.6 (a − b −12.5 [−13.1, −11.9], 3
         seeds)', or 'by what, a and b are not resolved with 3 seeds …'. `context` (e.g. the
         architecture) goes with `what` into the comparisons table only."""
@@ -75,7 +88,9 @@ class Claims:
             return Said(f"by {what}, {winner} is clearly better than {loser}: {numbers}", side)
         if d.clear:  # a quantity without a better direction (a KL, a count of units)
             self.record(topic, a, b, d, f"{a} {'higher' if d.mean > 0 else 'lower'}", fmt)
-            return Said(f"{what} is clearly {'higher' if d.mean > 0 else 'lower'} for {a} than for {b}: {numbers}", None)
+            return Said(
+                f"{what} is clearly {'higher' if d.mean > 0 else 'lower'} for {a} than for {b}: {numbers}", None
+            )
         self.record(topic, a, b, d, "not resolved", fmt)
         return Said(f"by {what}, {a} and {b} are not resolved with {seeds(d.n)}: {numbers}", None)
 
@@ -88,15 +103,25 @@ class Claims:
         word = "lowest" if lower_is_better else "highest"
         mean = estimate(values[found.label].values()).mean
         for other, d in sorted(found.others.items(), key=lambda item: (math.isnan(item[1].p), item[1].p)):
-            self.record(what, str(found.label), str(other), d,
-                        f"{found.label} better (Holm)" if found.beaten[other] else "not resolved", fmt)
+            self.record(
+                what,
+                str(found.label),
+                str(other),
+                d,
+                f"{found.label} better (Holm)" if found.beaten[other] else "not resolved",
+                fmt,
+            )
         k = len(found.others)
         if found.clear:
-            return (f"{what} is {word} at {found.label} ({number(mean, fmt)}), clearly better than each of the other "
-                    f"{k} (paired by seed, Holm-corrected for {k} comparisons)")
+            return (
+                f"{what} is {word} at {found.label} ({number(mean, fmt)}), clearly better than each of the other "
+                f"{k} (paired by seed, Holm-corrected for {k} comparisons)"
+            )
         unresolved = [str(o) for o, beaten in found.beaten.items() if not beaten]
-        return (f"{what} has its {word} mean at {found.label} ({number(mean, fmt)}), but with Holm's correction "
-                f"for {k} comparisons that is not resolved against {', '.join(unresolved)}")
+        return (
+            f"{what} has its {word} mean at {found.label} ({number(mean, fmt)}), but with Holm's correction "
+            f"for {k} comparisons that is not resolved against {', '.join(unresolved)}"
+        )
 
     def trend(self, what: str, labels: list[str], values: list[dict], fmt: str = ".2f") -> str:
         """How `what` moves along ordered settings, stated for the clear steps only:
@@ -113,7 +138,9 @@ class Claims:
             return ""
         if len(set(clear)) == 1 and not unresolved:
             return f"{what} {clear[0]} at every step ({len(moves)} of {len(moves)} clear)"
-        counts = ", ".join(f"{w} at {clear.count(w)}" for w in ("falls", "rises") if w in clear) or "moves clearly at none"
+        counts = (
+            ", ".join(f"{w} at {clear.count(w)}" for w in ("falls", "rises") if w in clear) or "moves clearly at none"
+        )
         tail = f"; not resolved: {', '.join(unresolved)}" if unresolved else ""
         return f"{what} {counts} of {len(moves)} steps{tail}"
 
@@ -122,10 +149,12 @@ class Claims:
         if not self.rows:
             return
         doc.heading("Comparisons")
-        doc.text(f"Every comparison the findings state: a − b paired by seed (the seeds both have), its mean and "
-                 f"{100 * LEVEL:.0f} % Student-t interval. *Clear* means the interval excludes zero; anything else is "
-                 "not resolved with these seeds. A best of k is compared with the other k − 1 in Holm's order "
-                 "(smallest p first), each interval at the level its step gives it; the steps stop at the first "
-                 "that fails, so the comparisons after it are not resolved even where their own interval "
-                 "excludes zero.")
+        doc.text(
+            f"Every comparison the findings state: a − b paired by seed (the seeds both have), its mean and "
+            f"{100 * LEVEL:.0f} % Student-t interval. *Clear* means the interval excludes zero; anything else is "
+            "not resolved with these seeds. A best of k is compared with the other k − 1 in Holm's order "
+            "(smallest p first), each interval at the level its step gives it; the steps stop at the first "
+            "that fails, so the comparisons after it are not resolved even where their own interval "
+            "excludes zero."
+        )
         doc.table(name, pd.DataFrame(self.rows))

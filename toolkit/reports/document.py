@@ -4,6 +4,7 @@ PNG (for reading) and PDF (vector, for papers).
 Nothing here reads the store. The output is deterministic: the same inputs give the same bytes,
 except for the one line that dates the report (`GENERATED`).
 """
+
 from __future__ import annotations
 
 import errno
@@ -25,10 +26,10 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from toolkit import ToolkitError, masked  # noqa: E402
+from toolkit.drawing import DPI  # noqa: E402
 
 MARKER = "<!-- written by `toolkit report`: rebuilt from the tracking store, edits are overwritten -->"
 GENERATED = "| generated |"  # the provenance row that holds the date: the only line that changes on a rebuild
-DPI = 150  # every figure's text is at least 8 pt (`plots.STYLE`) at this resolution, the PNG at natural width
 MAX_PNG = 240_000  # bytes: a larger figure is re-encoded with fewer colours (see `small_png`)
 # No library version or date in the files: the same figure gives the same bytes.
 PNG_METADATA = {"Software": None}
@@ -90,8 +91,12 @@ def markdown_table(frame: pd.DataFrame, markup: Iterable[str] = ()) -> str:
 
     def row(cells, escaping=escaped):
         return "| " + " | ".join(escape(c) if e else str(c) for c, e in zip(cells, escaping)) + " |"
-    lines = [row(frame.columns, [True] * len(escaped)), "|" + " --- |" * len(escaped),
-             *(row(r) for r in frame.itertuples(index=False))]
+
+    lines = [
+        row(frame.columns, [True] * len(escaped)),
+        "|" + " --- |" * len(escaped),
+        *(row(r) for r in frame.itertuples(index=False)),
+    ]
     return "\n".join(lines)
 
 
@@ -127,7 +132,8 @@ def small_png(png: bytes) -> bytes:
     while len(png) > MAX_PNG and colours >= 16:
         buffer = io.BytesIO()
         Image.open(io.BytesIO(png)).convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT).save(
-            buffer, format="PNG", optimize=True, dpi=(DPI, DPI))
+            buffer, format="PNG", optimize=True, dpi=(DPI, DPI)
+        )
         png, colours = buffer.getvalue(), colours // 2
     return png
 
@@ -151,7 +157,9 @@ class Document:
         `data` (full precision, default `shown`) as `name.csv` beside it, linked under the table."""
         markdown = markdown_table(shown, markup)
         self.main_table = self.main_table or markdown
-        self._add_file(f"{name}.csv", (shown if data is None else data).to_csv(index=False, lineterminator="\n").encode())
+        self._add_file(
+            f"{name}.csv", (shown if data is None else data).to_csv(index=False, lineterminator="\n").encode()
+        )
         self.parts.append(f"{markdown}\n\n<sub>As CSV: [{name}.csv]({name}.csv)</sub>")
 
     def figure(self, name: str, fig, alt: str, caption: str = ""):
@@ -159,8 +167,9 @@ class Document:
         its caption (what its bars and bands are) and the PDF's link below."""
         self._add_file(f"{name}.pdf", render_pdf(fig))
         self._add_file(f"{name}.png", render_png(fig))
-        self.parts.append(f"![{alt}]({name}.png)\n\n<sub>{caption + ' ' if caption else ''}"
-                          f"As PDF: [{name}.pdf]({name}.pdf)</sub>")
+        self.parts.append(
+            f"![{alt}]({name}.png)\n\n<sub>{caption + ' ' if caption else ''}As PDF: [{name}.pdf]({name}.pdf)</sub>"
+        )
 
     def images_side_by_side(self, cells: list[tuple[str, str, bytes]]):
         """PNG files (a caption, a file name, the bytes, e.g. figures runs logged) in one row."""
@@ -198,8 +207,10 @@ class Document:
         except OSError as exc:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
-            raise ToolkitError(f"cannot write the report into {out}: {exc.strerror}; check --out "
-                               "(an earlier report there is unchanged)") from None
+            raise ToolkitError(
+                f"cannot write the report into {out}: {exc.strerror}; check --out "
+                "(an earlier report there is unchanged)"
+            ) from None
         return out / "README.md"
 
 
@@ -210,8 +221,9 @@ def check_out(out: Path):
     if out.is_dir() and any(out.iterdir()):
         readme = out / "README.md"
         if not (readme.is_file() and readme.read_text(errors="replace").startswith(MARKER)):
-            raise ToolkitError(f"--out {out}: the directory holds files that are not a toolkit report; "
-                               "choose a new or empty directory")
+            raise ToolkitError(
+                f"--out {out}: the directory holds files that are not a toolkit report; choose a new or empty directory"
+            )
 
 
 def _swap_in(staging: Path, out: Path):

@@ -1,6 +1,7 @@
 """`toolkit report index`: one page over every report in a folder (`reports/README.md`), each
 with its experiment, date, number of runs and main finding, read from the reports themselves
 (not from the store): the index says what the reports say, as they stand on disk."""
+
 from __future__ import annotations
 
 import os
@@ -27,10 +28,15 @@ def entries(folder: Path) -> pd.DataFrame:
             continue
         facts = provenance(text)
         title = next((line[2:] for line in text.splitlines() if line.startswith("# ")), readme.parent.name)
-        rows.append({"report": f"[{title}]({readme.parent.name}/README.md)",
-                     "experiment": facts.get("experiment", facts.get("study", "")).split(" (id")[0],
-                     "generated": facts.get("generated", ""), "runs": facts.get("runs", "").split(":")[0],
-                     "main finding": main_finding(text)})
+        rows.append(
+            {
+                "report": f"[{title}]({readme.parent.name}/README.md)",
+                "experiment": facts.get("experiment", facts.get("study", "")).split(" (id")[0],
+                "generated": facts.get("generated", ""),
+                "runs": facts.get("runs", "").split(":")[0],
+                "main finding": main_finding(text),
+            }
+        )
     return pd.DataFrame(rows, columns=["report", "experiment", "generated", "runs", "main finding"])
 
 
@@ -61,14 +67,25 @@ def write_index(folder: Path) -> Path:
     folder = Path(folder)
     found = entries(folder)
     if found.empty:
-        raise ToolkitError(f"no toolkit reports under {folder}/ (each is a folder with a README.md written by "
-                           "`toolkit report`); write some first")
+        raise ToolkitError(
+            f"no toolkit reports under {folder}/ (each is a folder with a README.md written by "
+            "`toolkit report`); write some first"
+        )
     index = folder / "README.md"
     if index.exists() and not index.read_text(errors="replace").startswith(MARKER):
         raise ToolkitError(f"{index} is not an index the toolkit wrote; move it away first")
-    text = "\n\n".join([MARKER, TITLE, f"{len(found)} reports, each rebuilt from the tracking store by the command "
-                        "in its first table; the main finding is the first of its findings.",
-                        markdown_table(found, markup=list(found.columns))]) + "\n"
+    text = (
+        "\n\n".join(
+            [
+                MARKER,
+                TITLE,
+                f"{len(found)} reports, each rebuilt from the tracking store by the command "
+                "in its first table; the main finding is the first of its findings.",
+                markdown_table(found, markup=list(found.columns)),
+            ]
+        )
+        + "\n"
+    )
     handle, staging = tempfile.mkstemp(prefix=".README.md.", dir=folder)
     with os.fdopen(handle, "w") as out:
         out.write(text)

@@ -4,6 +4,7 @@ every dimension against the free-bits floor and the informative threshold, the K
 dimension over the epochs, the KL curve with the effective β; every setting against the baseline
 on units, KL, −ELBO, IW bound and FID, with paired intervals; the baseline beside the setting with
 the most informative units; findings that never call collapse cured on a unit count alone."""
+
 from __future__ import annotations
 
 import math
@@ -12,25 +13,50 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from toolkit import names
+from toolkit import drawing, names
 from toolkit.evaluate import INFORMATIVE_NATS
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, interval
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
-from toolkit.reports.sections import (TRAVERSAL_CAPTION, diagnostics_section, fid_caption, provenance,
-                                      results_table, run_list, settings_section, statistics_caption, traversal_rows)
+from toolkit.reports.sections import (
+    TRAVERSAL_CAPTION,
+    diagnostics_section,
+    fid_caption,
+    provenance,
+    results_table,
+    run_list,
+    settings_section,
+    statistics_caption,
+    traversal_rows,
+)
 from toolkit.reports.stats import estimate, paired
 from toolkit.tracking import ArtifactMissing
 
 AXES = ("decoder_scale", "sigma", "warmup_epochs", "free_bits")  # what a setting may vary, the grid's rows first
-KL_SPLIT = (Column("derived/kl_informative", "KL of informative dims (nats)", None),
-            Column("derived/kl_rest", "KL of the other dims (nats)", None, fmt=".2f"))
-ORDER = (names.TEST_ACTIVE_UNITS, names.TEST_INFORMATIVE_UNITS, names.TEST_KL, *(c.key for c in KL_SPLIT), names.TEST_RECON,
-         names.TEST_NEG_ELBO, names.TEST_NLL_IW, names.TEST_MSE, names.TEST_DECODER_SIGMA)
+KL_SPLIT = (
+    Column("derived/kl_informative", "KL of informative dims (nats)", None),
+    Column("derived/kl_rest", "KL of the other dims (nats)", None, fmt=".2f"),
+)
+ORDER = (
+    names.TEST_ACTIVE_UNITS,
+    names.TEST_INFORMATIVE_UNITS,
+    names.TEST_KL,
+    *(c.key for c in KL_SPLIT),
+    names.TEST_RECON,
+    names.TEST_NEG_ELBO,
+    names.TEST_NLL_IW,
+    names.TEST_MSE,
+    names.TEST_DECODER_SIGMA,
+)
 # Against the baseline: what changes, and which way is better (None: no better way).
-DELTAS = ((names.TEST_ACTIVE_UNITS, "active units", None), (names.TEST_INFORMATIVE_UNITS, "informative units", None),
-          (names.TEST_KL, "KL (nats)", None), (names.TEST_NEG_ELBO, "−ELBO (nats)", True), (names.TEST_NLL_IW, "IW bound (nats)", True))
+DELTAS = (
+    (names.TEST_ACTIVE_UNITS, "active units", None),
+    (names.TEST_INFORMATIVE_UNITS, "informative units", None),
+    (names.TEST_KL, "KL (nats)", None),
+    (names.TEST_NEG_ELBO, "−ELBO (nats)", True),
+    (names.TEST_NLL_IW, "IW bound (nats)", True),
+)
 
 
 def build(runs: RunSet, rebuild: str) -> Document:
@@ -41,50 +67,66 @@ def build(runs: RunSet, rebuild: str) -> Document:
     vae = runs.of_model("vae")
     doc = Document(f"Posterior collapse: {escape(runs.experiment)}")
     provenance(doc, runs, rebuild)
-    columns = [c for c in runs.columns(vae, first=ORDER) if c.key != names.TEST_DECODER_SIGMA or "decoder_scale" in axes]
+    columns = [
+        c for c in runs.columns(vae, first=ORDER) if c.key != names.TEST_DECODER_SIGMA or "decoder_scale" in axes
+    ]
     columns = sorted([*columns, *KL_SPLIT], key=lambda c: ORDER.index(c.key) if c.key in ORDER else len(ORDER))
     diagnostics = runs.diagnostic_columns(vae)
     settings = runs.settings(axes, vae, columns + diagnostics)
     latent_dim = runs.latent_dim
     settings_section(doc, runs, columns)
     doc.heading("Results")
-    doc.text(f"Test split, nats per image; a {latent_dim}-d latent. Warm-up: epochs over which β ramps linearly "
-             "from 0; free bits: the floor, in nats, on each dimension's KL in the objective (the logged KL is the "
-             "true KL); σ: the Gaussian decoder's standard deviation, fixed or learned. A dimension is *active* when "
-             "its posterior mean varies over the data (variance > 0.01, Burda et al. 2015) and *informative* when it "
-             f"is active and its test KL exceeds the free-bits floor by {INFORMATIVE_NATS:g} nats (a dimension's KL "
-             "bounds what it tells about the image; free bits hold dimensions at the floor whatever they carry). "
-             f"The KL columns split each run's KL between those dimensions and the rest. {fid_caption(columns)} "
-             f"{statistics_caption(settings)}")
+    doc.text(
+        f"Test split, nats per image; a {latent_dim}-d latent. Warm-up: epochs over which β ramps linearly "
+        "from 0; free bits: the floor, in nats, on each dimension's KL in the objective (the logged KL is the "
+        "true KL); σ: the Gaussian decoder's standard deviation, fixed or learned. A dimension is *active* when "
+        "its posterior mean varies over the data (variance > 0.01, Burda et al. 2015) and *informative* when it "
+        f"is active and its test KL exceeds the free-bits floor by {INFORMATIVE_NATS:g} nats (a dimension's KL "
+        "bounds what it tells about the image; free bits hold dimensions at the floor whatever they carry). "
+        f"The KL columns split each run's KL between those dimensions and the rest. {fid_caption(columns)} "
+        f"{statistics_caption(settings)}"
+    )
     labels = {HEADERS[name]: [shown(name, v) for v in settings[name]] for name in axes}
     results_table(doc, runs, "results", settings, labels, columns)
     diagnostics_section(doc, runs, settings, labels, diagnostics)
     baseline = baseline_of(settings)
     claims = Claims()
     doc.heading("Against the baseline")
-    doc.text(f"Every setting minus the baseline ({label(settings.loc[baseline], axes)}), paired by seed: mean "
-             "difference and 95 % interval; **bold** where the interval excludes zero.")
+    doc.text(
+        f"Every setting minus the baseline ({label(settings.loc[baseline], axes)}), paired by seed: mean "
+        "difference and 95 % interval; **bold** where the interval excludes zero."
+    )
     deltas = against_baseline(runs, settings, baseline, axes, columns)
     doc.table("against_baseline", deltas, markup=[c for c in deltas if c != "setting"])
     first = [row.split()[0] for row in settings["run_ids"]]
     profiles = {i: runs.kl_profiles(row["run_ids"].split()) for i, row in settings.iterrows()}
     doc.heading("KL of every dimension at the end")
-    doc.figure("kl_per_dimension", kl_bars(settings, profiles, axes), "final KL per dimension per setting",
-               "Each run's dimensions sorted by their test KL, the mean over seeds of each rank; "
-               f"{plots.BARS[0].lower()}{plots.BARS[1:]} Red dotted: the free-bits floor; black dashed: the "
-               f"informative threshold, {INFORMATIVE_NATS:g} nats above it. Symmetric-log scale, linear below 0.1 nats; "
-               "intervals are cut at zero, below which a KL cannot go.")
+    doc.figure(
+        "kl_per_dimension",
+        kl_bars(settings, profiles, axes),
+        "final KL per dimension per setting",
+        "Each run's dimensions sorted by their test KL, the mean over seeds of each rank; "
+        f"{plots.BARS[0].lower()}{plots.BARS[1:]} Red dotted: the free-bits floor; black dashed: the "
+        f"informative threshold, {INFORMATIVE_NATS:g} nats above it. Symmetric-log scale, linear below 0.1 nats; "
+        "intervals are cut at zero, below which a KL cannot go.",
+    )
     matrices = [kl_by_epoch(runs, r) for r in first]
     if all(m is not None for m in matrices):
         doc.heading("KL of every dimension over the epochs")
-        doc.text("Validation KL of each dimension per epoch (first seed of each setting), dimensions sorted by their "
-                 "final KL; one log colour scale for all settings, each setting's informative threshold (its free "
-                 f"bits + {INFORMATIVE_NATS:g} nats) marked on the bar.")
+        doc.text(
+            "Validation KL of each dimension per epoch (first seed of each setting), dimensions sorted by their "
+            "final KL; one log colour scale for all settings, each setting's informative threshold (its free "
+            f"bits + {INFORMATIVE_NATS:g} nats) marked on the bar."
+        )
         doc.figure("kl_heatmaps", kl_heatmaps(settings, matrices, axes), "KL heatmaps")
     doc.heading("KL over the epochs")
     histories = runs.histories(first, [names.VAL_KL, names.TRAIN_KL, names.BETA_EFF])
-    doc.figure("kl_curves", kl_curves(settings, histories, first, latent_dim, axes), "KL curves with beta and floor",
-               "First seed of each setting.")
+    doc.figure(
+        "kl_curves",
+        kl_curves(settings, histories, first, latent_dim, axes),
+        "KL curves with beta and floor",
+        "First seed of each setting.",
+    )
     richest = most_informative(runs, settings, baseline)
     if richest is not None:
         side_by_side(doc, runs, settings, baseline, richest, axes)
@@ -92,9 +134,14 @@ def build(runs: RunSet, rebuild: str) -> Document:
     traversed = [row for i in chosen for row in traversal_rows(runs, first[i], label(settings.loc[i], axes))]
     if traversed:
         doc.heading("Latent traversals")
-        doc.figure("traversals", plots.image_rows(traversed, "latent traversals"), "latent traversals",
-                   TRAVERSAL_CAPTION + " The baseline" + (", then the setting with the most informative units."
-                                                          if richest is not None else "."))
+        doc.figure(
+            "traversals",
+            drawing.image_rows(traversed, "latent traversals"),
+            "latent traversals",
+            TRAVERSAL_CAPTION
+            + " The baseline"
+            + (", then the setting with the most informative units." if richest is not None else "."),
+        )
     doc.heading("Findings")
     doc.text(findings(runs, claims, settings, baseline, axes, latent_dim, columns))
     claims.table(doc)
@@ -107,7 +154,9 @@ def split_kl(runs: RunSet):
     free bits plus INFORMATIVE_NATS) and of the rest, as the metrics `derived/kl_informative`
     and `derived/kl_rest`."""
     frame = runs.finished
-    keys = [f"metrics.{names.test_kl_dim(d)}" for d in range(runs.latent_dim) if f"metrics.{names.test_kl_dim(d)}" in frame]
+    keys = [
+        f"metrics.{names.test_kl_dim(d)}" for d in range(runs.latent_dim) if f"metrics.{names.test_kl_dim(d)}" in frame
+    ]
     dims = frame[keys].to_numpy(dtype=float)
     floor = pd.to_numeric(runs.param("free_bits"), errors="coerce").fillna(0).to_numpy()[:, None] + INFORMATIVE_NATS
     above = np.where(dims > floor, dims, 0.0)
@@ -116,8 +165,12 @@ def split_kl(runs: RunSet):
     frame["metrics.derived/kl_rest"] = np.where(vae, np.nansum(dims, axis=1) - np.nansum(above, axis=1), np.nan)
 
 
-HEADERS = {"decoder_scale": "σ", "sigma": "σ (starting)", "warmup_epochs": "warm-up (epochs)",
-           "free_bits": "free bits (nats/dim)"}
+HEADERS = {
+    "decoder_scale": "σ",
+    "sigma": "σ (starting)",
+    "warmup_epochs": "warm-up (epochs)",
+    "free_bits": "free bits (nats/dim)",
+}
 
 
 def shown(name: str, value) -> str:
@@ -141,14 +194,16 @@ def baseline_of(settings: pd.DataFrame) -> int:
     return int(settings.index[plain][0]) if plain.any() else int(settings.index[0])
 
 
-def against_baseline(runs: RunSet, settings: pd.DataFrame, baseline: int, axes: list[str],
-                     columns: list[Column]) -> pd.DataFrame:
+def against_baseline(
+    runs: RunSet, settings: pd.DataFrame, baseline: int, axes: list[str], columns: list[Column]
+) -> pd.DataFrame:
     """Each other setting minus the baseline on units, KL, −ELBO, IW bound and sample FID."""
-    keys = [(key, header) for key, header, _ in DELTAS if key in settings] + \
-        [(c.key, c.header) for c in columns if (fid := names.parse_fid(c.key)) and fid.kind == names.SAMPLES]
+    keys = [(key, header) for key, header, _ in DELTAS if key in settings] + [
+        (c.key, c.header) for c in columns if (fid := names.parse_fid(c.key)) and fid.kind == names.SAMPLES
+    ]
     base = settings.loc[baseline, "run_ids"].split()
     rows = []
-    for i, row in settings.drop(index=baseline).iterrows():
+    for _, row in settings.drop(index=baseline).iterrows():
         cells = {"setting": label(row, axes)}
         for key, header in keys:
             d = paired(runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base, key))
@@ -162,8 +217,9 @@ def _grid(settings: pd.DataFrame, axes: list[str], width: float = 3.4, height: f
     down = [a for a in axes if a != "free_bits"]
     rows = sorted({tuple(r) for r in settings[down].itertuples(index=False)}, key=str)
     bits = sorted(set(settings["free_bits"]), key=float)
-    fig, grid = plt.subplots(len(rows), len(bits), figsize=(width * len(bits), height * len(rows)), squeeze=False,
-                             **kwargs)
+    fig, grid = plt.subplots(
+        len(rows), len(bits), figsize=(width * len(bits), height * len(rows)), squeeze=False, **kwargs
+    )
     used = {(rows.index(tuple(row[down])), bits.index(row["free_bits"])): i for i, row in settings.iterrows()}
     for (r, c), ax in np.ndenumerate(grid):
         if (r, c) not in used:
@@ -180,17 +236,27 @@ def kl_bars(settings, profiles: dict[int, np.ndarray], axes: list[str]):
         mean = np.array([e.mean for e in found])
         error = np.array([0.0 if math.isnan(e.low) else e.mean - e.low for e in found])
         floor = float(row["free_bits"])
-        shown = np.maximum(mean, plots.KL_FLOOR)
-        ax.bar(np.arange(1, len(mean) + 1), shown, yerr=[np.minimum(error, shown - plots.KL_FLOOR), error], color="C0",
-               error_kw={"linewidth": 0.8})  # the interval is cut at the axis' floor
+        shown = np.maximum(mean, drawing.KL_FLOOR)
+        ax.bar(
+            np.arange(1, len(mean) + 1),
+            shown,
+            yerr=[np.minimum(error, shown - drawing.KL_FLOOR), error],
+            color="C0",
+            error_kw={"linewidth": 0.8},
+        )  # the interval is cut at the axis' floor
         if floor > 0:
             ax.axhline(floor, color="C5", linestyle=":", label="free-bits floor")
-        ax.axhline(floor + INFORMATIVE_NATS, color="black", linestyle="--", linewidth=0.8, label="informative threshold")
+        ax.axhline(
+            floor + INFORMATIVE_NATS, color="black", linestyle="--", linewidth=0.8, label="informative threshold"
+        )
         ax.set_yscale("log")
-        ax.set_ylim(plots.KL_FLOOR, 2 * max(1.0, float(np.nanmax(mean))))
+        ax.set_ylim(drawing.KL_FLOOR, 2 * max(1.0, float(np.nanmax(mean))))
         informative = row.get(names.TEST_INFORMATIVE_UNITS, math.nan)
-        ax.set(title=f"{label(row, axes)}\n{row[names.TEST_ACTIVE_UNITS]:.3g} active, {informative:.3g} informative",
-               xlabel="dimension, by KL", ylabel="KL (nats, log scale)")
+        ax.set(
+            title=f"{label(row, axes)}\n{row[names.TEST_ACTIVE_UNITS]:.3g} active, {informative:.3g} informative",
+            xlabel="dimension, by KL",
+            ylabel="KL (nats, log scale)",
+        )
     legend = {label: handle for ax, _ in cells for handle, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
@@ -207,18 +273,26 @@ def kl_by_epoch(runs: RunSet, run_id: str) -> np.ndarray | None:
 def kl_heatmaps(settings, matrices: list[np.ndarray], axes: list[str]):
     """Validation KL of each dimension per epoch, one panel per setting, on one log colour scale
     with each setting's informative threshold marked on its bar."""
-    norm = plots.kl_norm(max(float(m.max()) for m in matrices))
+    norm = drawing.kl_norm(max(float(m.max()) for m in matrices))
     fig, cells = _grid(settings, axes, width=3.2, height=2.6, sharex=True, sharey=True, layout="constrained")
     for (ax, row), matrix in zip(cells, matrices):
-        ordered = np.maximum(matrix[:, np.argsort(matrix[-1])[::-1]].T, plots.KL_FLOOR)  # dimensions (by final KL) x epochs
-        image = ax.imshow(ordered, aspect="auto", cmap="viridis", norm=norm, interpolation="nearest",
-                          extent=(0.5, len(matrix) + 0.5, len(ordered) - 0.5, -0.5))
+        ordered = np.maximum(
+            matrix[:, np.argsort(matrix[-1])[::-1]].T, drawing.KL_FLOOR
+        )  # dimensions (by final KL) x epochs
+        image = ax.imshow(
+            ordered,
+            aspect="auto",
+            cmap="viridis",
+            norm=norm,
+            interpolation="nearest",
+            extent=(0.5, len(matrix) + 0.5, len(ordered) - 0.5, -0.5),
+        )
         ax.set_title(label(row, axes))
     fig.supxlabel("epoch")
     fig.supylabel("latent dimension, sorted by final KL")
     colorbar = fig.colorbar(image, ax=[ax for ax, _ in cells], label="KL (nats, log scale)")
     for floor in sorted({float(f) for f in settings["free_bits"]}):
-        plots.mark_threshold(colorbar, floor + INFORMATIVE_NATS)
+        drawing.mark_threshold(colorbar, floor + INFORMATIVE_NATS)
     return fig
 
 
@@ -253,8 +327,10 @@ def most_informative(runs: RunSet, settings: pd.DataFrame, baseline: int) -> int
         return None
     ranked = settings.sort_values([key, names.TEST_NEG_ELBO], ascending=[False, True], kind="stable")
     best = int(ranked.index[0])
-    d = paired(runs.by_seed(settings.loc[best, "run_ids"].split(), key),
-               runs.by_seed(settings.loc[baseline, "run_ids"].split(), key))
+    d = paired(
+        runs.by_seed(settings.loc[best, "run_ids"].split(), key),
+        runs.by_seed(settings.loc[baseline, "run_ids"].split(), key),
+    )
     return best if best != baseline and d.clear and d.mean > 0 else None
 
 
@@ -264,18 +340,42 @@ def side_by_side(doc: Document, runs: RunSet, settings, baseline: int, other: in
     if any(v is None for v in images.values()):
         return
     doc.heading("The baseline beside the setting with the most informative units")
-    doc.text(f"Baseline: {label(rows[baseline], axes)}. Most informative units: {label(rows[other], axes)}. First "
-             "seed of each.")
-    doc.figure("reconstructions", plots.image_rows(
-        [("original", images[baseline][names.ORIGINALS]),
-         *((label(rows[i], axes), images[i][names.RECONSTRUCTION_IMAGES]) for i in (baseline, other))], "reconstructions"),
-        "reconstructions of the baseline and the most informative setting")
-    doc.figure("samples", plots.image_grids([(f"{label(rows[i], axes)}: prior samples", images[i][names.NORMAL_PRIOR_SAMPLES])
-                                             for i in (baseline, other)]), "prior samples of both")
+    doc.text(
+        f"Baseline: {label(rows[baseline], axes)}. Most informative units: {label(rows[other], axes)}. First "
+        "seed of each."
+    )
+    doc.figure(
+        "reconstructions",
+        drawing.image_rows(
+            [
+                ("original", images[baseline][names.ORIGINALS]),
+                *((label(rows[i], axes), images[i][names.RECONSTRUCTION_IMAGES]) for i in (baseline, other)),
+            ],
+            "reconstructions",
+        ),
+        "reconstructions of the baseline and the most informative setting",
+    )
+    doc.figure(
+        "samples",
+        drawing.image_grids(
+            [
+                (f"{label(rows[i], axes)}: prior samples", images[i][names.NORMAL_PRIOR_SAMPLES])
+                for i in (baseline, other)
+            ]
+        ),
+        "prior samples of both",
+    )
 
 
-def findings(runs: RunSet, claims: Claims, settings: pd.DataFrame, baseline: int, axes: list[str], latent_dim: int,
-             columns: list[Column]) -> str:
+def findings(
+    runs: RunSet,
+    claims: Claims,
+    settings: pd.DataFrame,
+    baseline: int,
+    axes: list[str],
+    latent_dim: int,
+    columns: list[Column],
+) -> str:
     """How many dimensions collapse in the baseline; which settings have clearly more active or
     informative units; and what each such change costs or buys in KL, −ELBO, IW bound and sample
     FID, each as far as its paired interval resolves it. A unit count alone never makes a setting
@@ -283,9 +383,11 @@ def findings(runs: RunSet, claims: Claims, settings: pd.DataFrame, baseline: int
     base = settings.loc[baseline]
     base_ids = base["run_ids"].split()
     text = [] if (settings["n"] > 1).any() else [ONE_SEED]
-    text.append(f"In the baseline ({label(base, axes)}), {base[names.TEST_ACTIVE_UNITS]:.3g} of {latent_dim} dimensions "
-                f"are active and {base[names.TEST_INFORMATIVE_UNITS]:.3g} informative, with {base[names.TEST_KL]:.1f} nats of "
-                f"KL ({base['derived/kl_informative']:.1f} in the informative ones).")
+    text.append(
+        f"In the baseline ({label(base, axes)}), {base[names.TEST_ACTIVE_UNITS]:.3g} of {latent_dim} dimensions "
+        f"are active and {base[names.TEST_INFORMATIVE_UNITS]:.3g} informative, with {base[names.TEST_KL]:.1f} nats of "
+        f"KL ({base['derived/kl_informative']:.1f} in the informative ones)."
+    )
     others = settings.drop(index=baseline)
 
     def change(key: str) -> dict[int, str | None]:
@@ -294,8 +396,14 @@ def findings(runs: RunSet, claims: Claims, settings: pd.DataFrame, baseline: int
         for i, row in others.iterrows():
             d = paired(runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base_ids, key))
             found[i] = ("more" if d.mean > 0 else "fewer") if d.clear else None
-            claims.record(key.removeprefix(names.test("")).replace("_", " "), label(row, axes), "the baseline", d,
-                          found[i] or "not resolved", ".1f")
+            claims.record(
+                key.removeprefix(names.test("")).replace("_", " "),
+                label(row, axes),
+                "the baseline",
+                d,
+                found[i] or "not resolved",
+                ".1f",
+            )
         return found
 
     active, informative = change(names.TEST_ACTIVE_UNITS), change(names.TEST_INFORMATIVE_UNITS)
@@ -310,25 +418,44 @@ def findings(runs: RunSet, claims: Claims, settings: pd.DataFrame, baseline: int
     empty = [i for i in more_active if i not in richer]
     if empty:
         held = "; ".join(f"{named[i]}: {_beyond(others.loc[i], latent_dim)}" for i in empty)
-        text.append("Of these, not clearly more informative ones: " + "; ".join(named[i] for i in empty) +
-                    f". Their dimensions beyond the informative ones hold little KL ({held}): they sit at the "
-                    "free-bits floor where there is one (KL below it is not penalised) or near zero, and the "
-                    "active-unit count includes them.")
+        text.append(
+            "Of these, not clearly more informative ones: "
+            + "; ".join(named[i] for i in empty)
+            + f". Their dimensions beyond the informative ones hold little KL ({held}): they sit at the "
+            "free-bits floor where there is one (KL below it is not penalised) or near zero, and the "
+            "active-unit count includes them."
+        )
     poorer = [i for i, c in informative.items() if c == "fewer"]
     if poorer:
-        text.append("Clearly fewer informative units than the baseline: " + "; ".join(
-            f"{named[i]} ({others.loc[i, names.TEST_INFORMATIVE_UNITS]:.3g})" for i in poorer) + ".")
+        text.append(
+            "Clearly fewer informative units than the baseline: "
+            + "; ".join(f"{named[i]} ({others.loc[i, names.TEST_INFORMATIVE_UNITS]:.3g})" for i in poorer)
+            + "."
+        )
     if richer:
-        text.append("Clearly more informative units than the baseline: " + "; ".join(
-            f"{named[i]} ({others.loc[i, names.TEST_INFORMATIVE_UNITS]:.3g})" for i in richer) + ".")
+        text.append(
+            "Clearly more informative units than the baseline: "
+            + "; ".join(f"{named[i]} ({others.loc[i, names.TEST_INFORMATIVE_UNITS]:.3g})" for i in richer)
+            + "."
+        )
     fids = [c for c in columns if (fid := names.parse_fid(c.key)) and fid.kind == names.SAMPLES]
-    outcomes = [(names.TEST_KL, "KL", None), (names.TEST_NEG_ELBO, "−ELBO", True), (names.TEST_NLL_IW, "the IW bound", True),
-                *((c.key, f"sample FID ({names.parse_fid(c.key).extractor})", True) for c in fids)]
+    outcomes = [
+        (names.TEST_KL, "KL", None),
+        (names.TEST_NEG_ELBO, "−ELBO", True),
+        (names.TEST_NLL_IW, "the IW bound", True),
+        *((c.key, f"sample FID ({names.parse_fid(c.key).extractor})", True) for c in fids),
+    ]
     for group, what in ((richer, "with more informative units"), (empty, "with more active units only")):
         if group:
-            text.append(f"For the settings {what}, against the baseline: " + "; ".join(
-                _grouped(claims, runs, others.loc[group], base_ids, key, name, better, axes)
-                for key, name, better in outcomes if key in settings) + ".")
+            text.append(
+                f"For the settings {what}, against the baseline: "
+                + "; ".join(
+                    _grouped(claims, runs, others.loc[group], base_ids, key, name, better, axes)
+                    for key, name, better in outcomes
+                    if key in settings
+                )
+                + "."
+            )
     return " ".join(text)
 
 
@@ -336,20 +463,37 @@ def _beyond(row: pd.Series, latent_dim: int) -> str:
     """'11.7 dimensions with 3.29 nats together, 0.281 each, against a floor of 0.25'."""
     count = latent_dim - row[names.TEST_INFORMATIVE_UNITS]
     each = row["derived/kl_rest"] / count if count else math.nan
-    return (f"{count:.3g} dimensions with {row['derived/kl_rest']:.2f} nats together, {each:.3f} each, against a "
-            f"floor of {float(row['free_bits']):g}")
+    return (
+        f"{count:.3g} dimensions with {row['derived/kl_rest']:.2f} nats together, {each:.3f} each, against a "
+        f"floor of {float(row['free_bits']):g}"
+    )
 
 
-def _grouped(claims: Claims, runs: RunSet, rows: pd.DataFrame, base_ids: list[str], key: str, what: str,
-             better: bool | None, axes: list[str]) -> str:
+def _grouped(
+    claims: Claims,
+    runs: RunSet,
+    rows: pd.DataFrame,
+    base_ids: list[str],
+    key: str,
+    what: str,
+    better: bool | None,
+    axes: list[str],
+) -> str:
     """'−ELBO clearly better for A, B; clearly worse for C; not resolved for D' (each comparison recorded)."""
     words = {"a": "clearly better", "b": "clearly worse"} if better else {}
     groups: dict[str, list[str]] = {}
     for _, row in rows.iterrows():
-        said = claims.compare(what, label(row, axes), "the baseline", runs.by_seed(row["run_ids"].split(), key),
-                              runs.by_seed(base_ids, key), better)
+        said = claims.compare(
+            what,
+            label(row, axes),
+            "the baseline",
+            runs.by_seed(row["run_ids"].split(), key),
+            runs.by_seed(base_ids, key),
+            better,
+        )
         d = paired(runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base_ids, key))
-        verdict = words.get(said.better) or (("clearly higher" if d.mean > 0 else "clearly lower") if d.clear
-                                             else "not resolved")
+        verdict = words.get(said.better) or (
+            ("clearly higher" if d.mean > 0 else "clearly lower") if d.clear else "not resolved"
+        )
         groups.setdefault(verdict, []).append(f"{label(row, axes)} ({interval(d, '.1f')})")
     return f"{what} " + "; ".join(f"{verdict} for {', '.join(labels)}" for verdict, labels in groups.items())

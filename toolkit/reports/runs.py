@@ -5,6 +5,7 @@ seeds are summarised as mean, sample standard deviation, n and the 95 % t interv
 (`stats.estimate`), and compared with other settings seed by seed (`by_seed`). Only FINISHED
 runs are summarised; every other run is listed apart with its status and the reason it ended.
 """
+
 from __future__ import annotations
 
 import io
@@ -58,11 +59,13 @@ LATENT_COLUMNS = (
 
 def sample_columns(extractor: str) -> tuple[Column, ...]:
     """The samples' diagnostics in one extractor's features (the default sampler's images)."""
-    return (Column(names.prior_hole(extractor), f"prior hole: FID samples − FID q(z) samples ({extractor})"),
-            Column(names.precision(extractor, names.SAMPLES), f"precision ({extractor})", False, fmt=".3f"),
-            Column(names.recall(extractor, names.SAMPLES), f"recall ({extractor})", False, fmt=".3f"),
-            Column(names.nearest(extractor), f"nearest-training ratio ({extractor})", None, fmt=".3f"),
-            Column(names.nearest(names.PIXELS), "nearest-training ratio (pixels)", None, fmt=".3f"))
+    return (
+        Column(names.prior_hole(extractor), f"prior hole: FID samples − FID q(z) samples ({extractor})"),
+        Column(names.precision(extractor, names.SAMPLES), f"precision ({extractor})", False, fmt=".3f"),
+        Column(names.recall(extractor, names.SAMPLES), f"recall ({extractor})", False, fmt=".3f"),
+        Column(names.nearest(extractor), f"nearest-training ratio ({extractor})", None, fmt=".3f"),
+        Column(names.nearest(names.PIXELS), "nearest-training ratio (pixels)", None, fmt=".3f"),
+    )
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,11 @@ class RunSet:
         vae = runs[self.param("model", runs) != "ae"]  # an AE neither uses nor logs β and its kin
         mlp = runs[self.param("architecture", runs) == "mlp"]  # a conv model neither uses nor logs `hidden`
         gaussian = runs[self.param("likelihood", runs) == "gaussian"]  # nor does a Bernoulli one log σ
-        users = {**dict.fromkeys(VAE_ONLY, vae), **dict.fromkeys(MLP_ONLY, mlp), **dict.fromkeys(GAUSSIAN_ONLY, gaussian)}
+        users = {
+            **dict.fromkeys(VAE_ONLY, vae),
+            **dict.fromkeys(MLP_ONLY, mlp),
+            **dict.fromkeys(GAUSSIAN_ONLY, gaussian),
+        }
         return [n for n in params if n != "seed" and self.param(n, users.get(n, runs)).nunique(dropna=False) > 1]
 
     def describe(self) -> str:
@@ -128,7 +135,9 @@ class RunSet:
         models = self.param("model").value_counts()
         varying = {n: self.values(n) for n in self.varying() if n != "model"}
         what = "; ".join(f"{n} {'/'.join(map(str, v))}" for n, v in varying.items()) or "no other setting varied"
-        return f"{len(self.finished)} finished runs ({', '.join(f'{n} {m}' for m, n in sorted(models.items()))}; {what})"
+        return (
+            f"{len(self.finished)} finished runs ({', '.join(f'{n} {m}' for m, n in sorted(models.items()))}; {what})"
+        )
 
     def of_model(self, model: str) -> pd.DataFrame:
         return self.finished[self.param("model") == model]
@@ -139,13 +148,17 @@ class RunSet:
         differ in another param (besides the model and the seed)."""
         settings = set(zip(*(self.param(p, runs) for p in varied)))
         if len(settings) < 2:
-            raise ToolkitError(f"a {kind} report needs {what} at two or more values of {' x '.join(varied)}; "
-                               f"experiment {self.experiment!r} has {self.describe()}")
+            raise ToolkitError(
+                f"a {kind} report needs {what} at two or more values of {' x '.join(varied)}; "
+                f"experiment {self.experiment!r} has {self.describe()}"
+            )
         others = [p for p in self.varying() if p not in (*varied, "model")]
         if others:
-            raise ToolkitError(f"a {kind} report compares runs that differ only in {' and '.join(varied)} (and "
-                               f"model, seed), but these also differ in {', '.join(others)}: "
-                               f"experiment {self.experiment!r} has {self.describe()}")
+            raise ToolkitError(
+                f"a {kind} report compares runs that differ only in {' and '.join(varied)} (and "
+                f"model, seed), but these also differ in {', '.join(others)}: "
+                f"experiment {self.experiment!r} has {self.describe()}"
+            )
 
     @property
     def latent_dim(self) -> int:
@@ -161,9 +174,12 @@ class RunSet:
         """The test metrics and FIDs that any of the runs logged, in a fixed order (the keys in
         `first` leading, in their order)."""
         logged = self.logged(runs)
-        fids = [Column(names.fid(e.name, kind), f"{label} ({e.name})")
-                for e in self.extractors for kind, label in names.FID_KIND_HEADERS.items()
-                if names.fid(e.name, kind) in logged]
+        fids = [
+            Column(names.fid(e.name, kind), f"{label} ({e.name})")
+            for e in self.extractors
+            for kind, label in names.FID_KIND_HEADERS.items()
+            if names.fid(e.name, kind) in logged
+        ]
         found = [c for c in (*TEST_COLUMNS, *fids, TIME_COLUMN) if c.key in logged]
         return sorted(found, key=lambda c: first.index(c.key) if c.key in first else len(first))
 
@@ -185,8 +201,9 @@ class RunSet:
         """The mean over runs (seeds) of their sorted KL profiles (`kl_profiles`)."""
         return self.kl_profiles(run_ids).mean(axis=0)
 
-    def settings(self, by: list[str], runs: pd.DataFrame | None = None,
-                 columns: list[Column] | None = None) -> pd.DataFrame:
+    def settings(
+        self, by: list[str], runs: pd.DataFrame | None = None, columns: list[Column] | None = None
+    ) -> pd.DataFrame:
         """One row per setting (the values of the params `by`): n, the run ids, and for each
         column its mean (named by the metric key), sample standard deviation (key + '_std') and
         95 % interval of the mean (key + '_low', key + '_high')."""
@@ -199,8 +216,12 @@ class RunSet:
             row = {p: v for p, v in zip(by, key)} | {"n": len(group), "run_ids": " ".join(group["run_id"])}
             for column in columns:
                 found = estimate(group[f"metrics.{column.key}"] if f"metrics.{column.key}" in group else [])
-                row |= {column.key: found.mean, f"{column.key}_std": found.sd, f"{column.key}_low": found.low,
-                        f"{column.key}_high": found.high}
+                row |= {
+                    column.key: found.mean,
+                    f"{column.key}_std": found.sd,
+                    f"{column.key}_low": found.low,
+                    f"{column.key}_high": found.high,
+                }
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -221,8 +242,14 @@ class RunSet:
         for column, name in sorted(tags.items()):
             references = sorted(set(self.finished.get(f"tags.{names.reference_run(name)}", pd.Series()).dropna()))
             reference = references[0] if len(references) == 1 else None
-            found.append(Extractor(name, tuple(sorted(set(self.finished[column].dropna()))),
-                                   _floor(name, reference) if reference else None, reference))
+            found.append(
+                Extractor(
+                    name,
+                    tuple(sorted(set(self.finished[column].dropna()))),
+                    _floor(name, reference) if reference else None,
+                    reference,
+                )
+            )
         return found
 
     def histories(self, run_ids, keys) -> pd.DataFrame:
@@ -235,8 +262,11 @@ class RunSet:
         except tracking.ArtifactMissing:
             return None
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # damaged, or arrays of objects
-            print(f"note: run {run_id}: its {names.IMAGES_NPZ} cannot be read ({type(exc).__name__}); the report shows "
-                  "no images of it", file=sys.stderr)
+            print(
+                f"note: run {run_id}: its {names.IMAGES_NPZ} cannot be read ({type(exc).__name__}); the report shows "
+                "no images of it",
+                file=sys.stderr,
+            )
             return None
 
     def kl_by_epoch(self, run_id: str) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The parts every report of runs shares: provenance, the settings its runs share and what
 their numbers can be compared with, the results table, the runs left out of it, and the list of
 every run with its link."""
+
 from __future__ import annotations
 
 import datetime
@@ -11,19 +12,20 @@ import pandas as pd
 
 from toolkit import names, tracking
 from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY, RunConfig
+from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, PROBE_TRAIN, RATE_CODES
 from toolkit.reports.document import GENERATED, Document, code, escape, markdown_table, mean_std, number
 from toolkit.reports.document import link as markdown_link
-from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, PROBE_TRAIN, RATE_CODES
 from toolkit.reports.runs import LATENT_COLUMNS, Column, RunSet, shown_param, sort_key
 from toolkit.reports.stats import LEVEL, best_of
 
 RUNNING_REASON = "still running, or its process died without ending the run"
-FID_SUBJECTS = {names.SAMPLES: "the VAE's drawn from its prior N(0, I), the AE's from a Gaussian fitted to its "
-                           "training codes",
-                names.AGGREGATE_POSTERIOR: "the VAE's decoded from its aggregate posterior q(z): a random training "
-                                       "image's posterior q(z|x), one code from it",
-                names.SAMPLES_GMM: "from a 10-component Gaussian mixture fitted to either model's training codes",
-                names.RECONSTRUCTIONS: "the decoder means of the test images' posterior means"}
+FID_SUBJECTS = {
+    names.SAMPLES: "the VAE's drawn from its prior N(0, I), the AE's from a Gaussian fitted to its training codes",
+    names.AGGREGATE_POSTERIOR: "the VAE's decoded from its aggregate posterior q(z): a random training "
+    "image's posterior q(z|x), one code from it",
+    names.SAMPLES_GMM: "from a 10-component Gaussian mixture fitted to either model's training codes",
+    names.RECONSTRUCTIONS: "the decoder means of the test images' posterior means",
+}
 CEILING_NATS = 0.1  # I(x; z) this close to log N is reported as at its ceiling
 # Settings a report does not list under its runs' shared settings: said elsewhere, or no setting of the model.
 NOT_LISTED = ("seed",)
@@ -39,16 +41,33 @@ def provenance(doc: Document, runs: RunSet | None, rebuild: str, extra: list[tup
     rows = [("store", code(shown_store(tracking.tracking_uri())))]
     if runs is not None:
         counts = runs.runs["status"].value_counts()
-        rows += [("experiment", f"{code(runs.experiment)} (id {escape(runs.experiment_id)})"),
-                 ("parent run", link(runs, runs.parent, runs.parent) if runs.parent else "none: every run of the experiment"),
-                 ("runs", f"{len(runs.runs)}: " + ", ".join(f"{n} {escape(s.lower())}" for s, n in sorted(counts.items()))
-                  + "; ids under [Runs](#runs)"),
-                 ("git commit", _commits(runs.runs)),
-                 ("dataset", _dataset(runs.finished))]
+        rows += [
+            ("experiment", f"{code(runs.experiment)} (id {escape(runs.experiment_id)})"),
+            (
+                "parent run",
+                link(runs, runs.parent, runs.parent) if runs.parent else "none: every run of the experiment",
+            ),
+            (
+                "runs",
+                f"{len(runs.runs)}: "
+                + ", ".join(f"{n} {escape(s.lower())}" for s, n in sorted(counts.items()))
+                + "; ids under [Runs](#runs)",
+            ),
+            ("git commit", _commits(runs.runs)),
+            ("dataset", _dataset(runs.finished)),
+        ]
         rows += [_extractor_row(e) for e in runs.extractors]
     rows += [*extra, ("rebuild", code(rebuild))]
-    doc.text("\n".join(["| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows),
-                        f"{GENERATED} {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC |"]))
+    doc.text(
+        "\n".join(
+            [
+                "| | |",
+                "| --- | --- |",
+                *(f"| {k} | {v} |" for k, v in rows),
+                f"{GENERATED} {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC |",
+            ]
+        )
+    )
 
 
 def shown_store(uri: str) -> str:
@@ -96,16 +115,27 @@ def fid_caption(columns: list[Column]) -> str:
 def statistics_caption(settings: pd.DataFrame) -> str:
     """How the table's cells and bold are to be read, for the number of seeds it has."""
     if not (settings["n"] > 1).any():
-        return ("One seed per setting: the cells are single runs, without intervals, and nothing is bold. "
-                "Rerun the study with `--seeds 3` for intervals.")
-    return (f"Cells: mean ± sample standard deviation over the n seeds, then the {100 * LEVEL:.0f} % Student-t "
-            "interval of the mean. **Bold**: the best value of its column, only where it is clearly better than "
-            "every other row (each paired difference over the shared seeds excludes zero after Holm's correction "
-            "for the k − 1 comparisons).")
+        return (
+            "One seed per setting: the cells are single runs, without intervals, and nothing is bold. "
+            "Rerun the study with `--seeds 3` for intervals."
+        )
+    return (
+        f"Cells: mean ± sample standard deviation over the n seeds, then the {100 * LEVEL:.0f} % Student-t "
+        "interval of the mean. **Bold**: the best value of its column, only where it is clearly better than "
+        "every other row (each paired difference over the shared seeds excludes zero after Holm's correction "
+        "for the k − 1 comparisons)."
+    )
 
 
-def settings_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame, labels: dict[str, list[str]],
-                   columns: list[Column], extra_rows: list[dict[str, str]] = ()):
+def settings_table(
+    doc: Document,
+    runs: RunSet,
+    name: str,
+    settings: pd.DataFrame,
+    labels: dict[str, list[str]],
+    columns: list[Column],
+    extra_rows: list[dict[str, str]] = (),
+):
     """The settings as a table: `labels` (header -> one cell per setting) first, then n, then each
     column's mean ± sd [95 % interval]; the best value of a column with a direction is bold when it
     is clearly better than every other row (`stats.best_of`). `extra_rows` (header -> cell) are
@@ -124,15 +154,24 @@ def settings_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFram
     doc.table(name, shown, settings[[*kept, *stats, "run_ids"]], markup=[c.header for c in columns])
 
 
-def results_table(doc: Document, runs: RunSet, name: str, settings: pd.DataFrame, labels: dict[str, list[str]],
-                  columns: list[Column], extra_rows: list[dict[str, str]] = ()):
+def results_table(
+    doc: Document,
+    runs: RunSet,
+    name: str,
+    settings: pd.DataFrame,
+    labels: dict[str, list[str]],
+    columns: list[Column],
+    extra_rows: list[dict[str, str]] = (),
+):
     """The settings' table (`settings_table`), the FID extractors' floors and the runs left out of it."""
     settings_table(doc, runs, name, settings, labels, columns, extra_rows)
     for e in runs.extractors:
         if e.floor is not None and any((fid := names.parse_fid(c.key)) and fid.extractor == e.name for c in columns):
             kind = "Inception" if e.name == "inception" else "a domain CNN, so not an Inception FID"
-            doc.text(f"FID {code(e.name)} ({kind}): its real-vs-real floor (real training images against the test "
-                     f"set) is {number(e.floor, '.2f')}.")
+            doc.text(
+                f"FID {code(e.name)} ({kind}): its real-vs-real floor (real training images against the test "
+                f"set) is {number(e.floor, '.2f')}."
+            )
     left_out(doc, runs)
 
 
@@ -154,8 +193,9 @@ def clear_best(runs: RunSet, settings: pd.DataFrame, column: Column) -> int | No
     return found.label if found is not None and found.clear else None
 
 
-def diagnostics_section(doc: Document, runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]],
-                        columns: list[Column]):
+def diagnostics_section(
+    doc: Document, runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]], columns: list[Column]
+):
     """The latent space's and the samples' diagnostics (`RunSet.diagnostic_columns`) as a table of
     the same settings as the results table, with how each is estimated."""
     if not columns:
@@ -165,22 +205,26 @@ def diagnostics_section(doc: Document, runs: RunSet, settings: pd.DataFrame, lab
     doc.heading("Latent space and samples")
     text = []
     if keys & latent:
-        text.append(f"Test split. The rate (KL) splits into I(x; z), the information the codes carry about the "
-                    f"image, and KL(q(z) ‖ p(z)), the aggregate posterior's mismatch with the prior (Hoffman & "
-                    f"Johnson 2016): q(z) is the mixture of the posteriors of all N test images, the expectations "
-                    f"are Monte Carlo over one code from each of {RATE_CODES:,} of them, and I(x; z) can reach at "
-                    f"most log N (9.21 nats for 10,000 images), where it stops measuring. Linear probe: a logistic "
-                    f"regression from {PROBE_TRAIN:,} training images' posterior means to their classes, its "
-                    f"accuracy on the test set.")
+        text.append(
+            f"Test split. The rate (KL) splits into I(x; z), the information the codes carry about the "
+            f"image, and KL(q(z) ‖ p(z)), the aggregate posterior's mismatch with the prior (Hoffman & "
+            f"Johnson 2016): q(z) is the mixture of the posteriors of all N test images, the expectations "
+            f"are Monte Carlo over one code from each of {RATE_CODES:,} of them, and I(x; z) can reach at "
+            f"most log N (9.21 nats for 10,000 images), where it stops measuring. Linear probe: a logistic "
+            f"regression from {PROBE_TRAIN:,} training images' posterior means to their classes, its "
+            f"accuracy on the test set."
+        )
     if keys - latent:  # the samples' diagnostics
-        text.append(f"Samples, in each FID extractor's features: the prior hole is the FID of prior samples less "
-                    f"that of samples decoded from the aggregate posterior, the part of the sample FID the prior's "
-                    f"mismatch costs. Precision (samples within the real images' manifold) and recall (real images "
-                    f"within the samples') after Kynkäänniemi et al. 2019, k = {PR_K} nearest neighbours, "
-                    f"{PR_IMAGES:,} samples against {PR_IMAGES:,} test images. Nearest-training ratio: the median "
-                    f"distance of {NEAREST_QUERIES:,} samples to their nearest training image (of all the run trained "
-                    f"on) over that of {NEAREST_QUERIES:,} test images; about 1 for samples as novel as unseen "
-                    f"images, near 0 for copies of the training set.")
+        text.append(
+            f"Samples, in each FID extractor's features: the prior hole is the FID of prior samples less "
+            f"that of samples decoded from the aggregate posterior, the part of the sample FID the prior's "
+            f"mismatch costs. Precision (samples within the real images' manifold) and recall (real images "
+            f"within the samples') after Kynkäänniemi et al. 2019, k = {PR_K} nearest neighbours, "
+            f"{PR_IMAGES:,} samples against {PR_IMAGES:,} test images. Nearest-training ratio: the median "
+            f"distance of {NEAREST_QUERIES:,} samples to their nearest training image (of all the run trained "
+            f"on) over that of {NEAREST_QUERIES:,} test images; about 1 for samples as novel as unseen "
+            f"images, near 0 for copies of the training set."
+        )
     doc.text(" ".join(text + [at_ceiling(runs, settings, labels)]) + " " + statistics_caption(settings))
     settings_table(doc, runs, "diagnostics", settings, labels, columns)
 
@@ -194,9 +238,11 @@ def at_ceiling(runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]
     if not rows:
         return f"No setting's I(x; z) comes within {CEILING_NATS:g} nats of its ceiling log N = {ceiling:.2f}."
     named = "; ".join(", ".join(f"{header} {cells[i]}" for header, cells in labels.items()) for i in rows)
-    return (f"**At the ceiling** (within {CEILING_NATS:g} nats of log N = {ceiling:.2f}): {escape(named)}. There the "
-            "posteriors barely overlap, every test image is told apart, and the estimate bounds the information from "
-            "below instead of measuring it; their marginal KL is correspondingly an upper bound.")
+    return (
+        f"**At the ceiling** (within {CEILING_NATS:g} nats of log N = {ceiling:.2f}): {escape(named)}. There the "
+        "posteriors barely overlap, every test image is told apart, and the estimate bounds the information from "
+        "below instead of measuring it; their marginal KL is correspondingly an upper bound."
+    )
 
 
 def traversal_rows(runs: RunSet, run_id: str, label: str, most: int = 4) -> list[tuple[str, object]]:
@@ -207,13 +253,17 @@ def traversal_rows(runs: RunSet, run_id: str, label: str, most: int = 4) -> list
         return []
     dims, kl = found
     steps = len(images[names.TRAVERSAL]) // max(len(dims), 1)
-    return [(f"{label}, z{d:02d}: {k:.2f} nats", images[names.TRAVERSAL][i * steps:(i + 1) * steps])
-            for i, (d, k) in enumerate(zip(dims[:most], kl[:most]))]
+    return [
+        (f"{label}, z{d:02d}: {k:.2f} nats", images[names.TRAVERSAL][i * steps : (i + 1) * steps])
+        for i, (d, k) in enumerate(zip(dims[:most], kl[:most]))
+    ]
 
 
-TRAVERSAL_CAPTION = ("Each row moves one latent dimension (the most informative by test KL, its KL given) evenly "
-                     "from the 2nd to the 98th percentile of the aggregate posterior's codes on it, the others held "
-                     "at the posterior mean of one test image (the first run of each setting).")
+TRAVERSAL_CAPTION = (
+    "Each row moves one latent dimension (the most informative by test KL, its KL given) evenly "
+    "from the 2nd to the 98th percentile of the aggregate posterior's codes on it, the others held "
+    "at the posterior mean of one test image (the first run of each setting)."
+)
 
 
 def settings_section(doc: Document, runs: RunSet, columns: list[Column]):
@@ -229,18 +279,32 @@ def settings_section(doc: Document, runs: RunSet, columns: list[Column]):
             continue
         shared.append((field, values[0]))
     seeds = runs.values("seed")
-    rows = [("shared by every run that uses it", ", ".join(f"`{k}` {'none' if v in (None, 'None') else escape(v)}"
-                                                          for k, v in shared)),
-            ("varied", ", ".join(f"`{k}` {_values(runs, k)}" for k in varied) or "nothing"),
-            ("seeds", f"{escape(', '.join(map(str, seeds)))} ({len(seeds)})"),
-            ("training images", _distinct(finished, f"tags.{names.TRAIN_IMAGES}", "{:,}", int)),
-            ("training", _epochs(runs))]
+    rows = [
+        (
+            "shared by every run that uses it",
+            ", ".join(f"`{k}` {'none' if v in (None, 'None') else escape(v)}" for k, v in shared),
+        ),
+        ("varied", ", ".join(f"`{k}` {_values(runs, k)}" for k in varied) or "nothing"),
+        ("seeds", f"{escape(', '.join(map(str, seeds)))} ({len(seeds)})"),
+        ("training images", _distinct(finished, f"tags.{names.TRAIN_IMAGES}", "{:,}", int)),
+        ("training", _epochs(runs)),
+    ]
     if names.TEST_NLL_IW in {c.key for c in columns}:
-        rows.append(("IW bound", f"K = {_values(runs, 'iw_samples', _users(runs, 'iw_samples'))} "
-                                 f"importance samples per test image; precision: {_precisions(finished)}"))
+        rows.append(
+            (
+                "IW bound",
+                f"K = {_values(runs, 'iw_samples', _users(runs, 'iw_samples'))} "
+                f"importance samples per test image; precision: {_precisions(finished)}",
+            )
+        )
     if any(names.parse_fid(c.key) for c in columns):
-        rows.append(("FID", f"{_values(runs, 'fid_samples')} generated images per score against the "
-                            f"10,000 test images; sampler {_values(runs, 'sampler')}"))
+        rows.append(
+            (
+                "FID",
+                f"{_values(runs, 'fid_samples')} generated images per score against the "
+                f"10,000 test images; sampler {_values(runs, 'sampler')}",
+            )
+        )
     if any(c.key == names.MEAN_EPOCH_SECONDS for c in columns):
         rows.append(("machine (times)", _machine(finished)))
     doc.text(markdown_table(pd.DataFrame(rows, columns=["", "value"]), markup=["value"]))
@@ -272,13 +336,15 @@ def _distinct(frame: pd.DataFrame, column: str, fmt: str = "{}", kind=str) -> st
 
 
 def _epochs(runs: RunSet) -> str:
-    """Best epochs and early stops over the runs, e.g. 'best epoch 10 of at most 10 in 22 runs, 9 in 2; 0 stopped early'."""
+    """Best epochs and early stops over the runs, e.g. 'best epoch 10 of at most 10 in 22 runs, 9 in 2;
+    0 stopped early'."""
     frame = runs.finished
     if "metrics.best_epoch" not in frame:
         return "not recorded"
     best = frame["metrics.best_epoch"].dropna().astype(int).value_counts().sort_index(ascending=False)
-    text = f"at most {_values(runs, 'epochs')} epochs; best epoch " + \
-        ", ".join(f"{epoch} in {n} run{'s' * (n > 1)}" for epoch, n in best.items())
+    text = f"at most {_values(runs, 'epochs')} epochs; best epoch " + ", ".join(
+        f"{epoch} in {n} run{'s' * (n > 1)}" for epoch, n in best.items()
+    )
     if "metrics.epochs_trained" in frame:
         stopped = int((frame["metrics.epochs_trained"] < pd.to_numeric(runs.param("epochs"))).sum())
         text += f"; {stopped} of {len(frame)} stopped early (patience {_values(runs, 'patience')})"
@@ -291,18 +357,22 @@ def _precisions(frame: pd.DataFrame) -> str:
         return "not recorded"
     found = frame[precision].dropna()
     kinds = sorted({text.split(" ")[0] for text in found})
-    return " / ".join(f"{escape(kind)} ({(found.str.split(' ').str[0] == kind).sum()} runs)" for kind in kinds) + \
-        " (the tag `nll_iw_precision` of each run says how far bf16 moved its first batch)"
+    return (
+        " / ".join(f"{escape(kind)} ({(found.str.split(' ').str[0] == kind).sum()} runs)" for kind in kinds)
+        + " (the tag `nll_iw_precision` of each run says how far bf16 moved its first batch)"
+    )
 
 
 def _machine(frame: pd.DataFrame) -> str:
-    cpu, threads, torch, gpu = (f"tags.{tag}" for tag in (names.MACHINE_CPU, names.MACHINE_THREADS,
-                                                           names.MACHINE_TORCH, names.MACHINE_GPU))
+    cpu, threads, torch, gpu = (
+        f"tags.{tag}" for tag in (names.MACHINE_CPU, names.MACHINE_THREADS, names.MACHINE_TORCH, names.MACHINE_GPU)
+    )
     parts = [_distinct(frame, cpu), f"{_distinct(frame, threads)} torch threads", f"torch {_distinct(frame, torch)}"]
     if gpu in frame and frame[gpu].notna().any():
         parts.append(_distinct(frame, gpu))
-    return ", ".join(parts) + "; wall seconds per epoch, training and validation, on a machine that may have " \
-        "been shared"
+    return (
+        ", ".join(parts) + "; wall seconds per epoch, training and validation, on a machine that may have been shared"
+    )
 
 
 def comparability(runs: RunSet) -> str:
@@ -313,21 +383,27 @@ def comparability(runs: RunSet) -> str:
     if len(grey):
         floor = grey.get(f"metrics.{names.TEST_PIXEL_ENTROPY}", pd.Series(dtype=float)).dropna()
         entropy = f", {floor.iloc[0]:.1f} nats per test image here" if len(floor) else ""
-        text.append("**Bernoulli likelihood on grey levels.** The pixels are grey levels in [0, 1], not binarised, so "
-                    "the reconstruction term, −ELBO and IW bound are cross-entropies, not likelihoods of the images: "
-                    f"their floor is the test pixels' own entropy{entropy}, and they cannot be set beside published "
-                    "likelihoods (binarised MNIST: about 80–90 nats) or runs with other pixels. Differences between "
-                    "the runs of this report are comparable. `--binarize dynamic` gives likelihoods the literature "
-                    "can be compared with.")
+        text.append(
+            "**Bernoulli likelihood on grey levels.** The pixels are grey levels in [0, 1], not binarised, so "
+            "the reconstruction term, −ELBO and IW bound are cross-entropies, not likelihoods of the images: "
+            f"their floor is the test pixels' own entropy{entropy}, and they cannot be set beside published "
+            "likelihoods (binarised MNIST: about 80–90 nats) or runs with other pixels. Differences between "
+            "the runs of this report are comparable. `--binarize dynamic` gives likelihoods the literature "
+            "can be compared with."
+        )
     if ((likelihood == "bernoulli") & (runs.param("binarize") == "dynamic")).any():
-        text.append("**Bernoulli likelihood on binarised pixels.** Training images are drawn anew as binary pixels "
-                    "every batch, the test set once with a fixed seed (Burda et al. 2015): −ELBO and the IW bound "
-                    "bound the negative log-likelihood of binary images, in nats, as in the literature.")
+        text.append(
+            "**Bernoulli likelihood on binarised pixels.** Training images are drawn anew as binary pixels "
+            "every batch, the test set once with a fixed seed (Burda et al. 2015): −ELBO and the IW bound "
+            "bound the negative log-likelihood of binary images, in nats, as in the literature."
+        )
     if (likelihood == "gaussian").any():
-        text.append("**Gaussian likelihood.** −log p(x|z) is the whole negative log-density of N(x; decoder mean, σ²) "
-                    "per pixel, its constant D(ln σ + ½ ln 2π) included, so −ELBO and the IW bound are bounds on a "
-                    "continuous density of the grey levels in nats (they can be negative): comparable between "
-                    "Gaussian runs of any σ, not with Bernoulli runs or with likelihoods of discrete pixels.")
+        text.append(
+            "**Gaussian likelihood.** −log p(x|z) is the whole negative log-density of N(x; decoder mean, σ²) "
+            "per pixel, its constant D(ln σ + ½ ln 2π) included, so −ELBO and the IW bound are bounds on a "
+            "continuous density of the grey levels in nats (they can be negative): comparable between "
+            "Gaussian runs of any σ, not with Bernoulli runs or with likelihoods of discrete pixels."
+        )
     return "\n\n".join(text)
 
 
@@ -335,9 +411,13 @@ def left_out(doc: Document, runs: RunSet):
     """The runs that are not FINISHED, with their status and why: never averaged in, never dropped."""
     if runs.excluded.empty:
         return
-    rows = pd.DataFrame({"run": [link(runs, r, n) for r, n in zip(runs.excluded["run_id"], _names(runs.excluded))],
-                         "status": runs.excluded["status"],
-                         "reason": [_reason(run) for _, run in runs.excluded.iterrows()]})
+    rows = pd.DataFrame(
+        {
+            "run": [link(runs, r, n) for r, n in zip(runs.excluded["run_id"], _names(runs.excluded))],
+            "status": runs.excluded["status"],
+            "reason": [_reason(run) for _, run in runs.excluded.iterrows()],
+        }
+    )
     doc.text(f"**{len(rows)} run(s) left out of the tables** (not FINISHED):")
     doc.text(markdown_table(rows, markup=["run"]))
 
@@ -357,12 +437,19 @@ def run_list(doc: Document, runs: RunSet):
     """Every run of the report, with a link to it in the MLflow UI; also as runs.csv."""
     varying = runs.varying()
     frame = runs.runs
-    data = pd.DataFrame({"run_id": frame["run_id"], "name": _names(frame), "status": frame["status"],
-                         "trial": frame.get(f"tags.{names.TRIAL}", pd.Series([None] * len(frame))).fillna(""),
-                         "seed": runs.param("seed", frame),
-                         **{p: runs.param(p, frame) for p in varying if p != "seed"},
-                         "best epoch": _metric(frame, names.BEST_EPOCH), "epochs trained": _metric(frame, names.EPOCHS_TRAINED),
-                         "git_commit": frame.get(f"tags.{names.GIT_COMMIT}", pd.Series([None] * len(frame))).fillna("")})
+    data = pd.DataFrame(
+        {
+            "run_id": frame["run_id"],
+            "name": _names(frame),
+            "status": frame["status"],
+            "trial": frame.get(f"tags.{names.TRIAL}", pd.Series([None] * len(frame))).fillna(""),
+            "seed": runs.param("seed", frame),
+            **{p: runs.param(p, frame) for p in varying if p != "seed"},
+            "best epoch": _metric(frame, names.BEST_EPOCH),
+            "epochs trained": _metric(frame, names.EPOCHS_TRAINED),
+            "git_commit": frame.get(f"tags.{names.GIT_COMMIT}", pd.Series([None] * len(frame))).fillna(""),
+        }
+    )
     shown = data.drop(columns=["run_id"]).copy()
     shown.insert(0, "run", [link(runs, r) for r in data["run_id"]])
     shown["git_commit"] = shown["git_commit"].str[:10]

@@ -8,6 +8,7 @@ bootstrap has only ten distinct resamples. Seeds pair naturally: the same seed g
 settings the same shuffles, noise and (where the shapes agree) initial weights. A difference is
 *clear* when its interval excludes zero; nothing else is called a difference.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,8 +86,9 @@ def paired(a: Values, b: Values, level: float = LEVEL) -> Difference:
         warnings.simplefilter("ignore", RuntimeWarning)  # nearly identical values: scipy says so, the interval holds
         result = scipy.stats.ttest_rel(x, y)
     interval = result.confidence_interval(level)
-    return Difference(float(d.mean()), float(interval.low), float(interval.high), len(seeds), float(result.pvalue),
-                      level)
+    return Difference(
+        float(d.mean()), float(interval.low), float(interval.high), len(seeds), float(result.pvalue), level
+    )
 
 
 def _finite(value) -> bool:

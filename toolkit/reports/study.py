@@ -2,6 +2,7 @@
 importances, the optimisation history and, with several objectives, the Pareto front, drawn with
 Optuna's own importance and matplotlib functions; the trials that did not complete, with why;
 and whether the best trial is better than the others beyond the noise of its seeds."""
+
 from __future__ import annotations
 
 import warnings
@@ -17,8 +18,11 @@ from toolkit.reports.runs import RunSet
 from toolkit.reports.sections import link, provenance, run_list, settings_section
 
 BEST_SHOWN = 10
-RUN_METRICS = {names.TEST_NEG_ELBO: "test −ELBO (nats)", names.TEST_RECON: "test recon (nats)",
-               names.TEST_ACTIVE_UNITS: "active units"}
+RUN_METRICS = {
+    names.TEST_NEG_ELBO: "test −ELBO (nats)",
+    names.TEST_RECON: "test recon (nats)",
+    names.TEST_ACTIVE_UNITS: "active units",
+}
 
 
 def build(name: str, storage: str | None, rebuild: str) -> Document:
@@ -27,39 +31,67 @@ def build(name: str, storage: str | None, rebuild: str) -> Document:
     complete = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     states = pd.Series([t.state.name for t in optuna_study.trials]).value_counts()
     if not complete:
-        raise ToolkitError(f"study {name!r} has no complete trials "
-                           f"({', '.join(f'{n} {s}' for s, n in sorted(states.items())) or 'no trials'})")
+        raise ToolkitError(
+            f"study {name!r} has no complete trials "
+            f"({', '.join(f'{n} {s}' for s, n in sorted(states.items())) or 'no trials'})"
+        )
     runs = _runs(optuna_study)
     targets = objective_names(optuna_study)
     doc = Document(f"Optuna study: {escape(name)}")
-    rows = [("Optuna storage", code(url)), ("study", code(name)),
-            ("objectives", ", ".join(f"{escape(n)} ({d.name.lower()})" for n, d in zip(targets, optuna_study.directions))),
-            ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))]
+    rows = [
+        ("Optuna storage", code(url)),
+        ("study", code(name)),
+        ("objectives", ", ".join(f"{escape(n)} ({d.name.lower()})" for n, d in zip(targets, optuna_study.directions))),
+        ("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))),
+    ]
     provenance(doc, runs, rebuild, rows)
     if runs is not None:
         settings_section(doc, runs, runs.columns())
     multi = len(targets) > 1
-    best = sorted(optuna_study.best_trials, key=lambda t: t.values) if multi else \
-        sorted(complete, key=lambda t: t.value)[:BEST_SHOWN]
+    best = (
+        sorted(optuna_study.best_trials, key=lambda t: t.values)
+        if multi
+        else sorted(complete, key=lambda t: t.value)[:BEST_SHOWN]
+    )
     seeds = optuna_study.user_attrs.get(names.SEEDS, 1)
     doc.heading("Pareto front" if multi else "Best trials")
-    doc.text(("The trials no other trial beats on every objective, by the first objective." if multi else
-              f"The {len(best)} best complete trials, best first.")
-             + (f" Each trial's objective is the mean over its {seeds} seeds (their sample standard deviation beside "
-                "it); its test metrics are its first seed's run." if seeds > 1 else " Each trial is one seed."))
+    doc.text(
+        (
+            "The trials no other trial beats on every objective, by the first objective."
+            if multi
+            else f"The {len(best)} best complete trials, best first."
+        )
+        + (
+            f" Each trial's objective is the mean over its {seeds} seeds (their sample standard deviation beside "
+            "it); its test metrics are its first seed's run."
+            if seeds > 1
+            else " Each trial is one seed."
+        )
+    )
     shown, data = trials_table(best, targets, runs)
     doc.table("pareto_front" if multi else "best_trials", shown, data, markup=["run"])
     claims = Claims()
     doc.text(winner(claims, complete, targets[0], multi, seeds))
     claims.table(doc)
     if multi:
-        doc.figure("pareto_front", _figure(optuna.visualization.matplotlib.plot_pareto_front, optuna_study,
-                                           target_names=targets), "Pareto front")
+        doc.figure(
+            "pareto_front",
+            _figure(optuna.visualization.matplotlib.plot_pareto_front, optuna_study, target_names=targets),
+            "Pareto front",
+        )
     importances(doc, optuna_study, targets, complete)
     doc.heading("Optimisation history")
     for i, target in enumerate(targets):
-        doc.figure(f"history_{i}", _figure(optuna.visualization.matplotlib.plot_optimization_history, optuna_study,
-                                           target=_target(i, multi), target_name=target), f"history of {target}")
+        doc.figure(
+            f"history_{i}",
+            _figure(
+                optuna.visualization.matplotlib.plot_optimization_history,
+                optuna_study,
+                target=_target(i, multi),
+                target_name=target,
+            ),
+            f"history of {target}",
+        )
     unfinished(doc, optuna_study)
     if runs is not None:
         run_list(doc, runs)
@@ -72,7 +104,9 @@ def load(name: str, url: str) -> optuna.Study:
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
         raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}); check --storage") from None
     if name not in found:
-        raise ToolkitError(f"no study {name!r} in the Optuna storage {url}; it has: {', '.join(sorted(found)) or 'none'}")
+        raise ToolkitError(
+            f"no study {name!r} in the Optuna storage {url}; it has: {', '.join(sorted(found)) or 'none'}"
+        )
     return optuna.load_study(study_name=name, storage=url)
 
 
@@ -94,33 +128,50 @@ def winner(claims: Claims, complete, target: str, multi: bool, seeds: int) -> st
     """Whether the best trial beats every other complete trial, paired by seed over the values
     each seed scored, after Holm's correction; a study of one seed per trial names no winner."""
     if multi:
-        return ("The front is drawn from each trial's mean objectives; whether a trial's place on it survives the "
-                "noise of its seeds is not tested.")
+        return (
+            "The front is drawn from each trial's mean objectives; whether a trial's place on it survives the "
+            "noise of its seeds is not tested."
+        )
     if seeds < 2:
-        return ("One seed per trial: the best trial is the best of single runs and is not named a winner; another "
-                "seed may reorder them. A search with `--seeds 3` scores each trial by the mean of three seeds "
-                "and gives intervals.")
-    values = {f"trial {t.number}": {int(seed): v for seed, v in t.user_attrs.get(names.BY_SEED, {}).items()}
-              for t in complete}
+        return (
+            "One seed per trial: the best trial is the best of single runs and is not named a winner; another "
+            "seed may reorder them. A search with `--seeds 3` scores each trial by the mean of three seeds "
+            "and gives intervals."
+        )
+    values = {
+        f"trial {t.number}": {int(seed): v for seed, v in t.user_attrs.get(names.BY_SEED, {}).items()} for t in complete
+    }
     return sentence(claims.best(f"the {target}", {k: v for k, v in values.items() if v}, True))
 
 
 def trials_table(trials, targets: list[str], runs: RunSet | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     params = sorted({p for t in trials for p in t.params})
     finals = runs.runs.set_index("run_id") if runs is not None else pd.DataFrame()
-    data = pd.DataFrame({"trial": [t.number for t in trials],
-                         **{target: [t.values[i] for t in trials] for i, target in enumerate(targets)},
-                         **({"sd over seeds": [t.user_attrs[names.SEED_SD] for t in trials]}
-                            if all(names.SEED_SD in t.user_attrs for t in trials) and len(targets) == 1 else {}),
-                         **{p: [t.params.get(p, "") for t in trials] for p in params},
-                         "run_id": [t.user_attrs.get(names.RUN_ID, "") for t in trials]})
-    for key, header in RUN_METRICS.items():
+    data = pd.DataFrame(
+        {
+            "trial": [t.number for t in trials],
+            **{target: [t.values[i] for t in trials] for i, target in enumerate(targets)},
+            **(
+                {"sd over seeds": [t.user_attrs[names.SEED_SD] for t in trials]}
+                if all(names.SEED_SD in t.user_attrs for t in trials) and len(targets) == 1
+                else {}
+            ),
+            **{p: [t.params.get(p, "") for t in trials] for p in params},
+            "run_id": [t.user_attrs.get(names.RUN_ID, "") for t in trials],
+        }
+    )
+    for key in RUN_METRICS:
         column = f"metrics.{key}"
         if column in finals:
             data[key] = [finals[column].get(r, float("nan")) for r in data["run_id"]]
     shown = data.drop(columns=["run_id"]).astype(object)
-    formats = {**{t: ".2f" for t in targets}, **{p: ".4g" for p in params}, **{k: ".1f" for k in RUN_METRICS},
-               names.TEST_ACTIVE_UNITS: ".3g", "sd over seeds": ".2g"}
+    formats = {
+        **{t: ".2f" for t in targets},
+        **{p: ".4g" for p in params},
+        **{k: ".1f" for k in RUN_METRICS},
+        names.TEST_ACTIVE_UNITS: ".3g",
+        "sd over seeds": ".2g",
+    }
     for column, fmt in formats.items():
         if column in shown:
             shown[column] = [number(v, fmt) if isinstance(v, float) else v for v in shown[column]]
@@ -134,8 +185,10 @@ def importances(doc: Document, optuna_study: optuna.Study, targets: list[str], c
     doc.heading("Parameter importances")
     params = {p for t in complete for p in t.params}
     if len(params) < 2 or len(complete) < 2:
-        doc.text(f"Not computed: importances need two or more parameters and complete trials "
-                 f"(this study has {len(params)} parameter(s), {len(complete)} complete trial(s)).")
+        doc.text(
+            f"Not computed: importances need two or more parameters and complete trials "
+            f"(this study has {len(params)} parameter(s), {len(complete)} complete trial(s))."
+        )
         return
     multi = len(targets) > 1
     rows = []
@@ -145,16 +198,29 @@ def importances(doc: Document, optuna_study: optuna.Study, targets: list[str], c
             warnings.filterwarnings("ignore", "Some regimes for parameter")  # said in the caveat below
             found = optuna.importance.get_param_importances(optuna_study, target=_target(i, multi))
         rows += [{"objective": target, "parameter": p, "importance": v} for p, v in found.items()]
-        doc.figure(f"importances_{i}", _figure(optuna.visualization.matplotlib.plot_param_importances, optuna_study,
-                                               target=_target(i, multi), target_name=target),
-                   f"parameter importances for {target}")
+        doc.figure(
+            f"importances_{i}",
+            _figure(
+                optuna.visualization.matplotlib.plot_param_importances,
+                optuna_study,
+                target=_target(i, multi),
+                target_name=target,
+            ),
+            f"parameter importances for {target}",
+        )
     data = pd.DataFrame(rows)
     conditional = sorted(p for p in params if any(p not in t.params for t in complete))
-    caveat = (f" Not every trial has {', '.join(code(p) for p in conditional)} (a conditional parameter, as β is "
-              "when AE trials are among them), and Optuna's evaluators do not weigh such a parameter reliably: "
-              "read its effect off the best trials above instead." if conditional else "")
-    doc.text("Optuna's default importance evaluator (PED-ANOVA): the share of each parameter in the "
-             "objective's variation over the complete trials." + caveat)
+    caveat = (
+        f" Not every trial has {', '.join(code(p) for p in conditional)} (a conditional parameter, as β is "
+        "when AE trials are among them), and Optuna's evaluators do not weigh such a parameter reliably: "
+        "read its effect off the best trials above instead."
+        if conditional
+        else ""
+    )
+    doc.text(
+        "Optuna's default importance evaluator (PED-ANOVA): the share of each parameter in the "
+        "objective's variation over the complete trials." + caveat
+    )
     doc.table("importances", data.assign(importance=[f"{v:.3f}" for v in data["importance"]]), data)
 
 
@@ -163,9 +229,14 @@ def unfinished(doc: Document, optuna_study: optuna.Study):
     if not others:
         return
     doc.heading("Trials that did not complete")
-    frame = pd.DataFrame({"trial": [t.number for t in others], "state": [t.state.name for t in others],
-                          "reason": [_why(t) for t in others],
-                          "params": [", ".join(f"{k}={v}" for k, v in sorted(t.params.items())) for t in others]})
+    frame = pd.DataFrame(
+        {
+            "trial": [t.number for t in others],
+            "state": [t.state.name for t in others],
+            "reason": [_why(t) for t in others],
+            "params": [", ".join(f"{k}={v}" for k, v in sorted(t.params.items())) for t in others],
+        }
+    )
     doc.table("unfinished_trials", frame)
 
 
