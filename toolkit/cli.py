@@ -57,6 +57,7 @@ def cmd_train(args):
     from toolkit.tracking import new_experiment_location, tracking_uri
 
     config = config_from_args(args)  # refuses bad values before any data is read
+    config.check_memory()  # and a run this machine cannot hold
     if args.experiment is not None:
         new_experiment_location(args.experiment)  # refuses a name the store cannot hold, before any work
     if args.resume:

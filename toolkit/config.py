@@ -158,9 +158,13 @@ class RunConfig:
             yield "limit", f"must be > 0 when given, got {self.limit}"
         if not self.hidden or any(h <= 0 for h in self.hidden):
             yield "hidden", f"needs one or more positive layer sizes, got {self.hidden}"
-            return  # the memory estimate needs the sizes
+
+    def check_memory(self):
+        """Refuse, naming the field to blame, a run this machine cannot hold (`memory_bytes`): called
+        where training starts, before any work, not when a config is made (a run logged on a larger
+        machine still reads back)."""
         if self.memory_bytes() > physical_memory():
-            yield self._memory_problem()
+            raise ConfigError("{}: {}".format(*self._memory_problem()))
 
     def _type_problem(self) -> tuple[str, str] | None:
         """The first field holding a value of the wrong type (a bool is not a number here), or None."""

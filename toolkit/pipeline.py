@@ -118,6 +118,7 @@ def train_run(
         if on_start:
             on_start(resume)
         return finished
+    config.check_memory()
     device = default_device()
     splits, references, skipped = prepare(config, data_dir, fid_weights, device)
     checkpoint = load_checkpoint(resume) if resume else None

@@ -110,8 +110,10 @@ class Settings:
 
 
 def check_workers(workers: int, config: RunConfig):
-    """At most one worker per core, and no more than the machine's memory holds (each worker holds
-    its own copy of the data and its model: WORKER_BYTES and the run's `memory_bytes`)."""
+    """A run the machine can hold, at most one worker per core, and no more than the machine's memory
+    holds (each worker holds its own copy of the data and its model: WORKER_BYTES and the run's
+    `memory_bytes`)."""
+    config.check_memory()
     cores = os.cpu_count() or 1
     if workers > cores:
         raise ToolkitError(f"workers: this machine has {cores} cores, so at most {cores} workers; got {workers}")
