@@ -1,6 +1,5 @@
 """Experiment-tracked autoencoders and variational autoencoders."""
 
-import errno
 import re
 import signal
 import sys
@@ -9,17 +8,6 @@ from pathlib import Path
 
 UI_HOST, UI_PORT = "127.0.0.1", 5000  # where `toolkit ui` serves the MLflow UI of a local store
 DASHBOARD_PORT = 8080  # where `toolkit dashboard` serves optuna-dashboard
-
-
-# How a database server that is down or restarting shows in its driver's errors.
-UNREACHABLE_SIGNS = (
-    "connection refused",
-    "could not connect",
-    "server closed the connection",
-    "terminating connection",
-    "the database system is shutting down",
-    "the database system is starting up",
-)
 
 
 class ToolkitError(Exception):
@@ -60,53 +48,6 @@ def stop_on_signals():
     even when the process was started with it ignored (as from a background shell)."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def storage_failure(exc: BaseException) -> tuple[str, BaseException] | None:
-    """What the machine's storage did wrong, found anywhere in the exception's chain: ("full",
-    the error), ("unwritable", …), ("damaged", …) for a file that is not a database or
-    ("unreachable", …) for a database server that does not answer; None when the storage is not to
-    blame. The one place that reads such errors, for every message about them."""
-    seen = exc
-    while seen is not None:
-        text, number = str(seen).lower(), getattr(seen, "errno", None) if isinstance(seen, OSError) else None
-        if number == errno.ENOSPC or "disk is full" in text:
-            return "full", seen
-        if (
-            number in (errno.EACCES, errno.EPERM, errno.EROFS)
-            or "readonly" in text
-            or "permission denied" in text
-            or "unable to open database" in text
-        ):
-            return "unwritable", seen
-        if "not a database" in text or "malformed" in text:
-            return "damaged", seen
-        if any(sign in text for sign in UNREACHABLE_SIGNS):
-            return "unreachable", seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-RERUN = "rerun the same command (finished runs and trials are kept, interrupted ones resume)"
-
-
-def _storage_problem(exc: BaseException, again: str = RERUN) -> str | None:
-    """One line for a full disk, a path that cannot be written or a database server gone (`again`:
-    how to go on once it is back); None for anything else."""
-    found = storage_failure(exc)
-    if found is None or found[0] == "damaged":
-        return None
-    kind, seen = found
-    if kind == "unreachable":
-        return f"the database server does not answer: {str(seen).splitlines()[0]}; when it is back, {again}"
-    where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
-    what = "the disk is full" if kind == "full" else "a file could not be written"
-    todo = (
-        "free some space"
-        if kind == "full"
-        else "make it writable, run from a directory you can write to (the store is ./mlruns)"
-    ) + ", or set MLFLOW_TRACKING_URI to another store"
-    return f"{what}{where}: {str(seen).splitlines()[0]}; {todo}, then rerun (finished runs are kept)"
 
 
 def _interrupt(signum, frame):
@@ -153,10 +94,12 @@ def interrupts_held():
 
 
 @contextmanager
-def command(interrupted: str, again: str = RERUN):
+def command(interrupted: str, again: str | None = None):
     """The body of a command-line entry point: a ToolkitError becomes one line on stderr and exit
     status 2 (`again` says how to go on after a database server was gone); Ctrl-C or SIGTERM prints
     `interrupted` and exits with status 130."""
+    from toolkit.storage_errors import RERUN, storage_problem
+
     stop_on_signals()
     try:
         yield
@@ -164,7 +107,7 @@ def command(interrupted: str, again: str = RERUN):
         print(f"error: {masked(exc)}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
-        problem = _storage_problem(exc, again)
+        problem = storage_problem(exc, again or RERUN)
         if problem is None:
             raise  # a bug: its traceback is what a developer needs
         print(f"error: {masked(problem)}", file=sys.stderr)

@@ -7,9 +7,10 @@ import argparse
 import dataclasses
 import sys
 
-from toolkit import DASHBOARD_PORT, RERUN, UI_HOST, UI_PORT, ToolkitError, command, masked, names
+from toolkit import DASHBOARD_PORT, UI_HOST, UI_PORT, ToolkitError, command, masked
 from toolkit.config import DATASETS, ConfigError, RunConfig, parse_value
 from toolkit.reports import KINDS as REPORT_KINDS
+from toolkit.storage_errors import RERUN
 
 
 def add_run_arguments(
@@ -277,18 +278,9 @@ def study_main(study, argv=None):
 
 def _run_study_command(study, args):
     from toolkit import tracking
-    from toolkit.reports import write_report
-    from toolkit.studies import Settings, describe, run_study
+    from toolkit.studies import Settings, run_and_report
 
-    optuna_study = run_study(study, Settings(args.storage, args.workers, args.data_dir))
-    parent = optuna_study.user_attrs[names.PARENT_RUN_ATTR]
-    doc, path = write_report(study.report, study.name, parent, args.out, study.name, args.storage)
-    tracking.log_directory(parent, path.parent, "report")
-    tracking.set_note(
-        parent,
-        f"{describe(study)}\n\n{doc.main_table}\n\nThe whole report is under this run's "
-        "artifacts, in `report/README.md`.",
-    )
+    doc, path, parent = run_and_report(study, Settings(args.storage, args.workers, args.data_dir), args.out)
     print(doc.main_table)
     print(
         f"\nreport: {path} (also under the artifacts of the parent run {parent}); "

@@ -188,6 +188,7 @@ CHECKPOINTS = "checkpoint"  # folder of a run's training state, kept until the r
 FIGURES = "figures"  # folder of a run's figures, one PNG each
 IMAGES_NPZ = "images.npz"  # the figures' images, for reports to lay out anew
 KL_PER_DIM_JSON = "kl_per_dim.json"
+REPORT = "report"  # folder of a study's parent run: the report written at its end
 TEST_STATISTICS_FILE, REAL_SIDE_FILE = "test_statistics.npz", "real_side.npz"  # of a FID reference run
 
 # --- Optuna user attributes ----------------------------------------------------------------------

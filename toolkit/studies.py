@@ -37,11 +37,12 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from toolkit import ToolkitError, masked, names, stop_on_signals, storage_failure, tracking, trial_queue
+from toolkit import ToolkitError, masked, names, stop_on_signals, tracking, trial_queue
 from toolkit.config import RunConfig, physical_memory
 from toolkit.data import find_files
 from toolkit.machine import end_with_parent
 from toolkit.pipeline import run_name, train_run
+from toolkit.storage_errors import cannot_open_optuna_storage
 from toolkit.tracking import RunStopped
 
 QUICK = {"epochs": 2, "limit": 2000, "fid_samples": 1000, "iw_samples": 10}  # --quick: a smoke run
@@ -140,24 +141,24 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
             on_abandoned=_end_abandoned_run,
         )
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
-        raise ToolkitError(
-            f"cannot open the Optuna storage {masked(url)!r} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); {_storage_hint(url, exc)}"
-        ) from None
+        raise cannot_open_optuna_storage(url, exc) from None
 
 
-def _storage_hint(url: str, exc: Exception) -> str:
-    """What to do about a storage that would not open, from what went wrong."""
-    if url.startswith("postgresql://") and (isinstance(exc, ImportError) or "psycopg" in str(exc).lower()):
-        return "write postgresql+psycopg2://… (SQLAlchemy reads plain postgresql:// as psycopg 3, not installed here)"
-    kind = (storage_failure(exc) or ("unwritable" if isinstance(exc, OSError) else None, None))[0]
-    if kind == "damaged":
-        return "its database file is damaged: move it aside to start a new storage, or pass another --storage"
-    if kind == "unreachable":
-        return "its database server does not answer: start it, or check the host and port in --storage"
-    if kind is not None:
-        return "its file cannot be made or written there: pass a --storage you can write to"
-    return "check --storage"
+def run_and_report(study: Study, settings: Settings, out: str | None = None):
+    """Run (or resume) `study`, then write its report (into `out`, by default reports/<name>), keep
+    it under the parent run's artifacts and make its main table the parent's description. Returns
+    the report, the path of its README and the parent run's id."""
+    from toolkit.reports import write_report
+
+    parent = run_study(study, settings).user_attrs[names.PARENT_RUN_ATTR]
+    doc, path = write_report(study.report, study.name, parent, out, study.name, settings.storage)
+    tracking.log_directory(parent, path.parent, names.REPORT)
+    tracking.set_note(
+        parent,
+        f"{describe(study)}\n\n{doc.main_table}\n\nThe whole report is under this run's artifacts, in "
+        f"`{names.REPORT}/README.md`.",
+    )
+    return doc, path, parent
 
 
 def run_study(study: Study, settings: Settings) -> optuna.Study:

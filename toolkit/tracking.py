@@ -25,9 +25,10 @@ import pandas as pd
 from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from toolkit import UI_HOST, UI_PORT, ToolkitError, interrupts_held, names, path_in, storage_failure
+from toolkit import UI_HOST, UI_PORT, ToolkitError, interrupts_held, names, path_in
 from toolkit.config import RunConfig
 from toolkit.machine import HOST, PROCESS_TABLE, Heartbeat, file_lock, process_alive
+from toolkit.storage_errors import cannot_open_store
 
 STORE_DIR = Path("mlruns")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -103,10 +104,7 @@ def _opened(uri: str) -> None:
             mlflow_client = MlflowClient(uri)
             experiments = [e.experiment_id for e in mlflow_client.search_experiments()]
         except Exception as exc:  # a wrong URI fails deep inside SQLAlchemy; say which setting to fix
-            raise ToolkitError(
-                f"cannot open the MLflow store {uri!r} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); {_store_hint(exc)}"
-            ) from None
+            raise cannot_open_store(uri, exc) from None
         _end_orphans(mlflow_client, experiments)
 
 
@@ -153,20 +151,6 @@ def _recorded_directory(db: sqlite3.Connection) -> str | None:
         if location and location.endswith(suffix):
             return location.removesuffix(suffix)
     return None
-
-
-STORE_HINTS = {
-    "damaged": "its database file is damaged: move mlflow.db aside to start a new store, or set MLFLOW_TRACKING_URI",
-    "full": "the disk is full: free some space, or set MLFLOW_TRACKING_URI to a store elsewhere",
-    "unwritable": "it is not writable here: make it writable, or set MLFLOW_TRACKING_URI to a store you can write to",
-    "unreachable": "its server does not answer: start it, or check the host and port in MLFLOW_TRACKING_URI",
-}
-
-
-def _store_hint(exc: Exception) -> str:
-    """What to do about a store that would not open, from what went wrong."""
-    found = storage_failure(exc)
-    return STORE_HINTS[found[0]] if found else "check MLFLOW_TRACKING_URI"
 
 
 def _end_orphans(mlflow_client: MlflowClient, experiments: list[str]):

@@ -26,6 +26,7 @@ from pathlib import Path
 import mlflow
 
 from toolkit import ToolkitError, masked
+from toolkit.storage_errors import cannot_open_optuna_storage
 
 ML_WORKFLOW = "workflowType=machine_learning"  # the UI's URL parameter for its "Model training" view
 # The UI's own local-storage defaults, set only where the browser holds no choice: the "Model
@@ -151,7 +152,7 @@ def serve_dashboard(storage: str | None, host: str, port: int):
             for name in names
         }
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
-        raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}); check --storage") from None
+        raise cannot_open_optuna_storage(url, exc) from None
     print(f"optuna-dashboard on http://{host}:{port} (storage {masked(url)}); Ctrl-C stops it")
     for name, page in pages.items():
         print(f"  {name}: {page}")

@@ -16,6 +16,7 @@ from toolkit.reports.claims import Claims, sentence
 from toolkit.reports.document import Document, code, escape, number
 from toolkit.reports.runs import RunSet
 from toolkit.reports.sections import link, provenance, run_list, settings_section
+from toolkit.storage_errors import cannot_open_optuna_storage
 
 BEST_SHOWN = 10
 RUN_METRICS = {
@@ -102,7 +103,7 @@ def load(name: str, url: str) -> optuna.Study:
     try:
         found = optuna.get_all_study_names(storage=url)
     except Exception as exc:  # a bad URL or an unreachable server fails deep inside SQLAlchemy
-        raise ToolkitError(f"cannot open the Optuna storage {url!r} ({type(exc).__name__}); check --storage") from None
+        raise cannot_open_optuna_storage(url, exc) from None
     if name not in found:
         raise ToolkitError(
             f"no study {name!r} in the Optuna storage {url}; it has: {', '.join(sorted(found)) or 'none'}"
