@@ -1,9 +1,9 @@
 """The evaluation tail, step by step: everything a run does after its last epoch.
 
-First the tail as a user meets it: a real `toolkit train` process (the seed VAE, a few epochs)
+First the tail as a user meets it: a real `toolkit train` process (the reference VAE, a few epochs)
 into a throwaway store, its tail read from MLflow's timestamps, from the last epoch's metrics to
 the run's end (the FID feature CNN is trained beforehand, once, as on any machine's first run).
-Then in process: the seed VAE (784-400-20, Bernoulli) is trained for a few epochs on the real
+Then in process: the reference VAE (784-400-20, Bernoulli) is trained for a few epochs on the real
 Fashion-MNIST and `pipeline.evaluate_and_log` runs exactly as in `toolkit train`, with each of
 its steps timed; the difference between the two is what the process pays on first use. Then
 the importance-weighted bound alone: its FLOP count, its achieved rate, and the compute bound
@@ -120,7 +120,7 @@ def tail_seconds(run, model, config, splits, references, result) -> tuple[float,
 
 def command_tail(data_dir: str | None, epochs: int, repeats: int = 2) -> list[float]:
     """Seconds from the last epoch's `val/loss` to the run's end of `repeats` real `toolkit train`
-    processes of the seed VAE, each in a fresh store (the FID CNN's weights cached before the first)."""
+    processes of the reference VAE, each in a fresh store (the FID CNN's weights cached before the first)."""
     tails = []
     with tempfile.TemporaryDirectory() as root:
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db"}
@@ -202,7 +202,7 @@ def main():
     args = parser.parse_args()
     tails = command_tail(args.data_dir, args.epochs)
     print(
-        f"evaluation tail of `toolkit train` (the seed VAE, {args.epochs} epochs), last epoch's metrics to the "
+        f"evaluation tail of `toolkit train` (the reference VAE, {args.epochs} epochs), last epoch's metrics to the "
         f"run's end, seconds: {', '.join(f'{t:.2f}' for t in tails)}; target {TAIL_TARGET_S:g} s: "
         f"{'met' if max(tails) <= TAIL_TARGET_S else 'MISSED'} ({TAIL_TARGET_S / max(tails):.2f}x)"
     )
@@ -216,7 +216,7 @@ def main():
         with tracking.start_run("eval-speed", "vae", {}) as run:
             total, steps = tail_seconds(run, model, config, splits, references, result)
     print(
-        f"evaluation tail of the seed VAE ({config.iw_samples} importance samples, {config.fid_samples:,} "
+        f"evaluation tail of the reference VAE ({config.iw_samples} importance samples, {config.fid_samples:,} "
         f"FID samples, {len(splits.test):,} test images), seconds:"
     )
     for label, seconds in sorted(steps.items(), key=lambda item: -item[1]):

@@ -1,7 +1,7 @@
 """Training speed: the toolkit's trainer against a seed-style loop, against a plain loop over
 the same net for each model and architecture (MLP and conv), and the cost of MLflow logging.
 
-The seed comparison trains the seed VAE (784-400-20, Bernoulli, Adam 1e-3, batch 128) for 2
+The seed comparison trains the reference VAE (784-400-20, Bernoulli, Adam 1e-3, batch 128) for 2
 epochs on the real Fashion-MNIST in this one process and evaluates once per epoch (the toolkit on
 its 6k validation split, the seed loop on the 10k test set, as the seeds did). Run: `make bench`.
 """

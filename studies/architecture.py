@@ -1,4 +1,4 @@
-"""MLP against conv, for the AE and the VAE: the seeds' comparison (20-d latent, Bernoulli, β = 1,
+"""MLP against conv, for the AE and the VAE: the reference comparison (20-d latent, Bernoulli, β = 1,
 30 epochs at most) with either encoder and decoder, three seeds each.
 
 The MLP is 784-400-20 and back; the conv model has two stride-2 4x4 convolutions (32 and 64

@@ -21,7 +21,7 @@ from toolkit.objectives import HALF_LOG_2PI
 # I_q(x; z) cannot exceed log N (Hoffman & Johnson 2016).
 RATE_CODES = 2000
 # Each dimension's marginal KL, a 1-D quantity, on subsets: q(z_u) the mixture of the first
-# MARGINAL_POSTERIORS test posteriors, the expectation over MARGINAL_CODES codes. On the seed VAE
+# MARGINAL_POSTERIORS test posteriors, the expectation over MARGINAL_CODES codes. On the reference VAE
 # every dimension's estimate is within 0.02 nats of 2,000 codes over all 10,000 posteriors, in a
 # twelfth of the time (0.33 s against 4.2 s).
 MARGINAL_CODES, MARGINAL_POSTERIORS = 1000, 2000
@@ -32,7 +32,7 @@ PR_K, PR_IMAGES = 3, 5000
 # Memorisation: this many samples and test images, each against every training image.
 NEAREST_QUERIES = 500
 PROBE_TRAIN = 10_000  # training codes the linear probe is fitted to
-# sklearn's default tolerance is 1e-4; at 1e-3 the seed VAE's probe stops after 35 iterations
+# sklearn's default tolerance is 1e-4; at 1e-3 the reference VAE's probe stops after 35 iterations
 # instead of 90, in 0.3 s instead of 1.25 s, 0.2 points of accuracy lower (79.3 % against 79.5 %).
 PROBE_TOLERANCE = 1e-3
 TRAVERSAL_DIMS, TRAVERSAL_STEPS = 8, 9

@@ -1,5 +1,5 @@
 """`ae-vs-vae`: AE beside VAE, as the seeds compared them: the test metrics, the clearly better
-value marked (and the seed notebook's published numbers when the setting is the seed's), their
+value marked (and the reference notebook's published numbers when the setting is the reference's), their
 reconstructions, samples, interpolations, latent spaces and loss curves side by side, and
 findings from paired differences over seeds (within each other setting, e.g. the architecture,
 and across them)."""
@@ -31,8 +31,8 @@ from toolkit.reports.sections import (
 )
 from toolkit.reports.stats import estimate, paired
 
-# The seed notebook's setting and its published test numbers (nats per image): a reference, not a result.
-SEED_SETTING = {
+# The reference notebook's setting and its published test numbers (nats per image): a reference, not a result.
+REFERENCE_SETTING = {
     "dataset": "fashion-mnist",
     "hidden": "400",
     "latent_dim": "20",
@@ -43,7 +43,7 @@ SEED_SETTING = {
     "batch_size": "128",
     "lr": "0.001",
 }
-SEED_PUBLISHED = {
+REFERENCE_PUBLISHED = {
     "vae": {names.TEST_RECON: 225.64, names.TEST_KL: 15.74, names.TEST_NEG_ELBO: 241.38},
     "ae": {names.TEST_RECON: 213.12},
 }
@@ -80,16 +80,16 @@ def build(runs: RunSet, rebuild: str) -> Document:
         "model": list(settings["model"].str.upper()),
         **{p: [shown_param(m, p, v) for m, v in zip(settings["model"], settings[p])] for p in by[1:]},
     }
-    seed = is_seed_setting(runs)
+    reference = is_reference_setting(runs)
     extra = (
         [
             {
-                "model": f"{m.upper()}, seed notebook (published)",
+                "model": f"{m.upper()}, reference notebook (published)",
                 **{c.header: f"*{values[c.key]:.2f}*" for c in columns if c.key in values},
             }
-            for m, values in SEED_PUBLISHED.items()
+            for m, values in REFERENCE_PUBLISHED.items()
         ]
-        if seed
+        if reference
         else []
     )
     settings_section(doc, runs, columns)
@@ -98,11 +98,11 @@ def build(runs: RunSet, rebuild: str) -> Document:
         "Test split: reconstruction, KL and −ELBO in nats per image, MSE per pixel. "
         f"{fid_caption(columns)} {statistics_caption(settings)}"
         + (
-            " The rows marked published, their numbers in *italics*, are the seed notebook's published "
+            " The rows marked published, their numbers in *italics*, are the reference notebook's published "
             "numbers for this setting (784-400-20, Bernoulli on grey levels, β = 1, batch 128, Adam 1e-3, 30 epochs): "
             "a reference, not "
             "runs of this store."
-            if seed
+            if reference
             else ""
         )
     )
@@ -114,7 +114,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
         suffix = f": {group}" if group else ""
         side_by_side(doc, runs, pair, suffix, group.replace(", ", "_").replace(" ", "-") + "_" if group else "")
         findings_text.append(
-            (f"**{group}.** " if group else "") + findings(runs, claims, pair, runs.latent_dim, seed, group)
+            (f"**{group}.** " if group else "") + findings(runs, claims, pair, runs.latent_dim, reference, group)
         )
     if len(groups) > 1:
         findings_text.append(across(runs, claims, groups))
@@ -194,11 +194,11 @@ def by_class(doc: Document, runs: RunSet, ids: dict[str, list[str]], prefix: str
     doc.table(f"{prefix}recon_by_class", pd.DataFrame(rows), markup=["AE − VAE"])
 
 
-def is_seed_setting(runs: RunSet) -> bool:
-    """Whether every finished run uses the seed notebook's setting (for β and its kin, every VAE run)."""
+def is_reference_setting(runs: RunSet) -> bool:
+    """Whether every finished run uses the reference notebook's setting (for β and its kin, every VAE run)."""
     return all(
         set(runs.param(name, runs.of_model("vae") if name in VAE_ONLY else None)) == {value}
-        for name, value in SEED_SETTING.items()
+        for name, value in REFERENCE_SETTING.items()
     )
 
 
@@ -248,10 +248,10 @@ def loss_curves(histories: pd.DataFrame, ids: dict[str, list[str]]):
 
 
 def findings(
-    runs: RunSet, claims: Claims, pair: dict[str, pd.Series], latent_dim: int, seed: bool, group: str = ""
+    runs: RunSet, claims: Claims, pair: dict[str, pd.Series], latent_dim: int, reference: bool, group: str = ""
 ) -> str:
     """VAE against AE on reconstruction, MSE and every FID, paired by seed; the VAE's units; the
-    published numbers against this store's intervals where the setting is the seed notebook's."""
+    published numbers against this store's intervals where the setting is the reference notebook's."""
     ids = {m: row["run_ids"].split() for m, row in pair.items()}
 
     def compare(key: str, what: str, fmt: str) -> str:
@@ -290,17 +290,17 @@ def findings(
             + ("" if np.isnan(informative) else f", {informative:.3g} of them informative")
             + "."
         )
-    if seed:
+    if reference:
         text.append(published(runs, ids))
     return " ".join(text)
 
 
 def published(runs: RunSet, ids: dict[str, list[str]]) -> str:
-    """The seed notebook's published numbers beside this store's means and 95 % intervals."""
+    """The reference notebook's published numbers beside this store's means and 95 % intervals."""
     parts = []
     for model, key, what in (("vae", names.TEST_NEG_ELBO, "VAE −ELBO"), ("ae", names.TEST_RECON, "AE reconstruction")):
         found = estimate(runs.by_seed(ids[model], key).values())
-        value = SEED_PUBLISHED[model][key]
+        value = REFERENCE_PUBLISHED[model][key]
         inside = (
             ""
             if math.isnan(found.low)
@@ -311,7 +311,7 @@ def published(runs: RunSet, ids: dict[str, list[str]]) -> str:
             )
         )
         parts.append(f"{what} {found.mean:.2f} here against {value} published ({relative(found.mean, value)}{inside})")
-    return "Against the seed notebook: " + "; ".join(parts) + "."
+    return "Against the reference notebook: " + "; ".join(parts) + "."
 
 
 def across(runs: RunSet, claims: Claims, groups: dict[str, dict[str, pd.Series]]) -> str:
