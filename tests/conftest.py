@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -44,6 +45,16 @@ def write_idx_set(directory: Path, n_train=200, n_test=50, gz=True, fill=None, s
             else:
                 (directory / name).write_bytes(data)
     return directory
+
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: its studies/ and README
+TOOLKIT = str(Path(sys.executable).parent / "toolkit")  # the command line, as installed beside this Python
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> str:
+    """IDX files of 300 training and 60 test images: a real run of a few seconds."""
+    return str(write_idx_set(tmp_path / "tiny", n_train=300, n_test=60))
 
 
 @pytest.fixture

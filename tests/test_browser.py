@@ -20,10 +20,11 @@ import mlflow
 import mlflow.pytorch
 import optuna
 import pytest
-from conftest import free_port, serving, write_idx_set
+from conftest import ROOT, free_port, serving, write_idx_set
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # a real browser on a real MLflow UI
+
 CHROMIUM = "/usr/bin/chromium"
 BIN = Path(sys.executable).parent
 STUDY = os.environ.get("TOOLKIT_UI_STUDY", "posterior-collapse-quick")

@@ -5,7 +5,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TOOLKIT
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
@@ -23,7 +23,8 @@ from toolkit.evaluate import elbo_metrics
 from toolkit.models import build
 from toolkit.tracking import load_model
 
-TOOLKIT = str(Path(sys.executable).parent / "toolkit")
+pytestmark = pytest.mark.slow  # the real command end to end on real Fashion-MNIST
+
 EPOCHS, LIMIT, LATENT = 2, 2000, 6
 FID_SAMPLES, IW_SAMPLES = 1000, 20
 EPOCH_METRICS = [

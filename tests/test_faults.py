@@ -16,20 +16,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import write_idx_set
+from conftest import ROOT, TOOLKIT
 from mlflow import MlflowClient
 
 from toolkit.config import RunConfig
 from toolkit.studies import Settings, Study, run_study
 
-ROOT = Path(__file__).resolve().parent.parent
-TOOLKIT = str(Path(sys.executable).parent / "toolkit")
 TINY_RUN = ["--epochs", "1", "--latent-dim", "2", "--hidden", "16", "--fid", "off", "--iw-samples", "0", "--quiet"]
-
-
-@pytest.fixture
-def tiny_data(tmp_path):
-    return str(write_idx_set(tmp_path / "tiny", n_train=300, n_test=60))
 
 
 @pytest.fixture

@@ -11,15 +11,15 @@ from toolkit import fid, names
 from toolkit.config import RunConfig
 from toolkit.pipeline import train_run
 
-TOOLKIT = Path(names.__file__).parent
+PACKAGE = Path(names.__file__).parent
 KEY_LITERAL = re.compile(r"""["'](test|val|train|fid|precision|recall|nearest|prior_hole|time)/""")
 FAMILIES = ("test", "val", "train", "time")
 
 
 def test_no_module_but_names_types_a_metric_key():
     typed = [
-        f"{path.relative_to(TOOLKIT)}:{i}: {line.strip()}"
-        for path in sorted(TOOLKIT.rglob("*.py"))
+        f"{path.relative_to(PACKAGE)}:{i}: {line.strip()}"
+        for path in sorted(PACKAGE.rglob("*.py"))
         if path.name != "names.py"
         for i, line in enumerate(path.read_text().splitlines(), 1)
         if KEY_LITERAL.search(line)

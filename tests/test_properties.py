@@ -381,16 +381,16 @@ def test_no_command_is_one_line_too(tmp_cwd):
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
+def limit_data(tmp_path_factory) -> Path:
     """IDX files of N_TRAIN training and 20 test images."""
     return write_idx_set(tmp_path_factory.mktemp("tiny"), n_train=N_TRAIN, n_test=20)
 
 
 @settings(max_examples=15, deadline=None)
 @given(st.integers(N_TRAIN - N_TRAIN // 10 + 1, 10**12), valid_values)
-def test_a_limit_beyond_the_training_images_is_refused_before_any_run(tiny_data, limit, values):
+def test_a_limit_beyond_the_training_images_is_refused_before_any_run(limit_data, limit, values):
     with fresh_cwd() as (cwd, _):
-        status, lines = run(main, [*train_argv({**values, "limit": limit}), "--data-dir", str(tiny_data)])
+        status, lines = run(main, [*train_argv({**values, "limit": limit}), "--data-dir", str(limit_data)])
         assert_refused(status, lines, cwd, f"limit: {limit:,} is more than the {N_TRAIN - N_TRAIN // 10} training")
 
 
@@ -463,7 +463,7 @@ def expected_study(study: Study, options: dict) -> Study:
 
 @FAST
 @given(st.sampled_from([GRID, SEARCH]).flatmap(lambda study: st.tuples(st.just(study), study_options(study))))
-def test_every_valid_study_command_line_runs_the_declared_study_with_its_settings(tiny_data, case):
+def test_every_valid_study_command_line_runs_the_declared_study_with_its_settings(limit_data, case):
     study, options = case
 
     def stand_in(configured, run_settings):
@@ -472,12 +472,12 @@ def test_every_valid_study_command_line_runs_the_declared_study_with_its_setting
     with fresh_cwd() as (cwd, patch):
         patch.setattr(toolkit.studies, "run_study", stand_in)
         with pytest.raises(Reached) as info:
-            run(study_main, study, [*study_argv(options), "--data-dir", str(tiny_data)])
+            run(study_main, study, [*study_argv(options), "--data-dir", str(limit_data)])
     configured, run_settings = info.value.args
     assert dataclasses.replace(configured, name=study.name) == expected_study(study, options)
     assert configured.name == options.get("--name", configured.name)
     assert run_settings == toolkit.studies.Settings(
-        options.get("--storage"), options.get("--workers", 1), str(tiny_data)
+        options.get("--storage"), options.get("--workers", 1), str(limit_data)
     )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-from conftest import running_mlflow_server
+from conftest import TOOLKIT, running_mlflow_server
 from PIL import Image
 
 from toolkit import ToolkitError, tracking
@@ -25,7 +25,6 @@ from toolkit.reports import build_report, write_report
 from toolkit.reports.document import GENERATED, MARKER, Document
 from toolkit.studies import Settings, Study, run_study
 
-TOOLKIT = str(Path(sys.executable).parent / "toolkit")
 REFERENCE_SETTING = RunConfig(epochs=2, limit=1000, fid_samples=300, iw_samples=5, sampler="gmm")  # 784-400-20, β = 1
 SMALL = RunConfig(epochs=1, limit=1000, hidden=(64,), latent_dim=4, fid_samples=300, iw_samples=5)
 STUDIES = {  # the ae-vs-vae study runs two seeds, 1 and 2; the others one, 42
@@ -70,7 +69,7 @@ def search_space(trial):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, real_subset):
+def report_store(tmp_path_factory, real_subset):
     """One store with a study per report kind (and a search), plus a run left RUNNING in `beta`."""
     root = tmp_path_factory.mktemp("reports")
     with pytest.MonkeyPatch.context() as env:
@@ -118,7 +117,7 @@ def assert_shows(cell: str, value: float):
 
 
 @pytest.fixture(scope="module")
-def reports(store, tmp_path_factory):
+def reports(report_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("written")
     return {name: write_report(kind, name, out=out / name)[1] for name, kind in KINDS.items()}
 
@@ -134,7 +133,7 @@ TABLES = {"results": ("Results", "test/recon"), "diagnostics": ("Latent space an
 @pytest.mark.parametrize("table_name", list(TABLES))
 @pytest.mark.parametrize("name", list(KINDS))
 def test_every_results_csv_cell_is_the_mean_spread_and_interval_of_finished_runs_in_the_store(
-    store, reports, name, table_name
+    report_store, reports, name, table_name
 ):
     runs = independent_runs(name)
     finished = runs[(runs["status"] == "FINISHED") & runs["tags.mlflow.parentRunId"].notna()]  # not the parent
@@ -194,7 +193,7 @@ def test_several_seeds_give_mean_plus_minus_std_with_n_shown(reports):
     assert all(" ± " in row["recon (nats)"] and " [" in row["recon (nats)"] for row in runs)
 
 
-def test_ae_vs_vae_bolds_the_better_model_only_when_the_paired_interval_excludes_zero(store, reports):
+def test_ae_vs_vae_bolds_the_better_model_only_when_the_paired_interval_excludes_zero(report_store, reports):
     text = reports["ae-vs-vae"].read_text()
     rows = {row["model"]: row for row in markdown_table(text, "Results")}
     runs = independent_runs("ae-vs-vae")
@@ -267,7 +266,7 @@ def test_failed_and_running_runs_are_listed_apart_with_their_reason(reports):
     assert "| RUNNING | still running, or its process died without ending the run |" in left_out
 
 
-def test_a_rebuild_from_the_same_store_is_byte_identical_but_for_the_date(store, reports, tmp_path):
+def test_a_rebuild_from_the_same_store_is_byte_identical_but_for_the_date(report_store, reports, tmp_path):
     for name, kind in KINDS.items():
         again = write_report(kind, name, out=tmp_path / name)[1]
         first, second = (p.read_text().splitlines() for p in (reports[name], again))
@@ -279,11 +278,11 @@ def test_a_rebuild_from_the_same_store_is_byte_identical_but_for_the_date(store,
                 assert path.read_bytes() == (again.parent / path.name).read_bytes(), path.name
 
 
-def test_provenance_names_store_experiment_parent_commit_data_and_fid_extractor(store, reports):
+def test_provenance_names_store_experiment_parent_commit_data_and_fid_extractor(report_store, reports):
     text = reports["ae-vs-vae"].read_text()
     runs = independent_runs("ae-vs-vae")
     parent = runs[runs["tags.trial"].isna()]["run_id"].iloc[0]
-    assert f"| store | `{store['uri']}` |" in text and "| experiment | `ae-vs-vae`" in text
+    assert f"| store | `{report_store['uri']}` |" in text and "| experiment | `ae-vs-vae`" in text
     assert f"| parent run | [{parent}]" in text
     commit = runs["tags.git_commit"].dropna().iloc[0][:10]
     assert f"`{commit}`" in text and "fashion-mnist" in text
@@ -304,11 +303,11 @@ def test_posterior_collapse_shows_each_setting_and_names_the_baseline(reports):
         assert figure in text
 
 
-def test_a_study_report_tables_its_best_trials_with_links_and_importances(store, tmp_path):
+def test_a_study_report_tables_its_best_trials_with_links_and_importances(report_store, tmp_path):
     import optuna
 
-    _, readme = write_report("study", study_name="search", storage=store["storage"], out=tmp_path / "search")
-    study = optuna.load_study(study_name="search", storage=store["storage"])
+    _, readme = write_report("study", study_name="search", storage=report_store["storage"], out=tmp_path / "search")
+    study = optuna.load_study(study_name="search", storage=report_store["storage"])
     best = pd.read_csv(readme.parent / "best_trials.csv")
     complete = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
     assert list(best["trial"]) == [t.number for t in complete]
@@ -346,19 +345,21 @@ def test_a_study_report_tables_its_best_trials_with_links_and_importances(store,
         ("ae-vs-vae", "collapse", "an ae-vs-vae report needs finished runs of both models"),
     ],
 )
-def test_a_report_that_does_not_fit_is_one_clear_error_and_writes_nothing(store, tmp_path, kind, experiment, message):
+def test_a_report_that_does_not_fit_is_one_clear_error_and_writes_nothing(
+    report_store, tmp_path, kind, experiment, message
+):
     with pytest.raises(ToolkitError, match=message):
         write_report(kind, experiment, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_a_study_report_of_an_unknown_study_names_the_ones_there(store):
+def test_a_study_report_of_an_unknown_study_names_the_ones_there(report_store):
     with pytest.raises(ToolkitError, match="no study 'nope' in the Optuna storage .*; it has: .*search"):
-        build_report("study", study_name="nope", storage=store["storage"])
+        build_report("study", study_name="nope", storage=report_store["storage"])
 
 
-def test_the_command_line_writes_a_report_or_says_in_one_line_why_not(store, tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"]}
+def test_the_command_line_writes_a_report_or_says_in_one_line_why_not(report_store, tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": report_store["uri"]}
     done = subprocess.run(
         [TOOLKIT, "report", "beta-sweep", "--experiment", "beta", "--out", str(tmp_path / "r")],
         env=env,
@@ -380,7 +381,7 @@ def test_the_command_line_writes_a_report_or_says_in_one_line_why_not(store, tmp
     assert not (tmp_path / "reports").exists()
 
 
-def test_a_directory_that_is_not_a_report_is_not_overwritten_and_stale_figures_go(store, tmp_path):
+def test_a_directory_that_is_not_a_report_is_not_overwritten_and_stale_figures_go(report_store, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(ToolkitError, match="not a toolkit report"):
@@ -455,7 +456,7 @@ def test_a_report_cut_short_while_writing_leaves_the_earlier_one_whole_and_the_r
     assert "second" in (out / "README.md").read_text() and os.listdir(tmp_path) == ["report"]
 
 
-def test_out_naming_a_file_is_refused_in_one_line_before_any_work(store, tmp_path):
+def test_out_naming_a_file_is_refused_in_one_line_before_any_work(report_store, tmp_path):
     (tmp_path / "taken").write_text("mine")
     with pytest.raises(ToolkitError, match="it is a file, not a directory"):
         write_report("beta-sweep", "no-such-experiment", out=tmp_path / "taken")

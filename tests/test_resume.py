@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import write_idx_set
+from conftest import TOOLKIT, write_idx_set
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
-TOOLKIT = str(Path(sys.executable).parent / "toolkit")
 EPOCHS = 4
 RUN = [
     "--epochs",
@@ -35,17 +33,17 @@ RUN = [
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
+def resume_data(tmp_path_factory):
     return str(write_idx_set(tmp_path_factory.mktemp("tiny"), n_train=2000, n_test=300))
 
 
 @pytest.fixture(scope="module")
-def user_dir(tmp_path_factory, tiny_data):
+def user_dir(tmp_path_factory, resume_data):
     """A user's directory whose store (./mlruns) holds the uninterrupted run, experiment `whole`."""
     directory = tmp_path_factory.mktemp("user")
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        train(directory, "--data-dir", tiny_data, "--experiment", "whole", *RUN)
+        train(directory, "--data-dir", resume_data, "--experiment", "whole", *RUN)
     return directory
 
 
@@ -93,11 +91,13 @@ def timeless(run) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 @pytest.mark.parametrize("phase", ["training", "evaluation"])
-def test_a_stopped_run_resumes_to_the_metrics_of_an_uninterrupted_one(signum, phase, tiny_data, user_dir, monkeypatch):
+def test_a_stopped_run_resumes_to_the_metrics_of_an_uninterrupted_one(
+    signum, phase, resume_data, user_dir, monkeypatch
+):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     experiment = f"stopped-in-{phase}-by-{signal.Signals(signum).name}"
     process = subprocess.Popen(
-        [TOOLKIT, "train", "--data-dir", tiny_data, "--experiment", experiment, *RUN],
+        [TOOLKIT, "train", "--data-dir", resume_data, "--experiment", experiment, *RUN],
         cwd=user_dir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -110,7 +110,7 @@ def test_a_stopped_run_resumes_to_the_metrics_of_an_uninterrupted_one(signum, ph
         assert process.returncode == 130 and "interrupted" in process.stderr.read()
     assert f"--resume {stopped.info.run_id}" in process.stdout.read()  # the start says how to go on
 
-    resumed = train(user_dir, "--resume", stopped.info.run_id, "--data-dir", tiny_data)
+    resumed = train(user_dir, "--resume", stopped.info.run_id, "--data-dir", resume_data)
     assert f"run {stopped.info.run_id} finished" in resumed.stdout
     run = client.get_run(stopped.info.run_id)
     whole = the_run(client, "whole")
@@ -126,7 +126,7 @@ def test_a_stopped_run_resumes_to_the_metrics_of_an_uninterrupted_one(signum, ph
     assert len(client.search_logged_models([run.info.experiment_id])) == 1
 
 
-def test_resume_refuses_what_it_cannot_do_in_one_line(tiny_data, user_dir, monkeypatch):
+def test_resume_refuses_what_it_cannot_do_in_one_line(resume_data, user_dir, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     run_id = the_run(MlflowClient(f"sqlite:///{user_dir / 'mlruns' / 'mlflow.db'}"), "whole").info.run_id
     cases = {
@@ -144,5 +144,5 @@ def test_resume_refuses_what_it_cannot_do_in_one_line(tiny_data, user_dir, monke
         ("--resume", "0" * 32): f"error: no run {'0' * 32} in the store",
     }
     for argv, message in cases.items():
-        result = train(user_dir, *argv, "--data-dir", tiny_data, check=False)
+        result = train(user_dir, *argv, "--data-dir", resume_data, check=False)
         assert result.returncode == 2 and result.stderr.strip().startswith(message), result.stderr

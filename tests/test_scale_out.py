@@ -8,15 +8,13 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import optuna
 import psycopg2
 import pytest
-from conftest import running_mlflow_server, write_idx_set
+from conftest import ROOT, running_mlflow_server, write_idx_set
 from mlflow import MlflowClient
 
-ROOT = Path(__file__).resolve().parent.parent
 STUDY = "posterior-collapse-quick"
 
 

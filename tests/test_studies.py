@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import write_idx_set
+from conftest import ROOT
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
@@ -23,18 +23,12 @@ from toolkit.pipeline import run_name
 from toolkit.reports import build_report
 from toolkit.studies import Settings, Study, run_study
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = RunConfig(latent_dim=2, hidden=(16,), epochs=1, fid="off", iw_samples=0)
 GRID6 = {f"beta{beta:g}": {"beta": beta} for beta in (0.5, 1, 2, 4, 8, 16)}
 
 
 def latent_space(trial):
     return {"latent_dim": trial.suggest_int("latent_dim", 2, 4)}
-
-
-@pytest.fixture
-def tiny_data(tmp_path):
-    return str(write_idx_set(tmp_path / "data", n_train=300, n_test=60))
 
 
 @pytest.fixture

@@ -16,12 +16,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import write_idx_set
+from conftest import ROOT, TOOLKIT, write_idx_set
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-ROOT = Path(__file__).resolve().parent.parent
-TOOLKIT = str(Path(sys.executable).parent / "toolkit")
 STUDY = "posterior-collapse-quick"
 pytestmark = pytest.mark.slow
 
@@ -42,7 +40,7 @@ def study(data: str, *extra: str) -> list[str]:
     return [sys.executable, str(ROOT / "studies" / "posterior_collapse.py"), "--quick", "--data-dir", data, *extra]
 
 
-def store(directory: Path) -> MlflowClient:
+def store_client(directory: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}")
 
 
@@ -107,7 +105,7 @@ def test_one_of_two_workers_killed_the_other_resumes_its_trial(data, user_dir):
     process = subprocess.Popen(
         study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    client = store(user_dir)
+    client = store_client(user_dir)
     victim = wait_for(lambda: a_trial_with_an_epoch(client, storage), what="a trial's first epoch")
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     out, err = process.communicate(timeout=600)
@@ -126,7 +124,7 @@ def test_workers_end_when_their_study_process_is_killed_and_the_rerun_finishes_t
     process = subprocess.Popen(
         study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    client = store(user_dir)
+    client = store_client(user_dir)
     worker = wait_for(lambda: a_trial_with_an_epoch(client, storage), what="a trial's first epoch").user_attrs["pid"]
     process.send_signal(signal.SIGKILL)  # the parent only: as the kernel's OOM killer would
     process.wait()
@@ -141,7 +139,7 @@ def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, p
     process = subprocess.Popen(
         study(data, "--storage", postgres), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    client = store(user_dir)
+    client = store_client(user_dir)
     wait_for(lambda: a_trial_with_an_epoch(client, postgres), what="a trial's first epoch")
     pg_control("stop", "-m", "fast")
     time.sleep(8)  # the trial trains on; its heartbeat, and maybe its end, meet a dead server
@@ -156,7 +154,7 @@ def test_a_report_built_while_two_workers_write(data, user_dir):
     process = subprocess.Popen(
         study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    client = store(user_dir)
+    client = store_client(user_dir)
     wait_for(lambda: len([t for t in trials(storage) if t.state == TrialState.COMPLETE]) >= 2, what="two trials")
     finished_before = {
         run.info.run_id
