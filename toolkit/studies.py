@@ -132,7 +132,7 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
     try:
         if (database := tracking.sqlite_path(url)) is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
-        return trial_queue.open_study(
+        return trial_queue.open_queue(
             study.name,
             url,
             study.objective_names(),
@@ -239,7 +239,7 @@ def work(study: Study, settings: Settings, threads: int | None = None):
 
 
 def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settings, parent_id: str):
-    heartbeat, start = trial_queue.heartbeat(optuna_study, trial), time.perf_counter()
+    heartbeat, start = trial_queue.trial_heartbeat(optuna_study, trial), time.perf_counter()
     runs = dict(trial.user_attrs.get(names.RUN_IDS, {}))  # seed -> MLflow run, kept as each starts
     try:
         overrides = trial_queue.patiently(trial_overrides, trial, study)

@@ -185,7 +185,7 @@ def _orphaned(tags: dict[str, str]) -> str | None:
     return f"its process {pid} on {host} sent no heartbeat for {silent / 60:.0f} minutes" if silent > STALE_S else None
 
 
-def heartbeat(mlflow_client: MlflowClient, run_id: str) -> Heartbeat:
+def run_heartbeat(mlflow_client: MlflowClient, run_id: str) -> Heartbeat:
     """While a run is open, its tag `heartbeat` (seconds since the epoch) is renewed every
     HEARTBEAT_S seconds, so that other machines sharing the store can tell a dead run from a live one."""
     return Heartbeat(
@@ -449,7 +449,7 @@ def continue_run(run_id: str, tags: dict[str, str] | None = None):
 
 @contextmanager
 def _ending(handle: Run):
-    beating = heartbeat(handle.client, handle.run_id)
+    beating = run_heartbeat(handle.client, handle.run_id)
     try:
         yield handle
     except KeyboardInterrupt as exc:

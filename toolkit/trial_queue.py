@@ -35,7 +35,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 Abandoned = Callable[[FrozenTrial], dict]
 
 
-def open_study(
+def open_queue(
     name: str,
     url: str,
     objectives: list[str],
@@ -186,7 +186,7 @@ def _duplicate_of(optuna_study: optuna.Study, trial: FrozenTrial) -> int | None:
     )
 
 
-def heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Heartbeat:
+def trial_heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Heartbeat:
     """Records the trial's heartbeat every HEARTBEAT_S seconds while it runs; a storage server
     down for a moment misses beats, not the trial."""
     return Heartbeat(lambda: optuna_study._storage.record_heartbeat(trial._trial_id), HEARTBEAT_S, UNREACHABLE)

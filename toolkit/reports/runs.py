@@ -69,7 +69,7 @@ def sample_columns(extractor: str) -> tuple[Column, ...]:
 
 
 @dataclass(frozen=True)
-class Extractor:
+class ExtractorUsed:
     """A FID feature extractor as the runs used it."""
 
     name: str
@@ -235,7 +235,7 @@ class RunSet:
         return {int(seed): float(value) for seed, value in values.groupby("seed")["value"].mean().items()}
 
     @cached_property
-    def extractors(self) -> list[Extractor]:
+    def extractors(self) -> list[ExtractorUsed]:
         """The FID extractors the finished runs used, with their hashes and real-vs-real floors."""
         tags = {c: name for c in self.finished if (name := names.hashed_extractor(c.removeprefix("tags.")))}
         found = []
@@ -243,7 +243,7 @@ class RunSet:
             references = sorted(set(self.finished.get(f"tags.{names.reference_run(name)}", pd.Series()).dropna()))
             reference = references[0] if len(references) == 1 else None
             found.append(
-                Extractor(
+                ExtractorUsed(
                     name,
                     tuple(sorted(set(self.finished[column].dropna()))),
                     _floor(name, reference) if reference else None,
