@@ -14,6 +14,8 @@ from synthetic import fake_study
 
 from toolkit.config import RunConfig
 from toolkit.reports import build_report
+from toolkit.reports.claims import Claims
+from toolkit.reports.document import mean_std
 from toolkit.reports.stats import best_of, estimate, holm, paired
 
 SEEDS = (42, 43, 44)
@@ -201,3 +203,22 @@ def test_the_diagnostics_name_the_settings_whose_information_is_at_its_log_n_cei
     assert "β 1, model" not in text.split("**At the ceiling**")[1].split("\n")[0]
     rows = [line for line in text.splitlines() if line.startswith("| 0.5 | VAE")]
     assert rows and "9.21" in rows[0]
+
+
+def test_mean_and_spread_print_the_spread_to_two_significant_digits():
+    assert mean_std(225.6, 0.32, 3, ".1f") == "225.6 ± 0.32"
+    assert mean_std(0.01247, 0.000093, 3, ".5f") == "0.01247 ± 0.000093"
+    assert mean_std(14.0, 0.0, 3, ".3g") == "14 ± 0"
+    assert mean_std(48.04, math.nan, 1, ".1f") == "48.0"  # one seed: the value alone
+    assert mean_std(math.nan, math.nan, 0) == ""
+
+
+def test_a_trend_states_its_clear_steps_and_names_the_others():
+    low, mid, high = ({42: v, 43: v + 0.1, 44: v - 0.1} for v in (1.0, 2.0, 3.0))
+    noisy = {42: 2.5, 43: 1.6, 44: 2.1}  # against `mid`: +0.5, -0.5, +0.2, its interval spans zero
+    claims = Claims()
+    assert claims.trend("x", ["a", "b", "c"], [low, mid, high]) == "x rises at every step (2 of 2 clear)"
+    assert claims.trend("y", ["a", "b", "c"], [high, mid, low]) == "y falls at every step (2 of 2 clear)"
+    assert claims.trend("z", ["a", "b", "c"], [low, mid, noisy]) == "z rises at 1 of 2 steps; not resolved: b → c"
+    assert [row["verdict"] for row in claims.rows] == ["rises", "rises", "falls", "falls", "rises", "not resolved"]
+    assert Claims().trend("w", ["a"], [low]) == ""
