@@ -150,9 +150,8 @@ def train_run(
         except RunStopped:  # pruned: it will not be resumed
             run.drop_checkpoints()
             raise
-        already = run.client.get_run(run.run_id).data.metrics if resume else {}
-        metrics = evaluate_and_log(run, model, config, splits, references, result)
-        run.log_metrics({key: value for key, value in metrics.items() if key not in already})
+        already = set(run.client.get_run(run.run_id).data.metrics) if resume else set()
+        metrics = evaluate_and_log(run, model, config, splits, references, result, already)
         run.drop_checkpoints()
         return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
 
@@ -220,10 +219,13 @@ def _fit_logged(run, model, splits, config: RunConfig, callbacks, quiet: bool, c
     return fit(model, splits, config, [log_epoch, *callbacks], quiet, run.save_checkpoint, checkpoint)
 
 
-def evaluate_and_log(run, model, config: RunConfig, splits, references, result) -> dict[str, float]:
-    """Test metrics, the IW bound, the latent space's diagnostics, FIDs and the samples' diagnostics
-    (returned, for the caller to log), and the model, the per-dimension KL, the figures and their
-    images (logged)."""
+def evaluate_and_log(
+    run, model, config: RunConfig, splits, references, result, already: set[str] = frozenset()
+) -> dict[str, float]:
+    """Evaluate a trained model and log it all into `run`: the model, the per-dimension KL, the
+    figures and their images, then the test metrics, the IW bound, the latent space's and the
+    samples' diagnostics and the FIDs (but those in `already`, which a resumed run logged before it
+    was stopped). Returns the final metrics."""
     found = evaluation(model, config, splits, references)
     metrics = found.metrics | {names.BEST_EPOCH: result.best_epoch, names.EPOCHS_TRAINED: len(result.history)}
     seconds = [h[names.EPOCH_SECONDS] for h in result.history if names.EPOCH_SECONDS in h]  # not in old checkpoints
@@ -242,6 +244,7 @@ def evaluate_and_log(run, model, config: RunConfig, splits, references, result) 
         )
     run.log_model(model, config)
     log_evaluation(run, model, config, splits.test, found, result.history)
+    run.log_metrics({key: value for key, value in metrics.items() if key not in already})
     return metrics
 
 
