@@ -60,12 +60,9 @@ TEST_MUTUAL_INFO_CEILING = test("mutual_info_ceiling")  # log N
 TEST_PROBE_ACCURACY = test("probe_accuracy")
 
 
-def test_kl_dim(d: int) -> str:
-    return test(kl_dim(d))
-
-
-def test_marginal_kl_dim(d: int) -> str:
-    return test(f"marginal_{kl_dim(d)}")
+def marginal_kl_dim(d: int) -> str:
+    """KL(q(z_d) || N(0, 1)), a term (`test/marginal_kl_dim/07`)."""
+    return f"marginal_{kl_dim(d)}"
 
 
 # Samples and their diagnostics, one key per FID extractor (`fid/fmnist-cnn/samples`). The kinds

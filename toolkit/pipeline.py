@@ -331,7 +331,7 @@ def latent_metrics(model, splits, test: dict[str, float]) -> tuple[dict[str, flo
         names.TEST_MUTUAL_INFO: rate.mutual_information,
         names.TEST_MARGINAL_KL: rate.marginal_kl,
         names.TEST_MUTUAL_INFO_CEILING: rate.ceiling,
-        **{names.test_marginal_kl_dim(d): v for d, v in enumerate(rate.marginal_kl_dims)},
+        **{names.test(names.marginal_kl_dim(d)): v for d, v in enumerate(rate.marginal_kl_dims)},
     }
     return metrics, rate
 

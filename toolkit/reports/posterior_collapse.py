@@ -154,9 +154,8 @@ def split_kl(runs: RunSet):
     free bits plus INFORMATIVE_NATS) and of the rest, as the metrics `derived/kl_informative`
     and `derived/kl_rest`."""
     frame = runs.finished
-    keys = [
-        f"metrics.{names.test_kl_dim(d)}" for d in range(runs.latent_dim) if f"metrics.{names.test_kl_dim(d)}" in frame
-    ]
+    keys = [f"metrics.{names.test(names.kl_dim(d))}" for d in range(runs.latent_dim)]
+    keys = [key for key in keys if key in frame]
     dims = frame[keys].to_numpy(dtype=float)
     floor = pd.to_numeric(runs.param("free_bits"), errors="coerce").fillna(0).to_numpy()[:, None] + INFORMATIVE_NATS
     above = np.where(dims > floor, dims, 0.0)

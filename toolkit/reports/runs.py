@@ -193,7 +193,7 @@ class RunSet:
     def kl_profiles(self, run_ids: list[str]) -> np.ndarray:
         """The final test KL of every latent dimension of each run (runs x dimensions), each run's
         sorted from the largest."""
-        keys = [f"metrics.{names.test_kl_dim(d)}" for d in range(self.latent_dim)]
+        keys = [f"metrics.{names.test(names.kl_dim(d))}" for d in range(self.latent_dim)]
         rows = self.finished.loc[self.finished["run_id"].isin(run_ids), keys].to_numpy()
         return np.array([np.sort(row)[::-1] for row in rows])
 
