@@ -1,5 +1,7 @@
 """Fréchet distances, the domain extractor and its cache, and the Inception fallbacks."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -69,10 +71,13 @@ def test_a_reference_stored_without_its_real_side_gains_it(tmp_path, store):
     first = fid.domain_reference("fashion-mnist", splits)
     folder = tracking.artifact_root(tracking.tracking_uri())
     (stored,) = folder.rglob(names.REAL_SIDE_FILE)
-    stored.write_bytes(b"not an npz")  # as a store written before the real side was kept, or a damaged one
-    again = fid.domain_reference("fashion-mnist", splits)
-    torch.testing.assert_close(again.real.train, first.real.train)
-    assert fid.RealSide.from_npz(stored.read_bytes()).train.shape == first.real.train.shape
+    wrong = io.BytesIO()
+    np.savez(wrong, **{name: np.zeros((3, 2), np.float32) for name in fid.RealSide.__dataclass_fields__})
+    for damaged in (b"not an npz", wrong.getvalue()):  # a store written before the real side was kept, a damaged one
+        stored.write_bytes(damaged)
+        again = fid.domain_reference("fashion-mnist", splits)
+        torch.testing.assert_close(again.real.train, first.real.train)
+        assert fid.RealSide.from_npz(stored.read_bytes()).train.shape == first.real.train.shape
 
 
 def test_other_images_get_their_own_extractor(tmp_path, store):

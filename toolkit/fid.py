@@ -249,8 +249,20 @@ class RealSide:
 
     @classmethod
     def from_npz(cls, data: bytes) -> RealSide:
+        """The stored real side; ValueError (KeyError for a missing array) unless its arrays are
+        float32 of the shapes a RealSide has: what a store holds is checked, not trusted."""
         arrays = np.load(io.BytesIO(data), allow_pickle=False)
-        return cls(**{name: torch.from_numpy(arrays[name]) for name in cls.__dataclass_fields__})
+        found = cls(**{name: torch.from_numpy(arrays[name]) for name in cls.__dataclass_fields__})
+        width = found.train.shape[-1]
+        shapes_fit = (
+            found.train.dim() == found.test.dim() == 2
+            and found.test.shape[1] == width
+            and len(found.radii) in (0, len(found.test))
+            and found.radii.dim() == found.test_nearest.dim() == found.test_nearest_pixels.dim() == 1
+        )
+        if not shapes_fit or any(value.dtype != torch.float32 for value in vars(found).values()):
+            raise ValueError("the arrays of a real side do not fit together")
+        return found
 
 
 def real_side(extractor: Extractor, train_images: torch.Tensor, test_images: torch.Tensor) -> RealSide:
