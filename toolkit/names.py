@@ -42,7 +42,7 @@ def recon_class(c: int) -> str:
     return f"recon_class/{c:02d}"
 
 
-TEST_LOSS, TEST_RECON, TEST_KL, TEST_NEG_ELBO, TEST_MSE = map(test, (LOSS, RECON, KL, NEG_ELBO, MSE))
+TEST_RECON, TEST_KL, TEST_NEG_ELBO, TEST_MSE = map(test, (RECON, KL, NEG_ELBO, MSE))
 TEST_ACTIVE_UNITS, TEST_INFORMATIVE_UNITS, TEST_DECODER_SIGMA = map(
     test, (ACTIVE_UNITS, INFORMATIVE_UNITS, DECODER_SIGMA)
 )
@@ -167,11 +167,11 @@ def hashed_extractor(tag: str) -> str | None:
 
 
 # --- figures and images --------------------------------------------------------------------------
-# A run's figures (`figures/<name>.png`) and the arrays of images.npz that reports lay out anew.
+# A run's figures (`figures/<name>.png`) and the arrays of images.npz that reports lay out anew;
+# the GMM's samples are SAMPLES_GMM, the name of their FID kind.
 ORIGINALS, RECONSTRUCTION_IMAGES, INTERPOLATION = "originals", "reconstructions", "interpolation"
 NORMAL_PRIOR_SAMPLES, LAPLACE_PRIOR_SAMPLES = "samples_normal_prior", "samples_laplace_prior"
 AGGREGATE_SAMPLES, FITTED_GAUSSIAN_SAMPLES = "samples_aggregate_posterior", "samples_fitted_gaussian"
-GMM_SAMPLES = SAMPLES_GMM  # the figure and the FID kind share the name
 MANIFOLD, TRAVERSAL, TRAVERSALS = "manifold", "traversal", "traversals"  # TRAVERSAL: the images, TRAVERSALS: the figure
 NEAREST_SAMPLES, NEAREST_PIXELS, NEAREST_FEATURES = "nearest_samples", "nearest_pixels", "nearest_features"
 LATENT_PCA, LATENT_TSNE, LOSS_CURVES, NEAREST_TRAINING = "latent_pca", "latent_tsne", "loss_curves", "nearest_training"

@@ -368,7 +368,7 @@ def sample_metrics(model, samplers: dict, splits, references, n: int) -> tuple[d
             metrics[names.fid(name, kind)] = ref.fid_of_features(found.numpy())
             if kind != names.RECONSTRUCTIONS:
                 metrics[names.precision(name, kind)], metrics[names.recall(name, kind)] = precision_recall(
-                    real.test, found[:PR_IMAGES], real_radii=real.radii if len(real.radii) else None
+                    real.test, found[:PR_IMAGES], real_radii=real.radii
                 )
         if names.AGGREGATE_POSTERIOR in features:
             metrics[names.prior_hole(name)] = (
@@ -397,7 +397,7 @@ def figure_samplers(model, config: RunConfig, samplers: dict) -> dict:
     else:
         drawn[names.FITTED_GAUSSIAN_SAMPLES] = samplers[names.SAMPLES]
     if names.SAMPLES_GMM in samplers:
-        drawn[names.GMM_SAMPLES] = samplers[names.SAMPLES_GMM]
+        drawn[names.SAMPLES_GMM] = samplers[names.SAMPLES_GMM]
     return drawn
 
 

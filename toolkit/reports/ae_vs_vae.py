@@ -215,9 +215,9 @@ def image_figures(doc: Document, images: dict[str, dict[str, np.ndarray]], prefi
     )
     own = [(f"{m.upper()}: samples from {OWN_SAMPLER[m][1]}", images[m][OWN_SAMPLER[m][0]]) for m in ("vae", "ae")]
     doc.figure(f"{prefix}samples", drawing.image_grids(own), "samples of both models")
-    if all(names.GMM_SAMPLES in i for i in images.values()):
+    if all(names.SAMPLES_GMM in i for i in images.values()):
         gmm = [
-            (f"{m.upper()}: samples from a 10-component GMM fitted to its codes", images[m][names.GMM_SAMPLES])
+            (f"{m.upper()}: samples from a 10-component GMM fitted to its codes", images[m][names.SAMPLES_GMM])
             for m in ("vae", "ae")
         ]
         doc.figure(f"{prefix}samples_gmm", drawing.image_grids(gmm), "GMM samples of both models")
