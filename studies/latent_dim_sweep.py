@@ -1,4 +1,5 @@
-"""Latent size: VAE and AE with 2, 5, 10, 20 and 50 latent dimensions (the seeds used 2, 10, 20, 50).
+"""Latent size: VAE and AE with 2, 5, 10, 20 and 50 latent dimensions (the reference notebooks used
+2, 10, 20, 50).
 
 The same architecture otherwise and the same three seeds (42, 43, 44) at every point. What to
 look at: reconstruction, FID and active units against the latent size; the 2-D runs also log

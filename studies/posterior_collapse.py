@@ -1,6 +1,6 @@
 """Posterior collapse: a Gaussian-likelihood VAE (20-d latent, β = 1) under KL warm-up, free bits
 and the decoder's scale σ, which sets how much a nat of reconstruction weighs against a nat of KL
-(Lucas et al. 2019): the seeds' fixed σ² = ½, or σ learned with the model (Rybkin et al. 2021).
+(Lucas et al. 2019): the reference notebooks' fixed σ² = ½, or σ learned with the model (Rybkin et al. 2021).
 
 Grid: warm-up {0, 10} epochs × free bits {0, 0.05, 0.25} nats per dimension × σ {fixed √½,
 learned}, three seeds each. What to look at: active and informative units, the KL each unit

@@ -31,7 +31,7 @@ def test_gaussian_nll_is_the_negative_log_density_with_its_constant():
         expected = -Normal(torch.sigmoid(logits), sigma).log_prob(x).sum(-1)
         got = reconstruction_nll(logits, x, "gaussian", torch.tensor(math.log(sigma)))
         assert torch.allclose(got, expected, atol=1e-5)
-    # σ² = ½: the squared error plus (D/2) ln π, the seeds' number plus a constant
+    # σ² = ½: the squared error plus (D/2) ln π, the reference notebooks' number plus a constant
     half = reconstruction_nll(logits, x, "gaussian", torch.tensor(math.log(math.sqrt(0.5))))
     assert torch.allclose(half, torch.tensor([0.5, 0.1]) + math.log(math.pi), atol=1e-6)
 

@@ -20,7 +20,8 @@ SAMPLERS = ("default", "gmm")  # default: the VAE's prior, a Gaussian fitted to 
 PRECISIONS = ("fp32", "bf16")
 DECODER_SCALES = ("fixed", "learned")  # the Gaussian decoder's σ: fixed at `sigma`, or trained from it
 BINARIZATIONS = ("none", "dynamic")  # grey levels as they are, or Bernoulli draws of them (Burda et al. 2015)
-SQRT_HALF = math.sqrt(0.5)  # σ of the seeds' Gaussian decoder: σ² = ½, so its NLL is the squared error plus a constant
+# σ of the reference notebooks' Gaussian decoder: σ² = ½, so its NLL is the squared error plus a constant
+SQRT_HALF = math.sqrt(0.5)
 VAE_ONLY = ("beta", "warmup_epochs", "free_bits", "iw_samples")  # fields an AE ignores, so does not log
 MLP_ONLY = ("hidden",)  # fields the conv architecture ignores, so does not log
 GAUSSIAN_ONLY = ("decoder_scale", "sigma")  # fields the Bernoulli likelihood ignores, so does not log

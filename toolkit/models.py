@@ -141,7 +141,7 @@ def build(config: RunConfig, device: torch.device | None = None) -> AE:
     torch.manual_seed(config.seed)
     cls = VAE if config.model == "vae" else AE
     parts, decoder = BUILDERS[config.architecture]
-    encoder, features = parts(config)  # created encoder, head, decoder: the order the seeds' weights need
+    encoder, features = parts(config)  # created encoder, head, decoder: the order the reference notebooks' weights need
     head = nn.Linear(features, cls.codes_per_dim * config.latent_dim)
     return cls(encoder, head, decoder(config), decoder_log_sigma(config)).to(device or default_device())
 

@@ -1,4 +1,4 @@
-"""Loss terms, per example and in nats, summed over pixels (the seeds' convention)."""
+"""Loss terms, per example and in nats, summed over pixels (the reference notebooks' convention)."""
 
 from __future__ import annotations
 

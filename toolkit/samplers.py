@@ -1,6 +1,6 @@
 """Ways to draw latent codes, and the images they decode to.
 
-The VAE's own sampler is its prior N(0, I). An AE has no prior, so (as in the seeds) a Gaussian
+The VAE's own sampler is its prior N(0, I). An AE has no prior, so (as in the reference notebooks) a Gaussian
 is fitted to its training-set codes; a 10-component Gaussian mixture (Ghosh et al. 2020) can be
 fitted instead, for either model.
 """
@@ -128,7 +128,7 @@ def manifold_codes(side: int = 15, codes: torch.Tensor | None = None) -> torch.T
 
 
 def default_sampler(model, train_images: torch.Tensor):
-    """The VAE's prior, or a Gaussian fitted to the AE's training codes (the seeds' method)."""
+    """The VAE's prior, or a Gaussian fitted to the AE's training codes (the reference notebooks' method)."""
     if model.variational:
         return NormalPrior(model.latent_dim)
     return FittedGaussian(latent_means(model, train_images))
