@@ -30,11 +30,12 @@ import torchvision
 from mlflow import MlflowClient
 from pytorch_fid import inception
 
-from toolkit import evaluate, fid, figures, pipeline, tracking
+from toolkit import evaluate, fid, figures, pipeline
 from toolkit.config import RunConfig
 from toolkit.data import load_splits
 from toolkit.models import build
 from toolkit.samplers import NormalPrior, generate
+from toolkit.store import writing
 from toolkit.train import fit
 
 TAIL_TARGET_S = 8.0
@@ -213,7 +214,7 @@ def main():
         references, _ = fid.references(config.dataset, splits, config.fid, None)
         model = build(config, torch.device("cpu"))
         result = fit(model, splits, config, quiet=True)
-        with tracking.start_run("eval-speed", "vae", {}) as run:
+        with writing.start_run("eval-speed", "vae", {}) as run:
             total, steps = tail_seconds(run, model, config, splits, references, result)
     print(
         f"evaluation tail of the reference VAE ({config.iw_samples} importance samples, {config.fid_samples:,} "

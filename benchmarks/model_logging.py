@@ -18,21 +18,21 @@ from pathlib import Path
 
 import torch
 
-from toolkit import tracking
 from toolkit.config import RunConfig
 from toolkit.models import build
+from toolkit.store import reading, writing
 
 RUNS = 5
 
 
-def plain_artifacts(run: tracking.Run, model, config: RunConfig):
+def plain_artifacts(run: writing.Run, model, config: RunConfig):
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(model.state_dict(), Path(tmp) / "weights.pt")
         (Path(tmp) / "config.json").write_text(json.dumps(config.to_json()))
         run.client.log_artifacts(run.run_id, tmp, "model")
 
 
-def mlflow_model(run: tracking.Run, model, config: RunConfig):
+def mlflow_model(run: writing.Run, model, config: RunConfig):
     run.log_model(model, config)
 
 
@@ -41,13 +41,13 @@ def main():
     model = build(config, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        with tracking.start_run("warm-up", "warm-up") as run:  # creates the database, imports MLflow's modules
+        with writing.start_run("warm-up", "warm-up") as run:  # creates the database, imports MLflow's modules
             mlflow_model(run, model, config)
         medians = {}
         for log in (plain_artifacts, mlflow_model):
             times = []
             for i in range(RUNS):
-                with tracking.start_run("model-logging", f"{log.__name__}-{i}") as run:
+                with writing.start_run("model-logging", f"{log.__name__}-{i}") as run:
                     start = time.perf_counter()
                     log(run, model, config)
                     times.append(time.perf_counter() - start)
@@ -56,7 +56,7 @@ def main():
                 f"{log.__name__:16s} median {medians[log.__name__]:.3f} s per run  "
                 f"(runs: {', '.join(f'{t:.3f}' for t in times)})"
             )
-        loaded, _ = tracking.load_model(run.run_id, torch.device("cpu"))
+        loaded, _ = reading.load_model(run.run_id, torch.device("cpu"))
         same = all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
         print(
             f"an MLflow model costs {medians['mlflow_model'] / medians['plain_artifacts']:.1f}x the plain "

@@ -21,9 +21,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from toolkit import tracking
 from toolkit.config import RunConfig
 from toolkit.reports import write_report
+from toolkit.store import location, writing
 
 BETAS = (0.1, 0.25, 0.5, 1, 2, 4, 8)
 SEEDS = range(1, 8)
@@ -35,10 +35,10 @@ TOOLKIT = str(Path(sys.executable).parent / "toolkit")
 def synthetic_store():
     """Log the 50 runs (and a FID reference) into the store MLFLOW_TRACKING_URI names."""
     rng = np.random.default_rng(0)
-    with tracking.start_run("fid-references", "reference", {"extractor": EXTRACTOR}) as reference:
+    with writing.start_run("fid-references", "reference", {"extractor": EXTRACTOR}) as reference:
         reference.log_metrics({f"fid/{EXTRACTOR}/real_floor": 0.62})
     settings = [("vae", beta, seed) for beta in BETAS for seed in SEEDS] + [("ae", 1.0, 1)]
-    with tracking.start_run(EXPERIMENT, EXPERIMENT, {"study": EXPERIMENT}) as parent:
+    with writing.start_run(EXPERIMENT, EXPERIMENT, {"study": EXPERIMENT}) as parent:
         for trial, (model, beta, seed) in enumerate(settings):
             config = RunConfig(model=model, beta=beta, seed=seed, epochs=EPOCHS)
             tags = {
@@ -49,7 +49,7 @@ def synthetic_store():
                 f"fid/{EXTRACTOR}/extractor_hash": "0" * 16,
                 f"fid/{EXTRACTOR}/reference_run": reference.run_id,
             }
-            with tracking.start_run(EXPERIMENT, f"{model}-beta{beta:g}", tags) as run:
+            with writing.start_run(EXPERIMENT, f"{model}-beta{beta:g}", tags) as run:
                 run.log_params(config.to_params())
                 log_synthetic_metrics(run, model == "vae", beta, rng)
                 run.log_bytes(images_npz(rng), "images.npz")
@@ -119,7 +119,7 @@ def main():
             f"store of 50 runs ({EPOCHS} epochs of {8 + LATENT} metrics each) logged in "
             f"{time.perf_counter() - start:.1f} s"
         )
-        mlflow.set_tracking_uri(tracking.tracking_uri())
+        mlflow.set_tracking_uri(location.tracking_uri())
         search = timed(lambda: mlflow.search_runs(experiment_names=[EXPERIMENT], max_results=None))
         report = timed(lambda: write_report("beta-sweep", EXPERIMENT, out=f"{tmp}/report"))
         shown = Path(f"{tmp}/report/README.md").read_text()

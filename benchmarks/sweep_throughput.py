@@ -21,8 +21,8 @@ from dataclasses import replace
 
 import optuna
 
-from toolkit import tracking
 from toolkit.config import RunConfig
+from toolkit.store import writing
 from toolkit.studies import QUICK, Settings, Study, run_study
 
 GRID = {f"beta{beta:g}": {"beta": beta} for beta in (0.5, 0.75, 1, 1.5, 2, 4)}
@@ -71,7 +71,7 @@ def search_cost(pruner: str, data_dir: str | None) -> tuple[int, int, float]:
         study = Study(f"search-{pruner}", SEARCH_BASE, space=search_space, trials=20, pruner=pruner)
         optuna_study = run_study(study, Settings(storage, data_dir=data_dir))
         finished = optuna_study.get_trials()
-        mlflow_client = tracking.client()
+        mlflow_client = writing.writer()
         epochs = sum(len(mlflow_client.get_metric_history(t.user_attrs["mlflow_run_id"], "val/loss")) for t in finished)
         return epochs, sum(t.state == optuna.trial.TrialState.PRUNED for t in finished), optuna_study.best_value
 

@@ -26,7 +26,7 @@ from torchvision import datasets, transforms
 from toolkit.config import ARCHITECTURES, MODELS, RunConfig
 from toolkit.data import FILES, find_files, load_splits
 from toolkit.models import build
-from toolkit.tracking import start_run
+from toolkit.store.writing import start_run
 from toolkit.train import fit
 
 

@@ -20,8 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from toolkit import tracking
 from toolkit.config import RunConfig
+from toolkit.store import writing
 
 REPEATS = 3
 BIN = Path(sys.executable).parent
@@ -61,7 +61,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = uri = f"sqlite:///{tmp}/mlflow.db"
         for seed in range(3):
-            with tracking.start_run("ui-start", f"vae-seed{seed}") as run:
+            with writing.start_run("ui-start", f"vae-seed{seed}") as run:
                 run.log_params(RunConfig(seed=seed).to_params())
                 run.log_metrics({"val/loss": 250.0 - seed}, step=1)
         env = dict(os.environ)

@@ -8,16 +8,16 @@ import time
 
 from mlflow.entities import Metric, Param
 
-from toolkit import tracking
 from toolkit.config import RunConfig
+from toolkit.store import writing
 
 
 def fake_study(name: str, runs: list[tuple[RunConfig, dict[str, float]]], status: str = "FINISHED") -> str:
     """An experiment `name` with a parent run and one child per (config, final metrics): every
     test metric also gets a per-epoch validation history over `config.epochs` epochs ending at its
     final value, and `best_epoch` and `epochs_trained` are the last epoch. Returns the parent's id."""
-    client = tracking.client()
-    experiment = tracking.experiment_id(client, name)
+    client = writing.writer()
+    experiment = writing.experiment_id(name)
     parent = client.create_run(experiment, run_name=name, tags={"study": name}).info.run_id
     for trial, (config, metrics) in enumerate(runs):
         run = client.create_run(

@@ -21,7 +21,7 @@ from toolkit.config import VAE_ONLY, RunConfig
 from toolkit.data import load_splits
 from toolkit.evaluate import elbo_metrics
 from toolkit.models import build
-from toolkit.tracking import load_model
+from toolkit.store.reading import load_model
 
 pytestmark = pytest.mark.slow  # the real command end to end on real Fashion-MNIST
 

@@ -342,7 +342,7 @@ def test_a_moved_or_copied_store_keeps_its_artifacts_and_writes_its_own(how, tin
         [
             sys.executable,
             "-c",
-            f"from toolkit.tracking import load_model; print(load_model('{runs[-1].info.run_id}')[1].latent_dim)",
+            f"from toolkit.store.reading import load_model; print(load_model('{runs[-1].info.run_id}')[1].latent_dim)",
         ],
         cwd=elsewhere,
         capture_output=True,

@@ -9,11 +9,12 @@ import torchvision
 from conftest import write_idx_set
 from pytorch_fid import inception as pytorch_fid_inception
 
-from toolkit import fid, names, tracking
+from toolkit import fid, names
 from toolkit.config import RunConfig
 from toolkit.data import load_splits
 from toolkit.models import build
 from toolkit.samplers import NormalPrior, generate
+from toolkit.store import location, writing
 from toolkit.train import fit
 
 
@@ -62,14 +63,14 @@ def test_the_domain_extractor_is_trained_once_and_reused(tmp_path, store, monkey
     for name in fid.RealSide.__dataclass_fields__:  # the real side: stored with the reference, read back
         torch.testing.assert_close(getattr(second.real, name), getattr(first.real, name))
     assert len(first.real.train) == len(splits.train) and len(first.real.test_nearest) == min(1000, len(splits.test))
-    mlflow_client = tracking.client()
-    assert len(mlflow_client.search_runs([tracking.experiment_id(mlflow_client, fid.REFERENCE_EXPERIMENT)])) == 1
+    mlflow_client = writing.writer()
+    assert len(mlflow_client.search_runs([writing.experiment_id(fid.REFERENCE_EXPERIMENT)])) == 1
 
 
 def test_a_reference_stored_without_its_real_side_gains_it(tmp_path, store):
     splits = load_splits("fashion-mnist", write_idx_set(tmp_path / "data"), download=False)
     first = fid.domain_reference("fashion-mnist", splits)
-    folder = tracking.artifact_root(tracking.tracking_uri())
+    folder = location.artifact_root(location.tracking_uri())
     (stored,) = folder.rglob(names.REAL_SIDE_FILE)
     wrong = io.BytesIO()
     np.savez(wrong, **{name: np.zeros((3, 2), np.float32) for name in fid.RealSide.__dataclass_fields__})

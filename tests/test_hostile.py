@@ -12,9 +12,10 @@ import mlflow.pytorch
 import pytest
 import torch
 
-from toolkit import ToolkitError, names, tracking
+from toolkit import ToolkitError, names
 from toolkit.config import RunConfig
 from toolkit.models import build
+from toolkit.store import reading, writing
 
 CONFIG = RunConfig(model="vae", latent_dim=3, hidden=(16,))
 
@@ -31,9 +32,9 @@ class Payload:
 
 def logged_model_run(tmp_path) -> tuple[str, Path]:
     """A run with a toolkit model logged, and the folder of that model's files in the store."""
-    mlflow_client = tracking.client()
-    run_id = mlflow_client.create_run(tracking.experiment_id(mlflow_client, "shared")).info.run_id
-    tracking.Run(mlflow_client, run_id).log_model(build(CONFIG, torch.device("cpu")), CONFIG)
+    mlflow_client = writing.writer()
+    run_id = mlflow_client.create_run(writing.experiment_id("shared")).info.run_id
+    writing.Run(run_id, mlflow_client).log_model(build(CONFIG, torch.device("cpu")), CONFIG)
     [folder] = (tmp_path / "store" / "artifacts").glob("shared/models/*/artifacts")
     return run_id, folder
 
@@ -42,7 +43,7 @@ def test_a_pickled_model_replaced_in_the_store_runs_no_code_when_loaded(store, t
     run_id, folder = logged_model_run(tmp_path)
     marker = tmp_path / "pwned"
     (folder / "data" / "model.pth").write_bytes(pickle.dumps(Payload(marker)))
-    model, config = tracking.load_model(run_id, torch.device("cpu"))
+    model, config = reading.load_model(run_id, torch.device("cpu"))
     assert config == CONFIG and not model.training and not marker.exists()
     with pytest.raises(Exception):  # noqa: B017 (any error will do) what MLflow's own loader does with it: it runs the payload
         mlflow.pytorch.load_model(str(folder), weights_only=False)
@@ -56,7 +57,7 @@ def test_weights_replaced_by_a_pickle_are_refused_in_one_line_without_running_it
     torch.save({"model": Payload(marker)}, buffer)
     (folder / "extra_files" / names.WEIGHTS_FILE).write_bytes(buffer.getvalue())
     with pytest.raises(ToolkitError, match=f"run {run_id}: its model files are damaged") as error:
-        tracking.load_model(run_id, torch.device("cpu"))
+        reading.load_model(run_id, torch.device("cpu"))
     assert "\n" not in str(error.value) and not marker.exists()
 
 
@@ -64,7 +65,7 @@ def test_a_model_logged_only_as_a_pickle_is_refused_saying_why(store, tmp_path):
     run_id, folder = logged_model_run(tmp_path)
     (folder / "extra_files" / names.WEIGHTS_FILE).unlink()
     with pytest.raises(ToolkitError, match="only as a pickle, which the toolkit does not load"):
-        tracking.load_model(run_id, torch.device("cpu"))
+        reading.load_model(run_id, torch.device("cpu"))
 
 
 # Strings a member of the group can put into the shared store, each trying to get out of its cell.
@@ -93,7 +94,7 @@ def hostile_store() -> str:
         for seed in (42, 43, 44)
     ]
     parent = fake_study(name, runs)
-    mlflow_client = tracking.client()
+    mlflow_client = writing.writer()
     experiment = mlflow_client.get_experiment_by_name(name).experiment_id
     for run, payload in zip(mlflow_client.search_runs([experiment], "tags.trial != ''"), PAYLOADS):
         mlflow_client.set_tag(run.info.run_id, "mlflow.runName", payload)
@@ -133,9 +134,9 @@ def test_a_report_shows_what_the_store_holds_as_text_and_carries_none_of_it_out(
 
 @pytest.mark.parametrize("name", ["../outside", "a/../../outside", "/tmp/outside", "..", " "])
 def test_an_experiment_name_that_leaves_the_store_is_refused_before_anything_is_created(store, tmp_path, name):
-    mlflow_client = tracking.client()
+    mlflow_client = writing.writer()
     with pytest.raises(ToolkitError, match="experiment") as error:
-        tracking.experiment_id(mlflow_client, name)
+        writing.experiment_id(name)
     assert "\n" not in str(error.value) and mlflow_client.get_experiment_by_name(name) is None
     assert not (tmp_path / "outside").exists() and not Path("/tmp/outside").exists()
 
@@ -189,25 +190,27 @@ def test_a_live_run_of_another_container_with_this_host_name_is_not_taken_for_de
 
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that no longer exists in this process table
-    mlflow_client = tracking.client()
-    experiment = tracking.experiment_id(mlflow_client, "shared")
+    mlflow_client = writing.writer()
+    experiment = writing.experiment_id("shared")
     tags = {"host": HOST, "pid": str(gone.pid), "heartbeat": str(time.time())}
     runs = {
         "other container": {**tags, names.PROCESS_TABLE: "another-boot/pid:[4026531836]"},
         "before the tag": tags,
-        "this table": {**tracking.process_tags(), **tags},
+        "this table": {**writing.process_tags(), **tags},
     }
     ids = {name: mlflow_client.create_run(experiment, tags=run_tags).info.run_id for name, run_tags in runs.items()}
-    subprocess.run(
-        [sys.executable, "-m", "toolkit.cli", "report", "ae-vs-vae", "--experiment", "shared"],
-        env=cli_env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=120,
-    )  # a read-only command opens the store
-    status = {name: mlflow_client.get_run(run_id).info.status for name, run_id in ids.items()}
+
+    def command(*argv):
+        run = [sys.executable, "-m", "toolkit.cli", *argv]
+        subprocess.run(run, env=cli_env, cwd=tmp_path, capture_output=True, timeout=120)
+        return {name: mlflow_client.get_run(run_id).info.status for name, run_id in ids.items()}
+
+    assert set(command("report", "ae-vs-vae", "--experiment", "shared").values()) == {
+        "RUNNING"
+    }  # reading writes nothing
+    status = command("train", "--resume", ids["other container"])  # a command that writes: refused, as the run is live
     assert status == {"other container": "RUNNING", "before the tag": "RUNNING", "this table": "FAILED"}
-    live = tracking.Run(mlflow_client, ids["other container"])
+    live = writing.Run(ids["other container"], mlflow_client)
     live.end("FAILED", "judged dead by a stale heartbeat")
     live.end("FINISHED")  # it was alive after all
     assert names.END_REASON not in mlflow_client.get_run(ids["other container"]).data.tags
@@ -256,13 +259,13 @@ def test_a_latent_size_whose_evaluation_the_machine_cannot_hold_is_refused_befor
 
 
 def test_experiment_names_mlflow_cannot_hold_or_has_deleted_are_refused_in_one_line(store):
-    mlflow_client = tracking.client()
+    mlflow_client = writing.writer()
     with pytest.raises(ToolkitError, match="a name needs 1 to 256 characters"):
-        tracking.experiment_id(mlflow_client, "x" * 300)
-    deleted = tracking.experiment_id(mlflow_client, "gone")
+        writing.experiment_id("x" * 300)
+    deleted = writing.experiment_id("gone")
     mlflow_client.delete_experiment(deleted)
     with pytest.raises(ToolkitError, match=f"experiment 'gone' was deleted in MLflow: restore it .*{deleted}"):
-        tracking.experiment_id(mlflow_client, "gone")
+        writing.experiment_id("gone")
 
 
 def test_a_parent_that_is_not_a_run_id_never_reaches_the_search_filter(store, tmp_path):
@@ -277,7 +280,7 @@ def test_a_damaged_images_file_leaves_its_images_out_of_the_report_saying_so(sto
     from toolkit.reports import write_report
 
     name = hostile_store()
-    mlflow_client = tracking.client()
+    mlflow_client = writing.writer()
     experiment = mlflow_client.get_experiment_by_name(name).experiment_id
     (tmp_path / "images.npz").write_bytes(b"PK\x03\x04 not a zip")
     for run in mlflow_client.search_runs([experiment], "tags.trial != ''"):
@@ -381,18 +384,18 @@ def test_an_experiment_name_train_cannot_use_is_refused_before_the_data_is_read(
 
 
 def test_a_checkpoint_replaced_by_a_pickle_is_passed_over_for_the_one_before_and_runs_no_code(store, tmp_path):
-    mlflow_client = tracking.client()
-    run = tracking.Run(mlflow_client, mlflow_client.create_run(tracking.experiment_id(mlflow_client, "x")).info.run_id)
+    mlflow_client = writing.writer()
+    run = writing.Run(mlflow_client.create_run(writing.experiment_id("x")).info.run_id, mlflow_client)
     buffer = io.BytesIO()
     torch.save({"history": [{"val/loss": 1.0}]}, buffer)
     run.log_bytes(buffer.getvalue(), f"{names.CHECKPOINTS}/epoch-0001.pt")
     marker = tmp_path / "pwned"
     run.log_bytes(pickle.dumps(Payload(marker)), f"{names.CHECKPOINTS}/epoch-0002.pt")  # the newest
-    assert tracking.load_checkpoint(run.run_id) == {"history": [{"val/loss": 1.0}]} and not marker.exists()
+    assert reading.load_checkpoint(run.run_id) == {"history": [{"val/loss": 1.0}]} and not marker.exists()
     only = mlflow_client.create_run(run.client.get_run(run.run_id).info.experiment_id).info.run_id
-    tracking.Run(mlflow_client, only).log_bytes(pickle.dumps(Payload(marker)), f"{names.CHECKPOINTS}/epoch-0001.pt")
+    writing.Run(only, mlflow_client).log_bytes(pickle.dumps(Payload(marker)), f"{names.CHECKPOINTS}/epoch-0001.pt")
     with pytest.raises(ToolkitError, match="none of its checkpoints .* can be read"):
-        tracking.load_checkpoint(only)
+        reading.load_checkpoint(only)
     assert not marker.exists()
 
 
@@ -435,7 +438,7 @@ def test_load_model_on_a_copied_store_reads_the_copy_not_the_original(store, tmp
     shutil.copytree(tmp_path / "store", tmp_path / "copy")
     shutil.move(tmp_path / "store", tmp_path / "original-gone")  # its files are no longer where it recorded them
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'copy' / 'mlflow.db'}")
-    model, config = tracking.load_model(run_id, torch.device("cpu"))
+    model, config = reading.load_model(run_id, torch.device("cpu"))
     assert config == CONFIG and not model.training
 
 

@@ -19,10 +19,11 @@ import scipy.stats
 from conftest import TOOLKIT, running_mlflow_server
 from PIL import Image
 
-from toolkit import ToolkitError, tracking
+from toolkit import ToolkitError
 from toolkit.config import RunConfig
 from toolkit.reports import build_report, write_report
 from toolkit.reports.document import GENERATED, MARKER, Document
+from toolkit.store import location, writing
 from toolkit.studies import Settings, Study, run_study
 
 REFERENCE_SETTING = RunConfig(epochs=2, limit=1000, fid_samples=300, iw_samples=5, sampler="gmm")  # 784-400-20, β = 1
@@ -79,21 +80,17 @@ def report_store(tmp_path_factory, real_subset):
         for name, (base, grid) in STUDIES.items():
             run_study(Study(name, base, grid=grid, pruner="none", seeds=2 if name == "ae-vs-vae" else 1), settings)
         run_study(Study("search", SMALL, space=search_space, trials=4, pruner="none"), settings)
-        mlflow_client = tracking.client()
-        parent = [
-            r
-            for r in mlflow_client.search_runs([tracking.experiment_id(mlflow_client, "beta")])
-            if "trial" not in r.data.tags
-        ][0].info.run_id
-        mlflow_client.create_run(
-            tracking.experiment_id(mlflow_client, "beta"), run_name="stuck", tags={"mlflow.parentRunId": parent}
-        )
+        mlflow_client = writing.writer()
+        parent = [r for r in mlflow_client.search_runs([writing.experiment_id("beta")]) if "trial" not in r.data.tags][
+            0
+        ].info.run_id
+        mlflow_client.create_run(writing.experiment_id("beta"), run_name="stuck", tags={"mlflow.parentRunId": parent})
         mlflow_client.create_experiment("empty")
         yield {"root": root, "storage": storage, "uri": os.environ["MLFLOW_TRACKING_URI"]}
 
 
 def independent_runs(experiment: str) -> pd.DataFrame:
-    mlflow.set_tracking_uri(tracking.tracking_uri())
+    mlflow.set_tracking_uri(location.tracking_uri())
     return mlflow.search_runs(experiment_names=[experiment], max_results=None)
 
 

@@ -17,10 +17,11 @@ from conftest import ROOT
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from toolkit import ToolkitError, names, studies, tracking, trial_queue
+from toolkit import ToolkitError, names, studies, trial_queue
 from toolkit.config import RunConfig
 from toolkit.pipeline import run_name
 from toolkit.reports import build_report
+from toolkit.store import reading, writing
 from toolkit.studies import Settings, Study, run_study
 
 TINY = RunConfig(latent_dim=2, hidden=(16,), epochs=1, fid="off", iw_samples=0)
@@ -37,17 +38,13 @@ def storage(tmp_path, store):
 
 
 def children(name: str) -> list:
-    mlflow_client = tracking.client()
-    return mlflow_client.search_runs([tracking.experiment_id(mlflow_client, name)], "tags.trial != ''")
+    mlflow_client = writing.writer()
+    return mlflow_client.search_runs([writing.experiment_id(name)], "tags.trial != ''")
 
 
 def parents(name: str) -> list:
-    mlflow_client = tracking.client()
-    return [
-        run
-        for run in mlflow_client.search_runs([tracking.experiment_id(mlflow_client, name)])
-        if "trial" not in run.data.tags
-    ]
+    mlflow_client = writing.writer()
+    return [run for run in mlflow_client.search_runs([writing.experiment_id(name)]) if "trial" not in run.data.tags]
 
 
 def trials(name: str, storage: str):
@@ -157,7 +154,7 @@ def test_a_pruned_trial_keeps_its_partial_metrics_and_ends_killed(tiny_data, sto
     [trial] = trials("pruned", storage)
     [run] = children("pruned")
     assert trial.state == TrialState.PRUNED and run.info.status == "KILLED"
-    history = tracking.client().get_metric_history(run.info.run_id, "val/loss")
+    history = writing.writer().get_metric_history(run.info.run_id, "val/loss")
     assert [m.step for m in history] == [1]
     assert "test/recon" not in run.data.metrics
 
@@ -240,7 +237,7 @@ def wait_for_a_running_trial(name: str, timeout: float = 180, checkpointed: bool
     while time.time() < deadline:
         try:
             running = [run for run in children(name) if run.info.status == "RUNNING" and run.data.metrics]
-            if running and (not checkpointed or tracking.checkpoint_paths(tracking.client(), running[0].info.run_id)):
+            if running and (not checkpointed or reading.checkpoint_paths(running[0].info.run_id)):
                 return
         except Exception:  # the experiment may not exist yet
             pass
@@ -282,7 +279,7 @@ def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage,
     [retry] = retried  # went on from the killed run's checkpoint, in the same MLflow run
     assert retry.user_attrs["resume_runs"] == {"42": retry.user_attrs["mlflow_run_id"]}
     assert retry.user_attrs["mlflow_run_id"] == failed.user_attrs["mlflow_run_id"]
-    client = tracking.client()
+    client = writing.writer()
     resumed = client.get_run(retry.user_attrs["mlflow_run_id"])
     assert resumed.info.status == "FINISHED" and resumed.data.tags["trial"] == str(retry.number)
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "train/loss")] == [1, 2]
@@ -328,7 +325,7 @@ def test_the_beta_sweep_command_on_real_fashion_mnist(real_subset, storage, cli_
     text = readme.read_text()
     assert "rate_distortion.png" in text and "real-vs-real floor" in text and "not Inception FIDs" in text
     [parent] = parents("beta-sweep-quick")
-    logged = {a.path for a in tracking.client().list_artifacts(parent.info.run_id, "report")}
+    logged = {a.path for a in writing.writer().list_artifacts(parent.info.run_id, "report")}
     assert {"report/README.md", "report/results.csv", "report/rate_distortion.png"} <= logged
 
 
@@ -358,7 +355,7 @@ def test_a_search_trial_scores_the_mean_of_its_seeds_and_prunes_on_running_means
     optuna_study = run_study(study, Settings(storage, data_dir=tiny_data))
     runs = {run.info.run_id: run for run in children("seeded-search")}
     assert len(runs) == 6
-    client = tracking.client()
+    client = writing.writer()
     for trial in optuna_study.get_trials():
         by_seed = trial.user_attrs["mlflow_run_ids"]
         assert sorted(by_seed) == ["42", "43", "44"] and trial.user_attrs["mlflow_run_id"] == by_seed["42"]

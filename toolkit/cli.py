@@ -55,7 +55,8 @@ def config_from_args(args, cls: type = RunConfig) -> RunConfig:
 
 def cmd_train(args):
     from toolkit.pipeline import resume_run, train_run
-    from toolkit.tracking import new_experiment_location, tracking_uri
+    from toolkit.store.location import tracking_uri
+    from toolkit.store.writing import new_experiment_location
 
     config = config_from_args(args)  # refuses bad values before any data is read
     config.check_memory()  # and a run this machine cannot hold
@@ -277,7 +278,7 @@ def study_main(study, argv=None):
 
 
 def _run_study_command(study, args):
-    from toolkit import tracking
+    from toolkit.store import location
     from toolkit.studies import Settings, run_and_report
 
     doc, path, parent = run_and_report(study, Settings(args.storage, args.workers, args.data_dir), args.out)
@@ -285,7 +286,7 @@ def _run_study_command(study, args):
     print(
         f"\nreport: {path} (also under the artifacts of the parent run {parent}); "
         f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "
-        f"Optuna study '{study.name}' in {masked(args.storage or tracking.optuna_storage())}"
+        f"Optuna study '{study.name}' in {masked(args.storage or location.optuna_storage())}"
     )
 
 

@@ -213,21 +213,15 @@ def inception_extractor(weights: Path | None, device) -> Extractor:
     return Extractor("inception", network, weights_hash(network))
 
 
-def find_reference(mlflow_client, extractor_name: str, dataset_hash: str, recipe: str):
-    """The finished reference run for this extractor and data, or None."""
-    from toolkit.tracking import experiment_id
+def find_reference(extractor_name: str, dataset_hash: str, recipe: str):
+    """The finished reference run (a `store.reading.RunRecord`) for this extractor and data, or None."""
+    from toolkit.store import reading
 
     query = (
         f"tags.extractor = '{extractor_name}' and tags.data_hash = '{dataset_hash}' "
         f"and tags.recipe = '{recipe}' and attributes.status = 'FINISHED'"
     )
-    runs = mlflow_client.search_runs(
-        [experiment_id(mlflow_client, REFERENCE_EXPERIMENT, REFERENCE_NOTE)],
-        query,
-        order_by=["attributes.start_time ASC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None
+    return reading.find_run(REFERENCE_EXPERIMENT, query)
 
 
 @dataclass
@@ -310,12 +304,12 @@ def references(dataset: str, splits, mode: str, weights: str | None = None) -> t
     `mode` is RunConfig.fid: "off" gives none; "auto" the domain CNN, plus Inception when its
     weights are here and a GPU makes it cheap; "inception" the domain CNN and Inception.
     """
-    from toolkit import tracking
+    from toolkit.store import location
 
     if mode == "off":
         return [], []
     path = inception_weights(weights)  # a missing --fid-weights file is said now, not after the CNN trained
-    with tracking.store_lock():  # processes starting together: one trains the reference, the others load it
+    with location.store_lock():  # processes starting together: one trains the reference, the others load it
         found = [domain_reference(dataset, splits)]
         if mode == "inception" or (path is not None and splits.test.images.is_cuda):
             try:
@@ -327,21 +321,20 @@ def references(dataset: str, splits, mode: str, weights: str | None = None) -> t
 
 def domain_reference(dataset: str, splits) -> Reference:
     """The domain CNN and its test statistics: loaded from the store, or trained and stored once."""
-    from toolkit import tracking
+    from toolkit.store import reading
 
     name, digest = DOMAIN_NAMES[dataset], data_hash(splits)
-    mlflow_client = tracking.client()
-    found = find_reference(mlflow_client, name, digest, CNN_RECIPE)
+    found = find_reference(name, digest, CNN_RECIPE)
     if found is not None:
         cnn = DomainCNN().to(splits.train.images.device)
         cnn.load_state_dict(
             torch.load(
-                io.BytesIO(tracking.read_artifact(found.info.run_id, "weights.pt")),
+                io.BytesIO(reading.read_artifact(found.run_id, "weights.pt")),
                 map_location=splits.train.images.device,
                 weights_only=True,
             )
         )
-        return _load_reference(found, Extractor(name, CnnFeatures(cnn), found.data.tags["extractor_hash"]), splits)
+        return _load_reference(found, Extractor(name, CnnFeatures(cnn), found.tags["extractor_hash"]), splits)
     cnn, accuracy = train_domain_cnn(splits)
     extractor = Extractor(name, CnnFeatures(cnn), weights_hash(cnn))
     return _store_reference(
@@ -350,18 +343,16 @@ def domain_reference(dataset: str, splits) -> Reference:
 
 
 def inception_reference(dataset: str, splits, weights: Path | None) -> Reference:
-    from toolkit import tracking
-
     extractor = inception_extractor(weights, splits.train.images.device)
-    digest, mlflow_client = data_hash(splits), tracking.client()
-    found = find_reference(mlflow_client, extractor.name, digest, extractor.content_hash)
+    digest = data_hash(splits)
+    found = find_reference(extractor.name, digest, extractor.content_hash)
     if found is not None:
         return _load_reference(found, extractor, splits)
     return _store_reference(extractor, splits, dataset, digest, extractor.content_hash, {}, {})
 
 
 def _store_reference(extractor, splits, dataset, digest, recipe, metrics, files) -> Reference:
-    from toolkit import tracking
+    from toolkit.store import writing
 
     test_stats = extractor.statistics(splits.test.images)
     floor = frechet_distance(extractor.statistics(splits.train.images[:FLOOR_IMAGES]), test_stats)
@@ -372,7 +363,7 @@ def _store_reference(extractor, splits, dataset, digest, recipe, metrics, files)
         "recipe": recipe,
         "dataset": dataset,
     }
-    with tracking.start_run(REFERENCE_EXPERIMENT, f"{extractor.name}-{dataset}", tags) as run:
+    with writing.start_run(REFERENCE_EXPERIMENT, f"{extractor.name}-{dataset}", tags, REFERENCE_NOTE) as run:
         run.log_metrics({**metrics, names.fid_floor(extractor.name): floor})
         buffer = io.BytesIO()
         np.savez(buffer, mu=test_stats[0], sigma=test_stats[1])
@@ -388,16 +379,16 @@ def _store_reference(extractor, splits, dataset, digest, recipe, metrics, files)
 
 def _load_reference(found, extractor, splits) -> Reference:
     """A stored reference; one stored before the real side was kept gains it now."""
-    from toolkit import tracking
+    from toolkit.store import reading, writing
 
-    stats = np.load(io.BytesIO(tracking.read_artifact(found.info.run_id, names.TEST_STATISTICS_FILE)))
-    floor = found.data.metrics[names.fid_floor(extractor.name)]
+    stats = np.load(io.BytesIO(reading.read_artifact(found.run_id, names.TEST_STATISTICS_FILE)))
+    floor = found.metrics[names.fid_floor(extractor.name)]
     try:
-        real = RealSide.from_npz(tracking.read_artifact(found.info.run_id, names.REAL_SIDE_FILE))
-    except (tracking.ArtifactMissing, KeyError, ValueError, zipfile.BadZipFile):  # absent, or not what it should be
+        real = RealSide.from_npz(reading.read_artifact(found.run_id, names.REAL_SIDE_FILE))
+    except (reading.ArtifactMissing, KeyError, ValueError, zipfile.BadZipFile):  # absent, or not what it should be
         real = real_side(extractor, splits.train.images, splits.test.images)
-        tracking.Run(tracking.client(), found.info.run_id).log_bytes(real.npz(), names.REAL_SIDE_FILE)
-    return Reference(extractor, (stats["mu"], stats["sigma"]), floor, found.info.run_id, real)
+        writing.Run(found.run_id).log_bytes(real.npz(), names.REAL_SIDE_FILE)
+    return Reference(extractor, (stats["mu"], stats["sigma"]), floor, found.run_id, real)
 
 
 def _state_bytes(network: nn.Module) -> bytes:

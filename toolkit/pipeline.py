@@ -43,7 +43,8 @@ from toolkit.samplers import (
     manifold_codes,
     posteriors,
 )
-from toolkit.tracking import RunStopped, continue_run, existing_run, load_checkpoint, metric_histories, start_run
+from toolkit.store.reading import existing_run, load_checkpoint, metric_histories
+from toolkit.store.writing import RunStopped, continue_run, start_run, writer
 from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
@@ -150,7 +151,7 @@ def train_run(
         except RunStopped:  # pruned: it will not be resumed
             run.drop_checkpoints()
             raise
-        already = set(run.client.get_run(run.run_id).data.metrics) if resume else set()
+        already = set(existing_run(run.run_id).metrics) if resume else set()
         metrics = evaluate_and_log(run, model, config, splits, references, result, already)
         run.drop_checkpoints()
         return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
@@ -176,28 +177,26 @@ def resume_run(run_id: str, data_dir=None, quiet: bool = False, fid_weights: str
     """Continue an interrupted run (FAILED or KILLED, e.g. by Ctrl-C, SIGKILL or a full disk) in the
     same MLflow run from its last checkpoint: its metric history goes on at the next epoch and it
     ends with the metrics an uninterrupted run would have had."""
+    existing_run(run_id)  # an id the store lacks is refused before anything is written
+    writer()  # opened to write: a run whose process died is FAILED by now, so it can be resumed
     run = existing_run(run_id)
-    if run.info.status not in ("FAILED", "KILLED"):
-        where = (
-            f" (process {run.data.tags.get('pid')} on {run.data.tags.get('host')})"
-            if run.info.status == "RUNNING"
-            else ""
-        )
-        raise ToolkitError(f"run {run_id} is {run.info.status}{where}: only a FAILED or KILLED run can be resumed")
-    config = RunConfig.from_params(run.data.params)
+    if run.status not in ("FAILED", "KILLED"):
+        where = f" (process {run.tags.get('pid')} on {run.tags.get('host')})" if run.status == "RUNNING" else ""
+        raise ToolkitError(f"run {run_id} is {run.status}{where}: only a FAILED or KILLED run can be resumed")
+    config = RunConfig.from_params(run.params)
     return train_run(config, data_dir=data_dir, quiet=quiet, fid_weights=fid_weights, resume=run_id)
 
 
 def finished_result(run_id: str) -> RunResult | None:
     """The result of a run that FINISHED, read back from the store; None for any other run."""
     run = existing_run(run_id)
-    if run.info.status != "FINISHED":
+    if run.status != "FINISHED":
         return None
-    best_epoch = int(run.data.metrics[names.BEST_EPOCH])
-    final = {key: value for key, value in run.data.metrics.items() if key.startswith(names.FINAL_PREFIXES)}
+    best_epoch = int(run.metrics[names.BEST_EPOCH])
+    final = {key: value for key, value in run.metrics.items() if key.startswith(names.FINAL_PREFIXES)}
     best = {
         key: next(m.value for m in metric_histories([run_id], [key]).itertuples() if m.step == best_epoch)
-        for key in run.data.metrics
+        for key in run.metrics
         if key not in final
     }
     return RunResult(run_id, best, final)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 
-from toolkit import ToolkitError, names, tracking
+from toolkit import ToolkitError, names
 from toolkit.models import default_device
 from toolkit.pipeline import evaluation, log_evaluation, prepare
+from toolkit.store import location, reading, writing
 
 
 def evaluate_runs(run_ids: list[str], data_dir=None, fid_weights: str | None = None) -> dict[str, list[str]]:
@@ -25,9 +26,9 @@ def evaluate_runs(run_ids: list[str], data_dir=None, fid_weights: str | None = N
 
 def experiment_runs(name: str) -> list[str]:
     """The finished training runs of an experiment (not a study's parent or a FID reference)."""
-    frame = tracking.load_runs(name)
+    frame = reading.load_runs(name)
     if frame.empty:
-        raise ToolkitError(f"experiment {name!r} has no runs (store {tracking.tracking_uri()})")
+        raise ToolkitError(f"experiment {name!r} has no runs (store {location.tracking_uri()})")
     finished = frame[frame["status"] == "FINISHED"]
     return list(finished.loc[finished["params.model"].notna(), "run_id"]) if "params.model" in finished else []
 
@@ -36,31 +37,31 @@ def evaluate_run(run_id: str, data_dir=None, fid_weights: str | None = None) -> 
     """Evaluate a FINISHED run's logged model as `toolkit train` would now, and log into the same
     run the metrics it lacks, a figure for each it lacks, and the images and per-dimension KL that
     go with them; tag it with the code version. Returns the metric keys added."""
-    info = tracking.existing_run(run_id)
-    if info.info.status != "FINISHED":
+    found_run = reading.existing_run(run_id)
+    if found_run.status != "FINISHED":
         raise ToolkitError(
-            f"run {run_id} is {info.info.status}: only a FINISHED run is evaluated "
+            f"run {run_id} is {found_run.status}: only a FINISHED run is evaluated "
             f"(`toolkit train --resume {run_id}` finishes an interrupted one)"
         )
     device = default_device()
-    model, config = tracking.load_model(run_id, device)
+    model, config = reading.load_model(run_id, device)
     splits, references, _ = prepare(config, data_dir, fid_weights, device)
     found = evaluation(model, config, splits, references)
-    logged = info.data.metrics
+    logged = found_run.metrics
     added = {key: value for key, value in found.metrics.items() if key not in logged}
-    run = tracking.Run(tracking.client(), run_id)
+    run = writing.Run(run_id)
     figures = {
-        f.path.removeprefix(f"{names.FIGURES}/").removesuffix(".png")
-        for f in run.client.list_artifacts(run_id, names.FIGURES)
+        path.removeprefix(f"{names.FIGURES}/").removesuffix(".png")
+        for path in reading.artifact_paths(run_id, names.FIGURES)
     }
     log_evaluation(run, model, config, splits.test, found, history(run_id, logged), figures)
     run.log_metrics(added)
-    run.set_tags({names.EVALUATED_BY: tracking.git_tags()[names.GIT_COMMIT]})
+    run.set_tags({names.EVALUATED_BY: writing.git_tags()[names.GIT_COMMIT]})
     return sorted(added)
 
 
 def history(run_id: str, logged: dict[str, float]) -> list[dict[str, float]]:
     """A run's per-epoch metrics as the trainer reported them, one dict per epoch."""
     keys = [key for key in logged if not key.startswith(names.FINAL_PREFIXES)]
-    frame = tracking.metric_histories([run_id], keys)
+    frame = reading.metric_histories([run_id], keys)
     return [dict(zip(rows["key"], rows["value"])) for _, rows in frame.groupby("step", sort=True)]

@@ -37,13 +37,14 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from toolkit import ToolkitError, masked, names, stop_on_signals, tracking, trial_queue
+from toolkit import ToolkitError, masked, names, stop_on_signals, trial_queue
 from toolkit.config import RunConfig, physical_memory
 from toolkit.data import find_files
 from toolkit.machine import end_with_parent
 from toolkit.pipeline import run_name, train_run
 from toolkit.storage_errors import cannot_open_optuna_storage
-from toolkit.tracking import RunStopped
+from toolkit.store import location, reading, writing
+from toolkit.store.writing import RunStopped
 
 QUICK = {"epochs": 2, "limit": 2000, "fid_samples": 1000, "iw_samples": 10}  # --quick: a smoke run
 PRUNERS = {
@@ -128,9 +129,9 @@ def check_workers(workers: int, config: RunConfig):
 
 
 def open_study(study: Study, settings: Settings) -> optuna.Study:
-    url = settings.storage or tracking.optuna_storage()
+    url = settings.storage or location.optuna_storage()
     try:
-        if (database := tracking.sqlite_path(url)) is not None:
+        if (database := location.sqlite_path(url)) is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
         return trial_queue.open_queue(
             study.name,
@@ -152,8 +153,8 @@ def run_and_report(study: Study, settings: Settings, out: str | None = None):
 
     parent = run_study(study, settings).user_attrs[names.PARENT_RUN_ATTR]
     doc, path = write_report(study.report, study.name, parent, out, study.name, settings.storage)
-    tracking.log_directory(parent, path.parent, names.REPORT)
-    tracking.set_note(
+    writing.log_directory(parent, path.parent, names.REPORT)
+    writing.set_note(
         parent,
         f"{describe(study)}\n\n{doc.main_table}\n\nThe whole report is under this run's artifacts, in "
         f"`{names.REPORT}/README.md`.",
@@ -164,7 +165,7 @@ def run_and_report(study: Study, settings: Settings, out: str | None = None):
 def run_study(study: Study, settings: Settings) -> optuna.Study:
     """Run (or resume) `study` to completion with `settings.workers` processes; returns it."""
     find_files(study.base.dataset, settings.data_dir)  # missing data stops the study, not each trial
-    database = tracking.sqlite_path(settings.storage) if settings.storage else None
+    database = location.sqlite_path(settings.storage) if settings.storage else None
     if database is not None and not database.is_file():
         print(
             f"note: {masked(settings.storage)} does not exist yet: a new Optuna storage is made there", file=sys.stderr
@@ -173,7 +174,7 @@ def run_study(study: Study, settings: Settings) -> optuna.Study:
     _check_settings(optuna_study, study)
     if study.grid:
         enqueue_grid(optuna_study, study)
-    with tracking.continue_run(_parent_run_id(optuna_study, study)):
+    with writing.continue_run(_parent_run_id(optuna_study, study)):
         if settings.workers == 1:
             work(study, settings)
         else:
@@ -347,7 +348,7 @@ class SeedMeans:
         return report
 
     def finished(self, result, run_id: str):
-        history = tracking.metric_histories([run_id], [self.key]).sort_values("step")
+        history = reading.metric_histories([run_id], [self.key]).sort_values("step")
         self.done.append((list(history["value"]), result.best[self.key]))
 
 
@@ -410,10 +411,9 @@ def _end_abandoned_run(trial: optuna.trial.FrozenTrial) -> dict:
     """A trial whose worker died: its MLflow run, if still RUNNING, ends FAILED saying so. The
     retry resumes that run where it has a checkpoint."""
     runs = trial.user_attrs.get(names.RUN_IDS, {})
-    mlflow_client = tracking.client() if runs else None
     for run_id in runs.values():
-        if mlflow_client.get_run(run_id).info.status == "RUNNING":
-            tracking.Run(mlflow_client, run_id).end(
+        if reading.existing_run(run_id).status == "RUNNING":
+            writing.Run(run_id).end(
                 "FAILED",
                 f"the worker of trial {trial.number} died (host {trial.user_attrs.get(names.HOST)}); "
                 "its configuration was queued again",
@@ -428,8 +428,7 @@ def _resumable(runs: dict[str, str]) -> dict:
     kept = {
         seed: run_id
         for seed, run_id in runs.items()
-        if tracking.existing_run(run_id).info.status == "FINISHED"
-        or tracking.checkpoint_paths(tracking.client(), run_id)
+        if reading.existing_run(run_id).status == "FINISHED" or reading.checkpoint_paths(run_id)
     }
     return {names.RESUME: kept} if kept else {}
 
@@ -438,20 +437,19 @@ def _parent_run_id(optuna_study: optuna.Study, study: Study) -> str:
     """The study's MLflow parent run: created on the first run, found again on a resume. Processes
     of one machine that start the study together take turns (the store lock), so one creates it;
     machines sharing a tracking server can still race if they create it in the same instant."""
-    with tracking.store_lock():
+    with location.store_lock():
         return _parent_run_id_unlocked(optuna_study, study)
 
 
 def _parent_run_id_unlocked(optuna_study: optuna.Study, study: Study) -> str:
     if names.PARENT_RUN_ATTR not in optuna_study.user_attrs:
-        mlflow_client = tracking.client()
-        experiment = tracking.experiment_id(mlflow_client, study.name, describe(study))
-        tags = {**tracking.git_tags(), names.STUDY: study.name, names.NOTE: describe(study)}
-        run = mlflow_client.create_run(experiment, run_name=study.name, tags=tags)
-        tracking.Run(mlflow_client, run.info.run_id).log_params(study_params(study))
-        optuna_study.set_user_attr(names.PARENT_RUN_ATTR, run.info.run_id)
-        if optuna_study.user_attrs[names.PARENT_RUN_ATTR] != run.info.run_id:  # another machine was faster
-            mlflow_client.delete_run(run.info.run_id)
+        run = writing.new_run(
+            study.name, study.name, {names.STUDY: study.name, names.NOTE: describe(study)}, describe(study)
+        )
+        run.log_params(study_params(study))
+        optuna_study.set_user_attr(names.PARENT_RUN_ATTR, run.run_id)
+        if optuna_study.user_attrs[names.PARENT_RUN_ATTR] != run.run_id:  # another machine was faster
+            run.delete()
     return optuna_study.user_attrs[names.PARENT_RUN_ATTR]
 
 

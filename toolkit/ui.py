@@ -76,11 +76,10 @@ def create_app():
 
 
 def print_runs_links(base: str):
-    from toolkit import tracking
+    from toolkit.store import reading
 
-    for experiment in tracking.client().search_experiments():
-        if experiment.name != "Default":
-            print(f"  {experiment.name}: {masked(runs_url(base, experiment.experiment_id))}")
+    for name, experiment in reading.experiments().items():
+        print(f"  {name}: {masked(runs_url(base, experiment))}")
     sys.stdout.flush()
 
 
@@ -100,15 +99,29 @@ def check_port_free(host: str, port: int):
 
 def serve(host: str, port: int):
     """Print the runs view of every experiment in the store, then become the MLflow server (or,
-    when the store is a tracking server already, only print its links)."""
-    from toolkit import tracking
+    when the store is a tracking server already, only print its links). Runs can be edited and
+    deleted in the UI, so a local store this process may write is opened to write, its maintenance
+    done (`store.maintenance`: a moved store shows its own files); one it may only read is served
+    as it is."""
+    from toolkit.store import location, maintenance, writing
 
-    uri = tracking.tracking_uri()
+    uri = location.tracking_uri()
     if uri.startswith(("http://", "https://")):
         print(f"The store is the MLflow server {masked(uri)}; its UI is there:")
         print_runs_links(uri.rstrip("/"))
         return
     check_port_free(host, port)
+    if location.writable():
+        writing.writer()
+    else:
+        location.existing_store()
+        if maintenance.moved(location.artifact_root(uri).parent):
+            print(
+                "note: this store was moved and may only be read here, so the UI cannot show its runs' "
+                "files (the database records the old folder); `toolkit ui` run once by a user who may "
+                "write the store points it at its own files",
+                file=sys.stderr,
+            )
     base = f"http://{host}:{port}"
     argv = [
         sys.executable,
@@ -126,8 +139,8 @@ def serve(host: str, port: int):
         "--port",
         str(port),
     ]
-    if tracking.artifact_root(uri):
-        argv += ["--default-artifact-root", tracking.artifact_root(uri).as_uri()]
+    if location.artifact_root(uri):
+        argv += ["--default-artifact-root", location.artifact_root(uri).as_uri()]
     print(f"MLflow UI on {base} (store {masked(uri)}); Ctrl-C stops it")
     print_runs_links(base)
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
@@ -138,11 +151,11 @@ def serve_dashboard(storage: str | None, host: str, port: int):
     """Print the dashboard page of every study in the Optuna storage, then become optuna-dashboard."""
     import optuna
 
-    from toolkit import tracking
+    from toolkit.store import location
 
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise ToolkitError("optuna-dashboard is not installed: pip install -e '.[dashboard]' (`make install` does)")
-    url = tracking.existing_optuna_storage(storage)
+    url = location.existing_optuna_storage(storage)
     check_port_free(host, port)
     try:
         optuna_storage = optuna.storages.get_storage(url)

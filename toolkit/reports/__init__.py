@@ -1,7 +1,7 @@
 """Reports from the tracking store: `write_report(kind, ...)` writes `README.md`, its tables as CSV
 and its figures as PNG into one directory (default `reports/<experiment>/`).
 
-Data flows one way: `tracking` loads the runs (params, final metrics, tags, metric histories,
+Data flows one way: `store.reading` loads the runs (params, final metrics, tags, metric histories,
 artifacts) and, for the `study` kind, Optuna's study; one module per kind turns them into a
 `Document`; nothing is retrained and no number is typed by hand.
 """

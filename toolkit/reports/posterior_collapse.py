@@ -31,7 +31,7 @@ from toolkit.reports.sections import (
     traversal_rows,
 )
 from toolkit.reports.stats import estimate, paired
-from toolkit.tracking import ArtifactMissing
+from toolkit.store.reading import ArtifactMissing
 
 AXES = ("decoder_scale", "sigma", "warmup_epochs", "free_bits")  # what a setting may vary, the grid's rows first
 KL_SPLIT = (

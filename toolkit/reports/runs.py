@@ -19,9 +19,10 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from toolkit import ToolkitError, names, tracking
+from toolkit import ToolkitError, names
 from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY
 from toolkit.reports.stats import estimate
+from toolkit.store import location, reading
 
 PARENT = f"tags.{names.PARENT_RUN}"
 BEFORE_LOGGED = {"architecture": "mlp", "binarize": "none"}  # settings added later, with what runs before them had
@@ -82,10 +83,10 @@ class RunSet:
     """The runs of one experiment, or of one parent run, read once from the store."""
 
     def __init__(self, experiment: str, parent: str | None = None):
-        frame = tracking.load_runs(experiment, parent)
+        frame = reading.load_runs(experiment, parent)
         if frame.empty:
             where = f"parent run {parent} has no child runs in" if parent else "there are no runs in"
-            raise ToolkitError(f"{where} experiment {experiment!r} (store {tracking.tracking_uri()})")
+            raise ToolkitError(f"{where} experiment {experiment!r} (store {location.tracking_uri()})")
         parents = set(frame[PARENT].dropna()) if PARENT in frame else set()
         if parent is None and len(parents) == 1:
             parent = next(iter(parents))
@@ -253,13 +254,13 @@ class RunSet:
         return found
 
     def histories(self, run_ids, keys) -> pd.DataFrame:
-        return tracking.metric_histories(run_ids, keys)
+        return reading.metric_histories(run_ids, keys)
 
     def images(self, run_id: str) -> dict[str, np.ndarray] | None:
         """The images a run's figures show (`images.npz`), or None for a run that logged none."""
         try:
-            return dict(np.load(io.BytesIO(tracking.read_artifact(run_id, names.IMAGES_NPZ))))
-        except tracking.ArtifactMissing:
+            return dict(np.load(io.BytesIO(reading.read_artifact(run_id, names.IMAGES_NPZ))))
+        except reading.ArtifactMissing:
             return None
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # damaged, or arrays of objects
             print(
@@ -271,14 +272,14 @@ class RunSet:
 
     def kl_by_epoch(self, run_id: str) -> np.ndarray:
         """The validation KL of every latent dimension per epoch (epochs x dimensions), from kl_per_dim.json."""
-        return np.asarray(json.loads(tracking.read_artifact(run_id, names.KL_PER_DIM_JSON))[names.KL_VAL_BY_EPOCH])
+        return np.asarray(json.loads(reading.read_artifact(run_id, names.KL_PER_DIM_JSON))[names.KL_VAL_BY_EPOCH])
 
     def traversal(self, run_id: str) -> tuple[list[int], list[float]] | None:
         """The dimensions a run's traversal image shows (most informative first) and their test KL,
         from kl_per_dim.json; None for a run that logged none."""
         try:
-            logged = json.loads(tracking.read_artifact(run_id, names.KL_PER_DIM_JSON))
-        except tracking.ArtifactMissing:
+            logged = json.loads(reading.read_artifact(run_id, names.KL_PER_DIM_JSON))
+        except reading.ArtifactMissing:
             return None
         if not isinstance(logged, dict) or names.TRAVERSAL_DIMS not in logged:
             return None
@@ -287,15 +288,15 @@ class RunSet:
 
     def figure_png(self, run_id: str, name: str) -> bytes | None:
         try:
-            return tracking.read_artifact(run_id, f"{names.FIGURES}/{name}.png")
-        except tracking.ArtifactMissing:
+            return reading.read_artifact(run_id, f"{names.FIGURES}/{name}.png")
+        except reading.ArtifactMissing:
             return None
 
 
 def _floor(extractor: str, reference_run: str) -> float | None:
     """The real-vs-real FID its reference run logged for the extractor."""
     try:
-        return tracking.final_metrics(reference_run).get(names.fid_floor(extractor))
+        return reading.final_metrics(reference_run).get(names.fid_floor(extractor))
     except ToolkitError:
         return None
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from toolkit import names, tracking
+from toolkit import names
 from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY, RunConfig
 from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, PROBE_TRAIN, RATE_CODES
 from toolkit.reports.document import GENERATED, Document, code, escape, markdown_table, mean_std, number
 from toolkit.reports.document import link as markdown_link
 from toolkit.reports.runs import LATENT_COLUMNS, Column, RunSet, shown_param, sort_key
 from toolkit.reports.stats import LEVEL, best_of
+from toolkit.store import location
 
 RUNNING_REASON = "still running, or its process died without ending the run"
 FID_SUBJECTS = {
@@ -32,13 +33,13 @@ NOT_LISTED = ("seed",)
 
 
 def link(runs: RunSet, run_id: str, text: str | None = None) -> str:
-    return markdown_link(text or run_id[:8], tracking.run_url(runs.experiment_id, run_id))
+    return markdown_link(text or run_id[:8], location.run_url(runs.experiment_id, run_id))
 
 
 def provenance(doc: Document, runs: RunSet | None, rebuild: str, extra: list[tuple[str, str]] = ()):
     """Where every number comes from: store, experiment, runs, code, data and FID extractors
     (`extra` rows, e.g. an Optuna study's, before the command that rebuilds the report)."""
-    rows = [("store", code(shown_store(tracking.tracking_uri())))]
+    rows = [("store", code(shown_store(location.tracking_uri())))]
     if runs is not None:
         counts = runs.runs["status"].value_counts()
         rows += [
@@ -73,7 +74,7 @@ def provenance(doc: Document, runs: RunSet | None, rebuild: str, extra: list[tup
 def shown_store(uri: str) -> str:
     """The store as a reader of the report finds it: a local database relative to the directory
     the report was built in (`mlruns/mlflow.db` in the project), any other URI as it is."""
-    path = tracking.sqlite_path(uri)
+    path = location.sqlite_path(uri)
     if path is None:
         return uri
     try:
@@ -457,8 +458,8 @@ def run_list(doc: Document, runs: RunSet):
     for p in varying:
         shown[p] = [shown_param(m, p, v) for m, v in zip(models, shown[p])]
     doc.heading("Runs")
-    served = "" if tracking.tracking_uri().startswith("http") else " (start it with `toolkit ui`)"
-    doc.text(f"Links open the run in the MLflow UI at {tracking.ui_url()}{served}.")
+    served = "" if location.tracking_uri().startswith("http") else " (start it with `toolkit ui`)"
+    doc.text(f"Links open the run in the MLflow UI at {location.ui_url()}{served}.")
     doc.table("runs", shown.fillna(""), data.fillna(""), markup=["run"])
 
 

@@ -11,12 +11,13 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from toolkit import ToolkitError, names, tracking
+from toolkit import ToolkitError, names
 from toolkit.reports.claims import Claims, sentence
 from toolkit.reports.document import Document, code, escape, number
 from toolkit.reports.runs import RunSet
 from toolkit.reports.sections import link, provenance, run_list, settings_section
 from toolkit.storage_errors import cannot_open_optuna_storage
+from toolkit.store import location
 
 BEST_SHOWN = 10
 RUN_METRICS = {
@@ -27,7 +28,7 @@ RUN_METRICS = {
 
 
 def build(name: str, storage: str | None, rebuild: str) -> Document:
-    url = tracking.existing_optuna_storage(storage)
+    url = location.existing_optuna_storage(storage)
     optuna_study = load(name, url)
     complete = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     states = pd.Series([t.state.name for t in optuna_study.trials]).value_counts()
