@@ -389,7 +389,7 @@ def test_a_store_the_user_may_not_write_is_one_line_and_keeps_its_runs(tiny_data
 
 
 def test_a_database_server_gone_for_good_ends_the_command_in_one_line(capsys):
-    """After a study has waited for its storage's server (`trial_queue.patiently`), the driver's
+    """After a study has waited for its storage's server (`trial_queue.PatientStorage`), the driver's
     error reaches the command line: one line saying to rerun, not SQLAlchemy's traceback."""
     import sqlalchemy
 

@@ -378,3 +378,30 @@ def test_a_search_trial_scores_the_mean_of_its_seeds_and_prunes_on_running_means
         }
     with pytest.raises(ToolkitError, match="a search whose trials train 3 seed\\(s\\) each; rerun it with --seeds 3"):
         run_study(replace(study, seeds=1), Settings(storage, data_dir=tiny_data))
+
+
+def test_a_storage_call_waits_while_the_database_cannot_be_reached_then_gives_up(tmp_path, monkeypatch):
+    """A server restarting: each call on the storage is tried again (every 2 s, here at once) until
+    it answers, or until STORAGE_WAIT_S has passed; no call site wraps its calls."""
+    import sqlalchemy
+    from optuna.study import StudyDirection
+
+    storage = trial_queue.PatientStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study_id = storage.create_new_study([StudyDirection.MINIMIZE], "restarting")
+    refusals = [0]
+
+    @sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
+    def refuse(*_):
+        if refusals[0]:
+            refusals[0] -= 1
+            raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("connection refused"))
+
+    clock = [0.0]
+    monkeypatch.setattr(trial_queue.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    monkeypatch.setattr(trial_queue.time, "time", lambda: clock[0])
+    refusals[0] = 3
+    assert storage.get_study_name_from_id(study_id) == "restarting" and clock[0] == 6  # three refusals waited out
+    refusals[0] = 10**6
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        storage.get_study_name_from_id(study_id)
+    assert trial_queue.STORAGE_WAIT_S < clock[0] <= trial_queue.STORAGE_WAIT_S + 8

@@ -193,6 +193,7 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"  # of a study: its MLflow parent run
 RUN_ID, RUN_IDS, RESUME = "mlflow_run_id", "mlflow_run_ids", "resume_runs"  # of a trial
 BY_SEED, SEED_SD = "objective_by_seed", "objective_sd"
 POINT = "point"  # of a trial: the label of the grid point it runs
+QUEUED = "queued_params"  # of a queued trial: the params it was queued with (a grid point's settings and seed)
 ERROR = "error"  # of a trial: why it failed, credentials masked
 SURPLUS = "surplus"  # of a trial: asked for when the budget was already full
 RETRY_OF = "retry_of"  # of a trial: the first trial of the point and seed it runs again

@@ -25,7 +25,6 @@ What this module adds to Optuna:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import multiprocessing
 import os
 import statistics
@@ -232,10 +231,7 @@ def work(study: Study, settings: Settings, threads: int | None = None):
     stop_on_signals()
     optuna_study = open_study(study, settings)
     parent_id = optuna_study.user_attrs[names.PARENT_RUN_ATTR]
-    next_trial = functools.partial(
-        trial_queue.patiently, trial_queue.next_trial, optuna_study, bool(study.grid), study.trials
-    )
-    while (trial := next_trial()) is not None:
+    while (trial := trial_queue.next_trial(optuna_study, bool(study.grid), study.trials)) is not None:
         _run_trial(optuna_study, trial, study, settings, parent_id)
 
 
@@ -243,7 +239,7 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
     heartbeat, start = trial_queue.trial_heartbeat(optuna_study, trial), time.perf_counter()
     runs = dict(trial.user_attrs.get(names.RUN_IDS, {}))  # seed -> MLflow run, kept as each starts
     try:
-        overrides = trial_queue.patiently(trial_overrides, trial, study)
+        overrides = trial_overrides(trial, study)
         configs = [
             dataclasses.replace(study.base, **{**overrides, "seed": seed})
             for seed in ([overrides["seed"]] if study.grid else study.seed_values())
@@ -255,16 +251,16 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
             if len(results) < len(configs) and not study.multi_objective:
                 means.finished(results[-1], runs[str(config.seed)])
     except RunStopped:
-        finished = trial_queue.patiently(optuna_study.tell, trial, state=TrialState.PRUNED)
+        finished = optuna_study.tell(trial, state=TrialState.PRUNED)
     except ToolkitError as exc:  # a bad configuration or a diverged run: recorded, not retried
-        trial_queue.patiently(trial.set_user_attr, names.ERROR, masked(exc))
-        finished = trial_queue.patiently(optuna_study.tell, trial, state=TrialState.FAIL)
+        trial.set_user_attr(names.ERROR, masked(exc))
+        finished = optuna_study.tell(trial, state=TrialState.FAIL)
         print(f"trial {trial.number} failed: {masked(exc)}", file=sys.stderr)
     except KeyboardInterrupt:
         trial_queue.stop(optuna_study, trial, _resumable(runs))
         raise
     else:
-        finished = trial_queue.patiently(optuna_study.tell, trial, _trial_values(trial, study, configs, results))
+        finished = optuna_study.tell(trial, _trial_values(trial, study, configs, results))
     finally:
         heartbeat.stop()
     seconds = time.perf_counter() - start
@@ -292,9 +288,9 @@ def _train_seed(
 
     def started(run_id: str):
         runs[seed] = run_id
-        trial_queue.patiently(trial.set_user_attr, names.RUN_IDS, dict(runs))
+        trial.set_user_attr(names.RUN_IDS, dict(runs))
         if len(runs) == 1:
-            trial_queue.patiently(trial.set_user_attr, names.RUN_ID, run_id)
+            trial.set_user_attr(names.RUN_ID, run_id)
 
     return train_run(
         config,
@@ -319,9 +315,9 @@ def _trial_values(trial: optuna.Trial, study: Study, configs: list[RunConfig], r
     columns = list(zip(*per_seed))  # one per objective
     if len(results) > 1:
         shown = [v if study.multi_objective else v[0] for v in per_seed]
-        trial_queue.patiently(trial.set_user_attr, names.BY_SEED, {str(c.seed): v for c, v in zip(configs, shown)})
+        trial.set_user_attr(names.BY_SEED, {str(c.seed): v for c, v in zip(configs, shown)})
         spread = [statistics.stdev(column) for column in columns]
-        trial_queue.patiently(trial.set_user_attr, names.SEED_SD, spread if study.multi_objective else spread[0])
+        trial.set_user_attr(names.SEED_SD, spread if study.multi_objective else spread[0])
     means = [statistics.fmean(column) for column in columns]
     return means if study.multi_objective else means[0]
 
@@ -341,8 +337,8 @@ class SeedMeans:
         def report(epoch: int, metrics: dict[str, float]):
             earlier = [curve[epoch - 1] if epoch <= len(curve) else final for curve, final in self.done]
             mean = (sum(earlier) + metrics[self.key]) / (len(earlier) + 1)
-            trial_queue.patiently(self.trial.report, mean, seed_index * self.epochs + epoch)
-            if trial_queue.patiently(self.trial.should_prune):
+            self.trial.report(mean, seed_index * self.epochs + epoch)
+            if self.trial.should_prune():
                 raise RunStopped(f"trial {self.trial.number} pruned at epoch {epoch} of seed {seed_index + 1}")
 
         return report

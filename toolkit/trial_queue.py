@@ -1,7 +1,9 @@
 """The Optuna queue behind a study: its storage, atomic pops of queued trials, the heartbeat, and
-the retry of trials whose worker died. This is the one module that uses Optuna's storage
-internals (`Study._storage`); it knows nothing of MLflow: what happens to an abandoned trial's
-tracked run is the `on_abandoned` hook's business.
+the retry of trials whose worker died, through Optuna's public API (`ask`, `tell`, `enqueue_trial`,
+the storage's heartbeat calls). Two things have none and sit in one small function each:
+`_storage_of` (the storage a study was opened on, for its heartbeat) and `_legacy_queued_params`
+(the params of trials queued before they were recorded as a user attribute). It knows nothing of
+MLflow: what happens to an abandoned trial's tracked run is the `on_abandoned` hook's business.
 
 - Grid points are queued once and popped atomically, so no point is evaluated twice, even by
   workers on several machines.
@@ -11,7 +13,9 @@ tracked run is the `on_abandoned` hook's business.
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -46,7 +50,7 @@ def open_queue(
     """Create or load the study `name` in the storage at `url`, with our heartbeat; it minimises
     the `objectives`, named so that reports and dashboards can say what they are."""
     optuna_study = optuna.create_study(
-        storage=_storage(url, on_abandoned),
+        storage=_open_storage(url, on_abandoned),
         study_name=name,
         load_if_exists=True,
         pruner=pruner,
@@ -59,7 +63,7 @@ def open_queue(
     return optuna_study
 
 
-def _storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.storages.RDBStorage:
+def _open_storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.storages.RDBStorage:
     """Optuna's storage at `url`, with our heartbeat. Processes that create a fresh database at the
     same moment race on its schema: on one machine (SQLite) they take turns under a file lock
     beside the database; across machines (an error on a table or on alembic_version) they try again."""
@@ -74,7 +78,7 @@ def _storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.sto
                 _no_experimental_warnings(),
                 file_lock(Path(url.removeprefix("sqlite:///") + ".lock")) if sqlite else nullcontext(),
             ):
-                storage = optuna.storages.RDBStorage(  # a server's restart leaves dead connections: pinged first
+                storage = PatientStorage(  # a server's restart leaves dead connections: pinged first
                     url,
                     engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True},
                     heartbeat_interval=HEARTBEAT_S,
@@ -89,6 +93,42 @@ def _storage(url: str, on_abandoned: Abandoned, attempts: int = 3) -> optuna.sto
     if sqlite:
         _begin_immediate(storage.engine)
     return storage
+
+
+class PatientStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage, each of its calls on studies and trials tried again while the database
+    cannot be reached (a server restarting), for up to STORAGE_WAIT_S seconds; then the error goes
+    up. The one place a study waits out its storage: taking a trial, its params, attributes and
+    reports, telling it, all go through it. A heartbeat is not waited for (a beat missed while the
+    server is away is harmless), nor a call made inside another (the outer one waits)."""
+
+
+_WAITING = threading.local()  # whether this thread is inside a patient call already
+
+
+def _patient(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def waiting(self, *args, **kwargs):
+        if getattr(_WAITING, "active", False):
+            return method(self, *args, **kwargs)
+        _WAITING.active, deadline = True, time.time() + STORAGE_WAIT_S
+        try:
+            while True:
+                try:
+                    return method(self, *args, **kwargs)
+                except UNREACHABLE:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(2)
+        finally:
+            _WAITING.active = False
+
+    return waiting
+
+
+for _name, _method in vars(optuna.storages.BaseStorage).items():  # its public interface, as RDBStorage implements it
+    if callable(_method) and not _name.startswith("_") and _name != "remove_session":
+        setattr(PatientStorage, _name, _patient(getattr(optuna.storages.RDBStorage, _name)))
 
 
 def _begin_immediate(engine: sqlalchemy.Engine):
@@ -110,7 +150,7 @@ def _begin_immediate(engine: sqlalchemy.Engine):
 def enqueue_point(optuna_study: optuna.Study, label: str, params: dict):
     """Queue a grid point, with its settings as the params the trial will suggest, unless a trial
     with these params is already queued, running or done."""
-    optuna_study.enqueue_trial(params, user_attrs={names.POINT: label}, skip_if_exists=True)
+    optuna_study.enqueue_trial(params, user_attrs={names.POINT: label, names.QUEUED: params}, skip_if_exists=True)
 
 
 def next_trial(optuna_study: optuna.Study, grid: bool, budget: int) -> optuna.Trial | None:
@@ -125,26 +165,39 @@ def next_trial(optuna_study: optuna.Study, grid: bool, budget: int) -> optuna.Tr
 
 
 def _pop(optuna_study: optuna.Study, grid: bool) -> optuna.Trial | None:
+    """A queued trial, taken with `Study.ask`, which pops the oldest waiting one atomically; None
+    when none waits. Where another worker took the last one first, `ask` made a new trial: it is
+    failed as surplus. A grid point queued twice (by two machines at once) runs once."""
     fail_abandoned(optuna_study)
-    for waiting in optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if not optuna_study._storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker took it
-        if grid and (earlier := _duplicate_of(optuna_study, waiting)) is not None:
-            optuna_study._storage.set_trial_user_attr(waiting._trial_id, "duplicate_of", earlier)
-            optuna_study._storage.set_trial_state_values(waiting._trial_id, TrialState.FAIL)
+    while optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        trial = _asked(optuna_study)
+        if names.POINT not in trial.user_attrs and not configured_params(_frozen(optuna_study, trial)):
+            trial.set_user_attr(names.SURPLUS, True)  # not a queued one: another worker took the last
+            optuna_study.tell(trial, state=TrialState.FAIL)
+            return None
+        if grid and (earlier := _duplicate_of(optuna_study, _frozen(optuna_study, trial))) is not None:
+            trial.set_user_attr("duplicate_of", earlier)
+            optuna_study.tell(trial, state=TrialState.FAIL)
             continue
-        return optuna.Trial(optuna_study, waiting._trial_id)
+        return trial
     return None
+
+
+def _asked(optuna_study: optuna.Study) -> optuna.Trial:
+    with warnings.catch_warnings():  # the heartbeat is recorded by `trial_heartbeat`, not by Study.optimize
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+        return optuna_study.ask()
+
+
+def _frozen(optuna_study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+    """The stored state of a running trial (its user attributes as queued)."""
+    [frozen] = [t for t in optuna_study.get_trials(deepcopy=False) if t.number == trial.number]
+    return frozen
 
 
 def _ask(optuna_study: optuna.Study, budget: int) -> optuna.Trial | None:
     while _trials_under_way(optuna_study) < budget:
-        with warnings.catch_warnings():  # the heartbeat is recorded by `heartbeat`, not by Study.optimize
-            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
-            trial = optuna_study.ask()
+        trial = _asked(optuna_study)
         if _trials_under_way(optuna_study, before=trial.number) < budget:
             return trial
         trial.set_user_attr(names.SURPLUS, True)  # another worker asked at the same moment and filled the budget
@@ -160,12 +213,19 @@ def _trials_under_way(optuna_study: optuna.Study, before: int | None = None) -> 
 
 def configured_params(trial: FrozenTrial) -> dict:
     """The trial's params: those it suggested, or while it waits in the queue those it was enqueued with."""
-    return trial.params or trial.system_attrs.get("fixed_params", {})
+    return trial.params or trial.user_attrs.get(names.QUEUED) or _legacy_queued_params(trial)
 
 
 def queued_params(trial: optuna.Trial) -> dict:
     """The params a running trial was enqueued with (a grid point's settings and seed), {} for a sampled one."""
-    return trial.study._storage.get_trial(trial._trial_id).system_attrs.get("fixed_params", {})
+    return trial.user_attrs.get(names.QUEUED) or _legacy_queued_params(_frozen(trial.study, trial))
+
+
+def _legacy_queued_params(trial: FrozenTrial) -> dict:
+    """The params of a trial queued before the toolkit recorded them as the user attribute
+    `names.QUEUED` (a study begun with an older toolkit and resumed): Optuna keeps the params given
+    to `enqueue_trial` in the system attribute `fixed_params`, which it does not document."""
+    return trial.system_attrs.get("fixed_params", {})
 
 
 def _duplicate_of(optuna_study: optuna.Study, trial: FrozenTrial) -> int | None:
@@ -189,21 +249,18 @@ def _duplicate_of(optuna_study: optuna.Study, trial: FrozenTrial) -> int | None:
 def trial_heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Heartbeat:
     """Records the trial's heartbeat every HEARTBEAT_S seconds while it runs; a storage server
     down for a moment misses beats, not the trial."""
-    return Heartbeat(lambda: optuna_study._storage.record_heartbeat(trial._trial_id), HEARTBEAT_S, UNREACHABLE)
+    storage = _storage_of(optuna_study)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(optuna_study.study_name), trial.number
+    )
+    return Heartbeat(lambda: storage.record_heartbeat(trial_id), HEARTBEAT_S, UNREACHABLE)
 
 
-def patiently(call: Callable, *args, **kwargs):
-    """`call(*args, **kwargs)`, tried again while the storage is unreachable (a database server
-    restarting), for up to STORAGE_WAIT_S seconds; then its error goes up. Every storage call of a
-    worker goes through it: taking a trial, its params and attributes, its reports, telling it."""
-    deadline = time.time() + STORAGE_WAIT_S
-    while True:
-        try:
-            return call(*args, **kwargs)
-        except UNREACHABLE:
-            if time.time() > deadline:
-                raise
-            time.sleep(2)
+def _storage_of(optuna_study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage a study was opened on. Optuna records heartbeats itself only inside
+    `Study.optimize`, which a study's workers do not use (they ask and tell); it has no public
+    way from a study to its storage."""
+    return optuna_study._storage
 
 
 def fail_abandoned(optuna_study: optuna.Study):
@@ -212,21 +269,19 @@ def fail_abandoned(optuna_study: optuna.Study):
     abandoned-trial callback (the `on_abandoned` hook, then a retry)."""
     with _no_experimental_warnings():
         optuna.storages.fail_stale_trials(optuna_study)
-    abandoned = optuna_study._storage.get_heartbeat_stale_trial_callback()
+    abandoned = _storage_of(optuna_study).get_heartbeat_stale_trial_callback()
     for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get(names.HOST) == HOST and not process_alive(trial.user_attrs.get(names.PID)):
             try:
-                if optuna_study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                    abandoned(optuna_study, trial)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
+                abandoned(optuna_study, optuna_study.tell(trial.number, state=TrialState.FAIL))
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                continue  # finished meanwhile, or failed by another worker first
 
 
 def stop(optuna_study: optuna.Study, trial: optuna.Trial, carry: dict):
     """End an interrupted trial FAIL and queue its configuration again, to run on the next resume,
     with the user attributes `carry`."""
-    optuna_study.tell(trial, state=TrialState.FAIL)
-    retry(optuna_study, optuna_study._storage.get_trial(trial._trial_id), carry)
+    retry(optuna_study, optuna_study.tell(trial, state=TrialState.FAIL), carry)
 
 
 def retry(optuna_study: optuna.Study, trial: FrozenTrial, carry: dict):
@@ -235,7 +290,12 @@ def retry(optuna_study: optuna.Study, trial: FrozenTrial, carry: dict):
     kept = {key: trial.user_attrs[key] for key in (names.POINT,) if key in trial.user_attrs}
     optuna_study.enqueue_trial(
         configured_params(trial),
-        user_attrs={names.RETRY_OF: trial.user_attrs.get(names.RETRY_OF, trial.number), **kept, **carry},
+        user_attrs={
+            names.RETRY_OF: trial.user_attrs.get(names.RETRY_OF, trial.number),
+            names.QUEUED: configured_params(trial),
+            **kept,
+            **carry,
+        },
     )
 
 
