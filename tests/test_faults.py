@@ -393,7 +393,7 @@ def test_a_database_server_gone_for_good_ends_the_command_in_one_line(capsys):
     error reaches the command line: one line saying to rerun, not SQLAlchemy's traceback."""
     import sqlalchemy
 
-    from toolkit import command
+    from toolkit.commands import command
 
     gone = sqlalchemy.exc.OperationalError(
         "UPDATE trials …", {}, Exception('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
@@ -407,7 +407,7 @@ def test_a_database_server_gone_for_good_ends_the_command_in_one_line(capsys):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_during_a_store_write_takes_effect_when_the_write_is_whole(signum, monkeypatch):
-    from toolkit import interrupts_held, stop_on_signals
+    from toolkit.commands import interrupts_held, stop_on_signals
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     stop_on_signals()

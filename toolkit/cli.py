@@ -7,10 +7,12 @@ import argparse
 import dataclasses
 import sys
 
-from toolkit import DASHBOARD_PORT, UI_HOST, UI_PORT, ToolkitError, command, masked
+from toolkit import ToolkitError, masked
+from toolkit.commands import command
 from toolkit.config import DATASETS, ConfigError, RunConfig, parse_value
 from toolkit.reports import KINDS as REPORT_KINDS
 from toolkit.storage_errors import RERUN
+from toolkit.ui import DASHBOARD_PORT, UI_HOST, UI_PORT
 
 
 def add_run_arguments(

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from toolkit import ToolkitError, masked, names, stop_on_signals, trial_queue
+from toolkit import ToolkitError, masked, names, trial_queue
+from toolkit.commands import stop_on_signals
 from toolkit.config import RunConfig, physical_memory
 from toolkit.data import find_files
 from toolkit.machine import end_with_parent

@@ -23,11 +23,11 @@ import socket
 import sys
 from pathlib import Path
 
-import mlflow
-
 from toolkit import ToolkitError, masked
 from toolkit.storage_errors import cannot_open_optuna_storage
 
+UI_HOST, UI_PORT = "127.0.0.1", 5000  # where `toolkit ui` serves the MLflow UI of a local store
+DASHBOARD_PORT = 8080  # where `toolkit dashboard` serves optuna-dashboard
 ML_WORKFLOW = "workflowType=machine_learning"  # the UI's URL parameter for its "Model training" view
 # The UI's own local-storage defaults, set only where the browser holds no choice: the "Model
 # training" view, and the assistant panel not opened by itself (it takes a third of the page).
@@ -45,6 +45,8 @@ def runs_url(base: str, experiment_id: str) -> str:
 
 
 def index_html() -> bytes:
+    import mlflow
+
     page = (Path(mlflow.__file__).parent / "server" / "js" / "build" / "index.html").read_text()
     return page.replace("<head>", "<head>" + SCRIPT, 1).encode()
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
-from toolkit import UI_HOST, UI_PORT, ToolkitError
+from toolkit import ToolkitError
 from toolkit.machine import file_lock
 from toolkit.storage_errors import cannot_open_store
 from toolkit.store import maintenance
@@ -140,6 +140,8 @@ def use_store_globally(client) -> None:
 
 def ui_url() -> str:
     """The MLflow UI of the store: the tracking server itself, or `toolkit ui` for a local store."""
+    from toolkit.ui import UI_HOST, UI_PORT
+
     uri = tracking_uri()
     return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://{UI_HOST}:{UI_PORT}"
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from toolkit import ToolkitError, interrupts_held, names, path_in
+from toolkit import ToolkitError, names, path_in
+from toolkit.commands import interrupts_held
 from toolkit.config import RunConfig
 from toolkit.machine import HOST, PROCESS_TABLE, Heartbeat
 from toolkit.storage_errors import cannot_open_store
