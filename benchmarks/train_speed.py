@@ -1,9 +1,9 @@
-"""Training speed: the toolkit's trainer against a seed-style loop, against a plain loop over
+"""Training speed: the toolkit's trainer against the reference notebooks' loop, against a plain loop over
 the same net for each model and architecture (MLP and conv), and the cost of MLflow logging.
 
-The seed comparison trains the reference VAE (784-400-20, Bernoulli, Adam 1e-3, batch 128) for 2
+The comparison with the reference notebooks trains the reference VAE (784-400-20, Bernoulli, Adam 1e-3, batch 128) for 2
 epochs on the real Fashion-MNIST in this one process and evaluates once per epoch (the toolkit on
-its 6k validation split, the seed loop on the 10k test set, as the seeds did). Run: `make bench`.
+its 6k validation split, the notebooks' loop on the 10k test set, as they did). Run: `make bench`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from toolkit.train import fit
 
 
 class SeedVAE(nn.Module):
-    """The seed notebooks' model: sigmoid output, BCE summed over the batch."""
+    """The reference notebooks' model: sigmoid output, BCE summed over the batch."""
 
     def __init__(self):
         super().__init__()
@@ -45,13 +45,13 @@ class SeedVAE(nn.Module):
         return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
 
 
-def seed_loss(recon, x, mu, logvar):
+def notebook_loss(recon, x, mu, logvar):
     bce = F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
     return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def seed_style(root: Path, epochs: int) -> float:
-    """Examples per second of the seed loop: torchvision dataset, DataLoader, ToTensor."""
+def notebook_loop(root: Path, epochs: int) -> float:
+    """Examples per second of the reference notebooks' loop: torchvision dataset, DataLoader, ToTensor."""
     torch.manual_seed(0)
     train = datasets.FashionMNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
     test = datasets.FashionMNIST(str(root), train=False, download=False, transform=transforms.ToTensor())
@@ -65,14 +65,14 @@ def seed_style(root: Path, epochs: int) -> float:
         for x, _ in train_loader:
             optimizer.zero_grad()
             recon, mu, logvar = model(x)
-            loss = seed_loss(recon, x, mu, logvar)
+            loss = notebook_loss(recon, x, mu, logvar)
             loss.backward()
             optimizer.step()
         model.eval()
         with torch.no_grad():
             for x, _ in test_loader:
                 recon, mu, logvar = model(x)
-                seed_loss(recon, x, mu, logvar)
+                notebook_loss(recon, x, mu, logvar)
     return epochs * len(train) / (time.perf_counter() - start)
 
 
@@ -155,11 +155,11 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs each")
 
     with tempfile.TemporaryDirectory() as tmp:
-        seed_rate = seed_style(torchvision_root(Path(tmp)), args.epochs)
+        notebook_rate = notebook_loop(torchvision_root(Path(tmp)), args.epochs)
         toolkit_rate = len(splits.train) / toolkit_epoch_seconds(splits, config)
-        print(f"seed-style loop : {seed_rate:8.0f} examples/s")
+        print(f"notebooks' loop : {notebook_rate:8.0f} examples/s")
         print(f"toolkit trainer : {toolkit_rate:8.0f} examples/s")
-        print(f"speed-up        : {toolkit_rate / seed_rate:8.2f}x  (target >= 2.0x)")
+        print(f"speed-up        : {toolkit_rate / notebook_rate:8.2f}x  (target >= 2.0x)")
         compare_architectures(splits, args.epochs)
 
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
