@@ -23,7 +23,7 @@ import optuna
 
 from toolkit.config import RunConfig
 from toolkit.store import writing
-from toolkit.studies import QUICK, Settings, Study, run_study
+from toolkit.studies import QUICK, Execution, Study, run_study
 
 GRID = {f"beta{beta:g}": {"beta": beta} for beta in (0.5, 0.75, 1, 1.5, 2, 4)}
 SEARCH_BASE = RunConfig(epochs=8, limit=3000, fid="off", iw_samples=0, patience=0)
@@ -55,10 +55,10 @@ def in_fresh_store(work):
 def trials_per_hour(workers: int, data_dir: str | None) -> float:
     def work(storage):
         study = Study("throughput", replace(RunConfig(), **QUICK), grid=GRID, pruner="none")
-        run_study(study, Settings(storage, workers=1, data_dir=data_dir))  # warm: FID reference, caches
+        run_study(study, Execution(storage, workers=1, data_dir=data_dir))  # warm: FID reference, caches
         timed = replace(study, name="throughput-timed")
         start = time.perf_counter()
-        run_study(timed, Settings(storage, workers=workers, data_dir=data_dir))
+        run_study(timed, Execution(storage, workers=workers, data_dir=data_dir))
         return len(GRID) / (time.perf_counter() - start) * 3600
 
     return in_fresh_store(work)
@@ -69,7 +69,7 @@ def search_cost(pruner: str, data_dir: str | None) -> tuple[int, int, float]:
 
     def work(storage):
         study = Study(f"search-{pruner}", SEARCH_BASE, space=search_space, trials=20, pruner=pruner)
-        optuna_study = run_study(study, Settings(storage, data_dir=data_dir))
+        optuna_study = run_study(study, Execution(storage, data_dir=data_dir))
         finished = optuna_study.get_trials()
         mlflow_client = writing.writer()
         epochs = sum(len(mlflow_client.get_metric_history(t.user_attrs["mlflow_run_id"], "val/loss")) for t in finished)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from toolkit.cli import Parser, add_run_arguments, config_from_args
-from toolkit.config import MLP_ONLY, VAE_ONLY, ConfigError, RunConfig, setting
+from toolkit.config import MLP_ONLY, VAE_ONLY, ConfigError, RunConfig, option
 
 
 @pytest.mark.parametrize(
@@ -189,8 +189,8 @@ def test_help_shows_each_fields_text_choices_and_default():
 
 @dataclasses.dataclass(frozen=True)
 class WithDropout(RunConfig):
-    dropout: float = setting(0.0, "probability of dropping a hidden unit")
-    schedule: str = setting("constant", "the learning-rate schedule", ("constant", "cosine"))
+    dropout: float = option(0.0, "probability of dropping a hidden unit")
+    schedule: str = option("constant", "the learning-rate schedule", ("constant", "cosine"))
 
 
 def test_a_field_added_to_the_config_is_an_option_without_other_changes(capsys):

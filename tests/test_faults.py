@@ -20,7 +20,7 @@ from conftest import ROOT, TOOLKIT
 from mlflow import MlflowClient
 
 from toolkit.config import RunConfig
-from toolkit.studies import Settings, Study, run_study
+from toolkit.studies import Execution, Study, run_study
 
 TINY_RUN = ["--epochs", "1", "--latent-dim", "2", "--hidden", "16", "--fid", "off", "--iw-samples", "0", "--quiet"]
 
@@ -294,7 +294,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tiny_data
         pruner="none",
         seeds=1,
     )
-    optuna_study = run_study(study, Settings(f"sqlite:///{Path(tiny_data).parent / 'optuna.db'}", data_dir=tiny_data))
+    optuna_study = run_study(study, Execution(f"sqlite:///{Path(tiny_data).parent / 'optuna.db'}", data_dir=tiny_data))
     states = {t.user_attrs["point"]: t for t in optuna_study.trials}
     assert states["sane"].state == states["sane-too"].state == optuna.trial.TrialState.COMPLETE
     diverged = states["diverges"]

@@ -466,17 +466,17 @@ def expected_study(study: Study, options: dict) -> Study:
 def test_every_valid_study_command_line_runs_the_declared_study_with_its_settings(limit_data, case):
     study, options = case
 
-    def stand_in(configured, run_settings):
-        raise Reached(configured, run_settings)
+    def stand_in(configured, run_execution):
+        raise Reached(configured, run_execution)
 
     with fresh_cwd() as (cwd, patch):
         patch.setattr(toolkit.studies, "run_study", stand_in)
         with pytest.raises(Reached) as info:
             run(study_main, study, [*study_argv(options), "--data-dir", str(limit_data)])
-    configured, run_settings = info.value.args
+    configured, run_execution = info.value.args
     assert dataclasses.replace(configured, name=study.name) == expected_study(study, options)
     assert configured.name == options.get("--name", configured.name)
-    assert run_settings == toolkit.studies.Settings(
+    assert run_execution == toolkit.studies.Execution(
         options.get("--storage"), options.get("--workers", 1), str(limit_data)
     )
 

@@ -24,7 +24,7 @@ from toolkit.config import RunConfig
 from toolkit.reports import build_report, write_report
 from toolkit.reports.document import GENERATED, MARKER, Document
 from toolkit.store import location, writing
-from toolkit.studies import Settings, Study, run_study
+from toolkit.studies import Execution, Study, run_study
 
 REFERENCE_SETTING = RunConfig(epochs=2, limit=1000, fid_samples=300, iw_samples=5, sampler="gmm")  # 784-400-20, β = 1
 SMALL = RunConfig(epochs=1, limit=1000, hidden=(64,), latent_dim=4, fid_samples=300, iw_samples=5)
@@ -76,10 +76,10 @@ def report_store(tmp_path_factory, real_subset):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         storage = f"sqlite:///{root / 'optuna.db'}"
-        settings = Settings(storage, data_dir=str(real_subset))
+        execution = Execution(storage, data_dir=str(real_subset))
         for name, (base, grid) in STUDIES.items():
-            run_study(Study(name, base, grid=grid, pruner="none", seeds=2 if name == "ae-vs-vae" else 1), settings)
-        run_study(Study("search", SMALL, space=search_space, trials=4, pruner="none"), settings)
+            run_study(Study(name, base, grid=grid, pruner="none", seeds=2 if name == "ae-vs-vae" else 1), execution)
+        run_study(Study("search", SMALL, space=search_space, trials=4, pruner="none"), execution)
         mlflow_client = writing.writer()
         parent = [r for r in mlflow_client.search_runs([writing.experiment_id("beta")]) if "trial" not in r.data.tags][
             0
@@ -405,7 +405,7 @@ def test_a_report_through_an_mlflow_server(mlflow_server, real_subset, tmp_path,
     grid = {k: v for k, v in grid.items() if k != "diverges"}
     run_study(
         Study("served", replace(base, fid="off"), grid=grid, pruner="none", seeds=1),
-        Settings(f"sqlite:///{tmp_path / 'optuna.db'}", data_dir=str(real_subset)),
+        Execution(f"sqlite:///{tmp_path / 'optuna.db'}", data_dir=str(real_subset)),
     )
     _, readme = write_report("beta-sweep", "served", out=tmp_path / "served")
     runs = independent_runs("served")

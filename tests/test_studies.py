@@ -22,7 +22,7 @@ from toolkit.config import RunConfig
 from toolkit.pipeline import run_name
 from toolkit.reports import build_report
 from toolkit.store import reading, writing
-from toolkit.studies import Settings, Study, run_study
+from toolkit.studies import Execution, Study, run_study
 
 TINY = RunConfig(latent_dim=2, hidden=(16,), epochs=1, fid="off", iw_samples=0)
 GRID6 = {f"beta{beta:g}": {"beta": beta} for beta in (0.5, 1, 2, 4, 8, 16)}
@@ -53,7 +53,7 @@ def trials(name: str, storage: str):
 
 def test_a_three_trial_study_logs_a_parent_with_three_children_and_a_rerun_adds_nothing(tiny_data, storage):
     study = Study("three", TINY, space=latent_space, trials=3, pruner="none")
-    run_study(study, Settings(storage, data_dir=tiny_data))
+    run_study(study, Execution(storage, data_dir=tiny_data))
     [parent] = parents("three")
     runs = children("three")
     assert parent.info.status == "FINISHED" and len(runs) == 3
@@ -66,7 +66,7 @@ def test_a_three_trial_study_logs_a_parent_with_three_children_and_a_rerun_adds_
     assert [t.state for t in finished] == [TrialState.COMPLETE] * 3
     assert {t.user_attrs["mlflow_run_id"] for t in finished} == {run.info.run_id for run in runs}
 
-    run_study(study, Settings(storage, data_dir=tiny_data))
+    run_study(study, Execution(storage, data_dir=tiny_data))
     assert len(children("three")) == 3 and len(trials("three", storage)) == 3 and len(parents("three")) == 1
     assert optuna.load_study(study_name="three", storage=storage).metric_names == ["validation negative ELBO (nats)"]
 
@@ -78,7 +78,7 @@ def test_a_grid_records_its_settings_as_params_and_compares_ae_and_vae_on_recons
         "vae-beta4": {"model": "vae", "beta": 4},
     }
     study = Study("mixed", TINY, grid=grid, pruner="none", description="Which reconstructs better?", seeds=1)
-    optuna_study = run_study(study, Settings(storage, data_dir=tiny_data))
+    optuna_study = run_study(study, Execution(storage, data_dir=tiny_data))
     assert optuna_study.metric_names == ["validation reconstruction (nats)"]
     done = {t.user_attrs["point"]: t for t in optuna_study.get_trials()}
     assert done["ae"].params == {"model": "ae", "seed": 42}
@@ -110,7 +110,7 @@ def test_trial_names_carry_the_settings_that_differ_from_the_study():
 def test_a_multi_objective_search_minimises_reconstruction_and_fid_and_its_report_tables_the_front(tiny_data, storage):
     base = replace(TINY, fid="auto", fid_samples=200)  # the FID CNN is trained on the 300 tiny images
     study = Study("pareto", base, space=latent_space, trials=3, pruner="none", multi_objective=True)
-    optuna_study = run_study(study, Settings(storage, data_dir=tiny_data))
+    optuna_study = run_study(study, Execution(storage, data_dir=tiny_data))
     runs = {run.info.run_id: run.data.metrics for run in children("pareto")}
     for trial in optuna_study.get_trials():
         metrics = runs[trial.user_attrs["mlflow_run_id"]]
@@ -126,10 +126,10 @@ def test_a_multi_objective_search_minimises_reconstruction_and_fid_and_its_repor
 
 def test_resuming_with_other_settings_is_refused_naming_them(tiny_data, storage):
     study = Study("fixed", TINY, grid={"only": {}}, pruner="none", seeds=1)
-    run_study(study, Settings(storage, data_dir=tiny_data))
+    run_study(study, Execution(storage, data_dir=tiny_data))
     with pytest.raises(ToolkitError, match="epochs 1 -> 2"):
         run_study(
-            Study("fixed", replace(TINY, epochs=2), grid={"only": {}}, seeds=1), Settings(storage, data_dir=tiny_data)
+            Study("fixed", replace(TINY, epochs=2), grid={"only": {}}, seeds=1), Execution(storage, data_dir=tiny_data)
         )
 
 
@@ -138,7 +138,7 @@ def test_an_unreachable_storage_is_a_clear_error(tiny_data, store):
     with pytest.raises(ToolkitError, match=f"cannot open the Optuna storage.*{hint}"):
         run_study(
             Study("x", TINY, grid={"only": {}}, seeds=1),
-            Settings("postgresql+psycopg2://nobody@127.0.0.1:9/none", data_dir=tiny_data),
+            Execution("postgresql+psycopg2://nobody@127.0.0.1:9/none", data_dir=tiny_data),
         )
 
 
@@ -150,7 +150,7 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 def test_a_pruned_trial_keeps_its_partial_metrics_and_ends_killed(tiny_data, storage, monkeypatch):
     monkeypatch.setitem(studies.PRUNERS, "always", AlwaysPrune)
     study = Study("pruned", replace(TINY, epochs=5), space=latent_space, trials=1, pruner="always")
-    run_study(study, Settings(storage, data_dir=tiny_data))
+    run_study(study, Execution(storage, data_dir=tiny_data))
     [trial] = trials("pruned", storage)
     [run] = children("pruned")
     assert trial.state == TrialState.PRUNED and run.info.status == "KILLED"
@@ -161,7 +161,7 @@ def test_a_pruned_trial_keeps_its_partial_metrics_and_ends_killed(tiny_data, sto
 
 def test_two_workers_finish_a_six_point_grid_each_point_once(tiny_data, storage):
     study = Study("grid", replace(TINY, epochs=8, hidden=(400,)), grid=GRID6, pruner="none", seeds=1)
-    run_study(study, Settings(storage, workers=2, data_dir=tiny_data))
+    run_study(study, Execution(storage, workers=2, data_dir=tiny_data))
     done = trials("grid", storage)
     assert [t.state for t in done] == [TrialState.COMPLETE] * 6
     assert sorted(t.user_attrs["point"] for t in done) == sorted(GRID6)
@@ -180,7 +180,7 @@ def take_concurrently(study: Study, storage: str, workers: int = 6) -> list:
 
     def take_all():
         try:
-            optuna_study = studies.open_study(study, Settings(storage))
+            optuna_study = studies.open_study(study, Execution(storage))
             while (trial := trial_queue.next_trial(optuna_study, bool(study.grid), study.trials)) is not None:
                 taken.append(trial)
         except Exception as exc:
@@ -202,7 +202,7 @@ def test_concurrent_workers_run_each_queued_grid_point_once(backend, request, st
     can add a point twice."""
     storage = request.getfixturevalue(backend)
     study = Study("race", TINY, grid={f"beta{i}": {"beta": i + 1.0} for i in range(30)}, pruner="none", seeds=1)
-    queue = studies.open_study(study, Settings(storage))
+    queue = studies.open_study(study, Execution(storage))
     for label in [*study.grid, *study.grid]:  # as if two machines had queued the grid together
         queue.enqueue_trial(study.grid[label], user_attrs={"point": label})
     taken = take_concurrently(study, storage)
@@ -331,12 +331,12 @@ def test_the_beta_sweep_command_on_real_fashion_mnist(real_subset, storage, cli_
 
 def test_every_grid_point_runs_the_same_seeds_and_more_seeds_later_run_only_the_missing_ones(tiny_data, storage):
     grid = {"vae": {"model": "vae"}, "ae": {"model": "ae"}}
-    run_study(Study("seeded", TINY, grid=grid, pruner="none", seeds=2), Settings(storage, data_dir=tiny_data))
+    run_study(Study("seeded", TINY, grid=grid, pruner="none", seeds=2), Execution(storage, data_dir=tiny_data))
     first = {run.info.run_id: run for run in children("seeded")}
     seeds = {(run.data.params["model"], run.data.params["seed"]) for run in first.values()}
     assert seeds == {(m, s) for m in ("vae", "ae") for s in ("42", "43")} and len(first) == 4
     optuna_study = run_study(
-        Study("seeded", TINY, grid=grid, pruner="none", seeds=3), Settings(storage, data_dir=tiny_data)
+        Study("seeded", TINY, grid=grid, pruner="none", seeds=3), Execution(storage, data_dir=tiny_data)
     )
     runs = {run.info.run_id: run for run in children("seeded")}
     assert set(first) < set(runs) and len(runs) == 6  # the four runs kept, one more seed per point
@@ -347,12 +347,12 @@ def test_every_grid_point_runs_the_same_seeds_and_more_seeds_later_run_only_the_
     assert sorted(t.params["seed"] for t in optuna_study.get_trials()) == [42, 42, 43, 43, 44, 44]
     assert all(t.state == TrialState.COMPLETE for t in optuna_study.get_trials())
     with pytest.raises(ToolkitError, match="a grid point sets seed; leave it out"):
-        run_study(Study("seeded", TINY, grid={"one": {"seed": 3}}, seeds=1), Settings(storage, data_dir=tiny_data))
+        run_study(Study("seeded", TINY, grid={"one": {"seed": 3}}, seeds=1), Execution(storage, data_dir=tiny_data))
 
 
 def test_a_search_trial_scores_the_mean_of_its_seeds_and_prunes_on_running_means(tiny_data, storage):
     study = Study("seeded-search", replace(TINY, epochs=2), space=latent_space, trials=2, pruner="none", seeds=3)
-    optuna_study = run_study(study, Settings(storage, data_dir=tiny_data))
+    optuna_study = run_study(study, Execution(storage, data_dir=tiny_data))
     runs = {run.info.run_id: run for run in children("seeded-search")}
     assert len(runs) == 6
     client = writing.writer()
@@ -377,7 +377,7 @@ def test_a_search_trial_scores_the_mean_of_its_seeds_and_prunes_on_running_means
             str(trial.params["latent_dim"])
         }
     with pytest.raises(ToolkitError, match="a search whose trials train 3 seed\\(s\\) each; rerun it with --seeds 3"):
-        run_study(replace(study, seeds=1), Settings(storage, data_dir=tiny_data))
+        run_study(replace(study, seeds=1), Execution(storage, data_dir=tiny_data))
 
 
 def test_a_storage_call_waits_while_the_database_cannot_be_reached_then_gives_up(tmp_path, monkeypatch):

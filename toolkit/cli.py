@@ -281,9 +281,9 @@ def study_main(study, argv=None):
 
 def _run_study_command(study, args):
     from toolkit.store import location
-    from toolkit.studies import Settings, run_and_report
+    from toolkit.studies import Execution, run_and_report
 
-    doc, path, parent = run_and_report(study, Settings(args.storage, args.workers, args.data_dir), args.out)
+    doc, path, parent = run_and_report(study, Execution(args.storage, args.workers, args.data_dir), args.out)
     print(doc.main_table)
     print(
         f"\nreport: {path} (also under the artifacts of the parent run {parent}); "

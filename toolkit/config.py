@@ -45,7 +45,7 @@ CONV_CHANNELS = (32, 64)
 CONV_FEATURES = CONV_CHANNELS[-1] * (IMAGE_SIDE // 4) ** 2
 
 
-def setting(default, help: str, choices: tuple[str, ...] = ()):
+def option(default, help: str, choices: tuple[str, ...] = ()):
     """A `RunConfig` field: its default, the help `toolkit train --help` shows, its allowed values."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
@@ -56,30 +56,30 @@ class ConfigError(ToolkitError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    model: str = setting("vae", "the model", MODELS)
-    architecture: str = setting(
+    model: str = option("vae", "the model", MODELS)
+    architecture: str = option(
         "mlp",
         "encoder and decoder: mlp (784-hidden-latent and back) or conv (two "
         "stride-2 convolutions 32-64 and their transposes)",
         ARCHITECTURES,
     )
-    dataset: str = setting("fashion-mnist", "the images", DATASETS)
-    latent_dim: int = setting(20, "latent dimensions")
-    hidden: tuple[int, ...] = setting((400,), "hidden layer sizes of the mlp, e.g. 400 or 256,128")
-    likelihood: str = setting("bernoulli", "the decoder's p(x|z)", LIKELIHOODS)
-    decoder_scale: str = setting(
+    dataset: str = option("fashion-mnist", "the images", DATASETS)
+    latent_dim: int = option(20, "latent dimensions")
+    hidden: tuple[int, ...] = option((400,), "hidden layer sizes of the mlp, e.g. 400 or 256,128")
+    likelihood: str = option("bernoulli", "the decoder's p(x|z)", LIKELIHOODS)
+    decoder_scale: str = option(
         "fixed",
         "the Gaussian decoder's standard deviation σ, one for every pixel: fixed "
         "at --sigma, or learned (a trained parameter starting at --sigma, as in the σ-VAE "
         "of Rybkin et al. 2021)",
         DECODER_SCALES,
     )
-    sigma: float = setting(
+    sigma: float = option(
         SQRT_HALF,
         "the Gaussian decoder's σ (or its starting value when learned); the default "
         "√½ makes the NLL the squared error plus (784/2)·ln π",
     )
-    binarize: str = setting(
+    binarize: str = option(
         "none",
         "the Bernoulli likelihood's pixels: grey levels as they are (a cross-entropy, "
         "not a likelihood of the images), or dynamic: every training batch drawn anew as "
@@ -88,26 +88,26 @@ class RunConfig:
         "binarised-MNIST likelihoods",
         BINARIZATIONS,
     )
-    beta: float = setting(1.0, "weight of the KL term (VAE)")
-    warmup_epochs: int = setting(0, "linear KL warm-up length (VAE)")
-    free_bits: float = setting(0.0, "nats per latent dimension below which KL is not penalised (VAE)")
-    epochs: int = setting(30, "at most this many epochs")
-    batch_size: int = setting(128, "training images per step")
-    lr: float = setting(1e-3, "Adam's learning rate")
-    patience: int = setting(5, "early stopping after this many epochs without a better validation loss; 0 turns it off")
-    seed: int = setting(42, "seeds the split, the initial weights and every sample")
-    limit: int | None = setting(None, "use only the first N training images")
-    fid: str = setting(
+    beta: float = option(1.0, "weight of the KL term (VAE)")
+    warmup_epochs: int = option(0, "linear KL warm-up length (VAE)")
+    free_bits: float = option(0.0, "nats per latent dimension below which KL is not penalised (VAE)")
+    epochs: int = option(30, "at most this many epochs")
+    batch_size: int = option(128, "training images per step")
+    lr: float = option(1e-3, "Adam's learning rate")
+    patience: int = option(5, "early stopping after this many epochs without a better validation loss; 0 turns it off")
+    seed: int = option(42, "seeds the split, the initial weights and every sample")
+    limit: int | None = option(None, "use only the first N training images")
+    fid: str = option(
         "auto",
         "auto scores with the domain CNN always and with Inception too when its weights and a GPU are here",
         FID_MODES,
     )
-    fid_samples: int = setting(10_000, "generated images per FID")
-    sampler: str = setting(
+    fid_samples: int = option(10_000, "generated images per FID")
+    sampler: str = option(
         "default", "gmm adds FID of samples from a 10-component Gaussian mixture fitted to the training codes", SAMPLERS
     )
-    iw_samples: int = setting(100, "K of the importance-weighted NLL bound (VAE); 0 skips it")
-    precision: str = setting(
+    iw_samples: int = option(100, "K of the importance-weighted NLL bound (VAE); 0 skips it")
+    precision: str = option(
         "fp32",
         "of the training steps' forward pass: bf16 runs it under bfloat16 autocast "
         "(weights, gradients and losses stay fp32; evaluation is unchanged)",

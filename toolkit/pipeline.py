@@ -250,12 +250,12 @@ def evaluate_and_log(
 @dataclass
 class Evaluation:
     """What evaluating a trained model gives, besides the IW bound: its test metrics and diagnostics
-    (metric keys), the images its figures show, the samplers drawn for them and the dimensions traversed."""
+    (metric keys), the images its figures show, the samplers they show samples of and the dimensions traversed."""
 
     test: dict[str, float]  # `elbo_metrics` of the test split, unprefixed
     metrics: dict[str, float]
     images: dict[str, torch.Tensor]
-    drawn: dict
+    shown_samplers: dict
     traversed: list[int]
 
 
@@ -271,14 +271,14 @@ def evaluation(model, config: RunConfig, splits, references) -> Evaluation:
     latent, rate = latent_metrics(model, splits, test)
     samplers = generation_samplers(model, config, splits.train.images)
     scored, nearest_images = sample_metrics(model, samplers, splits, references, config.fid_samples)
-    drawn = figure_samplers(model, config, samplers)
-    images = figure_images(model, config, splits.test, drawn) | nearest_images
+    shown_samplers = figure_samplers(model, config, samplers)
+    images = figure_images(model, config, splits.test, shown_samplers) | nearest_images
     traversed = []
     if model.variational:
         traversed = traversal_dims(per_dim(test, "", config.latent_dim))
         centre = latent_means(model, images[names.ORIGINALS][:1])[0]
         images[names.TRAVERSAL] = decode_images(model, traversal_codes(centre, traversed, rate.codes).to(centre.device))
-    return Evaluation(test, metrics | latent | scored, images, drawn, traversed)
+    return Evaluation(test, metrics | latent | scored, images, shown_samplers, traversed)
 
 
 def log_evaluation(
@@ -301,7 +301,7 @@ def log_evaluation(
             names.KL_PER_DIM_JSON,
         )
     run.log_bytes(images_npz(found.images), names.IMAGES_NPZ)
-    drawing = run_figures(model, config, test, found.images, found.drawn, history, found.test, found.traversed)
+    drawing = run_figures(model, config, test, found.images, found.shown_samplers, history, found.test, found.traversed)
     for name, draw in drawing.items():
         if name not in figures_logged:
             run.log_figure(draw(), name)
@@ -387,22 +387,22 @@ def showcase_indices(labels: torch.Tensor) -> torch.Tensor:
 def figure_samplers(model, config: RunConfig, samplers: dict) -> dict:
     """The samplers whose samples the figures show, keyed by figure name: both priors, and the
     VAE's aggregate posterior, the AE's fitted Gaussian and the mixture where the run has them."""
-    drawn = {
+    shown_samplers = {
         names.NORMAL_PRIOR_SAMPLES: NormalPrior(config.latent_dim),
         names.LAPLACE_PRIOR_SAMPLES: LaplacePrior(config.latent_dim),
     }
     if model.variational:
-        drawn[names.AGGREGATE_SAMPLES] = samplers[names.AGGREGATE_POSTERIOR]
+        shown_samplers[names.AGGREGATE_SAMPLES] = samplers[names.AGGREGATE_POSTERIOR]
     else:
-        drawn[names.FITTED_GAUSSIAN_SAMPLES] = samplers[names.SAMPLES]
+        shown_samplers[names.FITTED_GAUSSIAN_SAMPLES] = samplers[names.SAMPLES]
     if names.SAMPLES_GMM in samplers:
-        drawn[names.SAMPLES_GMM] = samplers[names.SAMPLES_GMM]
-    return drawn
+        shown_samplers[names.SAMPLES_GMM] = samplers[names.SAMPLES_GMM]
+    return shown_samplers
 
 
-def figure_images(model, config: RunConfig, test, drawn: dict) -> dict[str, torch.Tensor]:
+def figure_images(model, config: RunConfig, test, shown_samplers: dict) -> dict[str, torch.Tensor]:
     """The images the run's image figures show, keyed by name: `originals` (the showcase test
-    images) and their `reconstructions`, 64 samples from each of the `drawn` samplers, the
+    images) and their `reconstructions`, 64 samples from each of `shown_samplers`, the
     `interpolation` between the first and last originals and, for a 2-D latent, the `manifold` grid."""
     originals = test.images[showcase_indices(test.labels)]
     device = test.images.device
@@ -410,7 +410,7 @@ def figure_images(model, config: RunConfig, test, drawn: dict) -> dict[str, torc
         names.ORIGINALS: originals,
         names.RECONSTRUCTION_IMAGES: decode_images(model, latent_means(model, originals)),
     }
-    for name, sampler in drawn.items():
+    for name, sampler in shown_samplers.items():
         z = sampler(FIGURE_SAMPLES, torch.Generator().manual_seed(EVAL_SEED))
         images[name] = decode_images(model, z.to(device))
     images[names.INTERPOLATION] = decode_images(model, interpolation_codes(model, originals[0], originals[-1]))
@@ -434,7 +434,7 @@ def images_npz(images: dict[str, torch.Tensor]) -> bytes:
 
 
 def run_figures(
-    model, config: RunConfig, test, images: dict, drawn: dict, history, test_metrics, traversed: list[int]
+    model, config: RunConfig, test, images: dict, shown_samplers: dict, history, test_metrics, traversed: list[int]
 ) -> dict:
     """The figures logged under figures/ for every run, by name, each drawn only when called (a
     run re-evaluated draws only those it lacks)."""
@@ -444,7 +444,7 @@ def run_figures(
             images[names.ORIGINALS], images[names.RECONSTRUCTION_IMAGES]
         )
     }
-    for name, sampler in drawn.items():
+    for name, sampler in shown_samplers.items():
         found[name] = lambda name=name, title=sampler.title: figures.samples(images[name], f"samples: {title}")
     found[names.INTERPOLATION] = lambda: figures.interpolation(images[names.INTERPOLATION])
     found[names.LATENT_PCA] = lambda: figures.latent_pca(model, test.images, test.labels, classes)

@@ -103,7 +103,7 @@ WORKER_BYTES = 3 * 2**29
 
 
 @dataclass(frozen=True)
-class Settings:
+class Execution:
     """Where and how a study runs: what the command line of every study script sets."""
 
     storage: str | None = None
@@ -128,8 +128,8 @@ def check_workers(workers: int, config: RunConfig):
         )
 
 
-def open_study(study: Study, settings: Settings) -> optuna.Study:
-    url = settings.storage or location.optuna_storage()
+def open_study(study: Study, execution: Execution) -> optuna.Study:
+    url = execution.storage or location.optuna_storage()
     try:
         if (database := location.sqlite_path(url)) is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
@@ -145,14 +145,14 @@ def open_study(study: Study, settings: Settings) -> optuna.Study:
         raise cannot_open_optuna_storage(url, exc) from None
 
 
-def run_and_report(study: Study, settings: Settings, out: str | None = None):
+def run_and_report(study: Study, execution: Execution, out: str | None = None):
     """Run (or resume) `study`, then write its report (into `out`, by default reports/<name>), keep
     it under the parent run's artifacts and make its main table the parent's description. Returns
     the report, the path of its README and the parent run's id."""
     from toolkit.reports import write_report
 
-    parent = run_study(study, settings).user_attrs[names.PARENT_RUN_ATTR]
-    doc, path = write_report(study.report, study.name, parent, out, study.name, settings.storage)
+    parent = run_study(study, execution).user_attrs[names.PARENT_RUN_ATTR]
+    doc, path = write_report(study.report, study.name, parent, out, study.name, execution.storage)
     writing.log_directory(parent, path.parent, names.REPORT)
     writing.set_note(
         parent,
@@ -162,23 +162,23 @@ def run_and_report(study: Study, settings: Settings, out: str | None = None):
     return doc, path, parent
 
 
-def run_study(study: Study, settings: Settings) -> optuna.Study:
-    """Run (or resume) `study` to completion with `settings.workers` processes; returns it."""
-    find_files(study.base.dataset, settings.data_dir)  # missing data stops the study, not each trial
-    database = location.sqlite_path(settings.storage) if settings.storage else None
+def run_study(study: Study, execution: Execution) -> optuna.Study:
+    """Run (or resume) `study` to completion with `execution.workers` processes; returns it."""
+    find_files(study.base.dataset, execution.data_dir)  # missing data stops the study, not each trial
+    database = location.sqlite_path(execution.storage) if execution.storage else None
     if database is not None and not database.is_file():
         print(
-            f"note: {masked(settings.storage)} does not exist yet: a new Optuna storage is made there", file=sys.stderr
+            f"note: {masked(execution.storage)} does not exist yet: a new Optuna storage is made there", file=sys.stderr
         )
-    optuna_study = open_study(study, settings)
+    optuna_study = open_study(study, execution)
     _check_settings(optuna_study, study)
     if study.grid:
         enqueue_grid(optuna_study, study)
     with writing.continue_run(_parent_run_id(optuna_study, study)):
-        if settings.workers == 1:
-            work(study, settings)
+        if execution.workers == 1:
+            run_worker(study, execution)
         else:
-            _run_workers(study, settings)
+            _run_workers(study, execution)
     return optuna_study
 
 
@@ -197,11 +197,11 @@ def enqueue_grid(optuna_study: optuna.Study, study: Study):
                 trial_queue.enqueue_point(optuna_study, label, {**params, "seed": seed})
 
 
-def _run_workers(study: Study, settings: Settings):
+def _run_workers(study: Study, execution: Execution):
     context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // settings.workers)
+    threads = max(1, (os.cpu_count() or 1) // execution.workers)
     processes = [
-        context.Process(target=_worker, args=(study, settings, threads, os.getpid())) for _ in range(settings.workers)
+        context.Process(target=_worker, args=(study, execution, threads, os.getpid())) for _ in range(execution.workers)
     ]
     for process in processes:
         process.start()
@@ -210,33 +210,33 @@ def _run_workers(study: Study, settings: Settings):
     stopped = [process.exitcode for process in processes if process.exitcode != 0]
     if stopped:  # killed (SIGKILL, out of memory) or failed: what they left is done here
         print(
-            f"note: {len(stopped)} of {settings.workers} workers stopped (exit status "
+            f"note: {len(stopped)} of {execution.workers} workers stopped (exit status "
             f"{', '.join(map(str, stopped))}); this process finishes the study, resuming their trials",
             file=sys.stderr,
         )
-        work(study, settings)
+        run_worker(study, execution)
 
 
-def _worker(study: Study, settings: Settings, threads: int, parent: int):
-    """A worker process: `work`, ended (its trial queued again, as on Ctrl-C) when its parent dies."""
+def _worker(study: Study, execution: Execution, threads: int, parent: int):
+    """A worker process: `run_worker`, ended (its trial queued again, as on Ctrl-C) when its parent dies."""
     end_with_parent(parent)
-    work(study, settings, threads)
+    run_worker(study, execution, threads)
 
 
-def work(study: Study, settings: Settings, threads: int | None = None):
+def run_worker(study: Study, execution: Execution, threads: int | None = None):
     """One worker: take trials until the study is done."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     stop_on_signals()
-    optuna_study = open_study(study, settings)
+    optuna_study = open_study(study, execution)
     parent_id = optuna_study.user_attrs[names.PARENT_RUN_ATTR]
     while (trial := trial_queue.next_trial(optuna_study, bool(study.grid), study.trials)) is not None:
-        _run_trial(optuna_study, trial, study, settings, parent_id)
+        _run_trial(optuna_study, trial, study, execution, parent_id)
 
 
-def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settings, parent_id: str):
+def _run_trial(optuna_study, trial: optuna.Trial, study: Study, execution: Execution, parent_id: str):
     heartbeat, start = trial_queue.trial_heartbeat(optuna_study, trial), time.perf_counter()
     runs = dict(trial.user_attrs.get(names.RUN_IDS, {}))  # seed -> MLflow run, kept as each starts
     try:
@@ -248,7 +248,7 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
         means, results = SeedMeans(trial, study), []
         for config in configs:
             callbacks = [] if study.multi_objective else [means.reporter(len(results))]
-            results.append(_train_seed(trial, study, settings, parent_id, config, runs, callbacks))
+            results.append(_train_seed(trial, study, execution, parent_id, config, runs, callbacks))
             if len(results) < len(configs) and not study.multi_objective:
                 means.finished(results[-1], runs[str(config.seed)])
     except RunStopped:
@@ -258,7 +258,7 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
         finished = optuna_study.tell(trial, state=TrialState.FAIL)
         print(f"trial {trial.number} failed: {masked(exc)}", file=sys.stderr)
     except KeyboardInterrupt:
-        trial_queue.stop(optuna_study, trial, _resumable(runs))
+        trial_queue.requeue_interrupted(optuna_study, trial, _resumable(runs))
         raise
     else:
         finished = optuna_study.tell(trial, _trial_values(trial, study, configs, results))
@@ -271,7 +271,7 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, settings: Settin
 def _train_seed(
     trial: optuna.Trial,
     study: Study,
-    settings: Settings,
+    execution: Execution,
     parent_id: str,
     config: RunConfig,
     runs: dict[str, str],
@@ -296,7 +296,7 @@ def _train_seed(
     return train_run(
         config,
         study.name,
-        settings.data_dir,
+        execution.data_dir,
         quiet=True,
         tags={names.STUDY: study.name, names.TRIAL: str(trial.number), names.PARENT_RUN: parent_id},
         callbacks=callbacks,

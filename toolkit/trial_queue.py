@@ -278,15 +278,15 @@ def fail_abandoned(optuna_study: optuna.Study):
                 continue  # finished meanwhile, or failed by another worker first
 
 
-def stop(optuna_study: optuna.Study, trial: optuna.Trial, carry: dict):
+def requeue_interrupted(optuna_study: optuna.Study, trial: optuna.Trial, retry_attrs: dict):
     """End an interrupted trial FAIL and queue its configuration again, to run on the next resume,
-    with the user attributes `carry`."""
-    retry(optuna_study, optuna_study.tell(trial, state=TrialState.FAIL), carry)
+    with the user attributes `retry_attrs`."""
+    retry(optuna_study, optuna_study.tell(trial, state=TrialState.FAIL), retry_attrs)
 
 
-def retry(optuna_study: optuna.Study, trial: FrozenTrial, carry: dict):
+def retry(optuna_study: optuna.Study, trial: FrozenTrial, retry_attrs: dict):
     """Queue the trial's configuration again (a grid point, or a search's sampled values), with
-    its grid point and the user attributes `carry` (e.g. what the retry resumes from)."""
+    its grid point and the user attributes `retry_attrs` (e.g. what the retry resumes from)."""
     kept = {key: trial.user_attrs[key] for key in (names.POINT,) if key in trial.user_attrs}
     optuna_study.enqueue_trial(
         configured_params(trial),
@@ -294,7 +294,7 @@ def retry(optuna_study: optuna.Study, trial: FrozenTrial, carry: dict):
             names.RETRY_OF: trial.user_attrs.get(names.RETRY_OF, trial.number),
             names.QUEUED: configured_params(trial),
             **kept,
-            **carry,
+            **retry_attrs,
         },
     )
 
