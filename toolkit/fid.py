@@ -214,9 +214,11 @@ def inception_extractor(weights: Path | None, device) -> Extractor:
 
 
 def find_reference(extractor_name: str, dataset_hash: str, recipe: str):
-    """The finished reference run (a `store.reading.RunRecord`) for this extractor and data, or None."""
-    from toolkit.store import reading
+    """The finished reference run (a `store.reading.RunRecord`) for this extractor and data, or None.
+    Where there is none the caller stores one, so the store is opened to write (a fresh one made)."""
+    from toolkit.store import reading, writing
 
+    writing.writer()
     query = (
         f"tags.extractor = '{extractor_name}' and tags.data_hash = '{dataset_hash}' "
         f"and tags.recipe = '{recipe}' and attributes.status = 'FINISHED'"

@@ -105,10 +105,12 @@ def reader():
 
 @functools.cache
 def _reading_uri(uri: str) -> str:
-    """The URI `reader` opens, checked once per process: a wrong one fails deep inside SQLAlchemy,
-    so it is said here in one line naming the setting to fix."""
+    """The URI `reader` opens, checked once per process: a local store that is not there is an
+    error, not a new store, and a wrong URI fails deep inside SQLAlchemy, so it is said here in one
+    line naming the setting to fix."""
     from mlflow.tracking import MlflowClient
 
+    existing_store()
     root = artifact_root(uri)
     if root is not None and maintenance.moved(root.parent):
         folder = Path(tempfile.mkdtemp(prefix="toolkit-store-"))
