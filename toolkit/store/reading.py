@@ -49,7 +49,7 @@ def experiments() -> dict[str, str]:
     return {e.name: e.experiment_id for e in location.reader().search_experiments() if e.name != "Default"}
 
 
-def existing_experiment(name: str) -> str:
+def existing_experiment_id(name: str) -> str:
     """The id of the experiment called `name`, or a ToolkitError naming the experiments the store does have."""
     location.existing_store()
     found = location.reader().get_experiment_by_name(name)
@@ -67,10 +67,10 @@ def load_runs(experiment: str, parent: str | None = None) -> pd.DataFrame:
     pages through the store, so there is no cap on the number of runs."""
     import mlflow
 
-    found = existing_experiment(experiment)
+    experiment_id = existing_experiment_id(experiment)
     location.use_store_globally(location.reader())
     query = f"tags.`{names.PARENT_RUN}` = '{checked_run_id(parent, '--parent')}'" if parent else ""
-    return mlflow.search_runs([found], query, max_results=None)
+    return mlflow.search_runs([experiment_id], query, max_results=None)
 
 
 def checked_run_id(run_id: str, what: str) -> str:
