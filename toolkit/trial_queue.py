@@ -171,11 +171,12 @@ def _pop(optuna_study: optuna.Study, grid: bool) -> optuna.Trial | None:
     fail_abandoned(optuna_study)
     while optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         trial = _asked(optuna_study)
-        if names.POINT not in trial.user_attrs and not configured_params(_frozen(optuna_study, trial)):
+        frozen = _frozen(optuna_study, trial)
+        if names.POINT not in trial.user_attrs and not configured_params(frozen):
             trial.set_user_attr(names.SURPLUS, True)  # not a queued one: another worker took the last
             optuna_study.tell(trial, state=TrialState.FAIL)
             return None
-        if grid and (earlier := _duplicate_of(optuna_study, _frozen(optuna_study, trial))) is not None:
+        if grid and (earlier := _duplicate_of(optuna_study, frozen)) is not None:
             trial.set_user_attr("duplicate_of", earlier)
             optuna_study.tell(trial, state=TrialState.FAIL)
             continue

@@ -31,16 +31,23 @@ def moved(directory: Path) -> bool:
     return old is not None and old != str(directory)
 
 
-def relocate(directory: Path, database: Path | None = None):
-    """Point a local store that was moved or copied to `directory` at its own artifacts, rewriting
-    the paths in `database` (default: the store's own). MLflow records absolute artifact paths and
-    has no call to change them, so they are rewritten here, in its database (the one place the
-    toolkit writes MLflow's schema): without this a copy would write new artifacts into the
-    original's folder, and a moved store would lose its artifacts."""
-    database = database or directory / "mlflow.db"
+def relocate(directory: Path):
+    """Point a local store that was moved or copied to `directory` at its own artifacts, and say so.
+    Without this a copy would write new artifacts into the original's folder, and a moved store
+    would lose its artifacts."""
+    old = _point_at(directory / "mlflow.db", directory)
+    if old is not None:
+        print(f"note: this store was at {old}; its artifact locations now point to {directory}", file=sys.stderr)
+
+
+def _point_at(database: Path, directory: Path) -> str | None:
+    """Rewrite the artifact paths `database` records under another store directory to lie under
+    `directory`; the old directory, or None when there was nothing to rewrite. MLflow records
+    absolute artifact paths and has no call to change them, so they are rewritten here, in its
+    database (the one place the toolkit writes MLflow's schema)."""
     old = _recorded(database)
     if old is None or old == str(directory):
-        return
+        return None
     with closing(sqlite3.connect(database, timeout=60)) as db, db:
         columns = {table: {row[1] for row in db.execute(f"pragma table_info({table})")} for table, _ in PATH_COLUMNS}
         for table, column in PATH_COLUMNS:
@@ -49,8 +56,7 @@ def relocate(directory: Path, database: Path | None = None):
                     f"update {table} set {column} = ? || substr({column}, ?) where substr({column}, 1, ?) = ?",
                     (str(directory), len(old) + 1, len(old) + 1, old + "/"),
                 )
-    if database == directory / "mlflow.db":
-        print(f"note: this store was at {old}; its artifact locations now point to {directory}", file=sys.stderr)
+    return old
 
 
 def relocated_copy(directory: Path, copy: Path):
@@ -59,7 +65,7 @@ def relocated_copy(directory: Path, copy: Path):
     with closing(sqlite3.connect(_read_only(directory / "mlflow.db"), uri=True)) as source:
         with closing(sqlite3.connect(copy)) as target:
             source.backup(target)
-    relocate(directory, copy)
+    _point_at(copy, directory)
 
 
 def _read_only(database: Path) -> str:
