@@ -209,6 +209,7 @@ def test_mean_and_spread_print_the_spread_to_two_significant_digits():
     assert mean_std(225.6, 0.32, 3, ".1f") == "225.6 ± 0.32"
     assert mean_std(0.01247, 0.000093, 3, ".5f") == "0.01247 ± 0.000093"
     assert mean_std(14.0, 0.0, 3, ".3g") == "14 ± 0"
+    assert mean_std(9.21, 2.1e-10, 3, ".2f") == "9.21 ± 2.1e-10"  # all at a ceiling: no wall of zeros
     assert mean_std(48.04, math.nan, 1, ".1f") == "48.0"  # one seed: the value alone
     assert mean_std(math.nan, math.nan, 0) == ""
 

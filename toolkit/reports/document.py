@@ -31,6 +31,7 @@ from toolkit.drawing import DPI  # noqa: E402
 MARKER = "<!-- written by `toolkit report`: rebuilt from the tracking store, edits are overwritten -->"
 GENERATED = "| generated |"  # the provenance row that holds the date: the only line that changes on a rebuild
 MAX_PNG = 240_000  # bytes: a larger figure is re-encoded with fewer colours (see `small_png`)
+SPREAD_DIGITS_BELOW = 4  # decimals a std may take beyond its mean's before it is written as a power of ten
 # No library version or date in the files: the same figure gives the same bytes.
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
@@ -74,12 +75,15 @@ def number(value, fmt: str = ".4g") -> str:
 
 def mean_std(mean: float, std: float, n: int, fmt: str = ".4g") -> str:
     """'mean ± std' over n runs (the std to at least two significant digits), or the single
-    value when n is 1."""
+    value when n is 1. A std far below the mean's last digit (a bound at its ceiling in every
+    seed) is written as a power of ten: 9.21 ± 2.1e-10, not 9.21 ± 0.00000000021."""
     if n <= 1 or math.isnan(std):
         return number(mean, fmt)
     if not fmt.endswith("f") or std == 0:
         return f"{number(mean, fmt)} ± {number(std, '.2g')}"
     decimals = max(int(fmt[1:-1]), 1 - math.floor(math.log10(std)))
+    if decimals > int(fmt[1:-1]) + SPREAD_DIGITS_BELOW:
+        return f"{number(mean, fmt)} ± {std:.1e}"
     return f"{number(mean, fmt)} ± {std:.{decimals}f}"
 
 
