@@ -9,6 +9,7 @@ import torch
 from toolkit import fid, pipeline
 from toolkit.data import Split, Splits
 from toolkit.diagnostics import (
+    gaussian_log_density,
     nearest,
     nearest_ratio,
     precision_recall,
@@ -24,6 +25,17 @@ def linear_gaussian(n: int, scale: torch.Tensor, sd: torch.Tensor, seed: int = 0
     """Posteriors q(z|x) = N(scale * x, sd²) of x ~ N(0, I): q(z) is N(0, scale² + sd²) per dimension."""
     x = torch.randn(n, len(scale), generator=torch.Generator().manual_seed(seed))
     return scale * x, torch.log(sd.pow(2)).expand(n, -1)
+
+
+def test_the_log_density_of_every_code_under_every_posterior_is_torchs():
+    g = torch.Generator().manual_seed(0)
+    z, mu, logvar = (
+        torch.randn(7, 3, generator=g).double(),
+        torch.randn(5, 3, generator=g).double(),
+        torch.randn(5, 3, generator=g).double(),
+    )
+    expected = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z[:, None, :]).sum(-1)
+    assert torch.allclose(gaussian_log_density(z, mu, logvar), expected, rtol=0, atol=1e-10)
 
 
 def test_the_rate_split_of_a_linear_gaussian_encoder_is_its_closed_form():

@@ -40,11 +40,13 @@ TRAVERSAL_QUANTILES = (0.02, 0.98)  # of the aggregate posterior along each trav
 
 
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z_m; mu_n, diag exp(logvar_n)) for every code m and posterior n: (M, N), through matrix
-    products (Σ_d (z - μ)² / σ² expanded), so that M x N x D is never held."""
+    """log N(z_m; mu_n, diag exp(logvar_n)) for every code m and posterior n: (M, N), as one matrix
+    product: with p = 1/σ², Σ_d (z - μ)² p + ln σ² expands to [z², z, 1] · [p, -2μp, Σ_d (μ²p + ln σ²)],
+    so that M x N x D is never held and M x N is written once."""
     precision = torch.exp(-logvar)
-    quadratic = z.pow(2) @ precision.T - 2 * z @ (mu * precision).T + (mu.pow(2) * precision).sum(1)
-    return -0.5 * quadratic - 0.5 * logvar.sum(1) - z.shape[1] * HALF_LOG_2PI
+    codes = torch.cat([z.pow(2), z, torch.ones_like(z[:, :1])], 1)
+    posteriors = torch.cat([precision, -2 * mu * precision, (mu.pow(2) * precision + logvar).sum(1, keepdim=True)], 1)
+    return (codes @ posteriors.T).mul_(-0.5).sub_(z.shape[1] * HALF_LOG_2PI)
 
 
 def _log_mixture(log_densities: torch.Tensor) -> torch.Tensor:
