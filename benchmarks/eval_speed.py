@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,15 +120,17 @@ def tail_seconds(run, model, config, splits, references, result) -> tuple[float,
     return total, dict(watch.seconds)
 
 
-def command_tail(data_dir: str | None, epochs: int, repeats: int = 2) -> list[float]:
+def command_tail(data_dir: str | None, epochs: int, repeats: int = 3) -> tuple[list[float], list[float]]:
     """Seconds from the last epoch's `val/loss` to the run's end of `repeats` real `toolkit train`
-    processes of the reference VAE, each in a fresh store (the FID CNN's weights cached before the first)."""
-    tails = []
+    processes of the reference VAE, each in a fresh store (the FID CNN's weights cached before the
+    first), and each process's whole wall time: what moves out of the tail must not come back before it."""
+    tails, wall = [], []
     with tempfile.TemporaryDirectory() as root:
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db"}
         with mock.patch.dict(os.environ, env):  # the CNN, trained once into this store
             fid.references("fashion-mnist", load_splits("fashion-mnist", data_dir), "auto", None)
         for _ in range(repeats):
+            start = time.perf_counter()
             subprocess.run(
                 [
                     TOOLKIT,
@@ -142,12 +145,14 @@ def command_tail(data_dir: str | None, epochs: int, repeats: int = 2) -> list[fl
                 check=True,
                 env=env,
                 cwd=root,
+                stdout=subprocess.DEVNULL,
             )
+            wall.append(time.perf_counter() - start)
         client = MlflowClient(env["MLFLOW_TRACKING_URI"])
         for run in client.search_runs([client.get_experiment_by_name("tail").experiment_id]):
             last = max(m.timestamp for m in client.get_metric_history(run.info.run_id, "val/loss"))
             tails.append((run.info.end_time - last) / 1000)
-    return tails
+    return tails, wall
 
 
 def decoder_flops(model, samples: int, images: int) -> float:
@@ -200,12 +205,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--epochs", type=int, default=3, help="training before the tail (the weights shape t-SNE)")
+    parser.add_argument("--repeats", type=int, default=3, help="real `toolkit train` processes timed")
     args = parser.parse_args()
-    tails = command_tail(args.data_dir, args.epochs)
+    tails, wall = command_tail(args.data_dir, args.epochs, args.repeats)
+    tail = statistics.median(tails)
     print(
         f"evaluation tail of `toolkit train` (the reference VAE, {args.epochs} epochs), last epoch's metrics to the "
-        f"run's end, seconds: {', '.join(f'{t:.2f}' for t in tails)}; target {TAIL_TARGET_S:g} s: "
-        f"{'met' if max(tails) <= TAIL_TARGET_S else 'MISSED'} ({TAIL_TARGET_S / max(tails):.2f}x)"
+        f"run's end, seconds: {', '.join(f'{t:.2f}' for t in sorted(tails))}; median {tail:.2f}, target "
+        f"{TAIL_TARGET_S:g} s: {'met' if tail <= TAIL_TARGET_S else 'MISSED'} ({TAIL_TARGET_S / tail:.2f}x); "
+        f"the whole process, seconds: {', '.join(f'{t:.1f}' for t in sorted(wall))}, "
+        f"median {statistics.median(wall):.1f}"
     )
     config = RunConfig(epochs=args.epochs, patience=0)
     splits = load_splits(config.dataset, args.data_dir, device=torch.device("cpu"))

@@ -44,7 +44,7 @@ from toolkit.samplers import (
     posteriors,
 )
 from toolkit.store.reading import existing_run, load_checkpoint, metric_histories
-from toolkit.store.writing import RunStopped, continue_run, start_run, writer
+from toolkit.store.writing import RunStopped, continue_run, prepare_model_logging, start_run, writer
 from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
@@ -146,6 +146,7 @@ def train_run(
             on_start(run.run_id)
         if not resume:
             run.log_params(config.to_params())
+        prepare_model_logging()
         try:
             result = _fit_logged(run, model, splits, config, callbacks, quiet, checkpoint)
         except RunStopped:  # pruned: it will not be resumed
