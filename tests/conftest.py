@@ -49,6 +49,8 @@ def write_idx_set(directory: Path, n_train=200, n_test=50, gz=True, fill=None, s
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: its studies/ and README
 TOOLKIT = str(Path(sys.executable).parent / "toolkit")  # the command line, as installed beside this Python
+GRID_STUDY = [sys.executable, str(ROOT / "tests" / "grid_study.py"), "--quick"]  # a study script's command line
+GRID_STUDY_NAME, GRID_POINTS = "grid-study-quick", 4  # the name --quick gives it, its points (one seed each)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT, TOOLKIT
+from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, ROOT, TOOLKIT
 from mlflow import MlflowClient
 
 from toolkit.config import RunConfig
@@ -92,20 +92,18 @@ def test_two_study_processes_started_together_share_one_parent_and_one_fid_refer
             capture_output=True,
             timeout=300,
         )
-    command = [sys.executable, str(ROOT / "studies" / "posterior_collapse.py"), "--quick", "--data-dir", tiny_data]
+    command = [*GRID_STUDY, "--data-dir", tiny_data]
     results = start_together([command, command], tmp_cwd)
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-500:] for r in results]
     client = local_store(tmp_cwd)
-    experiment = client.get_experiment_by_name("posterior-collapse-quick").experiment_id
+    experiment = client.get_experiment_by_name(GRID_STUDY_NAME).experiment_id
     runs = client.search_runs([experiment])
     parents = [run for run in runs if "trial" not in run.data.tags]
     assert len(parents) == 1
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(children) == len(runs) - 1 == 12 and {run.info.status for run in children} == {"FINISHED"}
-    study = optuna.load_study(
-        study_name="posterior-collapse-quick", storage=f"sqlite:///{tmp_cwd / 'mlruns' / 'optuna.db'}"
-    )
-    assert Counter(t.state for t in study.trials)[optuna.trial.TrialState.COMPLETE] == 12
+    assert len(children) == len(runs) - 1 == GRID_POINTS and {run.info.status for run in children} == {"FINISHED"}
+    study = optuna.load_study(study_name=GRID_STUDY_NAME, storage=f"sqlite:///{tmp_cwd / 'mlruns' / 'optuna.db'}")
+    assert Counter(t.state for t in study.trials)[optuna.trial.TrialState.COMPLETE] == GRID_POINTS
     references = client.search_runs([client.get_experiment_by_name("fid-references").experiment_id])
     assert len(references) == 1
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections import Counter
 
 import optuna
 import psycopg2
 import pytest
-from conftest import ROOT, running_mlflow_server, write_idx_set
+from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, running_mlflow_server, write_idx_set
 from mlflow import MlflowClient
 
-STUDY = "posterior-collapse-quick"
+STUDY = GRID_STUDY_NAME
 
 
 @pytest.fixture
@@ -36,9 +35,7 @@ def test_a_grid_study_with_two_workers_on_postgresql_and_an_mlflow_server(postgr
     env = {**os.environ, "MLFLOW_TRACKING_URI": server}
     result = subprocess.run(
         [
-            sys.executable,
-            str(ROOT / "studies" / "posterior_collapse.py"),
-            "--quick",
+            *GRID_STUDY,
             "--data-dir",
             str(data),
             "--storage",
@@ -56,13 +53,13 @@ def test_a_grid_study_with_two_workers_on_postgresql_and_an_mlflow_server(postgr
 
     trials = optuna.load_study(study_name=STUDY, storage=postgres).trials
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(done) == 12 and len({t.user_attrs["point"] for t in done}) == 12  # every grid point once
+    assert len(done) == len({t.user_attrs["point"] for t in done}) == GRID_POINTS  # every grid point once
     assert len({t.user_attrs["pid"] for t in done}) == 2  # both workers took trials
 
     client = MlflowClient(server)
     runs = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id])
     children = [run for run in runs if "trial" in run.data.tags]
-    assert Counter(run.info.status for run in children) == {"FINISHED": 12}
+    assert Counter(run.info.status for run in children) == {"FINISHED": GRID_POINTS}
     assert {run.info.run_id for run in children} == {t.user_attrs["mlflow_run_id"] for t in done}
     for run in children:
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")

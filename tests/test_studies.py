@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, ROOT
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
@@ -258,19 +258,19 @@ def assert_grid_completed_once(name: str, storage: str, points: int):
 
 @pytest.mark.slow
 def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage, cli_env, tmp_path):
-    command = study_command("posterior_collapse.py", tiny_data, storage)
+    command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", storage]
     process = subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_a_running_trial("posterior-collapse-quick", checkpointed=True)
+        wait_for_a_running_trial(GRID_STUDY_NAME, checkpointed=True)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    killed = [t for t in trials("posterior-collapse-quick", storage) if t.state == TrialState.RUNNING]
+    killed = [t for t in trials(GRID_STUDY_NAME, storage) if t.state == TrialState.RUNNING]
     assert len(killed) == 1
 
     resumed = subprocess.run(command, env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    done, runs = assert_grid_completed_once("posterior-collapse-quick", storage, 12)
+    done, runs = assert_grid_completed_once(GRID_STUDY_NAME, storage, GRID_POINTS)
     [failed] = [t for t in done if t.number == killed[0].number]
     assert failed.state == TrialState.FAIL
     retried = [t for t in done if t.user_attrs.get("retry_of") == failed.number]
@@ -283,11 +283,11 @@ def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage,
     resumed = client.get_run(retry.user_attrs["mlflow_run_id"])
     assert resumed.info.status == "FINISHED" and resumed.data.tags["trial"] == str(retry.number)
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "train/loss")] == [1, 2]
-    assert parents("posterior-collapse-quick")[0].info.status == "FINISHED"
+    assert parents(GRID_STUDY_NAME)[0].info.status == "FINISHED"
 
 
 def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli_env, tmp_path):
-    command = study_command("posterior_collapse.py", tiny_data, postgres, "--name", "shared-grid")
+    command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", postgres, "--name", "shared-grid"]
     machines = [subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
     wait_for_a_running_trial("shared-grid")  # the second machine joins a study under way
     machines.append(
@@ -295,8 +295,8 @@ def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli
     )
     for machine in machines:
         assert machine.wait(timeout=600) == 0, machine.stderr.read()
-    done, _ = assert_grid_completed_once("shared-grid", postgres, 12)
-    assert len(done) == 12
+    done, _ = assert_grid_completed_once("shared-grid", postgres, GRID_POINTS)
+    assert len(done) == GRID_POINTS
     assert len({t.user_attrs["pid"] for t in done}) == 2  # both took trials
 
 

@@ -9,18 +9,17 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT, TOOLKIT, write_idx_set
+from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, TOOLKIT, write_idx_set
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-STUDY = "posterior-collapse-quick"
+STUDY = GRID_STUDY_NAME
 pytestmark = pytest.mark.slow
 
 
@@ -37,7 +36,7 @@ def data(tmp_path):
 
 
 def study(data: str, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "studies" / "posterior_collapse.py"), "--quick", "--data-dir", data, *extra]
+    return [*GRID_STUDY, "--data-dir", data, *extra]
 
 
 def store_client(directory: Path) -> MlflowClient:
@@ -84,10 +83,7 @@ def ended(pid: int) -> bool:
         return True
 
 
-POINTS = 12  # the posterior-collapse grid: σ {fixed, learned} × warm-up {0, 10} × free bits {0, 0.05, 0.25}, one seed
-
-
-def assert_completed_once(client: MlflowClient, storage: str, points: int = POINTS):
+def assert_completed_once(client: MlflowClient, storage: str, points: int = GRID_POINTS):
     done = trials(storage)
     complete = [t for t in done if t.state == TrialState.COMPLETE]
     assert len(complete) == points and len({t.user_attrs["point"] for t in complete}) == points

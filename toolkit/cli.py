@@ -56,12 +56,12 @@ def config_from_args(args, cls: type = RunConfig) -> RunConfig:
 
 
 def cmd_train(args):
+    config = config_from_args(args)  # refuses bad values before any data is read or slow module imported
+    config.check_memory()  # and a run this machine cannot hold
     from toolkit.pipeline import resume_run, train_run
     from toolkit.store.location import tracking_uri
     from toolkit.store.writing import new_experiment_location
 
-    config = config_from_args(args)  # refuses bad values before any data is read
-    config.check_memory()  # and a run this machine cannot hold
     if args.experiment is not None:
         new_experiment_location(args.experiment)  # refuses a name the store cannot hold, before any work
     if args.resume:

@@ -41,7 +41,6 @@ from toolkit.commands import stop_on_signals
 from toolkit.config import RunConfig, physical_memory
 from toolkit.data import find_files
 from toolkit.machine import end_with_parent
-from toolkit.pipeline import run_name, train_run
 from toolkit.storage_errors import cannot_open_optuna_storage
 from toolkit.store import location, reading, writing
 from toolkit.store.writing import RunStopped
@@ -279,6 +278,8 @@ def _train_seed(
 ):
     """Train (or resume, or take the finished result of) the trial's run of one seed, recording
     its run in `runs` as soon as it starts."""
+    from toolkit.pipeline import run_name, train_run  # torch, sklearn, matplotlib: a refused command answers first
+
     seed = str(config.seed)
     point = trial.user_attrs.get(names.POINT)
     note = (
