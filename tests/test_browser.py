@@ -20,27 +20,26 @@ import mlflow
 import mlflow.pytorch
 import optuna
 import pytest
-from conftest import ROOT, free_port, serving, write_idx_set
+from conftest import GRID_STUDY, GRID_STUDY_NAME, free_port, serving, write_idx_set
 from PIL import Image
 
 pytestmark = pytest.mark.slow  # a real browser on a real MLflow UI
 
 CHROMIUM = "/usr/bin/chromium"
 BIN = Path(sys.executable).parent
-STUDY = os.environ.get("TOOLKIT_UI_STUDY", "posterior-collapse-quick")
+STUDY = os.environ.get("TOOLKIT_UI_STUDY", GRID_STUDY_NAME)
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """A directory whose `mlruns/` holds a finished quick study (posterior collapse: twelve trials on
+    """A directory whose `mlruns/` holds a finished quick study (`tests/grid_study.py`: four trials on
     a few hundred synthetic images), unless TOOLKIT_UI_STORE names one."""
     if os.environ.get("TOOLKIT_UI_STORE"):
         return Path(os.environ["TOOLKIT_UI_STORE"]).resolve()
     directory = tmp_path_factory.mktemp("ui")
     data = write_idx_set(directory / "tiny", n_train=300, n_test=60)
-    script = ROOT / "studies" / "posterior_collapse.py"
     subprocess.run(
-        [sys.executable, str(script), "--quick", "--data-dir", str(data)],
+        [*GRID_STUDY, "--data-dir", str(data)],
         cwd=directory,
         env=server_env(),
         check=True,

@@ -1,6 +1,8 @@
 """The study engine: parent and child runs, resume, pruning, crash safety, workers, PostgreSQL."""
 
+import ast
 import io
+import runpy
 import signal
 import subprocess
 import sys
@@ -405,3 +407,17 @@ def test_a_storage_call_waits_while_the_database_cannot_be_reached_then_gives_up
     with pytest.raises(optuna.exceptions.StorageInternalError):
         storage.get_study_name_from_id(study_id)
     assert trial_queue.STORAGE_WAIT_S < clock[0] <= trial_queue.STORAGE_WAIT_S + 8
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in (ROOT / "studies").glob("*.py")))
+def test_every_study_script_declares_its_study_and_answers_help_with_its_docstring(script, monkeypatch, capsys):
+    """The study machinery is tested on tests/grid_study.py, and `make demo` runs beta_sweep.py on
+    real data; each script's own declaration must build and its command line answer."""
+    path = ROOT / "studies" / script
+    monkeypatch.setattr(sys, "argv", [str(path), "--help"])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(path), run_name="__main__")
+    assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    summary = ast.get_docstring(ast.parse(path.read_text())).split("\n")[0]
+    assert "--quick" in shown and summary in shown
