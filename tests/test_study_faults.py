@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import time
-from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -83,15 +82,21 @@ def ended(pid: int) -> bool:
         return True
 
 
-def assert_completed_once(client: MlflowClient, storage: str, points: int = GRID_POINTS):
+def assert_completed_once(client: MlflowClient, storage: str, points: int = GRID_POINTS, started_over: int = 0):
+    """Every point finished in one run, none lost. At most `started_over` other runs, each stopped
+    before its first checkpoint, whose point began again in a new run (`studies._resumable`)."""
     done = trials(storage)
     complete = [t for t in done if t.state == TrialState.COMPLETE]
     assert len(complete) == points and len({t.user_attrs["point"] for t in complete}) == points
     assert not [t for t in done if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     runs = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id])
-    children = [run for run in runs if "trial" in run.data.tags]
-    assert Counter(run.info.status for run in children) == {"FINISHED": points}  # one run per point, none lost
+    children = [run for run in runs if "trial" in run.data.tags and run.info.status == "FINISHED"]
+    assert len(children) == points
     assert {t.user_attrs["mlflow_run_id"] for t in complete} == {run.info.run_id for run in children}
+    stopped = [run for run in runs if "trial" in run.data.tags and run.info.status != "FINISHED"]
+    assert len(stopped) <= started_over and not [
+        r for r in stopped if client.list_artifacts(r.info.run_id, "checkpoint")
+    ]
     assert [run.info.status for run in runs if "trial" not in run.data.tags] == ["FINISHED"]  # one parent
     return complete, children
 
@@ -127,7 +132,9 @@ def test_workers_end_when_their_study_process_is_killed_and_the_rerun_finishes_t
     wait_for(lambda: ended(worker), timeout=20, what="the orphaned worker's end")  # its queue would take longer
     rerun = subprocess.run(study(data), cwd=user_dir, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert_completed_once(client, storage)
+    assert_completed_once(
+        client, storage, started_over=1
+    )  # the other worker's trial may not have reached its checkpoint
 
 
 def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, postgres_server):
