@@ -14,8 +14,6 @@ import pytest
 from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, running_mlflow_server, write_idx_set
 from mlflow import MlflowClient
 
-STUDY = GRID_STUDY_NAME
-
 
 @pytest.fixture
 def mlflow_on_postgres(postgres, tmp_path):
@@ -51,13 +49,13 @@ def test_a_grid_study_with_two_workers_on_postgresql_and_an_mlflow_server(postgr
     )
     assert result.returncode == 0, result.stderr[-2000:]
 
-    trials = optuna.load_study(study_name=STUDY, storage=postgres).trials
+    trials = optuna.load_study(study_name=GRID_STUDY_NAME, storage=postgres).trials
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == len({t.user_attrs["point"] for t in done}) == GRID_POINTS  # every grid point once
     assert len({t.user_attrs["pid"] for t in done}) == 2  # both workers took trials
 
     client = MlflowClient(server)
-    runs = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(GRID_STUDY_NAME).experiment_id])
     children = [run for run in runs if "trial" in run.data.tags]
     assert Counter(run.info.status for run in children) == {"FINISHED": GRID_POINTS}
     assert {run.info.run_id for run in children} == {t.user_attrs["mlflow_run_id"] for t in done}
@@ -71,5 +69,5 @@ def test_a_grid_study_with_two_workers_on_postgresql_and_an_mlflow_server(postgr
 
     [parent] = [run for run in runs if "trial" not in run.data.tags]
     assert "report/README.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    report = (tmp_path / "reports" / STUDY / "README.md").read_text()
+    report = (tmp_path / "reports" / GRID_STUDY_NAME / "README.md").read_text()
     assert f"| store | `{server}` |" in report

@@ -18,7 +18,6 @@ from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, TOOLKIT, write_id
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-STUDY = GRID_STUDY_NAME
 pytestmark = pytest.mark.slow
 
 
@@ -44,7 +43,7 @@ def store_client(directory: Path) -> MlflowClient:
 
 def trials(storage: str) -> list:
     try:
-        return optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+        return optuna.load_study(study_name=GRID_STUDY_NAME, storage=storage).get_trials()
     except Exception:  # the storage or the study does not exist yet
         return []
 
@@ -89,14 +88,13 @@ def assert_completed_once(client: MlflowClient, storage: str, points: int = GRID
     complete = [t for t in done if t.state == TrialState.COMPLETE]
     assert len(complete) == points and len({t.user_attrs["point"] for t in complete}) == points
     assert not [t for t in done if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    runs = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(GRID_STUDY_NAME).experiment_id])
     children = [run for run in runs if "trial" in run.data.tags and run.info.status == "FINISHED"]
     assert len(children) == points
     assert {t.user_attrs["mlflow_run_id"] for t in complete} == {run.info.run_id for run in children}
     stopped = [run for run in runs if "trial" in run.data.tags and run.info.status != "FINISHED"]
-    assert len(stopped) <= started_over and not [
-        r for r in stopped if client.list_artifacts(r.info.run_id, "checkpoint")
-    ]
+    assert len(stopped) <= started_over
+    assert not [run for run in stopped if client.list_artifacts(run.info.run_id, "checkpoint")]
     assert [run.info.status for run in runs if "trial" not in run.data.tags] == ["FINISHED"]  # one parent
     return complete, children
 
@@ -117,7 +115,7 @@ def test_one_of_two_workers_killed_the_other_resumes_its_trial(data, user_dir):
     assert retry.user_attrs["resume_runs"] == {"42": victim.user_attrs["mlflow_run_id"]}  # went on from its checkpoint
     steps = [m.step for m in client.get_metric_history(retry.user_attrs["mlflow_run_id"], "train/loss")]
     assert steps == [1, 2]
-    assert (user_dir / "reports" / STUDY / "README.md").is_file()
+    assert (user_dir / "reports" / GRID_STUDY_NAME / "README.md").is_file()
 
 
 def test_workers_end_when_their_study_process_is_killed_and_the_rerun_finishes_the_study(data, user_dir):
@@ -132,9 +130,8 @@ def test_workers_end_when_their_study_process_is_killed_and_the_rerun_finishes_t
     wait_for(lambda: ended(worker), timeout=20, what="the orphaned worker's end")  # its queue would take longer
     rerun = subprocess.run(study(data), cwd=user_dir, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert_completed_once(
-        client, storage, started_over=1
-    )  # the other worker's trial may not have reached its checkpoint
+    # the other worker's trial may have been stopped before its first checkpoint
+    assert_completed_once(client, storage, started_over=1)
 
 
 def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, postgres_server):
@@ -162,11 +159,12 @@ def test_a_report_built_while_two_workers_write(data, user_dir):
     finished_before = {
         run.info.run_id
         for run in client.search_runs(  # the report must show at least these
-            [client.get_experiment_by_name(STUDY).experiment_id], "attributes.status = 'FINISHED' and tags.trial != ''"
+            [client.get_experiment_by_name(GRID_STUDY_NAME).experiment_id],
+            "attributes.status = 'FINISHED' and tags.trial != ''",
         )
     }
     during = subprocess.run(
-        [TOOLKIT, "report", "posterior-collapse", "--experiment", STUDY, "--out", "during"],
+        [TOOLKIT, "report", "posterior-collapse", "--experiment", GRID_STUDY_NAME, "--out", "during"],
         cwd=user_dir,
         capture_output=True,
         text=True,

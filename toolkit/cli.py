@@ -56,7 +56,7 @@ def config_from_args(args, cls: type = RunConfig) -> RunConfig:
 
 
 def cmd_train(args):
-    config = config_from_args(args)  # refuses bad values before any data is read or slow module imported
+    config = config_from_args(args)  # refuses bad values before any data is read or a slow module imported
     config.check_memory()  # and a run this machine cannot hold
     from toolkit.pipeline import resume_run, train_run
     from toolkit.store.location import tracking_uri
