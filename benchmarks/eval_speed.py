@@ -6,10 +6,11 @@ the run's end (the FID feature CNN is trained beforehand, once, as on any machin
 Then in process: the reference VAE (784-400-20, Bernoulli) is trained for a few epochs on the real
 Fashion-MNIST and `pipeline.evaluate_and_log` runs exactly as in `toolkit train`, with each of
 its steps timed; the difference between the two is what the process pays on first use. Then
-the importance-weighted bound alone: its FLOP count, its achieved rate, and the compute bound
-measured in this same process (the decoder's largest matrix product, fp32, at its best batch);
-and FID's domain CNN against pytorch-fid's Inception on the same samples. Target on the 2-core
-machine, idle: the whole tail at most 8 s. Run: `make bench`.
+the importance-weighted bound alone on every test image: its FLOP count, its achieved rate, and
+the compute bound measured in this same process (the decoder's largest matrix product, fp32, at its
+best batch), and beside it the estimates a run logs from a subset (`--iw-images`); and FID's
+domain CNN against pytorch-fid's Inception on the same samples. Target on the 2-core machine,
+idle: the whole tail at most 8 s. Run: `make bench`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torchvision
 from mlflow import MlflowClient
 from pytorch_fid import inception
 
-from toolkit import evaluate, fid, figures, pipeline
+from toolkit import evaluate, fid, figures, names, pipeline
 from toolkit.config import RunConfig
 from toolkit.data import load_splits
 from toolkit.models import build
@@ -245,15 +246,25 @@ def main():
         f"IW bound, K = {config.iw_samples}: {flops / 1e12:.3f} TFLOP of decoder products; fp32 matmul peak here "
         f"{peak / 1e9:.0f} GFLOP/s -> fp32 compute bound {bound_s:.2f} s"
     )
-    for name, fast in (("fp32", False), ("as run", True)):
+    every = len(splits.test)
+    fast_here = evaluate.fast_bf16(torch.device("cpu"))  # else bf16 is emulated here and a run uses fp32
+    for name, fast in (("fp32", False), ("as run", True))[: 1 + fast_here]:
         with mock.patch.object(evaluate, "fast_bf16", lambda device, fast=fast: fast):
             start = time.perf_counter()
-            bound = evaluate.iw_nll(model, splits.test, config.likelihood, config.iw_samples)
+            bound = evaluate.iw_nll(model, splits.test, config.likelihood, config.iw_samples, every)
             seconds = time.perf_counter() - start
         print(
-            f"  {name:7s} {bound.precision}: {bound.nats:.4f} nats in {seconds:5.2f} s = "
-            f"{flops / seconds / 1e9:4.0f} "
-            f"GFLOP/s, {seconds / bound_s:.2f}x the fp32 compute bound"
+            f"  {name:7s} {bound.precision}, every test image: {bound.nats:.4f} nats in {seconds:5.2f} s = "
+            f"{flops / seconds / 1e9:4.0f} GFLOP/s, {seconds / bound_s:.2f}x the fp32 compute bound"
+        )
+    neg_elbo = evaluate.elbo_metrics(model, splits.test, config)[names.NEG_ELBO]
+    for images in sorted({500, config.iw_images}):
+        start = time.perf_counter()
+        estimate = evaluate.iw_nll(model, splits.test, config.likelihood, config.iw_samples, images, neg_elbo)
+        seconds = time.perf_counter() - start
+        print(
+            f"  as run, estimated from {images:,} images: {estimate.nats:.4f} ± {estimate.standard_error:.4f} "
+            f"nats (off by {estimate.nats - bound.nats:+.4f}) in {seconds:5.2f} s"
         )
     compare_extractors(model, splits.test.images, config.fid_samples)
 

@@ -31,6 +31,7 @@ from toolkit.config import MLP_ONLY, VAE_ONLY, ConfigError, RunConfig, option
         ("fid_samples", 0),
         ("sampler", "flow"),
         ("iw_samples", -1),
+        ("iw_images", 1),
         ("architecture", "transformer"),
         ("beta", float("nan")),
         ("beta", float("inf")),
@@ -152,6 +153,7 @@ EVERY_FIELD = {
     "fid_samples": "500",
     "sampler": "gmm",
     "iw_samples": "5",
+    "iw_images": "300",
     "precision": "bf16",
 }
 

@@ -255,6 +255,8 @@ def test_vae_logs_an_importance_weighted_bound_tighter_than_its_elbo(trained):
     vae, ae = runs["vae"], runs["ae"]
     assert int(vae["params.iw_samples"]) == IW_SAMPLES
     assert vae["metrics.test/neg_elbo"] - 30 < vae["metrics.test/nll_iw"] < vae["metrics.test/neg_elbo"]
+    assert int(vae["params.iw_images"]) == 2000  # of the 10,000 test images: the bound on all is estimated
+    assert 0 < vae["metrics.test/nll_iw_se"] < 0.5
     assert pd.isna(ae["metrics.test/nll_iw"])  # the AE has no such metric
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from test_train import config, synthetic_splits
 
-from toolkit.evaluate import elbo_metrics, iw_nll
+from toolkit.evaluate import EVAL_SEED, elbo_metrics, iw_nll
 from toolkit.models import build
 from toolkit.train import fit
 
@@ -39,3 +39,33 @@ def test_gaussian_likelihood_bound_is_finite_and_below_its_elbo():
     fit(model, splits, cfg, quiet=True)
     bound = iw_nll(model, splits.test, "gaussian", samples=20).nats
     assert math.isfinite(bound) and bound < elbo_metrics(model, splits.test, cfg)["neg_elbo"]
+
+
+def test_a_subset_as_large_as_the_split_computes_the_bound_on_every_image(trained):
+    model, test = trained
+    every = iw_nll(model, test, "bernoulli", samples=10)
+    assert every == iw_nll(model, test, "bernoulli", samples=10, images=len(test), neg_elbo=0.0)
+    assert every.images == len(test) and every.standard_error is None
+
+
+def test_the_bound_estimated_from_a_subset_is_within_its_standard_error_of_the_bound_on_every_image():
+    """The control variate: the split's -ELBO less the subset's mean gap. Its error shrinks with
+    the subset and stays within a few standard errors; the subset's own mean bound, without the
+    -ELBO, misses by far more than that standard error (the bound varies between images by far
+    more than its gap to the ELBO does)."""
+    splits = synthetic_splits(n=4000)  # 1,000 test images
+    model = build(config(epochs=2), torch.device("cpu"))
+    fit(model, splits, config(epochs=2), quiet=True)
+    test = splits.test
+    every = iw_nll(model, test, "bernoulli", samples=20).nats
+    neg_elbo = elbo_metrics(model, test, config())["neg_elbo"]
+    small, large = (iw_nll(model, test, "bernoulli", 20, images, neg_elbo) for images in (100, 400))
+    assert (small.images, large.images) == (100, 400)
+    assert 0 < large.standard_error < small.standard_error
+    for estimate in (small, large):
+        assert abs(estimate.nats - every) < 4 * estimate.standard_error
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(EVAL_SEED))[:20]
+    bounds = torch.tensor(
+        [iw_nll(model, test.subset(order[i : i + 1]), "bernoulli", samples=20).nats for i in range(20)]
+    )
+    assert bounds.std() / 100**0.5 > 3 * small.standard_error  # the s.e. of 100 images' plain mean bound

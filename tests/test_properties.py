@@ -76,6 +76,7 @@ VALID = {
     "limit": st.none() | st.integers(1, 10**9),
     "fid_samples": st.integers(129, 10**7),
     "iw_samples": st.integers(0, 10**3),  # K x 100 codes of up to 256 dimensions fit any test machine's memory
+    "iw_images": st.integers(2, 10**9),
 }
 valid_values = st.fixed_dictionaries({}, optional=VALID)
 
@@ -111,6 +112,7 @@ INVALID = {
     "limit": st.integers(max_value=0) | st.booleans() | st.floats() | st.text(max_size=5),
     "fid_samples": st.integers(max_value=128) | NOT_AN_INT,
     "iw_samples": st.integers(max_value=-1) | NOT_AN_INT,
+    "iw_images": st.integers(max_value=1) | NOT_AN_INT,
 }
 
 

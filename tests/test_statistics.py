@@ -124,7 +124,9 @@ def test_inflating_one_seed_flips_a_finding(store):
     assert re.search(r"By FID .*, the AE and the VAE are not resolved with 3 seeds: 92\.9 against 90\.5", text)
 
 
-def beta_sweep(store_name: str, seeds: tuple[int, ...]) -> str:
+def beta_sweep(store_name: str, seeds: tuple[int, ...], iw_standard_errors: tuple[float, ...] = ()) -> str:
+    """β 0.5, 1, 2 for each seed; given `iw_standard_errors` (one per run), each run's IW bound is
+    one estimated from a subset of the test images, with that standard error."""
     rng = np.random.default_rng(0)
     runs = []
     for seed in seeds:
@@ -145,6 +147,8 @@ def beta_sweep(store_name: str, seeds: tuple[int, ...]) -> str:
                     },
                 )
             )
+    for (_, metrics), error in zip(runs, iw_standard_errors):
+        metrics["test/nll_iw_se"] = error
     fake_study(store_name, runs)
     return store_name
 
@@ -177,6 +181,20 @@ def test_every_report_states_the_settings_its_runs_share_and_what_its_nats_compa
     assert "0 of 9 stopped early" in settings and "K = 100 importance samples" in settings
     assert "grey levels in [0, 1], not binarised" in settings and "binarised MNIST: about 80–90 nats" in settings
     assert "FID GMM samples" not in text  # no such column: no caption for it
+
+
+def test_an_iw_bound_estimated_from_a_subset_of_the_test_images_says_so_with_its_standard_errors(store):
+    every = build_report("beta-sweep", beta_sweep("every-image", SEEDS)).markdown()
+    assert "estimated from" not in every and "`test/nll_iw_se`" not in every
+    errors = tuple(0.06 + 0.001 * i for i in range(9))
+    text = build_report("beta-sweep", beta_sweep("subset", SEEDS, errors)).markdown()
+    settings = text[text.index("## Settings") : text.index("## Results")]
+    assert "`iw_images` 2000" in settings
+    assert (
+        "K = 100 importance samples per test image; estimated from 2000 test images drawn at random, as every "
+        "image's −ELBO less their mean gap to the bound, standard error 0.06–0.068 nats (`test/nll_iw_se`) (9 runs); "
+        "precision: fp32"
+    ) in settings
 
 
 def test_the_diagnostics_name_the_settings_whose_information_is_at_its_log_n_ceiling(store):

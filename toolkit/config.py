@@ -22,7 +22,7 @@ DECODER_SCALES = ("fixed", "learned")  # the Gaussian decoder's σ: fixed at `si
 BINARIZATIONS = ("none", "dynamic")  # grey levels as they are, or Bernoulli draws of them (Burda et al. 2015)
 # σ of the reference notebooks' Gaussian decoder: σ² = ½, so its NLL is the squared error plus a constant
 SQRT_HALF = math.sqrt(0.5)
-VAE_ONLY = ("beta", "warmup_epochs", "free_bits", "iw_samples")  # fields an AE ignores, so does not log
+VAE_ONLY = ("beta", "warmup_epochs", "free_bits", "iw_samples", "iw_images")  # fields an AE ignores, so does not log
 MLP_ONLY = ("hidden",)  # fields the conv architecture ignores, so does not log
 GAUSSIAN_ONLY = ("decoder_scale", "sigma")  # fields the Bernoulli likelihood ignores, so does not log
 IMAGE_SIDE = 28
@@ -30,12 +30,13 @@ INPUT_DIM = IMAGE_SIDE * IMAGE_SIDE  # the width of a flattened image, the model
 # Copies of the parameters that training holds at once: the weights, their gradients, Adam's two
 # moments, the best epoch's weights and a checkpoint being written.
 TRAINING_COPIES = 6
-# What evaluation holds at once, for `memory_bytes`: the IW bound's K x IW_IMAGES codes (with their
+# What evaluation holds at once, for `memory_bytes`: the IW bound's K x IW_BATCH codes (with their
 # noise, log-densities and a copy in flight: IW_COPIES of them), the codes of up to TRAIN_IMAGES
 # training images (the AE's fitted Gaussian and the GMM sampler are fitted to them) and the
 # covariances fitted to those codes (float64 and GMM_COMPONENTS of them for the GMM, with its
 # working copies: COVARIANCE_COPIES).
-IW_IMAGES, IW_COPIES = 100, 4
+IW_BATCH, IW_COPIES = 100, 4
+MIN_IW_IMAGES = 2
 MIN_FID_SAMPLES = 129  # more images than the domain CNN has features (128), for a covariance of full rank
 TRAIN_IMAGES = 60_000
 GMM_COMPONENTS, COVARIANCE_COPIES = 10, 3
@@ -107,6 +108,12 @@ class RunConfig:
         "default", "gmm adds FID of samples from a 10-component Gaussian mixture fitted to the training codes", SAMPLERS
     )
     iw_samples: int = option(100, "K of the importance-weighted NLL bound (VAE); 0 skips it")
+    iw_images: int = option(
+        2000,
+        "test images the IW bound is computed on; fewer than the test set's estimate the bound on "
+        "every test image (the test set's -ELBO less these images' mean gap to their bound, with "
+        "its standard error logged); 10000 computes it on every Fashion-MNIST or MNIST test image",
+    )
     precision: str = option(
         "fp32",
         "of the training steps' forward pass: bf16 runs it under bfloat16 autocast "
@@ -153,6 +160,8 @@ class RunConfig:
         for name in ("beta", "free_bits", "warmup_epochs", "patience", "iw_samples"):
             if getattr(self, name) < 0:
                 yield name, f"must be >= 0, got {getattr(self, name)}"
+        if self.iw_images < MIN_IW_IMAGES:
+            yield "iw_images", f"must be >= {MIN_IW_IMAGES}, got {self.iw_images}: a standard error needs two images"
         if self.binarize != "none" and self.likelihood != "bernoulli":
             yield "binarize", f"binarised pixels go with the bernoulli likelihood, not {self.likelihood}"
         if self.limit is not None and self.limit <= 0:
@@ -204,7 +213,7 @@ class RunConfig:
         of the IW bound's codes (VAE) and the training images' codes with the covariances fitted
         to them (the AE's Gaussian, the GMM sampler), all float32 but the GMM's."""
         d = self.latent_dim
-        iw = self.iw_samples * IW_IMAGES * d * 4 * IW_COPIES if self.model == "vae" else 0
+        iw = self.iw_samples * IW_BATCH * d * 4 * IW_COPIES if self.model == "vae" else 0
         gaussian = d * d * 4 if self.model == "ae" else 0
         gmm = GMM_COMPONENTS * d * d * 8 if self.sampler == "gmm" else 0
         images = min(self.limit or TRAIN_IMAGES, TRAIN_IMAGES)  # a limit beyond the data is refused when it is read
@@ -228,7 +237,7 @@ class RunConfig:
             if self.training_bytes() >= self.evaluation_bytes()
             else (
                 f"evaluation needs about {self.evaluation_bytes() / 2**30:,.1f} GiB (the IW bound's K x "
-                f"{IW_IMAGES} codes, or the training images' codes and the covariances fitted to them)"
+                f"{IW_BATCH} codes, or the training images' codes and the covariances fitted to them)"
             )
         )
         return name, (

@@ -65,6 +65,10 @@ class Split:
     def __len__(self):
         return len(self.labels)
 
+    def subset(self, index: torch.Tensor) -> Split:
+        """The examples at `index`, in its order."""
+        return Split(self.images[index.to(self.images.device)], self.labels[index.to(self.labels.device)])
+
     def batches(self, batch_size: int, generator: torch.Generator | None = None):
         """Yield (images, labels) slices; shuffled by a permutation drawn from `generator` if given."""
         n = len(self)

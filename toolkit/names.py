@@ -54,6 +54,7 @@ MEAN_EPOCH_SECONDS = "time/mean_epoch_s"
 BEST_EPOCH = "best_epoch"
 EPOCHS_TRAINED = "epochs_trained"  # fewer than the `epochs` param: the run stopped early
 TEST_NLL_IW = test("nll_iw")  # the importance-weighted bound
+TEST_NLL_IW_SE = test("nll_iw_se")  # its standard error, where it is estimated from a subset of the test images
 TEST_PIXEL_ENTROPY = test("pixel_entropy")  # the cross-entropy's floor on grey levels
 TEST_MUTUAL_INFO, TEST_MARGINAL_KL = test("mutual_info"), test("marginal_kl")
 TEST_MUTUAL_INFO_CEILING = test("mutual_info_ceiling")  # log N

@@ -295,7 +295,7 @@ def settings_section(doc: Document, runs: RunSet, columns: list[Column]):
             (
                 "IW bound",
                 f"K = {_values(runs, 'iw_samples', _users(runs, 'iw_samples'))} "
-                f"importance samples per test image; precision: {_precisions(finished)}",
+                f"importance samples per test image; {_iw_images(runs)}precision: {_precisions(finished)}",
             )
         )
     if any(names.parse_fid(c.key) for c in columns):
@@ -350,6 +350,27 @@ def _epochs(runs: RunSet) -> str:
         stopped = int((frame["metrics.epochs_trained"] < pd.to_numeric(runs.param("epochs"))).sum())
         text += f"; {stopped} of {len(frame)} stopped early (patience {_values(runs, 'patience')})"
     return text + " (each run's under [Runs](#runs))"
+
+
+def _iw_images(runs: RunSet) -> str:
+    """Which runs computed the IW bound on every test image and which estimated it from a subset
+    (`iw_nll`), with the estimates' standard errors; nothing where every run used every image."""
+    frame = runs.finished
+    bounded = frame[frame[f"metrics.{names.TEST_NLL_IW}"].notna()] if f"metrics.{names.TEST_NLL_IW}" in frame else frame
+    column = f"metrics.{names.TEST_NLL_IW_SE}"
+    if column not in bounded or bounded[column].isna().all():
+        return ""
+    estimated = bounded[bounded[column].notna()]
+    low, high = (number(f(estimated[column]), ".2g") for f in (min, max))
+    parts = [
+        f"estimated from {_values(runs, 'iw_images', estimated)} test images drawn at random, as every image's "
+        f"−ELBO less their mean gap to the bound, standard error {low if low == high else f'{low}–{high}'} nats "
+        f"(`{names.TEST_NLL_IW_SE}`) "
+        f"({len(estimated)} runs)"
+    ]
+    if len(estimated) < len(bounded):
+        parts.append(f"on every test image ({len(bounded) - len(estimated)} runs)")
+    return " / ".join(parts) + "; "
 
 
 def _precisions(frame: pd.DataFrame) -> str:
