@@ -1,6 +1,7 @@
 """Fréchet distances, the domain extractor and its cache, and the Inception fallbacks."""
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 import torchvision
 from conftest import write_idx_set
 from pytorch_fid import inception as pytorch_fid_inception
+from pytorch_fid.fid_score import calculate_frechet_distance
 
 from toolkit import fid, names
 from toolkit.config import RunConfig
@@ -24,6 +26,19 @@ def test_frechet_distance_of_a_set_with_itself_is_zero_and_a_shift_costs_its_squ
     assert fid.frechet_distance(stats, stats) == pytest.approx(0, abs=1e-6)
     shifted = (stats[0] + 0.5, stats[1])  # equal covariances: the distance is |mu1 - mu2|^2 = 16 * 0.25
     assert fid.frechet_distance(stats, shifted) == pytest.approx(4.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("rank", [16, 5])  # full rank, and singular (dead features): regularised
+def test_frechet_distance_is_pytorch_fids_to_the_last_bit(rank):
+    rng = np.random.default_rng(rank)
+    stats = []
+    for shift in (0.0, 0.3):
+        features = rng.normal(size=(500, rank)) @ rng.normal(size=(rank, 16)) + shift
+        stats.append((features.mean(0), np.cov(features, rowvar=False)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pytorch-fid's deprecated sqrtm argument, its singular-product note
+        expected = calculate_frechet_distance(*stats[0], *stats[1])
+    assert fid.frechet_distance(*stats) == expected
 
 
 def test_samples_of_an_untrained_decoder_score_worse_than_a_trained_one(real_subset, store):

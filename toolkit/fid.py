@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.linalg
 import torch
 import torch.nn.functional as F
-from pytorch_fid.fid_score import calculate_frechet_distance
-from scipy.linalg import LinAlgWarning
 from torch import nn
 
 from toolkit import ToolkitError, names
@@ -45,6 +44,7 @@ CNN_RECIPE = "cnn-v1"  # change when the CNN or its training changes, so old cac
 FLOOR_IMAGES = 10_000
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # the name pytorch-fid downloads to the hub cache
 BATCH = 500
+FID_EPS = 1e-6  # added to singular covariances' diagonals, as pytorch-fid does
 CNN_BATCH = 256
 
 
@@ -107,15 +107,34 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
-    """pytorch-fid's distance between two (mean, covariance) pairs.
+    """The Fréchet distance between the Gaussians N(mu_a, S_a) and N(mu_b, S_b) of two (mean,
+    covariance) pairs (Heusel et al. 2017): |mu_a - mu_b|² + Tr(S_a + S_b - 2 (S_a S_b)^½).
 
-    Dead ReLU features make covariances singular; pytorch-fid then regularises the product itself,
-    so scipy's warning about it (and about pytorch-fid's use of a deprecated argument) is silenced.
+    It is pytorch-fid's computation, to the last bit (tested against it), written here because
+    importing pytorch-fid's own imports torchvision and through it torch._dynamo: a second of every
+    command's start. Dead ReLU features make covariances singular; where the product's square root
+    is then not finite, both covariances are regularised by FID_EPS on their diagonal, as there.
     """
+    (mu_a, cov_a), (mu_b, cov_b) = a, b
+    root = _square_root(cov_a.dot(cov_b))
+    if not np.isfinite(root).all():
+        offset = np.eye(len(cov_a)) * FID_EPS
+        root = _square_root((cov_a + offset).dot(cov_b + offset))
+    if np.iscomplexobj(root):  # rounding leaves an imaginary part; a large one means the maths failed
+        if not np.allclose(np.diagonal(root).imag, 0, atol=1e-3):
+            imaginary = abs(root.imag).max()
+            raise ValueError(f"the covariances' product has no real square root (imaginary part {imaginary:g})")
+        root = root.real
+    diff = mu_a - mu_b
+    return float(diff.dot(diff) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
+
+
+def _square_root(matrix: np.ndarray) -> np.ndarray:
+    """scipy's principal square root, without its warning that a singular matrix has an inexact one
+    (`frechet_distance` regularises what is not finite)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LinAlgWarning)
-        warnings.filterwarnings("ignore", "The `disp` argument is deprecated", DeprecationWarning)
-        return float(calculate_frechet_distance(a[0], a[1], b[0], b[1]))
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        return scipy.linalg.sqrtm(matrix)
 
 
 def weights_hash(network: nn.Module) -> str:
