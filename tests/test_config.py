@@ -154,6 +154,7 @@ EVERY_FIELD = {
     "sampler": "gmm",
     "iw_samples": "5",
     "iw_images": "300",
+    "figures": "off",
     "precision": "bf16",
 }
 

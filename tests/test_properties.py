@@ -30,6 +30,7 @@ from toolkit.config import (
     DATASETS,
     DECODER_SCALES,
     FID_MODES,
+    FIGURE_MODES,
     LIKELIHOODS,
     MODELS,
     PRECISIONS,
@@ -54,6 +55,7 @@ CHOICES = {
     "fid": FID_MODES,
     "sampler": SAMPLERS,
     "precision": PRECISIONS,
+    "figures": FIGURE_MODES,
     "decoder_scale": DECODER_SCALES,
     "binarize": BINARIZATIONS,
 }

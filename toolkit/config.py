@@ -18,6 +18,7 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 FID_MODES = ("auto", "inception", "off")  # auto: the domain CNN always, Inception too when it is cheap
 SAMPLERS = ("default", "gmm")  # default: the VAE's prior, a Gaussian fitted to the AE's codes
 PRECISIONS = ("fp32", "bf16")
+FIGURE_MODES = ("all", "off")  # off: none drawn at the end of training; `toolkit evaluate` draws them later
 DECODER_SCALES = ("fixed", "learned")  # the Gaussian decoder's σ: fixed at `sigma`, or trained from it
 BINARIZATIONS = ("none", "dynamic")  # grey levels as they are, or Bernoulli draws of them (Burda et al. 2015)
 # σ of the reference notebooks' Gaussian decoder: σ² = ½, so its NLL is the squared error plus a constant
@@ -25,6 +26,7 @@ SQRT_HALF = math.sqrt(0.5)
 VAE_ONLY = ("beta", "warmup_epochs", "free_bits", "iw_samples", "iw_images")  # fields an AE ignores, so does not log
 MLP_ONLY = ("hidden",)  # fields the conv architecture ignores, so does not log
 GAUSSIAN_ONLY = ("decoder_scale", "sigma")  # fields the Bernoulli likelihood ignores, so does not log
+NOT_MEASURED = ("figures",)  # fields that change what a run draws, not what it measures: never a setting apart
 IMAGE_SIDE = 28
 INPUT_DIM = IMAGE_SIDE * IMAGE_SIDE  # the width of a flattened image, the models' input and output
 # Copies of the parameters that training holds at once: the weights, their gradients, Adam's two
@@ -113,6 +115,12 @@ class RunConfig:
         "test images the IW bound is computed on; fewer than the test set's estimate the bound on "
         "every test image (the test set's -ELBO less these images' mean gap to their bound, with "
         "its standard error logged); 10000 computes it on every Fashion-MNIST or MNIST test image",
+    )
+    figures: str = option(
+        "all",
+        "the run's figures (figures/*.png): off skips drawing them, 2 to 4 s of every run's end, for "
+        "large sweeps; `toolkit evaluate RUN_ID` draws them later from the logged model",
+        FIGURE_MODES,
     )
     precision: str = option(
         "fp32",

@@ -253,7 +253,7 @@ def evaluate_and_log(
             }
         )
     run.log_model(model, config)
-    log_evaluation(run, model, config, splits.test, found, result.history)
+    log_evaluation(run, model, config, splits.test, found, result.history, draw=config.figures == "all")
     run.log_metrics({key: value for key, value in metrics.items() if key not in already})
     return metrics
 
@@ -300,8 +300,9 @@ def log_evaluation(
     found: Evaluation,
     history: list[dict[str, float]],
     figures_logged: set[str] = frozenset(),
+    draw: bool = True,
 ):
-    """A VAE's kl_per_dim.json, images.npz and every figure not in `figures_logged`."""
+    """A VAE's kl_per_dim.json, images.npz and, if `draw`, every figure not in `figures_logged`."""
     if model.variational:
         run.log_json(
             {
@@ -312,6 +313,8 @@ def log_evaluation(
             names.KL_PER_DIM_JSON,
         )
     run.log_bytes(images_npz(found.images), names.IMAGES_NPZ)
+    if not draw:
+        return
     drawing = run_figures(model, config, test, found.images, found.shown_samplers, history, found.test, found.traversed)
     for name, draw in drawing.items():
         if name not in figures_logged:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit import ToolkitError, names
-from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY
+from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, NOT_MEASURED, VAE_ONLY
 from toolkit.reports.stats import estimate
 from toolkit.store import location, reading
 
@@ -126,7 +126,11 @@ class RunSet:
             **dict.fromkeys(MLP_ONLY, mlp),
             **dict.fromkeys(GAUSSIAN_ONLY, gaussian),
         }
-        return [n for n in params if n != "seed" and self.param(n, users.get(n, runs)).nunique(dropna=False) > 1]
+        return [
+            n
+            for n in params
+            if n != "seed" and n not in NOT_MEASURED and self.param(n, users.get(n, runs)).nunique(dropna=False) > 1
+        ]
 
     def describe(self) -> str:
         """The finished runs in a few words, for errors that say what was found."""
