@@ -53,6 +53,16 @@ GRID_STUDY = [sys.executable, str(ROOT / "tests" / "grid_study.py"), "--quick"] 
 GRID_STUDY_NAME, GRID_POINTS = "grid-study-quick", 4  # the name --quick gives it, its points (one seed each)
 
 
+# Fixtures that train on real data or start servers: every test using one is marked slow.
+SLOW_FIXTURES = {"real_subset", "report_store", "postgres_server", "mlflow_server", "uninterrupted_dir"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def tiny_data(tmp_path) -> str:
     """IDX files of 300 training and 60 test images: a real run of a few seconds."""
@@ -67,11 +77,31 @@ def tmp_cwd(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """The database of a store with its tables made and nothing in it, made once per session by
+    the toolkit itself: each test's `store` starts as a copy of it instead of running MLflow's
+    schema migrations again (2 s each). Making a fresh store is tested where it is the point: the
+    commands started in an empty directory (test_faults)."""
+    directory = tmp_path_factory.mktemp("empty-store")
+    database = directory / "mlflow.db"
+    subprocess.run(
+        [sys.executable, "-c", "from toolkit.store.writing import writer; writer()"],
+        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{database}"},
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return database
+
+
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A private MLflow store for the test; returns its tracking URI."""
-    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+def store(tmp_path, monkeypatch, empty_store):
+    """A private MLflow store for the test (an empty one, `empty_store`); returns its tracking URI."""
     (tmp_path / "store").mkdir()
+    shutil.copyfile(empty_store, tmp_path / "store" / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
 

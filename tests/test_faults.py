@@ -22,7 +22,10 @@ from mlflow import MlflowClient
 from toolkit.config import RunConfig
 from toolkit.studies import Execution, Study, run_study
 
-TINY_RUN = ["--epochs", "1", "--latent-dim", "2", "--hidden", "16", "--fid", "off", "--iw-samples", "0", "--quiet"]
+TINY_RUN = [
+    *("--epochs", "1", "--latent-dim", "2", "--hidden", "16"),
+    *("--fid", "off", "--iw-samples", "0", "--figures", "off", "--quiet"),
+]
 
 
 @pytest.fixture
@@ -208,6 +211,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_run_in_one_line_and_records_why(tiny_data, small_disk, tmp_cwd, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{small_disk / 'mlflow.db'}")
     result = subprocess.run(
@@ -310,7 +314,7 @@ def test_a_moved_or_copied_store_keeps_its_artifacts_and_writes_its_own(how, tin
     original, elsewhere = tmp_cwd / "project", tmp_cwd / "elsewhere"
     original.mkdir()
     subprocess.run(
-        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN],
+        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN, "--figures", "all"],
         cwd=original,
         check=True,
         capture_output=True,
@@ -320,7 +324,7 @@ def test_a_moved_or_copied_store_keeps_its_artifacts_and_writes_its_own(how, tin
     before = sorted(p for p in (original / "mlruns" / "artifacts").rglob("*")) if how == "copied" else []
 
     again = subprocess.run(
-        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN],
+        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN, "--figures", "all"],
         cwd=elsewhere,
         capture_output=True,
         text=True,
@@ -352,6 +356,7 @@ def test_a_moved_or_copied_store_keeps_its_artifacts_and_writes_its_own(how, tin
         assert sorted(p for p in (original / "mlruns" / "artifacts").rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_a_store_the_user_may_not_write_is_one_line_and_keeps_its_runs(tiny_data, user_env, tmp_cwd):
     """A store made by another user, opened by one without the right to write it: 213 lines of
     traceback before. Run as root (CI), the store is given to `nobody` and the command runs

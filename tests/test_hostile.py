@@ -181,6 +181,7 @@ def test_a_storage_password_is_masked_in_the_error_when_its_server_does_not_answ
     assert result.stderr.count("\n") == 1 and "bob:***@127.0.0.1" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_live_run_of_another_container_with_this_host_name_is_not_taken_for_dead(store, cli_env, tmp_path):
     import subprocess
     import sys

@@ -38,7 +38,7 @@ def resume_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def user_dir(tmp_path_factory, resume_data):
+def uninterrupted_dir(tmp_path_factory, resume_data):
     """A user's directory whose store (./mlruns) holds the uninterrupted run, experiment `whole`."""
     directory = tmp_path_factory.mktemp("user")
     with pytest.MonkeyPatch.context() as patch:
@@ -92,25 +92,25 @@ def timeless(run) -> dict[str, float]:
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 @pytest.mark.parametrize("phase", ["training", "evaluation"])
 def test_a_stopped_run_resumes_to_the_metrics_of_an_uninterrupted_one(
-    signum, phase, resume_data, user_dir, monkeypatch
+    signum, phase, resume_data, uninterrupted_dir, monkeypatch
 ):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     experiment = f"stopped-in-{phase}-by-{signal.Signals(signum).name}"
     process = subprocess.Popen(
         [TOOLKIT, "train", "--data-dir", resume_data, "--experiment", experiment, *RUN],
-        cwd=user_dir,
+        cwd=uninterrupted_dir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    client = MlflowClient(f"sqlite:///{user_dir / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{uninterrupted_dir / 'mlruns' / 'mlflow.db'}")
     stopped = stop_when(process, client, experiment, phase, signum)
     assert stopped.info.status == ("RUNNING" if signum == signal.SIGKILL else "KILLED")  # not finished: stopped
     if signum == signal.SIGINT:
         assert process.returncode == 130 and "interrupted" in process.stderr.read()
     assert f"--resume {stopped.info.run_id}" in process.stdout.read()  # the start says how to go on
 
-    resumed = train(user_dir, "--resume", stopped.info.run_id, "--data-dir", resume_data)
+    resumed = train(uninterrupted_dir, "--resume", stopped.info.run_id, "--data-dir", resume_data)
     assert f"run {stopped.info.run_id} finished" in resumed.stdout
     run = client.get_run(stopped.info.run_id)
     whole = the_run(client, "whole")
@@ -126,9 +126,9 @@ def test_a_stopped_run_resumes_to_the_metrics_of_an_uninterrupted_one(
     assert len(client.search_logged_models([run.info.experiment_id])) == 1
 
 
-def test_resume_refuses_what_it_cannot_do_in_one_line(resume_data, user_dir, monkeypatch):
+def test_resume_refuses_what_it_cannot_do_in_one_line(resume_data, uninterrupted_dir, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    run_id = the_run(MlflowClient(f"sqlite:///{user_dir / 'mlruns' / 'mlflow.db'}"), "whole").info.run_id
+    run_id = the_run(MlflowClient(f"sqlite:///{uninterrupted_dir / 'mlruns' / 'mlflow.db'}"), "whole").info.run_id
     cases = {
         ("--resume", run_id): f"error: run {run_id} is FINISHED: only a FAILED or KILLED run can be resumed",
         (
@@ -144,5 +144,5 @@ def test_resume_refuses_what_it_cannot_do_in_one_line(resume_data, user_dir, mon
         ("--resume", "0" * 32): f"error: no run {'0' * 32} in the store",
     }
     for argv, message in cases.items():
-        result = train(user_dir, *argv, "--data-dir", resume_data, check=False)
+        result = train(uninterrupted_dir, *argv, "--data-dir", resume_data, check=False)
         assert result.returncode == 2 and result.stderr.strip().startswith(message), result.stderr

@@ -26,7 +26,7 @@ from toolkit.reports import build_report
 from toolkit.store import reading, writing
 from toolkit.studies import Execution, Study, run_study
 
-TINY = RunConfig(latent_dim=2, hidden=(16,), epochs=1, fid="off", iw_samples=0)
+TINY = RunConfig(latent_dim=2, hidden=(16,), epochs=1, fid="off", iw_samples=0, figures="off")
 GRID6 = {f"beta{beta:g}": {"beta": beta} for beta in (0.5, 1, 2, 4, 8, 16)}
 
 
@@ -161,6 +161,7 @@ def test_a_pruned_trial_keeps_its_partial_metrics_and_ends_killed(tiny_data, sto
     assert "test/recon" not in run.data.metrics
 
 
+@pytest.mark.slow
 def test_two_workers_finish_a_six_point_grid_each_point_once(tiny_data, storage):
     study = Study("grid", replace(TINY, epochs=8, hidden=(400,)), grid=GRID6, pruner="none", seeds=1)
     run_study(study, Execution(storage, workers=2, data_dir=tiny_data))
