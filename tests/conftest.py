@@ -3,6 +3,11 @@ a PostgreSQL server."""
 
 import gzip
 import os
+
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # pytest-xdist's workers fill the cores already: torch in each (and in the commands they start)
+    # takes one thread, rather than several that spin waiting for cores the others hold.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 import shutil
 import signal
 import socket
@@ -55,12 +60,19 @@ GRID_STUDY_NAME, GRID_POINTS = "grid-study-quick", 4  # the name --quick gives i
 
 # Fixtures that train on real data or start servers: every test using one is marked slow.
 SLOW_FIXTURES = {"real_subset", "report_store", "postgres_server", "mlflow_server", "uninterrupted_dir"}
+# Module fixtures that take up to a minute to build: the tests using one run in one pytest-xdist
+# worker (`--dist loadgroup`), so that it is built once.
+MODULE_FIXTURES = {"report_store", "trained", "uninterrupted_dir", "workdir", "screenshots"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
-        if SLOW_FIXTURES & set(item.fixturenames):
+        fixtures = set(item.fixturenames)
+        if SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
+        if MODULE_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def workdir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("ui")
     data = write_idx_set(directory / "tiny", n_train=300, n_test=60)
     subprocess.run(
-        [*GRID_STUDY, "--data-dir", str(data), "--figures", "all"],  # the run page shows them
+        [*GRID_STUDY, "--data-dir", str(data)],
         cwd=directory,
         env=server_env(),
         check=True,

@@ -12,22 +12,22 @@ from toolkit.train import fit
 
 
 @pytest.fixture(scope="module")
-def trained():
+def synthetic_vae():
     splits = synthetic_splits()
     model = build(config(epochs=5), torch.device("cpu"))
     fit(model, splits, config(epochs=5), quiet=True)
     return model, splits.test
 
 
-def test_one_sample_bound_is_the_negative_elbo(trained):
-    model, test = trained
+def test_one_sample_bound_is_the_negative_elbo(synthetic_vae):
+    model, test = synthetic_vae
     assert iw_nll(model, test, "bernoulli", samples=1).nats == pytest.approx(
         elbo_metrics(model, test, config(epochs=5))["neg_elbo"], rel=0.01
     )
 
 
-def test_bound_tightens_as_samples_grow(trained):
-    model, test = trained
+def test_bound_tightens_as_samples_grow(synthetic_vae):
+    model, test = synthetic_vae
     bounds = [iw_nll(model, test, "bernoulli", samples=k).nats for k in (1, 10, 100)]
     assert bounds[0] > bounds[1] > bounds[2]
 
@@ -41,8 +41,8 @@ def test_gaussian_likelihood_bound_is_finite_and_below_its_elbo():
     assert math.isfinite(bound) and bound < elbo_metrics(model, splits.test, cfg)["neg_elbo"]
 
 
-def test_a_subset_as_large_as_the_split_computes_the_bound_on_every_image(trained):
-    model, test = trained
+def test_a_subset_as_large_as_the_split_computes_the_bound_on_every_image(synthetic_vae):
+    model, test = synthetic_vae
     every = iw_nll(model, test, "bernoulli", samples=10)
     assert every == iw_nll(model, test, "bernoulli", samples=10, images=len(test), neg_elbo=0.0)
     assert every.images == len(test) and every.standard_error is None

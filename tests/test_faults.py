@@ -95,7 +95,7 @@ def test_two_study_processes_started_together_share_one_parent_and_one_fid_refer
             capture_output=True,
             timeout=300,
         )
-    command = [*GRID_STUDY, "--data-dir", tiny_data]
+    command = [*GRID_STUDY, "--data-dir", tiny_data, "--figures", "off"]
     results = start_together([command, command], tmp_cwd)
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-500:] for r in results]
     client = local_store(tmp_cwd)
