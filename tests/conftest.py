@@ -108,6 +108,22 @@ def empty_store(tmp_path_factory) -> Path:
     return database
 
 
+def store_client(directory: Path):
+    """A client of the local store a toolkit command makes in `directory`, None until one has made
+    it. MlflowClient creates and migrates the database it is pointed at, and two processes doing
+    that at once break it for good, so the toolkit makes a store holding its lock
+    (`location.store_lock`): the client is made holding that lock too."""
+    from mlflow import MlflowClient
+
+    from toolkit.machine import file_lock
+
+    database = directory / "mlruns" / "mlflow.db"
+    if not database.is_file():
+        return None
+    with file_lock(database.parent / ".lock"):
+        return MlflowClient(f"sqlite:///{database}")
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch, empty_store):
     """A private MLflow store for the test (an empty one, `empty_store`); returns its tracking URI."""

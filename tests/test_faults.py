@@ -16,7 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, ROOT, TOOLKIT
+from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, ROOT, TOOLKIT, store_client
 from mlflow import MlflowClient
 
 from toolkit.config import RunConfig
@@ -33,10 +33,6 @@ def user_env(tmp_cwd, monkeypatch):
     """A user's shell in an empty directory: the store will be ./mlruns, created by the commands."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return None
-
-
-def local_store(directory: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}")
 
 
 def start_together(commands: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess]:
@@ -67,7 +63,7 @@ def test_three_trains_started_together_all_finish(store_exists, tiny_data, user_
     commands = [[TOOLKIT, "train", "--data-dir", tiny_data, "--seed", str(seed), *TINY_RUN] for seed in (1, 2, 3)]
     results = start_together(commands, tmp_cwd)
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr[-500:] for r in results]
-    client = local_store(tmp_cwd)
+    client = store_client(tmp_cwd)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sorted(run.data.params["seed"] for run in runs) == ["0", "1", "2", "3"][not store_exists :]
     assert {run.info.status for run in runs} == {"FINISHED"}
@@ -98,7 +94,7 @@ def test_two_study_processes_started_together_share_one_parent_and_one_fid_refer
     command = [*GRID_STUDY, "--data-dir", tiny_data, "--figures", "off"]
     results = start_together([command, command], tmp_cwd)
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-500:] for r in results]
-    client = local_store(tmp_cwd)
+    client = store_client(tmp_cwd)
     experiment = client.get_experiment_by_name(GRID_STUDY_NAME).experiment_id
     runs = client.search_runs([experiment])
     parents = [run for run in runs if "trial" not in run.data.tags]
@@ -140,7 +136,7 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_command(tiny_dat
     deadline = time.time() + 120
     while time.time() < deadline:  # until an epoch is logged
         try:
-            client = local_store(tmp_cwd)
+            client = store_client(tmp_cwd)
             runs = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
             if runs and client.get_metric_history(runs[0].info.run_id, "val/loss"):
                 break
@@ -195,7 +191,8 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_command(tiny_dat
 def test_nonsense_is_refused_in_one_line_before_any_run_exists(argv, message, user_env, tmp_cwd):
     result = subprocess.run(argv, cwd=tmp_cwd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.strip() == message
-    runs = local_store(tmp_cwd).search_runs(["0"]) if (tmp_cwd / "mlruns" / "mlflow.db").exists() else []
+    client = store_client(tmp_cwd)
+    runs = client.search_runs(["0"]) if client else []
     assert not runs
 
 
@@ -283,7 +280,7 @@ def test_an_ae_trained_on_one_image_still_finishes(tiny_data, user_env, tmp_cwd)
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    client = local_store(tmp_cwd)
+    client = store_client(tmp_cwd)
     [run] = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
     assert run.info.status == "FINISHED" and run.data.params["limit"] == "1"
 
@@ -335,7 +332,7 @@ def test_a_moved_or_copied_store_keeps_its_artifacts_and_writes_its_own(how, tin
         f"note: this store was at {original / 'mlruns'}; its artifact locations now point to "
         f"{elsewhere / 'mlruns'}" in again.stderr
     )
-    client = local_store(elsewhere)
+    client = store_client(elsewhere)
     runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
     assert len(runs) == 2 and all(run.info.artifact_uri.startswith(str(elsewhere)) for run in runs)
     for run in runs:  # the old run's model and figures are read from the new place
@@ -386,7 +383,7 @@ def test_a_store_the_user_may_not_write_is_one_line_and_keeps_its_runs(tiny_data
     errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
     assert result.returncode == 2 and len(errors) == 1, errors
     assert errors[0].startswith("error: ") and "writable" in errors[0] and "MLFLOW_TRACKING_URI" in errors[0], errors
-    client = local_store(tmp_cwd)
+    client = store_client(tmp_cwd)
     [run] = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
     assert run.info.status == "FINISHED"  # the store's runs are untouched
 

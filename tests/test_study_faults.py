@@ -14,8 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, TOOLKIT, write_idx_set
-from mlflow import MlflowClient
+from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, TOOLKIT, store_client, write_idx_set
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
@@ -37,39 +36,56 @@ def study(data: str, *extra: str) -> list[str]:
     return [*GRID_STUDY, "--data-dir", data, *extra]
 
 
-def store_client(directory: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}")
-
-
 def trials(storage: str) -> list:
+    """The study's trials, read through a connection that cannot write: opening a storage, Optuna
+    creates its tables and version rows where they are missing, which must not race the study
+    process to them. None until the study process has made its storage."""
+    if storage.startswith("sqlite:///"):
+        database = Path(storage.removeprefix("sqlite:///"))
+        if not database.is_file():
+            return []
+        url, engine = f"sqlite:///file:{database}?mode=ro&uri=true", {}
+    else:
+        url, engine = storage, {"connect_args": {"options": "-c default_transaction_read_only=on"}}
     try:
-        return optuna.load_study(study_name=GRID_STUDY_NAME, storage=storage).get_trials()
-    except Exception:  # the storage or the study does not exist yet
+        read_only = optuna.storages.RDBStorage(url, engine_kwargs=engine, skip_table_creation=True)
+    except Exception:  # not made yet, or being made
         return []
+    try:
+        return optuna.load_study(study_name=GRID_STUDY_NAME, storage=read_only).get_trials()
+    except Exception:  # the study is not there yet
+        return []
+    finally:
+        read_only.engine.dispose()
 
 
-def wait_for(condition, timeout: float = 300, what: str = "a condition"):
+def wait_for(condition, process: subprocess.Popen | None = None, timeout: float = 300, what: str = "a condition"):
+    """Until `condition()` holds, and while the study `process` (if one is named) runs: it is
+    killed if it ends first or the time runs out, and the failure shows what it printed."""
     deadline = time.time() + timeout
-    while time.time() < deadline:
+    while time.time() < deadline and (process is None or process.poll() is None):
         found = condition()
         if found:
             return found
         time.sleep(0.2)
-    pytest.fail(f"{what} not reached within {timeout} s")
+    if process is None:
+        pytest.fail(f"{what} not reached within {timeout} s")
+    status = process.poll()
+    process.kill()
+    err = (process.communicate()[1] or "") if process.stderr else ""
+    happened = f"the study ended (exit status {status})" if status is not None else f"{timeout} s passed"
+    pytest.fail(f"{happened} before {what}: {err[-2000:]}")
 
 
-def a_trial_with_an_epoch(client: MlflowClient, storage: str):
+def a_trial_with_an_epoch(directory: Path, storage: str):
     """A RUNNING trial whose run has logged an epoch and kept its checkpoint (written just after the
     epoch's metrics)."""
     for trial in trials(storage):
         run_id = trial.user_attrs.get("mlflow_run_id")
-        if (
-            trial.state == TrialState.RUNNING
-            and run_id
-            and client.get_metric_history(run_id, "train/loss")
-            and client.list_artifacts(run_id, "checkpoint")
-        ):
-            return trial
+        if trial.state == TrialState.RUNNING and run_id:
+            client = store_client(directory)
+            if client.get_metric_history(run_id, "train/loss") and client.list_artifacts(run_id, "checkpoint"):
+                return trial
     return None
 
 
@@ -81,9 +97,10 @@ def ended(pid: int) -> bool:
         return True
 
 
-def assert_completed_once(client: MlflowClient, storage: str, points: int = GRID_POINTS, started_over: int = 0):
+def assert_completed_once(directory: Path, storage: str, points: int = GRID_POINTS, started_over: int = 0):
     """Every point finished in one run, none lost. At most `started_over` other runs, each stopped
     before its first checkpoint, whose point began again in a new run (`studies._resumable`)."""
+    client = store_client(directory)
     done = trials(storage)
     complete = [t for t in done if t.state == TrialState.COMPLETE]
     assert len(complete) == points and len({t.user_attrs["point"] for t in complete}) == points
@@ -104,16 +121,15 @@ def test_one_of_two_workers_killed_the_other_resumes_its_trial(data, user_dir):
     process = subprocess.Popen(
         study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    client = store_client(user_dir)
-    victim = wait_for(lambda: a_trial_with_an_epoch(client, storage), what="a trial's first epoch")
+    victim = wait_for(lambda: a_trial_with_an_epoch(user_dir, storage), process, what="a trial's first epoch")
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-2000:]
     assert "note: 1 of 2 workers stopped (exit status -9)" in err
-    complete, children = assert_completed_once(client, storage)
+    complete, children = assert_completed_once(user_dir, storage)
     [retry] = [t for t in complete if t.user_attrs.get("retry_of") == victim.number]
     assert retry.user_attrs["resume_runs"] == {"42": victim.user_attrs["mlflow_run_id"]}  # went on from its checkpoint
-    steps = [m.step for m in client.get_metric_history(retry.user_attrs["mlflow_run_id"], "train/loss")]
+    steps = [m.step for m in store_client(user_dir).get_metric_history(retry.user_attrs["mlflow_run_id"], "train/loss")]
     assert steps == [1, 2]
     assert (user_dir / "reports" / GRID_STUDY_NAME / "README.md").is_file()
 
@@ -123,15 +139,15 @@ def test_workers_end_when_their_study_process_is_killed_and_the_rerun_finishes_t
     process = subprocess.Popen(
         study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    client = store_client(user_dir)
-    worker = wait_for(lambda: a_trial_with_an_epoch(client, storage), what="a trial's first epoch").user_attrs["pid"]
+    worker = wait_for(lambda: a_trial_with_an_epoch(user_dir, storage), process, what="a trial's first epoch")
+    worker = worker.user_attrs["pid"]
     process.send_signal(signal.SIGKILL)  # the parent only: as the kernel's OOM killer would
     process.wait()
     wait_for(lambda: ended(worker), timeout=20, what="the orphaned worker's end")  # its queue would take longer
     rerun = subprocess.run(study(data), cwd=user_dir, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     # the other worker's trial may have been stopped before its first checkpoint
-    assert_completed_once(client, storage, started_over=1)
+    assert_completed_once(user_dir, storage, started_over=1)
 
 
 def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, postgres_server):
@@ -139,14 +155,13 @@ def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, p
     process = subprocess.Popen(
         study(data, "--storage", postgres), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    client = store_client(user_dir)
-    wait_for(lambda: a_trial_with_an_epoch(client, postgres), what="a trial's first epoch")
+    wait_for(lambda: a_trial_with_an_epoch(user_dir, postgres), process, what="a trial's first epoch")
     pg_control("stop", "-m", "fast")
     time.sleep(8)  # the trial trains on; its heartbeat, and maybe its end, meet a dead server
     pg_control("start")
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-2000:]
-    assert_completed_once(client, postgres)
+    assert_completed_once(user_dir, postgres)
 
 
 def test_a_report_built_while_two_workers_write(data, user_dir):
@@ -154,8 +169,8 @@ def test_a_report_built_while_two_workers_write(data, user_dir):
     process = subprocess.Popen(
         study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    wait_for(lambda: [t.state for t in trials(storage)].count(TrialState.COMPLETE) >= 2, process, what="two trials")
     client = store_client(user_dir)
-    wait_for(lambda: len([t for t in trials(storage) if t.state == TrialState.COMPLETE]) >= 2, what="two trials")
     finished_before = {
         run.info.run_id
         for run in client.search_runs(  # the report must show at least these
@@ -178,4 +193,4 @@ def test_a_report_built_while_two_workers_write(data, user_dir):
     assert len(finished_before) >= 2 and {run_id[:8] for run_id in finished_before} <= reported
     if "| RUNNING |" in report:  # a run still training is listed apart, said to be running, not summarised
         assert "left out of the tables" in report and "still running" in report
-    assert_completed_once(client, storage)
+    assert_completed_once(user_dir, storage)
