@@ -20,6 +20,7 @@ from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, ROOT, TOOLKIT, st
 from mlflow import MlflowClient
 
 from toolkit.config import RunConfig
+from toolkit.store import reading
 from toolkit.studies import Execution, Study, run_study
 
 TINY_RUN = [
@@ -47,50 +48,41 @@ def start_together(commands: list[list[str]], cwd: Path) -> list[subprocess.Comp
     return results
 
 
+def an_existing_store(directory: Path, empty_store: Path) -> None:
+    """A store in `directory` as the toolkit leaves it once made (a copy of `empty_store`)."""
+    (directory / "mlruns").mkdir()
+    shutil.copyfile(empty_store, directory / "mlruns" / "mlflow.db")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("store_exists", [False, True])
-def test_three_trains_started_together_all_finish(store_exists, tiny_data, user_env, tmp_cwd):
+def test_three_trains_started_together_all_finish(store_exists, tiny_data, user_env, tmp_cwd, empty_store):
     """Two processes creating a fresh store's tables at once used to break it for good (a stray
     `_alembic_tmp_*` table) or lose one of the runs."""
     if store_exists:
-        subprocess.run(
-            [TOOLKIT, "train", "--data-dir", tiny_data, "--seed", "0", *TINY_RUN],
-            cwd=tmp_cwd,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+        an_existing_store(tmp_cwd, empty_store)
     commands = [[TOOLKIT, "train", "--data-dir", tiny_data, "--seed", str(seed), *TINY_RUN] for seed in (1, 2, 3)]
     results = start_together(commands, tmp_cwd)
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr[-500:] for r in results]
-    client = store_client(tmp_cwd)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert sorted(run.data.params["seed"] for run in runs) == ["0", "1", "2", "3"][not store_exists :]
-    assert {run.info.status for run in runs} == {"FINISHED"}
     with sqlite3.connect(tmp_cwd / "mlruns" / "mlflow.db") as db:
         tables = [name for (name,) in db.execute("select name from sqlite_master where type = 'table'")]
     assert not [name for name in tables if name.startswith("_alembic_tmp")]
-    again = subprocess.run(
-        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN], cwd=tmp_cwd, capture_output=True, text=True, timeout=300
-    )
-    assert again.returncode == 0, again.stderr  # the store still works
+    client = store_client(tmp_cwd)  # the first opening of the store in this process: its schema is checked
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(run.data.params["seed"] for run in runs) == ["1", "2", "3"]
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    client.set_terminated(client.create_run(runs[0].info.experiment_id).info.run_id)  # the store still works
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("store_exists", [False, True])
 def test_two_study_processes_started_together_share_one_parent_and_one_fid_reference(
-    store_exists, tiny_data, user_env, tmp_cwd
+    store_exists, tiny_data, user_env, tmp_cwd, empty_store
 ):
     """Two processes of one study used to create two parent runs (children split between them)
     and train the FID feature CNN twice, on a fresh store or an existing one."""
     if store_exists:
-        subprocess.run(
-            [TOOLKIT, "train", "--data-dir", tiny_data, "--experiment", "earlier", *TINY_RUN],
-            cwd=tmp_cwd,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+        an_existing_store(tmp_cwd, empty_store)
     command = [*GRID_STUDY, "--data-dir", tiny_data, "--figures", "off"]
     results = start_together([command, command], tmp_cwd)
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-500:] for r in results]
@@ -303,54 +295,47 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tiny_data
     assert failed.info.status == "FAILED" and "non-finite" in failed.data.tags["end_reason"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("how", ["moved", "copied"])
-def test_a_moved_or_copied_store_keeps_its_artifacts_and_writes_its_own(how, tiny_data, user_env, tmp_cwd):
-    """Experiments used to record absolute artifact paths: a copied store wrote into the
-    original's folder, and after a move its models were 'not in the store'."""
-    original, elsewhere = tmp_cwd / "project", tmp_cwd / "elsewhere"
-    original.mkdir()
-    subprocess.run(
+def train_with_figures(tiny_data: str, directory: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN, "--figures", "all"],
-        cwd=original,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (shutil.move if how == "moved" else shutil.copytree)(original, elsewhere)
-    before = sorted(p for p in (original / "mlruns" / "artifacts").rglob("*")) if how == "copied" else []
-
-    again = subprocess.run(
-        [TOOLKIT, "train", "--data-dir", tiny_data, *TINY_RUN, "--figures", "all"],
-        cwd=elsewhere,
+        cwd=directory,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def assert_writes_its_own(store: Path, was: Path, tiny_data: str, monkeypatch):
+    """A run trained in the store now at `store` (it was at `was`) says so, writes there, and
+    finds the earlier run's model and figures there too."""
+    again = train_with_figures(tiny_data, store)
     assert again.returncode == 0, again.stderr
-    assert (
-        f"note: this store was at {original / 'mlruns'}; its artifact locations now point to "
-        f"{elsewhere / 'mlruns'}" in again.stderr
-    )
-    client = store_client(elsewhere)
+    note = f"note: this store was at {was / 'mlruns'}; its artifact locations now point to {store / 'mlruns'}"
+    assert note in again.stderr
+    client = store_client(store)
     runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
-    assert len(runs) == 2 and all(run.info.artifact_uri.startswith(str(elsewhere)) for run in runs)
+    assert len(runs) == 2 and all(run.info.artifact_uri.startswith(str(store)) for run in runs)
     for run in runs:  # the old run's model and figures are read from the new place
         assert {"figures", "images.npz"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
-    loaded = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"from toolkit.store.reading import load_model; print(load_model('{runs[-1].info.run_id}')[1].latent_dim)",
-        ],
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert loaded.stdout.strip() == "2", loaded.stderr
-    if how == "copied":  # the original is untouched
-        assert sorted(p for p in (original / "mlruns" / "artifacts").rglob("*")) == before
+    monkeypatch.chdir(store)
+    assert reading.load_model(runs[-1].info.run_id)[1].latent_dim == 2
+
+
+@pytest.mark.slow
+def test_a_copied_or_moved_store_keeps_its_artifacts_and_writes_its_own(tiny_data, user_env, tmp_cwd, monkeypatch):
+    """Experiments used to record absolute artifact paths: a copied store wrote into the
+    original's folder, and after a move its models were 'not in the store'. One store is copied,
+    then moved."""
+    original, copied, moved = tmp_cwd / "project", tmp_cwd / "copied", tmp_cwd / "moved"
+    original.mkdir()
+    first = train_with_figures(tiny_data, original)
+    assert first.returncode == 0, first.stderr
+    shutil.copytree(original, copied)
+    before = sorted((original / "mlruns" / "artifacts").rglob("*"))
+    assert_writes_its_own(copied, original, tiny_data, monkeypatch)
+    assert sorted((original / "mlruns" / "artifacts").rglob("*")) == before  # the original is untouched
+    shutil.move(original, moved)
+    assert_writes_its_own(moved, original, tiny_data, monkeypatch)
 
 
 @pytest.mark.slow
