@@ -83,7 +83,7 @@ def test_two_study_processes_started_together_share_one_parent_and_one_fid_refer
     and train the FID feature CNN twice, on a fresh store or an existing one."""
     if store_exists:
         an_existing_store(tmp_cwd, empty_store)
-    command = [*GRID_STUDY, "--data-dir", tiny_data, "--figures", "off"]
+    command = [*GRID_STUDY, "--data-dir", tiny_data, "--figures", "off", "--no-report"]
     results = start_together([command, command], tmp_cwd)
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-500:] for r in results]
     client = store_client(tmp_cwd)

@@ -261,7 +261,7 @@ def assert_grid_completed_once(name: str, storage: str, points: int):
 
 @pytest.mark.slow
 def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage, cli_env, tmp_path):
-    command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", storage]
+    command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", storage, "--fid", "off", "--no-report"]
     process = subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_a_running_trial(GRID_STUDY_NAME, checkpointed=True)
@@ -290,14 +290,15 @@ def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage,
 
 
 def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli_env, tmp_path):
-    command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", postgres, "--name", "shared-grid"]
-    machines = [subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
+    command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", postgres, "--name", "shared-grid", "--fid", "off"]
+    pipes = {"env": cli_env, "cwd": tmp_path, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    machines = [subprocess.Popen(command, **pipes)]
     wait_for_a_running_trial("shared-grid")  # the second machine joins a study under way
-    machines.append(
-        subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    )
-    for machine in machines:
-        assert machine.wait(timeout=600) == 0, machine.stderr.read()
+    machines.append(subprocess.Popen([*command, "--no-report"], **pipes))  # and leaves the report to the first
+    outputs = [machine.communicate(timeout=600) for machine in machines]
+    assert [machine.returncode for machine in machines] == [0, 0], [err[-2000:] for _, err in outputs]
+    later = "its report was not written (`toolkit report posterior-collapse --experiment shared-grid --storage"
+    assert later in outputs[1][0] and "report: reports/shared-grid/README.md" in outputs[0][0]
     done, _ = assert_grid_completed_once("shared-grid", postgres, GRID_POINTS)
     assert len(done) == GRID_POINTS
     assert len({t.user_attrs["pid"] for t in done}) == 2  # both took trials

@@ -33,7 +33,8 @@ def data(tmp_path):
 
 
 def study(data: str, *extra: str) -> list[str]:
-    return [*GRID_STUDY, "--data-dir", data, *extra]
+    """The grid study, without the FIDs no test here looks at."""
+    return [*GRID_STUDY, "--data-dir", data, "--fid", "off", *extra]
 
 
 def trials(storage: str) -> list:
@@ -144,7 +145,7 @@ def test_workers_end_when_their_study_process_is_killed_and_the_rerun_finishes_t
     process.send_signal(signal.SIGKILL)  # the parent only: as the kernel's OOM killer would
     process.wait()
     wait_for(lambda: ended(worker), timeout=20, what="the orphaned worker's end")  # its queue would take longer
-    rerun = subprocess.run(study(data), cwd=user_dir, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(study(data, "--no-report"), cwd=user_dir, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     # the other worker's trial may have been stopped before its first checkpoint
     assert_completed_once(user_dir, storage, started_over=1)
@@ -153,7 +154,11 @@ def test_workers_end_when_their_study_process_is_killed_and_the_rerun_finishes_t
 def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, postgres_server):
     postgres, pg_control = postgres_server.url, postgres_server.control
     process = subprocess.Popen(
-        study(data, "--storage", postgres), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        study(data, "--storage", postgres, "--no-report"),
+        cwd=user_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_for(lambda: a_trial_with_an_epoch(user_dir, postgres), process, what="a trial's first epoch")
     pg_control("stop", "-m", "fast")
@@ -167,7 +172,11 @@ def test_the_postgresql_server_stopped_and_restarted_mid_study(data, user_dir, p
 def test_a_report_built_while_two_workers_write(data, user_dir):
     storage = f"sqlite:///{user_dir / 'mlruns' / 'optuna.db'}"
     process = subprocess.Popen(
-        study(data, "--workers", "2"), cwd=user_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        study(data, "--workers", "2", "--no-report"),
+        cwd=user_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_for(lambda: [t.state for t in trials(storage)].count(TrialState.COMPLETE) >= 2, process, what="two trials")
     client = store_client(user_dir)

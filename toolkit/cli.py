@@ -275,6 +275,12 @@ def study_main(study, argv=None):
     )
     parser.add_argument("--name", default=None, help="study name (default: derived from the script and settings)")
     parser.add_argument("--out", default=None, help="report directory (default: reports/<study name>)")
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="end without writing the report (a machine joining a study another one reports; "
+        f"`toolkit report {study.report} --experiment NAME` writes it later)",
+    )
     add_run_arguments(parser, study.base, required=False, unlisted=frozenset(varied_settings(study)))
     args = parser.parse_args(argv)
     with command("finished trials are kept; rerun the same command to resume"):
@@ -283,15 +289,22 @@ def study_main(study, argv=None):
 
 def _run_study_command(study, args):
     from toolkit.store import location
-    from toolkit.studies import Execution, run_and_report
+    from toolkit.studies import Execution, run_and_report, run_study
 
-    doc, path, parent = run_and_report(study, Execution(args.storage, args.workers, args.data_dir), args.out)
-    print(doc.main_table)
-    print(
-        f"\nreport: {path} (also under the artifacts of the parent run {parent}); "
+    execution = Execution(args.storage, args.workers, args.data_dir)
+    where = (
         f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "
         f"Optuna study '{study.name}' in {masked(args.storage or location.optuna_storage())}"
     )
+    if args.no_report:
+        run_study(study, execution)
+        storage = f" --storage {masked(args.storage)}" if args.storage else ""
+        later = f"toolkit report {study.report} --experiment {study.name}{storage}"
+        print(f"study finished; its report was not written (`{later}` writes it); {where}")
+        return
+    doc, path, parent = run_and_report(study, execution, args.out)
+    print(doc.main_table)
+    print(f"\nreport: {path} (also under the artifacts of the parent run {parent}); {where}")
 
 
 def configure(study, args):
