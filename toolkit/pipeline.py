@@ -316,9 +316,9 @@ def log_evaluation(
     if not draw:
         return
     drawing = run_figures(model, config, test, found.images, found.shown_samplers, history, found.test, found.traversed)
-    for name, draw in drawing.items():
+    for name, figure in drawing.items():
         if name not in figures_logged:
-            run.log_figure(draw(), name)
+            run.log_figure(figure(), name)
 
 
 def per_dim(metrics: dict[str, float], prefix: str, latent_dim: int) -> list[float]:
