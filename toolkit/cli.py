@@ -58,11 +58,12 @@ def config_from_args(args, cls: type = RunConfig) -> RunConfig:
 def cmd_train(args):
     config = config_from_args(args)  # refuses bad values before any data is read or a slow module imported
     config.check_memory()  # and a run this machine cannot hold
-    if args.resume:
-        _check_resume_alone(args.words)
     from toolkit.store.location import tracking_uri
-    from toolkit.store.writing import new_experiment_location
+    from toolkit.store.writing import new_experiment_location, resumable_run
 
+    if args.resume:  # what cannot be resumed is refused before torch is imported
+        _check_resume_alone(args.words)
+        resumable_run(args.resume)
     if args.experiment is not None:
         new_experiment_location(args.experiment)  # refuses a name the store cannot hold, before torch is imported
     from toolkit.pipeline import resume_run, train_run

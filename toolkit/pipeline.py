@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from toolkit import ToolkitError, fid, figures, names
+from toolkit import fid, figures, names
 from toolkit.config import IMAGE_SIDE, RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
 from toolkit.diagnostics import (
@@ -45,7 +45,7 @@ from toolkit.samplers import (
     posteriors,
 )
 from toolkit.store.reading import existing_run, load_checkpoint, metric_histories
-from toolkit.store.writing import RunStopped, continue_run, prepare_model_logging, start_run, writer
+from toolkit.store.writing import RunStopped, continue_run, prepare_model_logging, resumable_run, start_run
 from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
@@ -184,13 +184,7 @@ def resume_run(run_id: str, data_dir=None, quiet: bool = False, fid_weights: str
     """Continue an interrupted run (FAILED or KILLED, e.g. by Ctrl-C, SIGKILL or a full disk) in the
     same MLflow run from its last checkpoint: its metric history goes on at the next epoch and it
     ends with the metrics an uninterrupted run would have had."""
-    existing_run(run_id)  # an id the store lacks is refused before anything is written
-    writer()  # opened to write: a run whose process died is FAILED by now, so it can be resumed
-    run = existing_run(run_id)
-    if run.status not in ("FAILED", "KILLED"):
-        where = f" (process {run.tags.get('pid')} on {run.tags.get('host')})" if run.status == "RUNNING" else ""
-        raise ToolkitError(f"run {run_id} is {run.status}{where}: only a FAILED or KILLED run can be resumed")
-    config = RunConfig.from_params(run.params)
+    config = RunConfig.from_params(resumable_run(run_id).params)
     return train_run(config, data_dir=data_dir, quiet=quiet, fid_weights=fid_weights, resume=run_id)
 
 

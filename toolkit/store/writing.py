@@ -24,7 +24,7 @@ from toolkit.config import RunConfig
 from toolkit.machine import HOST, PROCESS_TABLE, Heartbeat
 from toolkit.storage_errors import cannot_open_store
 from toolkit.store import location, maintenance
-from toolkit.store.reading import checkpoint_paths
+from toolkit.store.reading import checkpoint_paths, existing_run
 
 EXPERIMENT_NAME_MAX = 256  # MLflow's experiments.name column, VARCHAR(256) on PostgreSQL (its own check allows 500)
 HEARTBEAT_S = 60  # how often an open run says it is alive (maintenance.STALE_S: when it counts as dead)
@@ -321,6 +321,18 @@ def new_run(experiment: str, run_name: str, tags: dict[str, str], description: s
     experiment = experiment_id(experiment, description)
     run = mlflow_client.create_run(experiment, run_name=run_name, tags={**git_tags(), **tags})
     return Run(run.info.run_id, mlflow_client)
+
+
+def resumable_run(run_id: str):
+    """The run `run_id` if it can be resumed (FAILED or KILLED), else a ToolkitError saying why. The
+    store is opened to write first, so that a run whose process died is FAILED by then."""
+    existing_run(run_id)  # an id the store lacks is refused before anything is written
+    writer()
+    run = existing_run(run_id)
+    if run.status not in ("FAILED", "KILLED"):
+        where = f" (process {run.tags.get('pid')} on {run.tags.get('host')})" if run.status == "RUNNING" else ""
+        raise ToolkitError(f"run {run_id} is {run.status}{where}: only a FAILED or KILLED run can be resumed")
+    return run
 
 
 @contextmanager
