@@ -24,7 +24,7 @@ from toolkit.config import RunConfig
 from toolkit.machine import HOST, PROCESS_TABLE, Heartbeat
 from toolkit.storage_errors import cannot_open_store
 from toolkit.store import location, maintenance
-from toolkit.store.reading import checkpoint_paths, existing_run
+from toolkit.store.reading import RunRecord, checkpoint_paths, existing_run
 
 EXPERIMENT_NAME_MAX = 256  # MLflow's experiments.name column, VARCHAR(256) on PostgreSQL (its own check allows 500)
 HEARTBEAT_S = 60  # how often an open run says it is alive (maintenance.STALE_S: when it counts as dead)
@@ -323,7 +323,7 @@ def new_run(experiment: str, run_name: str, tags: dict[str, str], description: s
     return Run(run.info.run_id, mlflow_client)
 
 
-def resumable_run(run_id: str):
+def resumable_run(run_id: str) -> RunRecord:
     """The run `run_id` if it can be resumed (FAILED or KILLED), else a ToolkitError saying why. The
     store is opened to write first, so that a run whose process died is FAILED by then."""
     existing_run(run_id)  # an id the store lacks is refused before anything is written
