@@ -6,7 +6,6 @@ import gc
 import io
 import sys
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,56 +123,53 @@ def train_run(
     config.check_memory()
     device = default_device()
     splits, references, skipped = prepare(config, data_dir, fid_weights, device)
-    with start_up_frozen():
-        checkpoint = load_checkpoint(resume) if resume else None
-        model = build(config, device)
-        run_tags = {
-            names.MODEL: config.model,
-            names.DATASET: config.dataset,
-            names.DATA_DIR: str(splits.source.resolve()),
-            names.TRAIN_IMAGES: str(len(splits.train)),
-            **compute_tags(device),
-            **{names.extractor_hash(r.extractor.name): r.extractor.content_hash for r in references},
-            **{names.reference_run(r.extractor.name): r.run_id for r in references},
-            **({names.FID_SKIPPED: " | ".join(skipped)} if skipped else {}),
-            names.NOTE: f"{note}{config.describe()}; {len(splits.train):,} training images.",
-            **(tags or {}),
-        }
-        opened = (
-            continue_run(resume, run_tags)
-            if resume
-            else start_run(config.dataset if experiment is None else experiment, name or run_name(config), run_tags)
-        )
-        with opened as run:
-            if on_start:
-                on_start(run.run_id)
-            if not resume:
-                run.log_params(config.to_params())
-            prepare_model_logging()
-            try:
-                result = _fit_logged(run, model, splits, config, callbacks, quiet, checkpoint)
-            except RunStopped:  # pruned: it will not be resumed
-                run.drop_checkpoints()
-                raise
-            already = set(existing_run(run.run_id).metrics) if resume else set()
-            metrics = evaluate_and_log(run, model, config, splits, references, result, already)
+    freeze_start_up()
+    checkpoint = load_checkpoint(resume) if resume else None
+    model = build(config, device)
+    run_tags = {
+        names.MODEL: config.model,
+        names.DATASET: config.dataset,
+        names.DATA_DIR: str(splits.source.resolve()),
+        names.TRAIN_IMAGES: str(len(splits.train)),
+        **compute_tags(device),
+        **{names.extractor_hash(r.extractor.name): r.extractor.content_hash for r in references},
+        **{names.reference_run(r.extractor.name): r.run_id for r in references},
+        **({names.FID_SKIPPED: " | ".join(skipped)} if skipped else {}),
+        names.NOTE: f"{note}{config.describe()}; {len(splits.train):,} training images.",
+        **(tags or {}),
+    }
+    opened = (
+        continue_run(resume, run_tags)
+        if resume
+        else start_run(config.dataset if experiment is None else experiment, name or run_name(config), run_tags)
+    )
+    with opened as run:
+        if on_start:
+            on_start(run.run_id)
+        if not resume:
+            run.log_params(config.to_params())
+        prepare_model_logging()
+        try:
+            result = _fit_logged(run, model, splits, config, callbacks, quiet, checkpoint)
+        except RunStopped:  # pruned: it will not be resumed
             run.drop_checkpoints()
-            return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
+            raise
+        already = set(existing_run(run.run_id).metrics) if resume else set()
+        metrics = evaluate_and_log(run, model, config, splits, references, result, already)
+        run.drop_checkpoints()
+        return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
 
 
-@contextmanager
-def start_up_frozen():
-    """While a run trains and is evaluated, what was allocated before it (modules, the store's
-    clients, the data) is collected once and frozen: not scanned again by every full collection,
-    one of which otherwise lands in the evaluation tail (0.3 s there on the 2-core CPU;
-    `benchmarks/eval_speed.py`). Unfrozen afterwards, so that a study's next trial in the same
-    process can free this one's data."""
+def freeze_start_up():
+    """Collect what was allocated before a run trains (modules, the store's clients, the data) and
+    freeze it: not scanned again by every full collection, one of which otherwise lands in the
+    evaluation tail (0.3 s there on the 2-core CPU; `benchmarks/eval_speed.py`). What an earlier run
+    of this process froze (a study's earlier trial) is unfrozen first, so that whatever of it is
+    garbage now is collected here. It stays frozen when the process ends: unfreezing then would cost
+    its exit a full collection, a second."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def prepare(config: RunConfig, data_dir, fid_weights: str | None, device):
