@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from toolkit.config import RunConfig
 from toolkit.data import FILES
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -56,6 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent  # the checkout: its studies/ and 
 TOOLKIT = str(Path(sys.executable).parent / "toolkit")  # the command line, as installed beside this Python
 GRID_STUDY = [sys.executable, str(ROOT / "tests" / "grid_study.py"), "--quick"]  # a study script's command line
 GRID_STUDY_NAME, GRID_POINTS = "grid-study-quick", 4  # the name --quick gives it, its points (one seed each)
+# A run of a few seconds on `tiny_data`, for tests of what surrounds training (studies, the store)
+TINY = RunConfig(latent_dim=2, hidden=(16,), epochs=1, fid="off", iw_samples=0, figures="off")
 
 
 # Fixtures that train on real data or start servers: every test using one is marked slow.

@@ -3,7 +3,8 @@
 import gc
 import weakref
 
-from toolkit.config import RunConfig
+from conftest import TINY
+
 from toolkit.pipeline import train_run
 
 
@@ -15,12 +16,11 @@ class Node:
 
 
 def test_what_a_run_froze_and_is_garbage_now_is_collected_when_the_next_run_starts(tiny_data, store):
-    config = RunConfig(latent_dim=2, hidden=(16,), epochs=1, fid="off", iw_samples=0, figures="off")
     held = Node()  # alive when the first run freezes what exists, as a trial's data is
     gone = weakref.ref(held)
-    train_run(config, data_dir=tiny_data, quiet=True)
+    train_run(TINY, data_dir=tiny_data, quiet=True)
     del held
     gc.collect()
     assert gone() is not None and gc.get_freeze_count() > 0  # frozen: a collection passes it over
-    train_run(config, data_dir=tiny_data, quiet=True)  # a study's next trial in the same process
+    train_run(TINY, data_dir=tiny_data, quiet=True)  # a study's next trial in the same process
     assert gone() is None

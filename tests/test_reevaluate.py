@@ -1,9 +1,9 @@
 """`toolkit evaluate` in process: a run gains what it lacks from its logged model, nothing it has changes."""
 
+from conftest import TINY
 from mlflow import MlflowClient
 
 from toolkit import names
-from toolkit.config import RunConfig
 from toolkit.pipeline import train_run
 from toolkit.reevaluate import evaluate_run
 from toolkit.store import reading
@@ -14,8 +14,7 @@ def figure_names(run_id: str) -> set[str]:
 
 
 def test_a_run_trained_without_figures_gains_them_all_from_evaluate_and_keeps_its_metrics(tiny_data, store):
-    config = RunConfig(latent_dim=2, hidden=(16,), epochs=1, fid="off", iw_samples=0, figures="off")
-    run_id = train_run(config, data_dir=tiny_data, quiet=True).run_id
+    run_id = train_run(TINY, data_dir=tiny_data, quiet=True).run_id
     client = MlflowClient(store)
     before = client.get_run(run_id).data
     assert before.params["figures"] == "off" and figure_names(run_id) == set()

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, ROOT
+from conftest import GRID_POINTS, GRID_STUDY, GRID_STUDY_NAME, ROOT, TINY
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
@@ -26,7 +26,6 @@ from toolkit.reports import build_report
 from toolkit.store import reading, writing
 from toolkit.studies import Execution, Study, run_study
 
-TINY = RunConfig(latent_dim=2, hidden=(16,), epochs=1, fid="off", iw_samples=0, figures="off")
 GRID6 = {f"beta{beta:g}": {"beta": beta} for beta in (0.5, 1, 2, 4, 8, 16)}
 
 

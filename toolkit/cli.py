@@ -63,13 +63,13 @@ def cmd_train(args):
 
     if args.resume:  # what cannot be resumed is refused before torch is imported
         _check_resume_alone(args.words)
-        resumable_run(args.resume)
+        resuming = resumable_run(args.resume)
     if args.experiment is not None:
         new_experiment_location(args.experiment)  # refuses a name the store cannot hold, before torch is imported
     from toolkit.pipeline import resume_run, train_run
 
     if args.resume:
-        result = resume_run(args.resume, args.data_dir, args.quiet, args.fid_weights)
+        result = resume_run(resuming, args.data_dir, args.quiet, args.fid_weights)
     else:
         result = train_run(
             config,

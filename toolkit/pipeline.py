@@ -44,8 +44,8 @@ from toolkit.samplers import (
     manifold_codes,
     posteriors,
 )
-from toolkit.store.reading import existing_run, load_checkpoint, metric_histories
-from toolkit.store.writing import RunStopped, continue_run, prepare_model_logging, resumable_run, start_run
+from toolkit.store.reading import RunRecord, existing_run, load_checkpoint, metric_histories
+from toolkit.store.writing import RunStopped, continue_run, prepare_model_logging, start_run
 from toolkit.train import fit
 
 FIGURE_SAMPLES = 64  # an 8 x 8 grid
@@ -188,12 +188,12 @@ def prepare(config: RunConfig, data_dir, fid_weights: str | None, device):
     return splits, references, skipped
 
 
-def resume_run(run_id: str, data_dir=None, quiet: bool = False, fid_weights: str | None = None) -> RunResult:
-    """Continue an interrupted run (FAILED or KILLED, e.g. by Ctrl-C, SIGKILL or a full disk) in the
-    same MLflow run from its last checkpoint: its metric history goes on at the next epoch and it
-    ends with the metrics an uninterrupted run would have had."""
-    config = RunConfig.from_params(resumable_run(run_id).params)
-    return train_run(config, data_dir=data_dir, quiet=quiet, fid_weights=fid_weights, resume=run_id)
+def resume_run(run: RunRecord, data_dir=None, quiet: bool = False, fid_weights: str | None = None) -> RunResult:
+    """Continue an interrupted run (FAILED or KILLED, e.g. by Ctrl-C, SIGKILL or a full disk; as
+    `writing.resumable_run` found it) in the same MLflow run from its last checkpoint: its metric
+    history goes on at the next epoch and it ends with the metrics an uninterrupted run would have had."""
+    config = RunConfig.from_params(run.params)
+    return train_run(config, data_dir=data_dir, quiet=quiet, fid_weights=fid_weights, resume=run.run_id)
 
 
 def finished_result(run_id: str) -> RunResult | None:
