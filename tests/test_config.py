@@ -88,6 +88,19 @@ def test_cli_refuses_bad_value_with_one_line_before_any_work(tmp_cwd, cli_env):
     assert not (tmp_cwd / "data").exists() and not (tmp_cwd / "mlruns").exists()
 
 
+@pytest.mark.parametrize("argv", [["--epochs=--"], ["--workers=--"]])
+def test_an_option_given_only_a_double_dash_is_refused_in_one_line(argv, capsys):
+    """argparse drops the `--` of `--option=--` and hands on an empty list (found by Hypothesis)."""
+    parser = Parser(prog="toolkit train")
+    add_run_arguments(parser, RunConfig())
+    parser.add_argument("--workers", type=int, default=1)
+    with pytest.raises(SystemExit) as stopped:
+        parser.parse_args(argv)
+    option = argv[0].removesuffix("=--")
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == f"error: argument {option}: expected one argument; see toolkit train --help\n"
+
+
 def test_cli_refuses_malformed_hidden_sizes(tmp_cwd, cli_env):
     result = subprocess.run(
         [sys.executable, "-m", "toolkit.cli", "train", "--hidden", "400x2"],

@@ -158,6 +158,15 @@ class Parser(argparse.ArgumentParser):
         print(f"error: {' '.join(message.splitlines())}; see {self.prog} --help", file=sys.stderr)
         sys.exit(2)
 
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse's, but `--option=--` is refused: argparse drops the `--` and gives the
+        option an empty list, which no check downstream expects."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            if action.option_strings and action.nargs is None and getattr(parsed, action.dest, None) == []:
+                self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return parsed, extras
+
 
 def parser() -> argparse.ArgumentParser:
     top = Parser(prog="toolkit", description=__doc__)
