@@ -260,7 +260,18 @@ def assert_grid_completed_once(name: str, storage: str, points: int):
 
 @pytest.mark.slow
 def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage, cli_env, tmp_path):
-    command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", storage, "--fid", "off", "--no-report"]
+    command = [
+        *GRID_STUDY,
+        "--data-dir",
+        tiny_data,
+        "--storage",
+        storage,
+        "--fid",
+        "off",
+        "--figures",
+        "off",
+        "--no-report",
+    ]
     process = subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_a_running_trial(GRID_STUDY_NAME, checkpointed=True)
@@ -307,7 +318,7 @@ def test_the_beta_sweep_command_on_real_fashion_mnist(real_subset, storage, cli_
     """The flagship command, --quick, on 3,000 real images: eight finished runs that trace the
     rate-distortion trade-off, its table printed, and its report written and logged on the parent run."""
     result = subprocess.run(
-        study_command("beta_sweep.py", str(real_subset), storage),
+        study_command("beta_sweep.py", str(real_subset), storage, "--figures", "off"),
         env=cli_env,
         cwd=tmp_path,
         capture_output=True,

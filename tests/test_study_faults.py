@@ -33,8 +33,8 @@ def data(tmp_path):
 
 
 def study(data: str, *extra: str) -> list[str]:
-    """The grid study, without the FIDs no test here looks at."""
-    return [*GRID_STUDY, "--data-dir", data, "--fid", "off", *extra]
+    """The grid study, without the FIDs and figures no test here looks at."""
+    return [*GRID_STUDY, "--data-dir", data, "--fid", "off", "--figures", "off", *extra]
 
 
 def trials(storage: str) -> list:
