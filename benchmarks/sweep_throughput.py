@@ -6,7 +6,12 @@
 2. A 20-trial TPE search (latent size, β, warm-up, free bits; 8 epochs on 3,000 images, no FID)
    with the median pruner against the same search without pruning: the trial-epochs each
    trained, the share pruning saves, and the best validation -ELBO each found.
-Each part uses a fresh temporary store. Run: `make bench`.
+3. Training grouped against alone: the VAE runs of the 3-seed β sweep (β in {0.1, ..., 8} × seeds
+   42-44: 21 runs, 784-400-20, one epoch on the full training split with its validation), trained
+   one after another with `train.fit`, then as groups of `--group` members with `group.fit_group`;
+   runs per hour of training and their ratio, in fp32 and in bf16. Training only: a group's members
+   are not yet logged or evaluated as runs of a study.
+Parts 1 and 2 each use a fresh temporary store. Run: `make bench`; `--part grouped` for part 3 alone.
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ from dataclasses import replace
 import optuna
 
 from toolkit.config import RunConfig
+from toolkit.data import load_splits
+from toolkit.group import Member, fit_group
+from toolkit.models import build, default_device
 from toolkit.store import writing
 from toolkit.studies import QUICK, Execution, Study, run_study
+from toolkit.train import fit
 
 GRID = {f"beta{beta:g}": {"beta": beta} for beta in (0.5, 0.75, 1, 1.5, 2, 4)}
 SEARCH_BASE = RunConfig(epochs=8, limit=3000, fid="off", iw_samples=0, patience=0)
@@ -78,10 +87,39 @@ def search_cost(pruner: str, data_dir: str | None) -> tuple[int, int, float]:
     return in_fresh_store(work)
 
 
+BETA_SWEEP = [(beta, seed) for beta in (0.1, 0.25, 0.5, 1, 2, 4, 8) for seed in (42, 43, 44)]
+
+
+def grouped_against_alone(data_dir: str | None, precision: str, group: int) -> tuple[float, float]:
+    """Runs per hour of training (one epoch each) of the β sweep's VAE runs: alone, then grouped."""
+    configs = [replace(RunConfig(epochs=1, precision=precision), beta=b, seed=s) for b, s in BETA_SWEEP]
+    splits = load_splits("fashion-mnist", data_dir, None, default_device())
+    start = time.perf_counter()
+    for config in configs:
+        fit(build(config), splits, config, quiet=True)
+    alone = time.perf_counter() - start
+    start = time.perf_counter()
+    for first in range(0, len(configs), group):
+        fit_group([Member(config) for config in configs[first : first + group]], splits)
+    grouped = time.perf_counter() - start
+    return len(configs) / alone * 3600, len(configs) / grouped * 3600
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--part", choices=("all", "workers", "grouped"), default="all")
+    parser.add_argument("--group", type=int, default=7, help="members per group in part 3")
     args = parser.parse_args()
+    if args.part in ("all", "grouped"):
+        for precision in ("fp32", "bf16"):
+            alone, grouped = grouped_against_alone(args.data_dir, precision, args.group)
+            print(
+                f"{precision}: runs per hour of training (1 epoch, 21 β-sweep VAE runs): alone {alone:,.0f}, "
+                f"in groups of {args.group} {grouped:,.0f} ({grouped / alone:.2f}x)"
+            )
+    if args.part == "grouped":
+        return
     one, two = (trials_per_hour(workers, args.data_dir) for workers in (1, 2))
     (pruned_epochs, pruned, pruned_best), (full_epochs, _, full_best) = (
         search_cost(p, args.data_dir) for p in ("median", "none")

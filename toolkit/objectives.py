@@ -78,15 +78,20 @@ class Terms(NamedTuple):
     kl: torch.Tensor  # true KL per example, (N,); zeros for the AE
 
 
-def loss_terms(out, x, likelihood: str, beta: float, free_bits: float, log_sigma: torch.Tensor | None = None) -> Terms:
+def loss_terms(out, x, likelihood: str, beta, free_bits, log_sigma: torch.Tensor | None = None) -> Terms:
     """Objective = mean recon + beta * sum_d max(free_bits, mean KL_d) (Kingma et al. 2016).
 
-    The KL returned for reporting is always the true KL, without the free-bits floor.
+    The KL returned for reporting is always the true KL, without the free-bits floor. For the
+    members of a group (`toolkit.group`) every tensor has a leading member axis, and `beta`, (members,),
+    and `free_bits`, (members, 1), are tensors: the objective is then one per member.
     """
     recon = reconstruction_nll(out.logits, x, likelihood, log_sigma)
     if out.logvar is None:
-        return Terms(recon.mean(), recon, torch.zeros_like(recon))
+        return Terms(recon.mean(-1), recon, torch.zeros_like(recon))
     kl_dims = kl_per_dim(out.mu, out.logvar)
-    kl_batch = kl_dims.mean(0)
-    kl_objective = kl_batch.clamp(min=free_bits).sum() if free_bits > 0 else kl_batch.sum()
-    return Terms(recon.mean() + beta * kl_objective, recon, kl_dims.sum(-1))
+    kl_batch = kl_dims.mean(-2)
+    if isinstance(free_bits, torch.Tensor):
+        kl_objective = torch.where(free_bits > 0, kl_batch.clamp(min=free_bits), kl_batch).sum(-1)
+    else:
+        kl_objective = kl_batch.clamp(min=free_bits).sum() if free_bits > 0 else kl_batch.sum()
+    return Terms(recon.mean(-1) + beta * kl_objective, recon, kl_dims.sum(-1))

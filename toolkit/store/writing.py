@@ -211,7 +211,7 @@ class Run:
 
     @_whole
     def save_checkpoint(self, state: dict):
-        """Keep a training state (`train.training_state`) as `checkpoint/epoch-NNNN.pt`, then remove
+        """Keep a training state (`train.Progress.state()`) as `checkpoint/epoch-NNNN.pt`, then remove
         the older ones: a process killed while writing leaves the previous checkpoint whole."""
         import torch
 
