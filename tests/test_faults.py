@@ -291,6 +291,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tiny_data
     client = MlflowClient(store)
     failed = client.get_run(diverged.user_attrs["mlflow_run_id"])
     assert failed.info.status == "FAILED" and "non-finite" in failed.data.tags["end_reason"]
+    assert failed.data.tags["group_size"] == "3"  # the three trained together: the diverging one failed alone
 
 
 def train_with_figures(tiny_data: str, directory: Path) -> subprocess.CompletedProcess:

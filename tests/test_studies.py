@@ -173,6 +173,36 @@ def test_two_workers_finish_a_six_point_grid_each_point_once(tiny_data, storage)
     runs = children("grid")
     assert sorted(float(run.data.params["beta"]) for run in runs) == sorted(p["beta"] for p in GRID6.values())
     assert all(run.info.status == "FINISHED" for run in runs)
+    assert max(int(run.data.tags[names.GROUP_SIZE]) for run in runs if names.GROUP_SIZE in run.data.tags) >= 2
+
+
+def test_a_grid_trains_its_points_together_to_the_numbers_of_its_runs_alone(tiny_data, storage):
+    """By default the grid's points (one MLP shape; mixed β, warm-up and free bits) train as one
+    group; with `group=False` (`--no-group`) one after another. Every run's per-epoch and final
+    metrics agree within test_group's tolerance."""
+    grid = {
+        "beta0.5": {"beta": 0.5},
+        "beta4-warmup": {"beta": 4.0, "warmup_epochs": 2},
+        "beta1-fb": {"beta": 1.0, "free_bits": 0.25},
+    }
+    base = replace(TINY, epochs=3, latent_dim=4, hidden=(32,))
+    run_study(Study("together", base, grid=grid, pruner="none", seeds=1), Execution(storage, data_dir=tiny_data))
+    run_study(
+        Study("alone", base, grid=grid, pruner="none", seeds=1), Execution(storage, data_dir=tiny_data, group=False)
+    )
+    together = {run.data.params["beta"]: run for run in children("together")}
+    alone = {run.data.params["beta"]: run for run in children("alone")}
+    assert {run.data.tags[names.GROUP_SIZE] for run in together.values()} == {"3"}
+    assert not any(names.GROUP_SIZE in run.data.tags for run in alone.values())
+    client = writing.writer()
+    for beta, run in alone.items():
+        grouped = together[beta]
+        scale = abs(run.data.metrics[names.VAL_LOSS])
+        for key, value in run.data.metrics.items():
+            if not key.startswith("time/"):
+                assert grouped.data.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-4 * scale), key
+        curves = [[m.value for m in client.get_metric_history(r.info.run_id, names.VAL_LOSS)] for r in (grouped, run)]
+        assert curves[0] == pytest.approx(curves[1], rel=1e-4)
 
 
 def take_concurrently(study: Study, storage: str, workers: int = 6) -> list:
@@ -232,14 +262,16 @@ def study_command(script: str, data: str, storage: str, *extra: str) -> list[str
     return [sys.executable, str(ROOT / "studies" / script), "--quick", "--data-dir", data, "--storage", storage, *extra]
 
 
-def wait_for_a_running_trial(name: str, timeout: float = 180, checkpointed: bool = False):
-    """Until a trial's run is under way (it has logged an epoch) and, if `checkpointed`, has kept
-    its first checkpoint (which is written just after the epoch's metrics)."""
+def wait_for_a_running_trial(name: str, timeout: float = 180, checkpointed: bool = False, runs: int = 1):
+    """Until `runs` trials' runs are under way (each has logged an epoch) and, if `checkpointed`,
+    have kept their first checkpoint (which is written just after the epoch's metrics)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             running = [run for run in children(name) if run.info.status == "RUNNING" and run.data.metrics]
-            if running and (not checkpointed or reading.checkpoint_paths(running[0].info.run_id)):
+            if checkpointed:
+                running = [run for run in running if reading.checkpoint_paths(run.info.run_id)]
+            if len(running) >= runs:
                 return
         except Exception:  # the experiment may not exist yet
             pass
@@ -259,48 +291,45 @@ def assert_grid_completed_once(name: str, storage: str, points: int):
 
 
 @pytest.mark.slow
-def test_a_study_killed_during_a_trial_resumes_to_completion(tiny_data, storage, cli_env, tmp_path):
-    command = [
-        *GRID_STUDY,
-        "--data-dir",
-        tiny_data,
-        "--storage",
-        storage,
-        "--fid",
-        "off",
-        "--figures",
-        "off",
-        "--no-report",
-    ]
+def test_a_grouped_study_killed_during_training_resumes_every_member_to_completion(
+    tiny_data, storage, cli_env, tmp_path
+):
+    """The grid's four points train as one group: killed with SIGKILL once every member has kept
+    a checkpoint, each member's trial is retried and goes on from its own run's checkpoint."""
+    command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", storage, "--fid", "off", "--figures", "off"]
     process = subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_a_running_trial(GRID_STUDY_NAME, checkpointed=True)
+        wait_for_a_running_trial(GRID_STUDY_NAME, checkpointed=True, runs=GRID_POINTS)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
     killed = [t for t in trials(GRID_STUDY_NAME, storage) if t.state == TrialState.RUNNING]
-    assert len(killed) == 1
+    assert len(killed) >= 2  # members of one group, under way together (the first may have ended)
 
-    resumed = subprocess.run(command, env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*command, "--no-report"], env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     done, runs = assert_grid_completed_once(GRID_STUDY_NAME, storage, GRID_POINTS)
-    [failed] = [t for t in done if t.number == killed[0].number]
-    assert failed.state == TrialState.FAIL
-    retried = [t for t in done if t.user_attrs.get("retry_of") == failed.number]
-    assert [t.user_attrs["point"] for t in retried] == [failed.user_attrs["point"]]
-    assert [t.params for t in retried] == [failed.params]
-    [retry] = retried  # went on from the killed run's checkpoint, in the same MLflow run
-    assert retry.user_attrs["resume_runs"] == {"42": retry.user_attrs["mlflow_run_id"]}
-    assert retry.user_attrs["mlflow_run_id"] == failed.user_attrs["mlflow_run_id"]
     client = writing.writer()
-    resumed = client.get_run(retry.user_attrs["mlflow_run_id"])
-    assert resumed.info.status == "FINISHED" and resumed.data.tags["trial"] == str(retry.number)
-    assert [m.step for m in client.get_metric_history(resumed.info.run_id, "train/loss")] == [1, 2]
+    for victim in killed:
+        [failed] = [t for t in done if t.number == victim.number]
+        assert failed.state == TrialState.FAIL
+        retried = [t for t in done if t.user_attrs.get("retry_of") == failed.number]
+        assert [t.user_attrs["point"] for t in retried] == [failed.user_attrs["point"]]
+        assert [t.params for t in retried] == [failed.params]
+        [retry] = retried  # went on from the killed run's checkpoint, in the same MLflow run
+        assert retry.user_attrs["resume_runs"] == {"42": retry.user_attrs["mlflow_run_id"]}
+        assert retry.user_attrs["mlflow_run_id"] == failed.user_attrs["mlflow_run_id"]
+        run = client.get_run(retry.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and run.data.tags["trial"] == str(retry.number)
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2]
     assert parents(GRID_STUDY_NAME)[0].info.status == "FINISHED"
 
 
 def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli_env, tmp_path):
     command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", postgres, "--name", "shared-grid", "--fid", "off"]
+    command.append("--no-group")  # one point at a time: the first machine would take the whole grid as one group
     pipes = {"env": cli_env, "cwd": tmp_path, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     machines = [subprocess.Popen(command, **pipes)]
     wait_for_a_running_trial("shared-grid")  # the second machine joins a study under way

@@ -276,6 +276,12 @@ def study_main(study, argv=None):
     )
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in mlruns/optuna.db)")
     parser.add_argument("--workers", type=int, default=1, help="processes on this machine, sharing its cores")
+    parser.add_argument(
+        "--no-group",
+        action="store_true",
+        help="train every run alone, one model at a time, as `toolkit train` does (default: grid runs "
+        "of one MLP shape train together as one stacked model, each still its own run and trial)",
+    )
     parser.add_argument("--data-dir", default=None, help="directory holding the IDX files")
     parser.add_argument("--pruner", default=study.pruner, choices=sorted(PRUNERS))
     parser.add_argument(
@@ -301,7 +307,7 @@ def _run_study_command(study, args):
     from toolkit.store import location
     from toolkit.studies import Execution, run_and_report, run_study
 
-    execution = Execution(args.storage, args.workers, args.data_dir)
+    execution = Execution(args.storage, args.workers, args.data_dir, group=not args.no_group)
     where = (
         f"MLflow experiment '{study.name}' (browse with `toolkit ui`); "
         f"Optuna study '{study.name}' in {masked(args.storage or location.optuna_storage())}"

@@ -27,8 +27,10 @@ from toolkit.models import AE, Output, build, reparameterize
 from toolkit.objectives import beta_at, loss_terms
 from toolkit.train import Progress, epoch_metrics, forward_precision
 
-# What every member of a group shares: the shapes of its stacked weights and the batches it is fed.
+# What every member of a group shares: the shapes of its stacked weights, the batches it is fed and
+# (for `pipeline.train_group`, which prepares them once) its data and FID references.
 SHARED = (
+    "fid",
     "model",
     "architecture",
     "dataset",

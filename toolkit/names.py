@@ -137,6 +137,7 @@ RUN_NAME = "mlflow.runName"
 MODEL, DATASET, DATA_DIR = "model", "dataset", "data_dir"
 TRAIN_IMAGES = "train_images"  # the number of images the model was trained on
 STUDY, TRIAL = "study", "trial"
+GROUP_SIZE = "group_size"  # runs trained together as one stacked model (`pipeline.train_group`), this one included
 END_REASON = "end_reason"  # why a run ended FAILED or KILLED
 HEARTBEAT = "heartbeat"  # when the run's process last said it was alive (seconds since the epoch)
 PROCESS_TABLE = "process_table"  # the boot id and pid namespace the run's pid belongs to

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from toolkit.diagnostics import (
     traversal_dims,
 )
 from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, elbo_metrics, iw_nll
+from toolkit.group import Member, fit_group
 from toolkit.machine import compute_tags
 from toolkit.models import build, default_device
 from toolkit.objectives import pixel_entropy
@@ -126,7 +128,27 @@ def train_run(
     freeze_start_up()
     checkpoint = load_checkpoint(resume) if resume else None
     model = build(config, device)
-    run_tags = {
+    run_tags = _run_tags(config, splits, references, skipped, device, note, tags)
+    with _opened(config, experiment, name, run_tags, resume) as run:
+        if on_start:
+            on_start(run.run_id)
+        if not resume:
+            run.log_params(config.to_params())
+        prepare_model_logging()
+        try:
+            result = fit(
+                model, splits, config, _logged(run, checkpoint, callbacks), quiet, run.save_checkpoint, checkpoint
+            )
+        except RunStopped:  # pruned: it will not be resumed
+            run.drop_checkpoints()
+            raise
+        return _evaluated(run, model, config, splits, references, result, resume)
+
+
+def _run_tags(config: RunConfig, splits, references, skipped: list[str], device, note: str, tags) -> dict[str, str]:
+    """A training run's tags: its model and data, the machine, the FID references it is scored
+    against (and why any was skipped), its description (`note` and its settings) and `tags`."""
+    return {
         names.MODEL: config.model,
         names.DATASET: config.dataset,
         names.DATA_DIR: str(splits.source.resolve()),
@@ -138,26 +160,117 @@ def train_run(
         names.NOTE: f"{note}{config.describe()}; {len(splits.train):,} training images.",
         **(tags or {}),
     }
-    opened = (
-        continue_run(resume, run_tags)
-        if resume
-        else start_run(config.dataset if experiment is None else experiment, name or run_name(config), run_tags)
-    )
-    with opened as run:
-        if on_start:
-            on_start(run.run_id)
-        if not resume:
-            run.log_params(config.to_params())
+
+
+def _opened(config: RunConfig, experiment: str | None, name: str | None, run_tags: dict, resume: str | None):
+    """The run a training writes to, as a context that ends it (`writing.start_run`): a new one, or
+    the interrupted run `resume`."""
+    if resume:
+        return continue_run(resume, run_tags)
+    return start_run(config.dataset if experiment is None else experiment, name or run_name(config), run_tags)
+
+
+def _evaluated(run, model, config: RunConfig, splits, references, result, resume: str | None) -> RunResult:
+    """Evaluate a trained run and log it all (`evaluate_and_log`); its checkpoints go."""
+    already = set(existing_run(run.run_id).metrics) if resume else set()
+    metrics = evaluate_and_log(run, model, config, splits, references, result, already)
+    run.drop_checkpoints()
+    return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
+
+
+@dataclass
+class RunRequest:
+    """One run of `train_group`: `train_run`'s arguments but those its group shares."""
+
+    config: RunConfig
+    experiment: str | None = None
+    tags: dict[str, str] | None = None
+    callbacks: list = field(default_factory=list)
+    on_start: Callable[[str], None] | None = None
+    name: str | None = None
+    note: str = ""
+    resume: str | None = None
+
+
+def train_group(requests: list[RunRequest], data_dir=None, fid_weights: str | None = None) -> list:
+    """`train_run` of every request, their training done together (`group.fit_group`: all of one
+    `group.group_key`). Each is its own run, logged, checkpointed, evaluated and ended as if alone.
+    Returns each request's `RunResult`, or the exception that ended its run (a pruned run's
+    RunStopped, a diverged one's TrainingDiverged, any error of its own), so that one run's end
+    is not the others'. Ctrl-C ends them all."""
+    outcomes: dict[int, object] = {}
+    for i, request in enumerate(requests):
+        if request.resume and (finished := finished_result(request.resume)):
+            if request.on_start:
+                request.on_start(request.resume)
+            outcomes[i] = finished
+    pending = [i for i in range(len(requests)) if i not in outcomes]
+    if pending:
+        outcomes |= _train_together([requests[i] for i in pending], pending, data_dir, fid_weights)
+    return [outcomes[i] for i in range(len(requests))]
+
+
+def _train_together(requests: list[RunRequest], indices: list[int], data_dir, fid_weights) -> dict[int, object]:
+    first = requests[0].config
+    first.check_memory()
+    device = default_device()
+    splits, references, skipped = prepare(first, data_dir, fid_weights, device)
+    freeze_start_up()
+    opened: dict[int, tuple] = {}  # index -> (its run, the context that ends it, its member)
+    outcomes: dict[int, object] = {}
+    try:
+        for i, request in zip(indices, requests):
+            ending = contextlib.ExitStack()
+            tags = _run_tags(request.config, splits, references, skipped, device, request.note, request.tags)
+            tags[names.GROUP_SIZE] = str(len(requests))
+            run = ending.enter_context(_opened(request.config, request.experiment, request.name, tags, request.resume))
+            opened[i] = (run, ending, None)
+            if request.on_start:
+                request.on_start(run.run_id)
+            if not request.resume:
+                run.log_params(request.config.to_params())
+            checkpoint = load_checkpoint(request.resume) if request.resume else None
+            try:
+                callbacks = _logged(run, checkpoint, request.callbacks)
+            except RunStopped as exc:  # pruned on the epochs it had trained before
+                outcomes[i] = _ended(run, ending, exc)
+                continue
+            opened[i] = (run, ending, Member(request.config, callbacks, run.save_checkpoint, checkpoint))
         prepare_model_logging()
-        try:
-            result = _fit_logged(run, model, splits, config, callbacks, quiet, checkpoint)
-        except RunStopped:  # pruned: it will not be resumed
-            run.drop_checkpoints()
-            raise
-        already = set(existing_run(run.run_id).metrics) if resume else set()
-        metrics = evaluate_and_log(run, model, config, splits, references, result, already)
+        fit_group([member for i, (_, _, member) in opened.items() if i not in outcomes], splits)
+        for i, request in zip(indices, requests):
+            if i not in outcomes:
+                run, ending, member = opened[i]
+                outcomes[i] = _ended_member(run, ending, member, splits, references, request.resume)
+    except BaseException as exc:  # Ctrl-C, or a failure of the whole group: every run still open ends with it
+        for i, (_, ending, _) in opened.items():
+            if i not in outcomes:
+                ending.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    return outcomes
+
+
+def _ended_member(run, ending: contextlib.ExitStack, member: Member, splits, references, resume: str | None):
+    """A trained member evaluated and logged, its run ended FINISHED; or, if it stopped with an
+    error, its run ended as that error ends a run alone. Returns its RunResult or the error."""
+    try:
+        if member.error is not None:
+            raise member.error
+        torch.set_rng_state(member.progress.torch_rng)  # as its run alone has it after training
+        result = _evaluated(run, member.model, member.config, splits, references, member.result, resume)
+    except Exception as exc:
+        return _ended(run, ending, exc)
+    ending.close()
+    return result
+
+
+def _ended(run, ending: contextlib.ExitStack, exc: Exception) -> Exception:
+    """End a run with `exc` as `writing.start_run` ends one it is raised in (KILLED for RunStopped,
+    whose run keeps no checkpoint, FAILED otherwise); returns `exc`."""
+    if isinstance(exc, RunStopped):
         run.drop_checkpoints()
-        return RunResult(run.run_id, result.history[result.best_epoch - 1], metrics)
+    ending.__exit__(type(exc), exc, exc.__traceback__)
+    return exc
 
 
 def freeze_start_up():
@@ -211,10 +324,11 @@ def finished_result(run_id: str) -> RunResult | None:
     return RunResult(run_id, best, final)
 
 
-def _fit_logged(run, model, splits, config: RunConfig, callbacks, quiet: bool, checkpoint: dict | None):
-    """`fit` with every epoch logged and checkpointed. Resuming, the epochs done before are first
-    replayed to the callbacks (a new trial's pruner sees them) and logged where the run lacks them;
-    an epoch logged after the last checkpoint is trained again (to the same numbers) but not logged twice."""
+def _logged(run, checkpoint: dict | None, callbacks) -> list:
+    """The callbacks of a run's training: every epoch logged, then `callbacks`. Resuming, the epochs
+    done before are first replayed to them (a new trial's pruner sees them) and logged where the run
+    lacks them; an epoch logged after the last checkpoint is trained again (to the same numbers)
+    but not logged twice."""
     logged = run.logged_steps(names.TRAIN_LOSS) if checkpoint else 0
 
     def log_epoch(epoch: int, metrics: dict[str, float]):
@@ -224,7 +338,7 @@ def _fit_logged(run, model, splits, config: RunConfig, callbacks, quiet: bool, c
     for epoch, metrics in enumerate(checkpoint["history"] if checkpoint else [], 1):
         for callback in (log_epoch, *callbacks):
             callback(epoch, metrics)
-    return fit(model, splits, config, [log_epoch, *callbacks], quiet, run.save_checkpoint, checkpoint)
+    return [log_epoch, *callbacks]
 
 
 def evaluate_and_log(
