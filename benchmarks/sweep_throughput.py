@@ -9,9 +9,12 @@
 3. Training grouped against alone: the VAE runs of the 3-seed β sweep (β in {0.1, ..., 8} × seeds
    42-44: 21 runs, 784-400-20, one epoch on the full training split with its validation), trained
    one after another with `train.fit`, then as groups of `--group` members with `group.fit_group`;
-   runs per hour of training and their ratio, in fp32 and in bf16. Training only: a group's members
-   are not yet logged or evaluated as runs of a study.
-Parts 1 and 2 each use a fresh temporary store. Run: `make bench`; `--part grouped` for part 3 alone.
+   runs per hour of training and their ratio, in fp32 and in bf16.
+4. The β sweep as a study, grouped (the default) against `--no-group`: its grid (β in {0.1, ..., 8}
+   and the AE, 784-400-20, full training split, every metric: FID of 10,000 samples, IW bound,
+   figures) with one seed and 2 epochs (`--sweep-epochs`), in fp32 and bf16; runs per hour and the
+   ratio, the FID reference trained beforehand.
+Parts 1, 2 and 4 each use a fresh temporary store. Run: `make bench`; `--part grouped` for parts 3 and 4.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import argparse
 import contextlib
 import io
 import os
+import runpy
 import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import optuna
 
@@ -105,11 +110,31 @@ def grouped_against_alone(data_dir: str | None, precision: str, group: int) -> t
     return len(configs) / alone * 3600, len(configs) / grouped * 3600
 
 
+def sweep_per_hour(data_dir: str | None, precision: str, epochs: int) -> tuple[float, float]:
+    """Runs per hour of the β sweep's grid as a study (part 4): with --no-group, then grouped."""
+    sweep = runpy.run_path(str(Path(__file__).parent.parent / "studies" / "beta_sweep.py"))["GRID"]
+    base = RunConfig(epochs=epochs, precision=precision)
+
+    def work(storage):
+        warm = Study("warm", replace(base, **QUICK), grid={"vae": {}}, pruner="none", seeds=1)
+        run_study(warm, Execution(storage, data_dir=data_dir))  # the FID reference, trained once per store
+        rates = []
+        for group in (False, True):
+            study = Study(f"sweep-{precision}-{group}", base, grid=sweep, pruner="none", seeds=1)
+            start = time.perf_counter()
+            run_study(study, Execution(storage, data_dir=data_dir, group=group))
+            rates.append(len(sweep) / (time.perf_counter() - start) * 3600)
+        return tuple(rates)
+
+    return in_fresh_store(work)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--part", choices=("all", "workers", "grouped"), default="all")
     parser.add_argument("--group", type=int, default=7, help="members per group in part 3")
+    parser.add_argument("--sweep-epochs", type=int, default=2, help="epochs of each run in part 4")
     args = parser.parse_args()
     if args.part in ("all", "grouped"):
         for precision in ("fp32", "bf16"):
@@ -117,6 +142,12 @@ def main():
             print(
                 f"{precision}: runs per hour of training (1 epoch, 21 β-sweep VAE runs): alone {alone:,.0f}, "
                 f"in groups of {args.group} {grouped:,.0f} ({grouped / alone:.2f}x)"
+            )
+        for precision in ("fp32", "bf16"):
+            alone, grouped = sweep_per_hour(args.data_dir, precision, args.sweep_epochs)
+            print(
+                f"{precision}: runs per hour of the β sweep study (8 runs, {args.sweep_epochs} epochs, every metric): "
+                f"--no-group {alone:,.0f}, grouped {grouped:,.0f} ({grouped / alone:.2f}x)"
             )
     if args.part == "grouped":
         return
