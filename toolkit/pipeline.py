@@ -211,6 +211,9 @@ def train_group(requests: list[RunRequest], data_dir=None, fid_weights: str | No
 
 
 def _train_together(requests: list[RunRequest], indices: list[int], data_dir, fid_weights) -> dict[int, object]:
+    """`train_group` of the requests to train (at `indices` of its list): one preparation of the
+    data and FID references, a run opened per request, one `fit_group`, then each run evaluated
+    and ended on its own. Returns each index's RunResult or exception."""
     first = requests[0].config
     first.check_memory()
     device = default_device()
