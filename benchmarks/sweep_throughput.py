@@ -96,17 +96,22 @@ BETA_SWEEP = [(beta, seed) for beta in (0.1, 0.25, 0.5, 1, 2, 4, 8) for seed in 
 
 
 def grouped_against_alone(data_dir: str | None, precision: str, group: int) -> tuple[float, float]:
-    """Runs per hour of training (one epoch each) of the β sweep's VAE runs: alone, then grouped."""
+    """Runs per hour of training (one epoch each) of the β sweep's VAE runs: alone, then grouped,
+    in turns of `group` runs (each turn times the same runs both ways, so that a drift in the
+    machine's speed falls on both)."""
     configs = [replace(RunConfig(epochs=1, precision=precision), beta=b, seed=s) for b, s in BETA_SWEEP]
     splits = load_splits("fashion-mnist", data_dir, None, default_device())
-    start = time.perf_counter()
-    for config in configs:
-        fit(build(config), splits, config, quiet=True)
-    alone = time.perf_counter() - start
-    start = time.perf_counter()
+    fit(build(configs[0]), splits, configs[0], quiet=True)  # warm: first-call costs of torch and the optimiser
+    alone = grouped = 0.0
     for first in range(0, len(configs), group):
-        fit_group([Member(config) for config in configs[first : first + group]], splits)
-    grouped = time.perf_counter() - start
+        turn = configs[first : first + group]
+        start = time.perf_counter()
+        for config in turn:
+            fit(build(config), splits, config, quiet=True)
+        alone += time.perf_counter() - start
+        start = time.perf_counter()
+        fit_group([Member(config) for config in turn], splits)
+        grouped += time.perf_counter() - start
     return len(configs) / alone * 3600, len(configs) / grouped * 3600
 
 

@@ -327,14 +327,13 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, execution: Execu
                     r.config,
                     r.experiment,
                     execution.data_dir,
-                    True,
-                    r.tags,
-                    r.callbacks,
-                    None,
-                    r.on_start,
-                    r.name,
-                    r.note,
-                    r.resume,
+                    quiet=True,
+                    tags=r.tags,
+                    callbacks=r.callbacks,
+                    on_start=r.on_start,
+                    name=r.name,
+                    note=r.note,
+                    resume=r.resume,
                 )
             )
             if len(results) < len(configs) and not study.multi_objective:
