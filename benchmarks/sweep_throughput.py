@@ -115,9 +115,11 @@ def grouped_against_alone(data_dir: str | None, precision: str, group: int) -> t
     return len(configs) / alone * 3600, len(configs) / grouped * 3600
 
 
+SWEEP = runpy.run_path(str(Path(__file__).parent.parent / "studies" / "beta_sweep.py"))["GRID"]
+
+
 def sweep_per_hour(data_dir: str | None, precision: str, epochs: int) -> tuple[float, float]:
     """Runs per hour of the β sweep's grid as a study (part 4): with --no-group, then grouped."""
-    sweep = runpy.run_path(str(Path(__file__).parent.parent / "studies" / "beta_sweep.py"))["GRID"]
     base = RunConfig(epochs=epochs, precision=precision)
 
     def work(storage):
@@ -125,10 +127,10 @@ def sweep_per_hour(data_dir: str | None, precision: str, epochs: int) -> tuple[f
         run_study(warm, Execution(storage, data_dir=data_dir))  # the FID reference, trained once per store
         rates = []
         for group in (False, True):
-            study = Study(f"sweep-{precision}-{group}", base, grid=sweep, pruner="none", seeds=1)
+            study = Study(f"sweep-{precision}-{group}", base, grid=SWEEP, pruner="none", seeds=1)
             start = time.perf_counter()
             run_study(study, Execution(storage, data_dir=data_dir, group=group))
-            rates.append(len(sweep) / (time.perf_counter() - start) * 3600)
+            rates.append(len(SWEEP) / (time.perf_counter() - start) * 3600)
         return tuple(rates)
 
     return in_fresh_store(work)
@@ -151,7 +153,8 @@ def main():
         for precision in ("fp32", "bf16"):
             alone, grouped = sweep_per_hour(args.data_dir, precision, args.sweep_epochs)
             print(
-                f"{precision}: runs per hour of the β sweep study (8 runs, {args.sweep_epochs} epochs, every metric): "
+                f"{precision}: runs per hour of the β sweep study ({len(SWEEP)} runs, {args.sweep_epochs} epochs, "
+                "every metric): "
                 f"--no-group {alone:,.0f}, grouped {grouped:,.0f} ({grouped / alone:.2f}x)"
             )
     if args.part == "grouped":

@@ -165,37 +165,34 @@ class Stack:
         self.members = members
         model = members[0].model
         self.variational = model.variational
-        self.names = [name for name, _ in model.named_parameters()]
         self.layers = _linear_layers(model)
-        self.params = [
-            torch.stack([dict(m.model.named_parameters())[name].detach() for m in members]) for name in self.names
-        ]
+        self.params = {
+            name: torch.stack([dict(m.model.named_parameters())[name].detach() for m in members])
+            for name, _ in model.named_parameters()
+        }
         sigma = model.log_sigma is not None and not model.learns_sigma
         self.fixed_log_sigma = torch.stack([m.model.log_sigma for m in members]) if sigma else None
         self._share()
 
     def _share(self):
         """Make the stack a leaf that autograd differentiates and each member's parameters views of its slice."""
-        for p in self.params:
+        for p in self.params.values():
             p.requires_grad_()
         for k, member in enumerate(self.members):
             for name, p in member.model.named_parameters():
-                p.data = self.params[self.names.index(name)].detach()[k]
-
-    def _param(self, name: str) -> torch.Tensor:
-        return self.params[self.names.index(name)]
+                p.data = self.params[name].detach()[k]
 
     def log_sigma(self) -> torch.Tensor | None:
         """ln σ of each member's Gaussian decoder, (members, 1); None for the Bernoulli likelihood."""
-        if "log_sigma" in self.names:
-            return self._param("log_sigma").unsqueeze(-1)
+        if "log_sigma" in self.params:
+            return self.params["log_sigma"].unsqueeze(-1)
         return None if self.fixed_log_sigma is None else self.fixed_log_sigma.unsqueeze(-1)
 
     def __call__(self, x: torch.Tensor) -> Output:
         """`AE.forward` of every member: x (members, batch, 784), each member's code drawn with its generator."""
         h = x
         for weight, bias, after in self.layers:
-            h = StackedLinear.apply(h, self._param(weight), self._param(bias))
+            h = StackedLinear.apply(h, self.params[weight], self.params[bias])
             if after == "relu":
                 h = torch.relu(h)
             elif after == "code":
@@ -210,19 +207,19 @@ class Stack:
     def step(self, loss: torch.Tensor):
         """Back-propagate the members' summed objectives (each member's gradient is its own
         objective's) and let each member's optimiser take its step."""
-        for p in self.params:
+        for p in self.params.values():
             p.grad = None
         loss.sum().backward()
         for k, member in enumerate(self.members):
             for name, p in member.model.named_parameters():
-                p.grad = self._param(name).grad[k]
+                p.grad = self.params[name].grad[k]
             member.progress.optimizer.step()
 
     def keep(self, index: list[int]):
         """Go on with the members at `index` only (the others keep their weights in their models)."""
-        rows = torch.tensor(index, dtype=torch.long, device=self.params[0].device)
+        rows = torch.tensor(index, dtype=torch.long, device=next(iter(self.params.values())).device)
         self.members = [self.members[k] for k in index]
-        self.params = [p.detach()[rows] for p in self.params]
+        self.params = {name: p.detach()[rows] for name, p in self.params.items()}
         if self.fixed_log_sigma is not None:
             self.fixed_log_sigma = self.fixed_log_sigma[rows]
         self._share()

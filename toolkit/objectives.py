@@ -90,8 +90,5 @@ def loss_terms(out, x, likelihood: str, beta, free_bits, log_sigma: torch.Tensor
         return Terms(recon.mean(-1), recon, torch.zeros_like(recon))
     kl_dims = kl_per_dim(out.mu, out.logvar)
     kl_batch = kl_dims.mean(-2)
-    if isinstance(free_bits, torch.Tensor):
-        kl_objective = torch.where(free_bits > 0, kl_batch.clamp(min=free_bits), kl_batch).sum(-1)
-    else:
-        kl_objective = kl_batch.clamp(min=free_bits).sum() if free_bits > 0 else kl_batch.sum()
+    kl_objective = torch.where(torch.as_tensor(free_bits) > 0, kl_batch.clamp(min=free_bits), kl_batch).sum(-1)
     return Terms(recon.mean(-1) + beta * kl_objective, recon, kl_dims.sum(-1))

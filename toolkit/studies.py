@@ -111,10 +111,11 @@ class Execution:
     group: bool = True  # grid runs of one shape train together (`group_size`); False: each alone
 
 
-# Members per group at most. Measured on the 2-core CPU (benchmarks/sweep_throughput.py --part
-# grouped): 21 β-sweep runs train 1.04x as fast as alone in groups of 3, 1.21x in groups of 7 and
-# 1.27x all together (fp32; bf16 1.07x, 1.29x, 1.34x). Beyond 8 the gain is small, and a worker's
-# queue is shared with other workers in groups of this size.
+# Members per group at most. Measured on the 2-core CPU, one epoch of the β sweep's 21 VAE runs
+# (what part 3 of benchmarks/sweep_throughput.py times, with --group 3, 7 or 21): they train 1.04x
+# as fast as alone in groups of 3, 1.21x in groups of 7 and 1.27x all together (fp32; bf16 1.07x,
+# 1.29x, 1.34x). Beyond 8 the gain is small, and a worker's queue is shared with other workers in
+# groups of this size.
 MAX_GROUP = 8
 
 
@@ -258,8 +259,9 @@ def _take(optuna_study: optuna.Study, study: Study, size: int, workers: int) -> 
     """Up to `size` queued trials (grid points, retries), no more than this worker's share of those
     waiting (one in `workers`, so that this machine's workers all get some), or a new search
     trial; none when the study is done."""
-    waiting = len(optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    size = max(1, min(size, -(-waiting // workers)))
+    if size > 1:
+        waiting = len(optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        size = max(1, min(size, -(-waiting // workers)))
     taken = []
     while len(taken) < size and (trial := trial_queue.next_trial(optuna_study, bool(study.grid), study.trials)):
         taken.append(trial)
@@ -275,7 +277,7 @@ def _run_taken(optuna_study: optuna.Study, taken: list, study: Study, execution:
         for batch in _batches(taken, study):
             waiting = [trial for trial in waiting if trial not in batch]
             if len(batch) == 1:
-                _run_trial(optuna_study, batch[0], study, execution, parent_id)
+                _run_trial(optuna_study, next(iter(batch)), study, execution, parent_id)
             else:
                 _run_group(optuna_study, batch, study, execution, parent_id)
     except KeyboardInterrupt:
@@ -287,20 +289,22 @@ def _run_taken(optuna_study: optuna.Study, taken: list, study: Study, execution:
             heartbeat.stop()
 
 
-def _batches(trials: list, study: Study) -> list[list]:
-    """The trials grouped by what their runs share (`group.group_key`); a trial whose run trains
-    alone (a conv model, a setting its config refuses) is a batch of its own."""
+def _batches(trials: list, study: Study) -> list[dict]:
+    """The trials grouped by what their runs share (`group.group_key`), each batch a dict of trial
+    to its run's config; a trial whose run trains alone (a conv model, a setting its config
+    refuses) is a batch of its own, its config left to `_run_trial`."""
     if len(trials) == 1:
-        return [trials]
+        return [{trials[0]: None}]
     from toolkit.group import group_key
 
     batches: dict = {}
     for trial in trials:
         try:
-            key = group_key(_trial_configs(trial, study)[0])
+            config = _trial_configs(trial, study)[0]
         except ToolkitError:
-            key = None
-        batches.setdefault(("alone", trial.number) if key is None else key, []).append(trial)
+            config = None
+        key = None if config is None else group_key(config)
+        batches.setdefault(("alone", trial.number) if key is None else key, {})[trial] = config
     return list(batches.values())
 
 
@@ -347,21 +351,20 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, execution: Execu
         _tell(optuna_study, trial, study, (configs, results), start)
 
 
-def _run_group(optuna_study, trials: list, study: Study, execution: Execution, parent_id: str):
-    """Grid trials whose runs share a shape (`group.group_key`), trained together
-    (`pipeline.train_group`); each trial ends as its own run did. An error no trial run alone
-    would survive ends the worker once every other trial is told its end."""
+def _run_group(optuna_study, batch: dict, study: Study, execution: Execution, parent_id: str):
+    """Grid trials whose runs share a shape (`group.group_key`; `batch`: trial -> its run's config),
+    trained together (`pipeline.train_group`); each trial ends as its own run did. An error no
+    trial run alone would survive ends the worker once every other trial is told its end."""
     from toolkit.pipeline import train_group
 
-    start = time.perf_counter()
+    start, trials = time.perf_counter(), list(batch)
     runs = {trial.number: dict(trial.user_attrs.get(names.RUN_IDS, {})) for trial in trials}
-    configs = {trial.number: _trial_configs(trial, study)[0] for trial in trials}
     requests = [
         _request(
             trial,
             study,
             parent_id,
-            configs[trial.number],
+            batch[trial],
             runs[trial.number],
             [] if study.multi_objective else [SeedMeans(trial, study).reporter(0)],
         )
@@ -380,7 +383,7 @@ def _run_group(optuna_study, trials: list, study: Study, execution: Execution, p
         elif isinstance(outcome, BaseException):
             unexpected = unexpected or outcome  # as for a trial alone: left RUNNING, retried once this worker is gone
         else:
-            _tell(optuna_study, trial, study, ([configs[trial.number]], [outcome]), start)
+            _tell(optuna_study, trial, study, ([batch[trial]], [outcome]), start)
     if unexpected is not None:
         raise unexpected
 
