@@ -14,7 +14,12 @@
    and the AE, 784-400-20, full training split, every metric: FID of 10,000 samples, IW bound,
    figures) with one seed and 2 epochs (`--sweep-epochs`), in fp32 and bf16; runs per hour and the
    ratio, the FID reference trained beforehand.
-Parts 1, 2 and 4 each use a fresh temporary store. Run: `make bench`; `--part grouped` for parts 3 and 4.
+5. Whether the evaluation tail would gain from stacking a group's members (issue 22, item 4): its
+   two batched passes, the domain CNN's FID features (500 images a batch) and the IW bound's
+   decoder (2,000 codes of a 784-400-20 decoder a batch), for 8 members one after another against
+   all 8 in one call (one batch of 4,000 images; one batched product per layer); the ratio of times.
+Parts 1, 2 and 4 each use a fresh temporary store. Run: `make bench`; `--part grouped` for parts 3
+to 5, `--part tail` for part 5 alone.
 """
 
 from __future__ import annotations
@@ -24,15 +29,20 @@ import contextlib
 import io
 import os
 import runpy
+import statistics
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import optuna
+import torch
 
-from toolkit.config import RunConfig
+from toolkit.config import IMAGE_SIDE, RunConfig
 from toolkit.data import load_splits
+from toolkit.evaluate import IW_ROWS
+from toolkit.fid import BATCH as FID_BATCH
+from toolkit.fid import CnnFeatures, DomainCNN
 from toolkit.group import Member, fit_group
 from toolkit.models import build, default_device
 from toolkit.store import writing
@@ -136,13 +146,59 @@ def sweep_per_hour(data_dir: str | None, precision: str, epochs: int) -> tuple[f
     return in_fresh_store(work)
 
 
+def median_seconds(work, repeats: int = 7) -> float:
+    work()  # warm
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def stacked_tail(members: int = 8) -> tuple[float, float]:
+    """Part 5: how many times faster the FID feature pass and the IW bound's decoder pass are for
+    `members` members at once than one after another (below 1: slower)."""
+    torch.manual_seed(0)
+    network = CnnFeatures(DomainCNN()).eval()
+    images = torch.rand(members * FID_BATCH, IMAGE_SIDE**2)
+    apart = median_seconds(lambda: [network(chunk) for chunk in images.split(FID_BATCH)])
+    together = median_seconds(lambda: network(images))
+    models = [build(RunConfig(seed=seed)) for seed in range(members)]
+    codes = torch.randn(IW_ROWS, RunConfig.latent_dim)
+    layers = [name.removesuffix(".weight") for name, _ in models[0].decoder.named_parameters() if "weight" in name]
+    stacked = [
+        [torch.stack([m.decoder.get_parameter(f"{layer}.{kind}") for m in models]) for kind in ("weight", "bias")]
+        for layer in layers
+    ]
+
+    def decode_stacked():
+        h = codes.expand(members, *codes.shape)
+        for i, (weight, bias) in enumerate(stacked):
+            h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+            h = torch.relu(h) if i < len(stacked) - 1 else h
+        return h
+
+    decode_apart = median_seconds(lambda: [m.decode(codes) for m in models])
+    return apart / together, decode_apart / median_seconds(decode_stacked)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--part", choices=("all", "workers", "grouped"), default="all")
+    parser.add_argument("--part", choices=("all", "workers", "grouped", "tail"), default="all")
     parser.add_argument("--group", type=int, default=7, help="members per group in part 3")
     parser.add_argument("--sweep-epochs", type=int, default=2, help="epochs of each run in part 4")
     args = parser.parse_args()
+    if args.part in ("all", "grouped", "tail"):
+        features, decoder = stacked_tail()
+        print(
+            "evaluation tail, 8 members in one call against one after another: "
+            f"FID features {features:.2f}x, IW bound decoder {decoder:.2f}x"
+        )
+    if args.part == "tail":
+        return
     if args.part in ("all", "grouped"):
         for precision in ("fp32", "bf16"):
             alone, grouped = grouped_against_alone(args.data_dir, precision, args.group)
