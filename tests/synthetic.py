@@ -12,10 +12,13 @@ from toolkit.config import RunConfig
 from toolkit.store import writing
 
 
-def fake_study(name: str, runs: list[tuple[RunConfig, dict[str, float]]], status: str = "FINISHED") -> str:
+def fake_study(
+    name: str, runs: list[tuple[RunConfig, dict[str, float]]], status: str = "FINISHED", tags: list[dict] = ()
+) -> str:
     """An experiment `name` with a parent run and one child per (config, final metrics): every
     test metric also gets a per-epoch validation history over `config.epochs` epochs ending at its
-    final value, and `best_epoch` and `epochs_trained` are the last epoch. Returns the parent's id."""
+    final value, and `best_epoch` and `epochs_trained` are the last epoch. The i-th child also gets
+    `tags[i]` where given. Returns the parent's id."""
     client = writing.writer()
     experiment = writing.experiment_id(name)
     parent = client.create_run(experiment, run_name=name, tags={"study": name}).info.run_id
@@ -35,6 +38,7 @@ def fake_study(name: str, runs: list[tuple[RunConfig, dict[str, float]]], status
                 "git_commit": "0" * 40,
                 "git_dirty": "False",
                 "fid/fmnist-cnn/extractor_hash": "0123456789abcdef",
+                **(tags[trial] if trial < len(tags) else {}),
             },
         ).info.run_id
         now = int(time.time() * 1000)

@@ -124,9 +124,12 @@ def test_inflating_one_seed_flips_a_finding(store):
     assert re.search(r"By FID .*, the AE and the VAE are not resolved with 3 seeds: 92\.9 against 90\.5", text)
 
 
-def beta_sweep(store_name: str, seeds: tuple[int, ...], iw_standard_errors: tuple[float, ...] = ()) -> str:
+def beta_sweep(
+    store_name: str, seeds: tuple[int, ...], iw_standard_errors: tuple[float, ...] = (), tags: list[dict] | None = None
+) -> str:
     """β 0.5, 1, 2 for each seed; given `iw_standard_errors` (one per run), each run's IW bound is
-    one estimated from a subset of the test images, with that standard error."""
+    one estimated from a subset of the test images, with that standard error. Given `tags` (the
+    first runs' extra tags), every run also logs its seconds per epoch."""
     rng = np.random.default_rng(0)
     runs = []
     for seed in seeds:
@@ -149,7 +152,9 @@ def beta_sweep(store_name: str, seeds: tuple[int, ...], iw_standard_errors: tupl
             )
     for (_, metrics), error in zip(runs, iw_standard_errors):
         metrics["test/nll_iw_se"] = error
-    fake_study(store_name, runs)
+    for _, metrics in runs if tags is not None else ():
+        metrics["time/mean_epoch_s"] = 1.8
+    fake_study(store_name, runs, tags=tags or ())
     return store_name
 
 
@@ -195,6 +200,14 @@ def test_an_iw_bound_estimated_from_a_subset_of_the_test_images_says_so_with_its
         "image's −ELBO less their mean gap to the bound, standard error 0.06–0.068 nats (`test/nll_iw_se`) (9 runs); "
         "precision: fp32"
     ) in settings
+
+
+def test_the_times_of_runs_trained_together_say_what_they_measure(store):
+    text = build_report("beta-sweep", beta_sweep("timed", SEEDS, tags=[{"group_size": "3"}] * 6)).markdown()
+    settings = text.split("## Settings")[1].split("## Results")[0]
+    assert "| machine (times) | a test CPU, 2 torch threads, torch 2.14.1; wall seconds per epoch" in settings
+    assert "6 of 9 runs trained together in groups of 3 (a run's share of its group's training pass" in settings
+    assert "trained together" not in build_report("beta-sweep", beta_sweep("timed-alone", SEEDS, tags=[{}])).markdown()
 
 
 def test_the_diagnostics_name_the_settings_whose_information_is_at_its_log_n_ceiling(store):

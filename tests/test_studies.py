@@ -363,6 +363,8 @@ def test_the_beta_sweep_command_on_real_fashion_mnist(real_subset, storage, cli_
     assert vae[0.1]["test/recon"] < vae[1]["test/recon"] < vae[8]["test/recon"]
     assert all("fid/fmnist-cnn/samples" in run.data.metrics for run in runs)
     assert result.stdout.count("| VAE |") == 7 and result.stdout.count("| AE |") == 1
+    assert result.stdout.count("COMPLETE in") == 8 and result.stdout.count("trained in a group of 7") == 7
+    assert sorted(run.data.tags.get("group_size", "alone") for run in runs) == ["7"] * 7 + ["alone"]
     readme = tmp_path / "reports" / "beta-sweep-quick" / "README.md"
     assert f"report: {Path('reports') / 'beta-sweep-quick' / 'README.md'}" in result.stdout
     text = readme.read_text()

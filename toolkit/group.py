@@ -90,7 +90,7 @@ def fit_group(members: list[Member], splits) -> list[Member]:
     while active:
         start = time.perf_counter()
         sums, beta_means = _train_epoch(stack, active, splits.train)
-        seconds = (time.perf_counter() - start) / len(active)  # the group's epoch, shared out
+        seconds = (time.perf_counter() - start) / len(active)  # the group's training pass, shared out
         for k, member in enumerate(active):
             _end_epoch(member, splits, sums[k].tolist(), beta_means[k], seconds)
         staying = [k for k, member in enumerate(active) if not member.done()]
@@ -140,9 +140,12 @@ def _train_epoch(stack: Stack, members: list[Member], split) -> tuple[torch.Tens
 
 def _end_epoch(member: Member, splits, sums: list[float], beta_mean: float, seconds: float):
     """What `train.fit` does after an epoch, for one member: its metrics, early stopping, callbacks
-    and checkpoint. Divergence or a callback's exception ends the member, not the group."""
+    and checkpoint. Its epoch's `seconds` are its share of the training pass and its own validation,
+    as a run alone times both. Divergence or a callback's exception ends the member, not the group."""
     progress = member.progress
+    start = time.perf_counter()
     val = elbo_metrics(progress.model, splits.val, member.config)
+    seconds += time.perf_counter() - start
     try:
         metrics = epoch_metrics(progress.epoch + 1, progress.model.variational, sums, beta_mean, val, seconds)
         progress.record(metrics, val[names.LOSS])

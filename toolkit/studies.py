@@ -379,19 +379,19 @@ def _run_group(optuna_study, batch: dict, study: Study, execution: Execution, pa
     unexpected = None
     for trial, outcome in zip(trials, outcomes):
         if isinstance(outcome, (RunStopped, ToolkitError)):
-            _tell(optuna_study, trial, study, outcome, start)
+            _tell(optuna_study, trial, study, outcome, start, len(trials))
         elif isinstance(outcome, BaseException):
             unexpected = unexpected or outcome  # as for a trial alone: left RUNNING, retried once this worker is gone
         else:
-            _tell(optuna_study, trial, study, ([batch[trial]], [outcome]), start)
+            _tell(optuna_study, trial, study, ([batch[trial]], [outcome]), start, len(trials))
     if unexpected is not None:
         raise unexpected
 
 
-def _tell(optuna_study, trial: optuna.Trial, study: Study, outcome, start: float):
+def _tell(optuna_study, trial: optuna.Trial, study: Study, outcome, start: float, group: int = 1):
     """Tell Optuna how a trial ended and print it: `outcome` is (its configs, their RunResults), or
     the RunStopped that pruned it, or the ToolkitError that failed it (a bad configuration or a
-    diverged run: recorded, not retried)."""
+    diverged run: recorded, not retried). `group`: the trials it trained with, itself included."""
     if isinstance(outcome, RunStopped):
         finished = optuna_study.tell(trial, state=TrialState.PRUNED)
     elif isinstance(outcome, ToolkitError):
@@ -401,7 +401,11 @@ def _tell(optuna_study, trial: optuna.Trial, study: Study, outcome, start: float
     else:
         finished = optuna_study.tell(trial, _trial_values(trial, study, *outcome))
     seconds = time.perf_counter() - start
-    print(f"{study.name}: trial {trial.number} {trial.params} {finished.state.name} in {seconds:.0f} s", flush=True)
+    together = f", trained in a group of {group}" if group > 1 else ""
+    print(
+        f"{study.name}: trial {trial.number} {trial.params} {finished.state.name} in {seconds:.0f} s{together}",
+        flush=True,
+    )
 
 
 def _request(trial: optuna.Trial, study: Study, parent_id: str, config: RunConfig, runs: dict[str, str], callbacks):

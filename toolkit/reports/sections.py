@@ -392,8 +392,19 @@ def _machine(frame: pd.DataFrame) -> str:
     parts = [_distinct(frame, cpu), f"{_distinct(frame, threads)} torch threads", f"torch {_distinct(frame, torch)}"]
     if gpu in frame and frame[gpu].notna().any():
         parts.append(_distinct(frame, gpu))
+    group = f"tags.{names.GROUP_SIZE}"
+    together = int(frame[group].notna().sum()) if group in frame else 0
+    shared = (
+        f"; {together} of {len(frame)} runs trained together in groups of {_distinct(frame, group)} "
+        "(a run's share of its group's training pass and its own validation: what it cost, "
+        "not what it would take alone)"
+        if together
+        else ""
+    )
     return (
-        ", ".join(parts) + "; wall seconds per epoch, training and validation, on a machine that may have been shared"
+        ", ".join(parts)
+        + "; wall seconds per epoch, training and validation, on a machine that may have been shared"
+        + shared
     )
 
 
