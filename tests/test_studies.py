@@ -327,6 +327,36 @@ def test_a_grouped_study_killed_during_training_resumes_every_member_to_completi
     assert parents(GRID_STUDY_NAME)[0].info.status == "FINISHED"
 
 
+def test_retries_stopped_before_their_runs_went_on_pass_on_the_runs_they_resume(tiny_data, storage, monkeypatch):
+    """Ctrl-C (or a worker ended with its parent) while a worker holds retries it has not yet
+    trained, one batch preparing its group, the other still waiting its turn: each is queued
+    again resuming the run it was given, not starting its point over."""
+    grid = {"a": {"beta": 1.0}, "b": {"beta": 2.0}, "c": {"latent_dim": 3}}  # a and b train as one group
+    execution = Execution(storage, data_dir=tiny_data)
+    source = run_study(Study("source", TINY, grid=grid, pruner="none", seeds=1), execution)
+    runs = {t.user_attrs["point"]: t.user_attrs["mlflow_run_id"] for t in source.get_trials()}  # finished
+    study = Study("requeued", TINY, grid=grid, pruner="none", seeds=1)
+    optuna_study = studies.open_study(study, execution)
+    studies.enqueue_grid(optuna_study, study)
+    parent = studies._parent_run_id(optuna_study, study)
+    for trial in studies._take(optuna_study, study, 3, 1):  # stopped once its run had finished
+        trial_queue.requeue_interrupted(optuna_study, trial, {names.RESUME: {"42": runs[trial.user_attrs["point"]]}})
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("toolkit.pipeline.train_group", stopped)
+    monkeypatch.setattr("toolkit.pipeline.train_run", stopped)
+    retries = studies._take(optuna_study, study, 3, 1)
+    assert [len(batch) for batch in studies._batches(retries, study)] == [2, 1]
+    with pytest.raises(KeyboardInterrupt):
+        studies._run_taken(optuna_study, retries, study, execution, parent)
+    queued = optuna_study.get_trials(states=(TrialState.WAITING,))
+    assert {t.user_attrs["point"]: t.user_attrs[names.RESUME] for t in queued} == {
+        point: {"42": run_id} for point, run_id in runs.items()
+    }
+
+
 def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli_env, tmp_path):
     command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", postgres, "--name", "shared-grid", "--fid", "off"]
     command.append("--no-group")  # one point at a time: the first machine would take the whole grid as one group

@@ -282,7 +282,7 @@ def _run_taken(optuna_study: optuna.Study, taken: list, study: Study, execution:
                 _run_group(optuna_study, batch, study, execution, parent_id)
     except KeyboardInterrupt:
         for trial in waiting:
-            trial_queue.requeue_interrupted(optuna_study, trial, {})
+            trial_queue.requeue_interrupted(optuna_study, trial, _resumable(trial))
         raise
     finally:
         for heartbeat in heartbeats:
@@ -343,7 +343,7 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, execution: Execu
             if len(results) < len(configs) and not study.multi_objective:
                 means.finished(results[-1], runs[str(config.seed)])
     except KeyboardInterrupt:
-        trial_queue.requeue_interrupted(optuna_study, trial, _resumable(runs))
+        trial_queue.requeue_interrupted(optuna_study, trial, _resumable(trial, runs))
         raise
     except (RunStopped, ToolkitError) as exc:
         _tell(optuna_study, trial, study, exc, start)
@@ -374,7 +374,7 @@ def _run_group(optuna_study, batch: dict, study: Study, execution: Execution, pa
         outcomes = train_group(requests, execution.data_dir)
     except KeyboardInterrupt:
         for trial in trials:
-            trial_queue.requeue_interrupted(optuna_study, trial, _resumable(runs[trial.number]))
+            trial_queue.requeue_interrupted(optuna_study, trial, _resumable(trial, runs[trial.number]))
         raise
     unexpected = None
     for trial, outcome in zip(trials, outcomes):
@@ -539,21 +539,24 @@ def _fid_of_samples(final: dict[str, float]) -> float:
 def _end_abandoned_run(trial: optuna.trial.FrozenTrial) -> dict:
     """A trial whose worker died: its MLflow run, if still RUNNING, ends FAILED saying so. The
     retry resumes that run where it has a checkpoint."""
-    runs = trial.user_attrs.get(names.RUN_IDS, {})
-    for run_id in runs.values():
+    for run_id in trial.user_attrs.get(names.RUN_IDS, {}).values():
         if reading.existing_run(run_id).status == "RUNNING":
             writing.Run(run_id).end(
                 "FAILED",
                 f"the worker of trial {trial.number} died (host {trial.user_attrs.get(names.HOST)}); "
                 "its configuration was queued again",
             )
-    return _resumable(runs)
+    return _resumable(trial)
 
 
-def _resumable(runs: dict[str, str]) -> dict:
-    """The user attribute that makes a retried trial resume its seeds' runs ({seed: run id}): those
-    that kept a checkpoint (a run stopped in its first epoch starts over) or finished (the retry
-    takes their result)."""
+def _resumable(trial: optuna.Trial | optuna.trial.FrozenTrial, started: dict[str, str] | None = None) -> dict:
+    """The user attribute that makes a retried trial resume its seeds' runs ({seed: run id}): the
+    runs it was itself to resume and those it started (`started`, or as its user attributes
+    record them), where they kept a checkpoint (a run stopped in its first epoch starts over) or
+    finished (the retry takes their result). So a retry stopped before its runs went on (still
+    queued in its worker's group, or preparing its data) passes them on, not lost."""
+    attrs = trial.user_attrs
+    runs = {**attrs.get(names.RESUME, {}), **attrs.get(names.RUN_IDS, {}), **(started or {})}
     kept = {
         seed: run_id
         for seed, run_id in runs.items()
