@@ -27,6 +27,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from toolkit import names
+from toolkit.commands import interrupts_held
 from toolkit.machine import HOST, Heartbeat, file_lock, process_alive
 
 HEARTBEAT_S, GRACE_S = 10, 30
@@ -100,7 +101,8 @@ class PatientStorage(optuna.storages.RDBStorage):
     cannot be reached (a server restarting), for up to STORAGE_WAIT_S seconds; then the error goes
     up. The one place a study waits out its storage: taking a trial, its params, attributes and
     reports, telling it, all go through it. A heartbeat is not waited for (a beat missed while the
-    server is away is harmless), nor a call made inside another (the outer one waits)."""
+    server is away is harmless), nor a call made inside another (the outer one waits). Ctrl-C and
+    SIGTERM take effect between calls, not inside one (`commands.interrupts_held`)."""
 
 
 _WAITING = threading.local()  # whether this thread is inside a patient call already
@@ -115,7 +117,8 @@ def _patient(method: Callable) -> Callable:
         try:
             while True:
                 try:
-                    return method(self, *args, **kwargs)
+                    with interrupts_held():  # cut short, a call's session could keep the database locked
+                        return method(self, *args, **kwargs)
                 except UNREACHABLE:
                     if time.time() > deadline:
                         raise
@@ -126,9 +129,22 @@ def _patient(method: Callable) -> Callable:
     return waiting
 
 
+# Optuna's cache in front of an RDBStorage (`optuna.storages._CachedStorage`, which every study on
+# one uses) calls these private methods of it directly: they wait and hold interrupts as the public
+# ones do. Without them a Ctrl-C landing in a read of the trials left SQLite's write lock held,
+# and the worker's next call (queueing its trial again) waited two minutes on its own lock.
+_CALLED_BY_THE_CACHE = (
+    "_create_new_trial",
+    "_set_trial_param",
+    "_get_best_trial_id",
+    "_get_trials",
+    "_get_stale_trial_ids",
+)
 for _name, _method in vars(optuna.storages.BaseStorage).items():  # its public interface, as RDBStorage implements it
     if callable(_method) and not _name.startswith("_") and _name != "remove_session":
         setattr(PatientStorage, _name, _patient(getattr(optuna.storages.RDBStorage, _name)))
+for _name in _CALLED_BY_THE_CACHE:
+    setattr(PatientStorage, _name, _patient(getattr(optuna.storages.RDBStorage, _name)))
 
 
 def _begin_immediate(engine: sqlalchemy.Engine):
