@@ -2,6 +2,7 @@
 
 import ast
 import io
+import os
 import runpy
 import signal
 import subprocess
@@ -355,6 +356,36 @@ def test_retries_stopped_before_their_runs_went_on_pass_on_the_runs_they_resume(
     assert {t.user_attrs["point"]: t.user_attrs[names.RESUME] for t in queued} == {
         point: {"42": run_id} for point, run_id in runs.items()
     }
+
+
+def test_a_worker_stopped_while_it_takes_its_group_queues_again_every_trial_it_took(tiny_data, storage, monkeypatch):
+    """SIGTERM just after the queue hands a worker its second trial (before the worker has it): the
+    interrupt waits until the trial is the worker's, and both trials taken go back to the queue."""
+    from toolkit.commands import stop_on_signals
+
+    study = Study("taking", TINY, grid={"a": {"beta": 1.0}, "b": {"beta": 2.0}, "c": {"beta": 4.0}}, seeds=1)
+    optuna_study = studies.open_study(study, Execution(storage, data_dir=tiny_data))
+    studies.enqueue_grid(optuna_study, study)
+    popped, pop = [], trial_queue.next_trial
+
+    def next_trial(*args):
+        popped.append(pop(*args))
+        if len(popped) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # lands while the trial is on its way to the worker
+        return popped[-1]
+
+    monkeypatch.setattr(trial_queue, "next_trial", next_trial)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop_on_signals()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            studies._take(optuna_study, study, 3, 1)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert len(popped) == 2
+    states = Counter(t.state for t in optuna_study.get_trials())
+    assert states == {TrialState.FAIL: 2, TrialState.WAITING: 3}  # two queued again, one never taken
 
 
 def test_two_machines_join_one_study_through_postgresql(tiny_data, postgres, cli_env, tmp_path):

@@ -37,7 +37,7 @@ import optuna
 from optuna.trial import TrialState
 
 from toolkit import ToolkitError, masked, names, trial_queue
-from toolkit.commands import stop_on_signals
+from toolkit.commands import interrupts_held, stop_on_signals
 from toolkit.config import RunConfig, physical_memory
 from toolkit.data import find_files
 from toolkit.machine import end_with_parent
@@ -258,35 +258,51 @@ def run_worker(study: Study, execution: Execution, threads: int | None = None):
 def _take(optuna_study: optuna.Study, study: Study, size: int, workers: int) -> list[optuna.Trial]:
     """Up to `size` queued trials (grid points, retries), no more than this worker's share of those
     waiting (one in `workers`, so that this machine's workers all get some), or a new search
-    trial; none when the study is done."""
+    trial; none when the study is done. Ctrl-C meanwhile queues again those already taken."""
     if size > 1:
         waiting = len(optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         size = max(1, min(size, -(-waiting // workers)))
     taken = []
-    while len(taken) < size and (trial := trial_queue.next_trial(optuna_study, bool(study.grid), study.trials)):
-        taken.append(trial)
+    try:
+        while len(taken) < size:
+            with interrupts_held():  # a trial taken from the queue is in `taken` before Ctrl-C acts
+                trial = trial_queue.next_trial(optuna_study, bool(study.grid), study.trials)
+                taken += [trial] if trial else []
+            if trial is None:
+                break
+    except KeyboardInterrupt:
+        _requeue_running(optuna_study, taken)
+        raise
     return taken
 
 
 def _run_taken(optuna_study: optuna.Study, taken: list, study: Study, execution: Execution, parent_id: str):
     """Run the trials taken, those whose runs share a shape together (`_batches`), each keeping its
-    heartbeat while it waits and runs. On Ctrl-C the trials not yet started are queued again."""
-    heartbeats = [trial_queue.trial_heartbeat(optuna_study, trial) for trial in taken]
-    waiting = list(taken)
+    heartbeat while it waits and runs. On Ctrl-C the trials not yet ended are queued again (a batch
+    under way queues its own, with the runs it started)."""
+    heartbeats = []
     try:
+        heartbeats = [trial_queue.trial_heartbeat(optuna_study, trial) for trial in taken]
         for batch in _batches(taken, study):
-            waiting = [trial for trial in waiting if trial not in batch]
             if len(batch) == 1:
                 _run_trial(optuna_study, next(iter(batch)), study, execution, parent_id)
             else:
                 _run_group(optuna_study, batch, study, execution, parent_id)
     except KeyboardInterrupt:
-        for trial in waiting:
-            trial_queue.requeue_interrupted(optuna_study, trial, _resumable(trial))
+        _requeue_running(optuna_study, taken)
         raise
     finally:
         for heartbeat in heartbeats:
             heartbeat.stop()
+
+
+def _requeue_running(optuna_study: optuna.Study, trials: list):
+    """Queue again, as on Ctrl-C, those of `trials` still RUNNING (not told their end, nor queued
+    again by the batch they ran in), each resuming the runs it has (`_resumable`)."""
+    running = {t.number for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    for trial in trials:
+        if trial.number in running:
+            trial_queue.requeue_interrupted(optuna_study, trial, _resumable(trial))
 
 
 def _batches(trials: list, study: Study) -> list[dict]:
