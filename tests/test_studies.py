@@ -298,6 +298,7 @@ def test_a_grouped_study_killed_during_training_resumes_every_member_to_completi
     """The grid's four points train as one group: killed with SIGKILL once every member has kept
     a checkpoint, each member's trial is retried and goes on from its own run's checkpoint."""
     command = [*GRID_STUDY, "--data-dir", tiny_data, "--storage", storage, "--fid", "off", "--figures", "off"]
+    command += ["--epochs", "4"]  # the moment every member has checkpointed lasts three epochs, not one
     process = subprocess.Popen(command, env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_a_running_trial(GRID_STUDY_NAME, checkpointed=True, runs=GRID_POINTS)
@@ -324,7 +325,7 @@ def test_a_grouped_study_killed_during_training_resumes_every_member_to_completi
         assert retry.user_attrs["mlflow_run_id"] == failed.user_attrs["mlflow_run_id"]
         run = client.get_run(retry.user_attrs["mlflow_run_id"])
         assert run.info.status == "FINISHED" and run.data.tags["trial"] == str(retry.number)
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3, 4]
     assert parents(GRID_STUDY_NAME)[0].info.status == "FINISHED"
 
 
