@@ -278,8 +278,8 @@ def _take(optuna_study: optuna.Study, study: Study, size: int, workers: int) -> 
 
 def _run_taken(optuna_study: optuna.Study, taken: list, study: Study, execution: Execution, parent_id: str):
     """Run the trials taken, those whose runs share a shape together (`_batches`), each keeping its
-    heartbeat while it waits and runs. On Ctrl-C the trials not yet ended are queued again (a batch
-    under way queues its own, with the runs it started)."""
+    heartbeat while it waits and runs. On Ctrl-C the trials not yet ended are queued again, each
+    resuming the runs it started."""
     heartbeats = []
     try:
         heartbeats = [trial_queue.trial_heartbeat(optuna_study, trial) for trial in taken]
@@ -358,9 +358,6 @@ def _run_trial(optuna_study, trial: optuna.Trial, study: Study, execution: Execu
             )
             if len(results) < len(configs) and not study.multi_objective:
                 means.finished(results[-1], runs[str(config.seed)])
-    except KeyboardInterrupt:
-        trial_queue.requeue_interrupted(optuna_study, trial, _resumable(trial, runs))
-        raise
     except (RunStopped, ToolkitError) as exc:
         _tell(optuna_study, trial, study, exc, start)
     else:
@@ -386,12 +383,7 @@ def _run_group(optuna_study, batch: dict, study: Study, execution: Execution, pa
         )
         for trial in trials
     ]
-    try:
-        outcomes = train_group(requests, execution.data_dir)
-    except KeyboardInterrupt:
-        for trial in trials:
-            trial_queue.requeue_interrupted(optuna_study, trial, _resumable(trial, runs[trial.number]))
-        raise
+    outcomes = train_group(requests, execution.data_dir)  # on Ctrl-C `_run_taken` queues the trials again
     unexpected = None
     for trial, outcome in zip(trials, outcomes):
         if isinstance(outcome, (RunStopped, ToolkitError)):
@@ -565,14 +557,14 @@ def _end_abandoned_run(trial: optuna.trial.FrozenTrial) -> dict:
     return _resumable(trial)
 
 
-def _resumable(trial: optuna.Trial | optuna.trial.FrozenTrial, started: dict[str, str] | None = None) -> dict:
+def _resumable(trial: optuna.Trial | optuna.trial.FrozenTrial) -> dict:
     """The user attribute that makes a retried trial resume its seeds' runs ({seed: run id}): the
-    runs it was itself to resume and those it started (`started`, or as its user attributes
-    record them), where they kept a checkpoint (a run stopped in its first epoch starts over) or
-    finished (the retry takes their result). So a retry stopped before its runs went on (still
-    queued in its worker's group, or preparing its data) passes them on, not lost."""
+    runs it was itself to resume and those it started (as its user attributes record them), where
+    they kept a checkpoint (a run stopped in its first epoch starts over) or finished (the retry
+    takes their result). So a retry stopped before its runs went on (still queued in its worker's
+    group, or preparing its data) passes them on, not lost."""
     attrs = trial.user_attrs
-    runs = {**attrs.get(names.RESUME, {}), **attrs.get(names.RUN_IDS, {}), **(started or {})}
+    runs = {**attrs.get(names.RESUME, {}), **attrs.get(names.RUN_IDS, {})}
     kept = {
         seed: run_id
         for seed, run_id in runs.items()
