@@ -135,6 +135,14 @@ def test_a_conv_model_logs_no_hidden_sizes_and_a_run_before_architectures_loads_
     assert RunConfig.from_params(older).architecture == "mlp"
 
 
+def test_a_linear_model_logs_no_hidden_sizes_and_says_what_it_is():
+    config = RunConfig(architecture="linear", likelihood="gaussian", decoder_scale="learned", hidden=(64,))
+    params = config.to_params()
+    assert params["architecture"] == "linear" and not set(MLP_ONLY) & set(params)
+    assert RunConfig.from_params(params) == dataclasses.replace(config, hidden=RunConfig.hidden)
+    assert "(linear 784-20), Gaussian likelihood (σ learned" in config.describe()
+
+
 def parse(argv: list[str], base: RunConfig = RunConfig()):  # noqa: B008 (frozen: one shared default is safe)
     parser = Parser(prog="train")
     add_run_arguments(parser, base)
@@ -198,7 +206,7 @@ def test_help_shows_each_fields_text_choices_and_default():
     with contextlib.redirect_stdout(text), pytest.raises(SystemExit):
         parse(["--help"])
     help_text = " ".join(text.getvalue().split())
-    assert "--architecture ARCHITECTURE" in help_text and "one of mlp, conv (default mlp)" in help_text
+    assert "--architecture ARCHITECTURE" in help_text and "one of mlp, conv, linear (default mlp)" in help_text
     assert "--hidden HIDDEN hidden layer sizes of the mlp, e.g. 400 or 256,128 (default 400)" in help_text
     assert "--limit LIMIT use only the first N training images" in help_text
 

@@ -9,7 +9,9 @@ def tiny(model="vae", latent_dim=5, **settings):
     return build(RunConfig(model=model, latent_dim=latent_dim, **settings), torch.device("cpu"))
 
 
-@pytest.mark.parametrize("architecture,hidden", [("mlp", (400,)), ("mlp", (256, 128)), ("conv", (400,))])
+@pytest.mark.parametrize(
+    "architecture,hidden", [("mlp", (400,)), ("mlp", (256, 128)), ("conv", (400,)), ("linear", (400,))]
+)
 @pytest.mark.parametrize("model", ["vae", "ae"])
 def test_models_share_one_interface(model, architecture, hidden):
     net = tiny(model, 7, architecture=architecture, hidden=hidden)
@@ -52,3 +54,14 @@ def test_a_seed_fixes_the_initial_weights_of_either_architecture(model):
     for architecture in ("mlp", "conv"):
         first, second = (tiny(model, architecture=architecture).state_dict() for _ in range(2))
         assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_the_linear_vae_is_affine_with_one_posterior_variance_and_its_gaussian_mean_is_its_output():
+    net = tiny(architecture="linear", likelihood="gaussian", latent_dim=3)
+    x = torch.rand(4, 784)
+    mu, logvar = net.encode(x)
+    assert torch.equal(logvar, logvar[:1].expand(4, 3))  # one variance for every image
+    assert torch.allclose(net.encode(2 * x)[0] - mu, net.encode(x)[0] - net.encode(0 * x)[0], atol=1e-5)
+    assert torch.equal(net.mean(net.decode(mu)), net.decoder(mu))  # no sigmoid
+    bernoulli = tiny(architecture="linear", latent_dim=3)
+    assert torch.equal(bernoulli.mean(bernoulli.decode(mu)), torch.sigmoid(bernoulli.decoder(mu)))  # logits

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from toolkit import ToolkitError
 
 MODELS = ("vae", "ae")
-ARCHITECTURES = ("mlp", "conv")
+ARCHITECTURES = ("mlp", "conv", "linear")
 DATASETS = ("fashion-mnist", "mnist")
 LIKELIHOODS = ("bernoulli", "gaussian")
 FID_MODES = ("auto", "inception", "off")  # auto: the domain CNN always, Inception too when it is cheap
@@ -24,7 +24,7 @@ BINARIZATIONS = ("none", "dynamic")  # grey levels as they are, or Bernoulli dra
 # σ of the reference notebooks' Gaussian decoder: σ² = ½, so its NLL is the squared error plus a constant
 SQRT_HALF = math.sqrt(0.5)
 VAE_ONLY = ("beta", "warmup_epochs", "free_bits", "iw_samples", "iw_images")  # fields an AE ignores, so does not log
-MLP_ONLY = ("hidden",)  # fields the conv architecture ignores, so does not log
+MLP_ONLY = ("hidden",)  # fields the conv and linear architectures ignore, so do not log
 GAUSSIAN_ONLY = ("decoder_scale", "sigma")  # fields the Bernoulli likelihood ignores, so does not log
 NOT_MEASURED = ("figures",)  # fields that change what a run draws, not what it measures: never a setting apart
 IMAGE_SIDE = 28
@@ -62,8 +62,10 @@ class RunConfig:
     model: str = option("vae", "the model", MODELS)
     architecture: str = option(
         "mlp",
-        "encoder and decoder: mlp (784-hidden-latent and back) or conv (two "
-        "stride-2 convolutions 32-64 and their transposes)",
+        "encoder and decoder: mlp (784-hidden-latent and back), conv (two "
+        "stride-2 convolutions 32-64 and their transposes) or linear (affine maps 784-latent and back, "
+        "a VAE's posterior variance one learned vector for every image; the decoder's output is a Gaussian "
+        "likelihood's mean itself, no sigmoid: with --likelihood gaussian, probabilistic PCA)",
         ARCHITECTURES,
     )
     dataset: str = option("fashion-mnist", "the images", DATASETS)
@@ -201,8 +203,12 @@ class RunConfig:
         """The model's parameters, weights and biases. MLP: encoder 784 -> hidden -> head (2 x
         latent_dim wide for a VAE: mean and log-variance), decoder latent_dim -> reversed hidden ->
         784. Conv: the 4x4 convolutions 1 -> 32 -> 64 and transposes 64 -> 32 -> 1, three batch
-        norms (a scale and a shift per channel), head and decoder input linear to and from the 7 x 7 map."""
+        norms (a scale and a shift per channel), head and decoder input linear to and from the 7 x 7 map.
+        Linear: the MLP without hidden layers, its VAE head one log-variance per dimension (not per image)."""
         head = 2 * self.latent_dim if self.model == "vae" else self.latent_dim
+        if self.architecture == "linear":
+            head_weights = (INPUT_DIM + 1) * self.latent_dim + (head - self.latent_dim)
+            return head_weights + (self.latent_dim + 1) * INPUT_DIM
         if self.architecture == "conv":
             a, b = CONV_CHANNELS
             convolutions = sum((16 * i + 1) * o for i, o in ((1, a), (a, b), (b, a), (a, 1)))
@@ -235,7 +241,7 @@ class RunConfig:
 
     def _memory_problem(self) -> tuple[str, str]:
         """The too-large model, blamed on its widest part, with the stage that needs the memory."""
-        name = "latent_dim" if self.architecture == "conv" or self.latent_dim > max(self.hidden) else "hidden"
+        name = "hidden" if self.architecture == "mlp" and self.latent_dim <= max(self.hidden) else "latent_dim"
         stage = (
             (
                 f"training needs about {self.training_bytes() / 2**30:,.1f} GiB ({TRAINING_COPIES} float32 copies "
@@ -258,7 +264,11 @@ class RunConfig:
         """One sentence a person reads in the MLflow UI: the model, its latent size, its objective
         and how it was trained."""
         layers = "-".join(str(n) for n in (784, *self.hidden, self.latent_dim))
-        network = f"conv {'-'.join(map(str, CONV_CHANNELS))}" if self.architecture == "conv" else f"MLP {layers}"
+        network = {
+            "mlp": f"MLP {layers}",
+            "conv": f"conv {'-'.join(map(str, CONV_CHANNELS))}",
+            "linear": f"linear 784-{self.latent_dim}",
+        }[self.architecture]
         text = f"{self.model.upper()} with a {self.latent_dim}-d latent ({network}), {self.likelihood_text()}"
         if self.model == "vae":
             warmup = f"KL warm-up over {self.warmup_epochs} epochs" if self.warmup_epochs else "no KL warm-up"
@@ -287,7 +297,7 @@ class RunConfig:
         null when unset)."""
         unused = (
             (VAE_ONLY if self.model == "ae" else ())
-            + (MLP_ONLY if self.architecture == "conv" else ())
+            + (MLP_ONLY if self.architecture != "mlp" else ())
             + (GAUSSIAN_ONLY if self.likelihood != "gaussian" else ())
         )
         values = {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}

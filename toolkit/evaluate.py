@@ -14,11 +14,6 @@ from toolkit.objectives import HALF_LOG_2PI, kl_per_dim, reconstruction_nll
 
 EVAL_SEED = 0  # the posterior sample used for the ELBO is fixed, so reloading a model reproduces its metrics
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: unit u is active when Cov_x(E_q[z_u]) > 0.01
-# An active unit is informative when its test KL exceeds the free-bits floor by this many nats. Its
-# KL bounds the information it carries about the image (E_x KL_u >= I(x; z_u)): under 0.1 nats a
-# unit tells apart about e^0.1 = 1.1 kinds of image, nothing. Active units alone count units of a
-# few thousandths of a nat, and free bits hold units at the floor λ whatever they carry.
-INFORMATIVE_NATS = 0.1
 BATCH = 2000
 BF16_TOLERANCE = 0.01  # nats per example: how far bf16 may move the IW bound's first batch from fp32
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -28,7 +23,7 @@ IW_ROWS = 2000  # codes decoded at once by the IW bound: 6 MB of fp32 logits, wi
 @torch.no_grad()
 def elbo_metrics(model, split, config, by_class: bool = False) -> dict[str, float]:
     """recon, mse (per pixel, from the posterior mean) and loss (at `config.beta`); for a VAE also
-    kl, neg_elbo, kl_dim/NN, active_units and informative_units; decoder_sigma where σ is learned;
+    kl, neg_elbo, kl_dim/NN and active_units; decoder_sigma where σ is learned;
     `by_class`: recon_class/NN, the mean recon over the images of class NN. The AE gets no KL keys."""
     was_training = model.training
     model.eval()
@@ -38,10 +33,10 @@ def elbo_metrics(model, split, config, by_class: bool = False) -> dict[str, floa
     kl_dims, mus, per_class = 0.0, [], []
     for x, labels in split.batches(BATCH):
         out = model(x, generator)
-        nll = reconstruction_nll(out.logits, x, config.likelihood, model.log_sigma)
+        nll = reconstruction_nll(out.logits, x, config.likelihood, model.log_sigma, model.mean)
         recon += nll.sum()
         per_class.append((nll, labels))
-        sq_err += (torch.sigmoid(model.decode(out.mu)) - x).pow(2).sum()
+        sq_err += (model.mean(model.decode(out.mu)) - x).pow(2).sum()
         if out.logvar is not None:
             dims = kl_per_dim(out.mu, out.logvar)
             kl_dims = kl_dims + dims.sum(0)
@@ -65,7 +60,6 @@ def elbo_metrics(model, split, config, by_class: bool = False) -> dict[str, floa
             names.NEG_ELBO: metrics[names.RECON] + kl,
             names.LOSS: metrics[names.RECON] + config.beta * kl,
             names.ACTIVE_UNITS: int(active.sum()),
-            names.INFORMATIVE_UNITS: int((active & (kl_dims > config.free_bits + INFORMATIVE_NATS)).sum()),
         }
     )
     metrics.update({names.kl_dim(d): float(v) for d, v in enumerate(kl_dims)})
@@ -124,6 +118,34 @@ def iw_nll(
     total = len(split)
     if images is not None and images < total:
         split = split.subset(torch.randperm(total, generator=torch.Generator().manual_seed(EVAL_SEED))[:images])
+    weights = iw_log_weights(model, split, likelihood, samples, batch)
+    log_p = weights.bounds()
+    if len(split) == total:
+        return Bound(-float(log_p.mean()), weights.precision, weights.bf16_shift, total, None)
+    gap = log_p - weights.log_w.mean(0)  # >= 0 for every image (Jensen)
+    variance = gap.var() / len(split) + weights.log_p_x.var(0).mean() / total
+    return Bound(
+        neg_elbo - float(gap.mean()), weights.precision, weights.bf16_shift, len(split), float(variance.sqrt())
+    )
+
+
+class LogWeights(NamedTuple):
+    """The IW bound's K samples for every image of a split, each (K, images)."""
+
+    log_p_x: torch.Tensor  # log p(x|z_k)
+    log_w: torch.Tensor  # log p(x|z_k) p(z_k) / q(z_k|x)
+    precision: str  # of the decoder's products: "bf16" or "fp32"
+    bf16_shift: float | None  # nats by which bf16 moved the first batch's bound from fp32's (None: not tried)
+
+    def bounds(self) -> torch.Tensor:
+        """log p_K(x) of every image: the importance-weighted lower bound on its log p(x)."""
+        return _log_mean_exp(self.log_w)
+
+
+@torch.no_grad()
+def iw_log_weights(model, split, likelihood: str, samples: int, batch: int = IW_BATCH) -> LogWeights:
+    """`samples` codes z_k ~ q(z|x) of every image of `split` (EVAL_SEED) and their log-weights,
+    the decoder under bf16 autocast where `iw_nll` says so."""
     model.eval()
     generator = torch.Generator(device=split.images.device).manual_seed(EVAL_SEED)
     precision, shift, found = "fp32", None, []
@@ -138,13 +160,8 @@ def iw_nll(
             found.append(fast if precision == "bf16" else exact)
             continue
         found.append(_log_weights(model, x, mu, logvar, eps, likelihood, DTYPES[precision]))
-    log_p_x, log_w = (torch.cat(parts, 1) for parts in zip(*found))  # each (K, images)
-    log_p = _log_mean_exp(log_w)  # the bound of each image, negated
-    if len(split) == total:
-        return Bound(-float(log_p.mean()), precision, shift, total, None)
-    gap = log_p - log_w.mean(0)  # >= 0 for every image (Jensen)
-    variance = gap.var() / len(split) + log_p_x.var(0).mean() / total
-    return Bound(neg_elbo - float(gap.mean()), precision, shift, len(split), float(variance.sqrt()))
+    log_p_x, log_w = (torch.cat(parts, 1) for parts in zip(*found))
+    return LogWeights(log_p_x, log_w, precision, shift)
 
 
 def _log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
@@ -163,6 +180,7 @@ def _log_weights(model, x, mu, logvar, eps, likelihood: str, dtype: torch.dtype)
     for codes in z.split(max(1, IW_ROWS // len(x))):
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
             logits = model.decode(codes.flatten(0, 1))
-        log_p_x.append(-reconstruction_nll(logits.float().view(*codes.shape[:2], -1), x, likelihood, model.log_sigma))
+        logits = logits.float().view(*codes.shape[:2], -1)
+        log_p_x.append(-reconstruction_nll(logits, x, likelihood, model.log_sigma, model.mean))
     log_p_x = torch.cat(log_p_x)
     return log_p_x, log_p_x + log_p_z - log_q

@@ -47,7 +47,8 @@ SHARED = (
 
 def group_key(config: RunConfig) -> tuple | None:
     """Runs with equal keys can train as one group; None for a run that trains alone (conv
-    models: their batch norm and convolutions have no batched form here)."""
+    models: their batch norm and convolutions have no batched form here; linear models: nor has
+    their head's shared log-variance)."""
     if config.architecture != "mlp":
         return None
     return tuple(getattr(config, name) for name in SHARED)

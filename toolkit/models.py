@@ -1,7 +1,9 @@
 """The autoencoders. One `VAE` and one `AE` receive an encoder and a decoder built for
-`config.architecture` (MLP or conv) and share one interface, so that losses, metrics and samplers
-work on all of them: `encode(x) -> (mu, logvar or None)`, `decode(z) -> logits`, `forward(x) -> Output`.
-Images are flat (N, 784) tensors in and logits of the same shape out, whatever the architecture."""
+`config.architecture` (MLP, conv or linear) and share one interface, so that losses, metrics and
+samplers work on all of them: `encode(x) -> (mu, logvar or None)`, `decode(z) -> logits`,
+`forward(x) -> Output`, `mean(logits) -> the decoder's mean image`. Images are flat (N, 784)
+tensors in and logits of the same shape out, whatever the architecture; a linear decoder's
+"logits" under a Gaussian likelihood are its mean itself."""
 
 from __future__ import annotations
 
@@ -77,24 +79,64 @@ def conv_decoder(config: RunConfig) -> nn.Module:
     )
 
 
-BUILDERS = {"mlp": (mlp_encoder, mlp_decoder), "conv": (conv_encoder, conv_decoder)}  # architecture -> its parts
+def linear_encoder(config: RunConfig) -> tuple[nn.Module, int]:
+    """No layer: the head reads the pixels themselves."""
+    return nn.Identity(), INPUT_DIM
+
+
+def linear_decoder(config: RunConfig) -> nn.Module:
+    """One affine map latent -> 784: a Gaussian likelihood's mean itself (no sigmoid), a Bernoulli one's logits."""
+    return nn.Linear(config.latent_dim, INPUT_DIM)
+
+
+class SharedVarianceHead(nn.Module):
+    """The linear VAE's head: the code's mean affine in the image, its log-variance one learned
+    vector for every image (as the exact posterior of probabilistic PCA has one covariance for
+    every image), so that for Gaussian data q(z) is Gaussian too (`toolkit.ppca`)."""
+
+    def __init__(self, features: int, latent_dim: int):
+        super().__init__()
+        self.mean = nn.Linear(features, latent_dim)
+        self.logvar = nn.Parameter(torch.zeros(latent_dim))
+        self.out_features = 2 * latent_dim
+
+    def forward(self, h):
+        mu = self.mean(h)
+        return torch.cat([mu, self.logvar.expand_as(mu)], -1)
+
+
+# architecture -> its parts
+BUILDERS = {
+    "mlp": (mlp_encoder, mlp_decoder),
+    "conv": (conv_encoder, conv_decoder),
+    "linear": (linear_encoder, linear_decoder),
+}
 
 
 class AE(nn.Module):
     """Deterministic autoencoder: the code is the encoder's output. `encoder` maps images to
     features, the linear `head` maps those to the code, `decoder` maps codes to logits.
     `log_sigma`, for a Gaussian likelihood, is ln σ of the decoder's p(x|z): a parameter when σ
-    is learned, a buffer when it is fixed; None for the Bernoulli likelihood."""
+    is learned, a buffer when it is fixed; None for the Bernoulli likelihood. `identity_mean`: the
+    decoder's output is its mean image itself, not logits (the linear architecture's Gaussian decoder)."""
 
     variational = False
     codes_per_dim = 1  # the head's outputs per latent dimension
 
-    def __init__(self, encoder: nn.Module, head: nn.Linear, decoder: nn.Module, log_sigma: torch.Tensor | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module,
+        decoder: nn.Module,
+        log_sigma: torch.Tensor | None = None,
+        identity_mean: bool = False,
+    ):
         super().__init__()
         self.latent_dim = head.out_features // self.codes_per_dim
         self.encoder = encoder
         self.head = head
         self.decoder = decoder
+        self.identity_mean = identity_mean
         if isinstance(log_sigma, nn.Parameter):
             self.log_sigma = log_sigma
         else:
@@ -103,6 +145,10 @@ class AE(nn.Module):
     @property
     def learns_sigma(self) -> bool:
         return isinstance(self.log_sigma, nn.Parameter)
+
+    def mean(self, logits: torch.Tensor) -> torch.Tensor:
+        """The decoder's mean image from its output: sigmoid(logits), or the output itself (`identity_mean`)."""
+        return logits if self.identity_mean else torch.sigmoid(logits)
 
     def encode(self, x):
         return self.head(self.encoder(x)), None
@@ -142,8 +188,14 @@ def build(config: RunConfig, device: torch.device | None = None) -> AE:
     cls = VAE if config.model == "vae" else AE
     parts, decoder = BUILDERS[config.architecture]
     encoder, features = parts(config)  # created encoder, head, decoder: the order the reference notebooks' weights need
-    head = nn.Linear(features, cls.codes_per_dim * config.latent_dim)
-    return cls(encoder, head, decoder(config), decoder_log_sigma(config)).to(device or default_device())
+    linear = config.architecture == "linear"
+    if linear and cls is VAE:
+        head = SharedVarianceHead(features, config.latent_dim)
+    else:
+        head = nn.Linear(features, cls.codes_per_dim * config.latent_dim)
+    identity_mean = linear and config.likelihood == "gaussian"
+    model = cls(encoder, head, decoder(config), decoder_log_sigma(config), identity_mean)
+    return model.to(device or default_device())
 
 
 def decoder_log_sigma(config: RunConfig) -> torch.Tensor | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -11,20 +12,25 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def reconstruction_nll(
-    logits: torch.Tensor, x: torch.Tensor, likelihood: str, log_sigma: torch.Tensor | None = None
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    likelihood: str,
+    log_sigma: torch.Tensor | None = None,
+    mean: Callable[[torch.Tensor], torch.Tensor] = torch.sigmoid,
 ) -> torch.Tensor:
     """-log p(x|z) per example, shape (N,), in nats summed over the pixels.
 
     bernoulli: binary cross-entropy from logits. On grey levels x in [0, 1] it is a cross-entropy,
     not the likelihood of an image: its floor is the pixels' own entropy (`pixel_entropy`).
-    gaussian: the whole negative log-density of N(x; sigmoid(logits), σ²) per pixel, its constant
+    gaussian: the whole negative log-density of N(x; mean(logits), σ²) per pixel, its constant
     included: Σ (x - mean)² / (2σ²) + D (ln σ + ½ ln 2π), with `log_sigma` = ln σ (a scalar
-    tensor, trained when σ is learned). With σ² = ½ it is the squared error plus (D/2) ln π.
+    tensor, trained when σ is learned) and `mean` the model's (`AE.mean`: the sigmoid, or the
+    identity for a linear decoder). With σ² = ½ it is the squared error plus (D/2) ln π.
     """
     if likelihood == "bernoulli":
         return BernoulliNLL.apply(logits, x)
     if likelihood == "gaussian":
-        squared = (torch.sigmoid(logits) - x).pow(2).sum(-1)
+        squared = (mean(logits) - x).pow(2).sum(-1)
         return 0.5 * squared * torch.exp(-2 * log_sigma) + logits.shape[-1] * (log_sigma + HALF_LOG_2PI)
     raise ValueError(f"unknown likelihood {likelihood!r}")
 
@@ -78,14 +84,17 @@ class Terms(NamedTuple):
     kl: torch.Tensor  # true KL per example, (N,); zeros for the AE
 
 
-def loss_terms(out, x, likelihood: str, beta, free_bits, log_sigma: torch.Tensor | None = None) -> Terms:
-    """Objective = mean recon + beta * sum_d max(free_bits, mean KL_d) (Kingma et al. 2016).
+def loss_terms(
+    out, x, likelihood: str, beta, free_bits, log_sigma: torch.Tensor | None = None, mean=torch.sigmoid
+) -> Terms:
+    """Objective = mean recon + beta * sum_d max(free_bits, mean KL_d) (Kingma et al. 2016); `log_sigma`
+    and `mean` as `reconstruction_nll` takes them.
 
     The KL returned for reporting is always the true KL, without the free-bits floor. For the
     members of a group (`toolkit.group`) every tensor has a leading member axis, and `beta`, (members,),
     and `free_bits`, (members, 1), are tensors: the objective is then one per member.
     """
-    recon = reconstruction_nll(out.logits, x, likelihood, log_sigma)
+    recon = reconstruction_nll(out.logits, x, likelihood, log_sigma, mean)
     if out.logvar is None:
         return Terms(recon.mean(-1), recon, torch.zeros_like(recon))
     kl_dims = kl_per_dim(out.mu, out.logvar)

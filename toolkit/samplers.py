@@ -30,8 +30,8 @@ def posteriors(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 @torch.no_grad()
 def decode_images(model, z: torch.Tensor) -> torch.Tensor:
-    """Mean images (pixel probabilities) for the codes `z`."""
-    return torch.cat([torch.sigmoid(model.decode(z[i : i + BATCH])) for i in range(0, len(z), BATCH)])
+    """Mean images for the codes `z`, as grey levels in [0, 1] (a linear decoder's mean clipped to them)."""
+    return torch.cat([model.mean(model.decode(z[i : i + BATCH])).clamp(0, 1) for i in range(0, len(z), BATCH)])
 
 
 class NormalPrior:

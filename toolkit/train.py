@@ -193,7 +193,7 @@ def _train_epoch(model, progress: Progress, split, step: int, steps_per_epoch: i
         beta_total += beta
         with forward_precision(config, x.device):
             out = model(x, noise)
-        terms = loss_terms(out.in_fp32(), x, config.likelihood, beta, config.free_bits, model.log_sigma)
+        terms = loss_terms(out.in_fp32(), x, config.likelihood, beta, config.free_bits, model.log_sigma, model.mean)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         optimizer.step()
