@@ -38,33 +38,84 @@ def test_the_log_density_of_every_code_under_every_posterior_is_torchs():
     assert torch.allclose(gaussian_log_density(z, mu, logvar), expected, rtol=0, atol=1e-10)
 
 
-def test_the_rate_split_of_a_linear_gaussian_encoder_is_its_closed_form():
+def prior_matched(n: int, information: float, dims: int, seed: int):
+    """Posteriors N(a x, s²) of x ~ N(0, I) with a² + s² = 1, so that q(z) is the prior N(0, I)
+    exactly: I(x; z) = -dims ln(s), all of the rate; the marginal KL is 0."""
+    s = math.exp(-information / dims)
+    return linear_gaussian(n, torch.full((dims,), math.sqrt(1 - s * s)), torch.full((dims,), s), seed)
+
+
+@pytest.mark.parametrize("information", [2, 5, 9, 12, 16, 20])
+def test_the_brackets_hold_the_true_information_where_the_mixture_estimator_falls_short(information):
+    dims = 10
+    mu, logvar = prior_matched(5000, information, dims, seed=1)
+    found = rate_split(mu, logvar, torch.Generator().manual_seed(0), pool=prior_matched(20_000, information, dims, 2))
+    assert found.information.low <= information <= found.information.high
+    assert found.marginal_kl.low <= 0 <= found.marginal_kl.high  # both ends are clipped at 0 only from below
+    assert all(b.low <= information / dims <= b.high for b in found.dims_information)
+    assert found.mixture <= found.ceiling == pytest.approx(math.log(5000))
+    assert found.pooled_mixture <= found.pooled_ceiling == pytest.approx(math.log(25_000))
+    if information >= 12:  # past log N the mixture estimate is a bound, and the bracket says so
+        assert found.mixture < information - 2 and not found.information.measured
+    if information <= 5:
+        assert found.information.measured
+
+
+def test_the_pooled_posteriors_lift_the_lower_end_towards_the_truth():
+    mu, logvar = prior_matched(5000, 12, 10, seed=1)
+    alone = rate_split(mu, logvar, torch.Generator().manual_seed(0))
+    pooled = rate_split(mu, logvar, torch.Generator().manual_seed(0), pool=prior_matched(20_000, 12, 10, 2))
+    assert alone.mixture == alone.pooled_mixture == pooled.mixture
+    assert pooled.pooled_mixture > alone.mixture + 1 and pooled.information.low > alone.information.low + 1
+
+
+def test_the_rate_split_of_a_linear_gaussian_encoder_brackets_its_closed_form():
     scale, sd = torch.tensor([1.0, 2.0, 0.0]), torch.tensor([1.0, 0.5, 1.0])
     mu, logvar = linear_gaussian(5000, scale, sd)
     variance = scale.pow(2) + sd.pow(2)
     information = 0.5 * torch.log(variance / sd.pow(2))  # per dimension; the dimensions are independent
     marginal = 0.5 * (variance - 1 - torch.log(variance))
-    mean_kl = float(kl_per_dim(mu, logvar).sum(1).mean())
-    found = rate_split(mu, logvar, mean_kl, torch.Generator().manual_seed(1))
-    assert found.mutual_information == pytest.approx(float(information.sum()), abs=0.05)
-    assert found.marginal_kl == pytest.approx(float(marginal.sum()), abs=0.05)
-    assert found.marginal_kl_dims == pytest.approx(marginal.tolist(), abs=0.03)
-    assert found.mutual_information + found.marginal_kl == pytest.approx(mean_kl)
-    assert found.ceiling == pytest.approx(math.log(5000))
+    found = rate_split(mu, logvar, torch.Generator().manual_seed(1))
+    assert found.information.low <= float(information.sum()) <= found.information.high
+    assert found.marginal_kl.low <= float(marginal.sum()) <= found.marginal_kl.high
+    assert found.information.measured and found.marginal_kl.measured
+    assert all(b.low <= float(i) <= b.high for b, i in zip(found.dims_information, information))
+    assert found.marginal_kl_dims == pytest.approx(
+        marginal.tolist(), abs=0.06
+    )  # 1,000 codes: a few hundredths of MC noise
+    rate = float(kl_per_dim(mu, logvar).sum(1).mean())
+    assert found.information.low + found.marginal_kl.high == pytest.approx(rate)
 
 
 def test_a_collapsed_encoder_carries_no_information_and_matches_the_prior():
     mu, logvar = torch.zeros(3000, 4), torch.zeros(3000, 4)
-    found = rate_split(mu, logvar, 0.0, torch.Generator().manual_seed(0))
-    assert found.mutual_information == pytest.approx(0, abs=1e-9)
-    assert found.marginal_kl == pytest.approx(0, abs=1e-9)
+    found = rate_split(mu, logvar, torch.Generator().manual_seed(0))
+    assert found.information == pytest.approx((0, 0), abs=1e-6) and found.marginal_kl == pytest.approx((0, 0), abs=1e-6)
+    assert all(b == pytest.approx((0, 0), abs=1e-6) for b in found.dims_information)
 
 
-def test_posteriors_far_apart_reach_the_information_ceiling_of_log_n():
+def test_posteriors_far_apart_reach_the_mixture_ceiling_of_log_n_and_stay_bracketed():
     mu = torch.linspace(-3, 3, 1000)[:, None]  # 1,000 points 0.006 apart with sd 1e-5: each code names its image
     logvar = torch.full_like(mu, math.log(1e-10))
-    found = rate_split(mu, logvar, float(kl_per_dim(mu, logvar).sum(1).mean()), torch.Generator().manual_seed(0))
-    assert found.mutual_information == pytest.approx(math.log(1000), abs=1e-3)
+    found = rate_split(mu, logvar, torch.Generator().manual_seed(0))
+    assert found.mixture == pytest.approx(math.log(1000), abs=1e-3)
+    rate = float(kl_per_dim(mu, logvar).sum(1).mean())  # about 10.4 nats
+    assert found.information.low <= found.mixture < rate - 1 <= found.information.high
+    assert not found.information.measured
+
+
+def test_a_unit_held_at_the_free_bits_floor_is_not_informative():
+    """Two units with the same KL, 0.5 nats: one spends it on the image, one holds it whatever the
+    image (every posterior N(1, 1): KL 0.5, information 0)."""
+    g = torch.Generator().manual_seed(0)
+    s = math.exp(-0.5)  # I = 0.5 nats, aggregate the prior: KL 0.5
+    carrying = math.sqrt(1 - s * s) * torch.randn(4000, 1, generator=g)
+    mu = torch.cat([carrying, torch.ones(4000, 1)], 1)
+    logvar = torch.cat([torch.full((4000, 1), 2 * math.log(s)), torch.zeros(4000, 1)], 1)
+    assert kl_per_dim(mu, logvar).mean(0).tolist() == pytest.approx([0.5, 0.5], abs=0.03)
+    metrics = pipeline.rate_metrics(rate_split(mu, logvar, torch.Generator().manual_seed(1)))
+    assert metrics["test/informative_units"] == 1
+    assert metrics["test/mutual_info_dim_low/00"] > 0.4 and metrics["test/mutual_info_dim_high/01"] < 0.1
 
 
 def clusters(n: int, centres: torch.Tensor, seed: int) -> torch.Tensor:

@@ -97,8 +97,8 @@ def every_run_figure():
         figures.samples(images[:16], "samples: N(0, I) prior"),
         figures.interpolation(images[:10]),
         figures.latent_pca(vae, images, labels),
-        figures.kl_bars([0.0005, 0.05, 2.0, 0.2], 0.05, 3),
-        figures.kl_heatmap([[1.0, 0.001, 2.0]] * 3, 0.0),
+        figures.kl_bars([0.0005, 0.05, 2.0, 0.2], [0.0, 0.0, 1.9, 0.15], 0.05, 3),
+        figures.kl_heatmap([[1.0, 0.001, 2.0]] * 3),
         figures.traversals(images[:18], [3, 1], [2.0, 0.5]),
         figures.nearest_training(images[:5], images[5:10], images[10:15], "fmnist-cnn"),
         figures.loss_curves(history * 3),
@@ -112,12 +112,14 @@ def test_every_run_figure_draws_its_text_at_8_points_or_more_at_150_dpi():
         assert not small, small
 
 
-def test_kl_bars_are_on_a_log_scale_with_the_informative_threshold_drawn():
-    fig = figures.kl_bars([0.0005, 0.05, 2.0, 0.2], free_bits=0.05, active=3)
+def test_kl_bars_are_on_a_log_scale_and_count_as_informative_the_dimensions_whose_information_clears_the_threshold():
+    fig = figures.kl_bars([0.0005, 0.05, 2.0, 0.2], [0.0, 0.0, 1.9, 0.02], free_bits=0.05, active=3)
     ax = fig.axes[0]
     assert ax.get_yscale() == "log" and min(p.get_height() for p in ax.patches) > 0
-    assert [line.get_ydata()[0] for line in ax.lines] == [pytest.approx(0.15), pytest.approx(0.05)]
-    assert "2 informative, 3 active" in ax.get_title()
+    assert [line.get_ydata()[0] for line in ax.lines] == [pytest.approx(0.1), pytest.approx(0.05)]
+    assert "1 informative, 3 active" in ax.get_title()  # the fourth's KL clears 0.1 nats, its information does not
+    informative, other = ax.patches[2].get_facecolor(), ax.patches[3].get_facecolor()
+    assert informative != other and ax.patches[0].get_facecolor() == other
 
 
 def test_kl_heatmap_colours_on_a_log_scale_so_a_thousandth_of_a_nat_differs_from_a_twentieth():

@@ -128,16 +128,13 @@ def test_a_learned_sigma_trains_towards_the_reconstruction_error_and_is_logged_e
     assert fixed.log_sigma.item() == pytest.approx(math.log(math.sqrt(0.5)))
 
 
-def test_informative_units_are_active_units_whose_kl_clears_the_free_bits_floor_by_a_tenth_of_a_nat():
-    for free_bits in (0.0, 0.5):
-        cfg = config(free_bits=free_bits, epochs=4)
-        model, _, splits = train(cfg)
-        metrics = elbo_metrics(model, splits.test, cfg)
-        mu = model.encode(splits.test.images)[0]
-        active = active_dims(mu).tolist()
-        above = [metrics[f"kl_dim/{d:02d}"] > free_bits + 0.1 for d in range(cfg.latent_dim)]
-        assert metrics["informative_units"] == sum(a and b for a, b in zip(active, above))
-        assert metrics["informative_units"] <= metrics["active_units"] == sum(active)
+def test_active_units_are_the_dimensions_whose_posterior_means_vary_over_the_test_images():
+    cfg = config(epochs=2)
+    model, _, splits = train(cfg)
+    metrics = elbo_metrics(model, splits.test, cfg)
+    mu = model.encode(splits.test.images)[0]
+    assert metrics["active_units"] == int((mu.var(0, unbiased=False) > 0.01).sum())
+    assert "informative_units" not in metrics  # decided by each dimension's information, in the rate split
 
 
 def test_dynamic_binarisation_trains_on_fresh_binary_draws_and_tests_on_one_fixed_draw():

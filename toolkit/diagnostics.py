@@ -14,17 +14,29 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from toolkit.objectives import HALF_LOG_2PI
+from toolkit.objectives import HALF_LOG_2PI, kl_per_dim
 
-# The rate split: one code z ~ q(z|x) for each of RATE_CODES test images estimates the expectations
-# over q(z); q(z) itself is the mixture of the posteriors of all N test images, so the estimate of
-# I_q(x; z) cannot exceed log N (Hoffman & Johnson 2016).
-RATE_CODES = 2000
-# Each dimension's marginal KL, a 1-D quantity, on subsets: q(z_u) the mixture of the first
-# MARGINAL_POSTERIORS test posteriors, the expectation over MARGINAL_CODES codes. On the reference VAE
-# every dimension's estimate is within 0.02 nats of 2,000 codes over all 10,000 posteriors, in a
-# twelfth of the time (0.33 s against 4.2 s).
-MARGINAL_CODES, MARGINAL_POSTERIORS = 1000, 2000
+# The rate split E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z)) (Hoffman & Johnson 2016). Neither
+# part has a closed form, and the mixture estimator of I_q(x; z) (the InfoNCE bound, Poole et al. 2019)
+# is biased low long before its ceiling log N, so each part is bracketed:
+# - below, the mixture estimator over the test posteriors and, tighter, over the test and training
+#   posteriors together (a larger N; both are shown, so that a reader sees whether it has converged);
+# - above, the rate less the sum of the dimensions' marginal KLs, a lower bound on KL(q(z) || p(z)) for a
+#   factorised prior; each 1-D marginal density is the mixture of the other posteriors (leave-one-out),
+#   whose log is low in expectation (Jensen), so the upper end errs upwards.
+# Each end moves BRACKET_SE Monte Carlo standard errors outwards. A part is *measured* where its
+# bracket is at most MEASURED_NATS wide; elsewhere only its bracket is reported.
+RATE_CODES = 2000  # codes z ~ q(z|x), one for each of the first RATE_CODES test images
+MARGINAL_CODES = 1000  # of them, those the 1-D marginals are evaluated at
+BRACKET_SE = 3.0
+MEASURED_NATS = 1.0
+MIXTURE_ENTRIES = 8_000_000  # codes x posteriors in one log-density matrix (64 MB in float64)
+# A dimension is informative when its information I(x; z_u) is above this for certain (its bracket's
+# low end): under 0.1 nats a unit tells apart about e^0.1 = 1.1 kinds of image, nothing. Neither
+# its KL nor its activity decides it: free bits hold units at a KL floor whatever they carry, and a
+# unit counts as active from a few thousandths of a nat.
+INFORMATIVE_NATS = 0.1
+
 CHUNK = 500  # rows of a distance or density matrix computed at once
 # Precision and recall (Kynkäänniemi et al. 2019): k-nearest-neighbour balls around this many real
 # and generated images' features. Both scores rise with the number of points; every run uses the same.
@@ -39,6 +51,71 @@ TRAVERSAL_DIMS, TRAVERSAL_STEPS = 8, 9
 TRAVERSAL_QUANTILES = (0.02, 0.98)  # of the aggregate posterior along each traversed dimension
 
 
+class Bracket(NamedTuple):
+    """An interval [low, high] in nats known to hold a quantity (up to BRACKET_SE standard errors)."""
+
+    low: float
+    high: float
+
+    @property
+    def measured(self) -> bool:
+        """Whether the bracket is narrow enough (MEASURED_NATS) for its midpoint to stand for the value."""
+        return self.high - self.low <= MEASURED_NATS
+
+
+class RateSplit(NamedTuple):
+    information: Bracket  # I_q(x; z)
+    marginal_kl: Bracket  # KL(q(z) || p(z)): the rate less the information
+    mixture: float  # the mixture estimate of I_q(x; z) over the N test posteriors, at most log N
+    pooled_mixture: float  # the same over the test and training posteriors together
+    ceiling: float  # log N
+    pooled_ceiling: float  # log of the pooled number of posteriors
+    dims_information: list[Bracket]  # I_q(x; z_u) of each dimension
+    marginal_kl_dims: list[float]  # KL(q(z_u) || N(0, 1)) of each dimension, leave-one-out (low in expectation)
+    codes: torch.Tensor  # the codes drawn from the aggregate posterior, (M, D)
+
+
+@torch.no_grad()
+def rate_split(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    generator: torch.Generator,
+    pool: tuple[torch.Tensor, torch.Tensor] | None = None,
+    codes: int = RATE_CODES,
+) -> RateSplit:
+    """The rate of the N test posteriors (mu, logvar), split into the information I_q(x; z) and the
+    marginal KL(q(z) || p(z)), each bracketed as above, and the information of each dimension
+    bracketed the same way in one dimension. `pool`, the posteriors of further images of the same
+    distribution (the training set), enlarges the lower end's mixture. One z ~ q(z|x_m) is drawn for
+    each of the first `codes` test images; the 1-D marginals use the first MARGINAL_CODES of them."""
+    mu, logvar = mu.double(), logvar.double()
+    m = min(codes, len(mu))
+    eps = torch.randn(m, mu.shape[1], generator=generator, device=mu.device, dtype=mu.dtype)
+    z = mu[:m] + torch.exp(0.5 * logvar[:m]) * eps
+    log_q_given_x = (-0.5 * eps.pow(2) - 0.5 * logvar[:m] - HALF_LOG_2PI).sum(1)
+    log_test = _log_mixture(z, mu, logvar)
+    mixture = log_q_given_x - log_test + math.log(len(mu))
+    pooled_n = len(mu) + (0 if pool is None else len(pool[0]))
+    if pool is not None:
+        log_test = torch.logaddexp(log_test, _log_mixture(z, *(p.to(mu) for p in pool)))
+    pooled = log_q_given_x - log_test + math.log(pooled_n)
+    rate = kl_per_dim(mu, logvar)  # (N, D)
+    dims_mixture, dims_marginal = _marginals(z[:MARGINAL_CODES], mu, logvar)
+    information = _bracket(pooled, rate.sum(1), dims_marginal.sum(1))
+    total = float(rate.sum(1).mean())
+    return RateSplit(
+        information,
+        Bracket(max(0.0, total - information.high), total - information.low),
+        float(mixture.mean()),
+        float(pooled.mean()),
+        math.log(len(mu)),
+        math.log(pooled_n),
+        [_bracket(dims_mixture[:, u], rate[:, u], dims_marginal[:, u]) for u in range(mu.shape[1])],
+        [float(v) for v in dims_marginal.mean(0)],
+        z.float(),
+    )
+
+
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z_m; mu_n, diag exp(logvar_n)) for every code m and posterior n: (M, N), as one matrix
     product: with p = 1/σ², Σ_d (z - μ)² p + ln σ² expands to [z², z, 1] · [p, -2μp, Σ_d (μ²p + ln σ²)],
@@ -49,54 +126,51 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return (codes @ posteriors.T).mul_(-0.5).sub_(z.shape[1] * HALF_LOG_2PI)
 
 
-def _log_mixture(log_densities: torch.Tensor) -> torch.Tensor:
-    """log (1/N) Σ_n exp(row) for each row of (M, N) log densities."""
-    return torch.logsumexp(log_densities, 1) - math.log(log_densities.shape[1])
+def _log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log Σ_n q(z_m|x_n) of each code z_m under the N posteriors (mu, logvar): the log of N times
+    their mixture's density."""
+    rows = max(1, MIXTURE_ENTRIES // len(mu))
+    return torch.cat([torch.logsumexp(gaussian_log_density(part, mu, logvar), 1) for part in z.split(rows)])
 
 
-class RateSplit(NamedTuple):
-    mutual_information: float  # I_q(x; z) in nats, at most `ceiling`
-    marginal_kl: float  # KL(q(z) || p(z)) in nats
-    marginal_kl_dims: list[float]  # KL(q(z_u) || N(0, 1)) of each dimension
-    ceiling: float  # log N: the mixture over N images carries at most this much information
-    codes: torch.Tensor  # the codes drawn from the aggregate posterior, (M, D)
+def _marginals(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each code z_m, drawn from the m-th of the N posteriors (mu, logvar), and each dimension u,
+    (M, D) each: log q(z_mu|x_m) less the log of the 1-D mixture of all N posteriors (the mixture
+    estimator's term of I(x; z_u)), and the log of the 1-D mixture of the other N - 1 posteriors less
+    log N(z_mu; 0, 1) (the leave-one-out term of KL(q(z_u) || N(0, 1))). One pass of exp serves both:
+    the others' sum is shifted by their own maximum, so that a code's own density, however much
+    larger, neither overflows it nor cancels from it."""
+    n = len(mu)
+    z, mu, logvar = z.float(), mu.float(), logvar.float()
+    rows = max(1, MIXTURE_ENTRIES // (n * mu.shape[1]))
+    inverse_sd = torch.exp(-0.5 * logvar)
+    together, apart = [], []
+    for start in range(0, len(z), rows):
+        part = z[start : start + rows]
+        log_density = ((part[:, None, :] - mu) * inverse_sd).pow_(2).mul_(-0.5).sub_(0.5 * logvar + HALF_LOG_2PI)
+        mine = torch.arange(len(part)), torch.arange(start, start + len(part))
+        own = log_density[mine]
+        log_density[mine] = -math.inf
+        shift = log_density.amax(1)
+        log_others = log_density.sub_(shift[:, None, :]).exp_().sum(1).log_().add_(shift)
+        together.append(own - torch.logaddexp(log_others, own) + math.log(n))
+        apart.append(log_others - math.log(max(n - 1, 1)))
+    return torch.cat(together).double(), torch.cat(apart).double() + 0.5 * z.double().pow(2) + HALF_LOG_2PI
 
 
-@torch.no_grad()
-def rate_split(
-    mu: torch.Tensor, logvar: torch.Tensor, mean_kl: float, generator: torch.Generator, codes: int = RATE_CODES
-) -> RateSplit:
-    """Hoffman & Johnson's split of the rate E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z)),
-    q(z) the aggregate posterior: the mixture of q(z|x_n) over the N images whose posteriors are
-    (mu, logvar). The information is the Monte Carlo mean of log q(z|x_m) - log q(z) over one
-    z ~ q(z|x_m) for each of the first `codes` images (both densities at the same z, so that their
-    noise largely cancels); the marginal KL is the rest of `mean_kl` (the analytic mean KL of the
-    same N posteriors), so the two parts sum to the logged KL exactly. Each dimension's marginal
-    KL is the mean of log q(z_u) - log N(z_u; 0, 1) over the first MARGINAL_CODES of the same
-    codes, q(z_u) the mixture of the first MARGINAL_POSTERIORS posteriors along u."""
-    mu, logvar = mu.double(), logvar.double()
-    m = min(codes, len(mu))
-    eps = torch.randn(m, mu.shape[1], generator=generator, device=mu.device, dtype=mu.dtype)
-    z = mu[:m] + torch.exp(0.5 * logvar[:m]) * eps
-    log_q = torch.cat([_log_mixture(gaussian_log_density(part, mu, logvar)) for part in z.split(CHUNK)])
-    log_q_given_x = (-0.5 * eps.pow(2) - 0.5 * logvar[:m] - HALF_LOG_2PI).sum(1)
-    information = float((log_q_given_x - log_q).mean())
-    dims = marginal_kl_dims(
-        z[:MARGINAL_CODES].float(), mu[:MARGINAL_POSTERIORS].float(), logvar[:MARGINAL_POSTERIORS].float()
-    )
-    return RateSplit(information, mean_kl - information, dims, math.log(len(mu)), z.float())
+def _se(values: torch.Tensor) -> float:
+    """The standard error of the mean of `values` (0 for one value)."""
+    return float(values.std() / math.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
-def marginal_kl_dims(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> list[float]:
-    """KL(q(z_u) || N(0, 1)) of every dimension u: the mean over the codes z (M, D) of log q(z_u)
-    - log N(z_u; 0, 1), q(z_u) the mixture of the N posteriors (mu, logvar) along u."""
-    rows = max(1, CHUNK * 50 // len(mu))  # codes at once: rows x N x D stays near 25 M numbers
-    log_q = []
-    for part in z.split(rows):
-        log_density = -0.5 * (part[:, None, :] - mu).pow(2) * torch.exp(-logvar) - 0.5 * logvar - HALF_LOG_2PI
-        log_q.append(torch.logsumexp(log_density, 1) - math.log(len(mu)))  # (rows, D)
-    log_prior = -0.5 * z.pow(2) - HALF_LOG_2PI
-    return [float(v) for v in (torch.cat(log_q) - log_prior).mean(0)]
+def _bracket(lower_terms: torch.Tensor, rate_terms: torch.Tensor, marginal_terms: torch.Tensor) -> Bracket:
+    """An information's bracket: below, the mean of the mixture estimator's terms; above, the mean
+    rate less the mean marginal KL; each BRACKET_SE standard errors outwards, and within [0, rate]
+    (the 1-D terms are float32 sums: an information of 0 may come out at 1e-6 nats)."""
+    rate, rate_se = float(rate_terms.mean()), _se(rate_terms)
+    high = rate - float(marginal_terms.mean()) + BRACKET_SE * math.hypot(rate_se, _se(marginal_terms))
+    low = max(0.0, float(lower_terms.mean()) - BRACKET_SE * _se(lower_terms))
+    return Bracket(low, max(0.0, min(high, rate + BRACKET_SE * rate_se)))
 
 
 def _distances(a: torch.Tensor, b: torch.Tensor):

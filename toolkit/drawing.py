@@ -102,13 +102,13 @@ def plain_log_ticks(axis):
 
 
 def mark_threshold(colorbar, threshold: float):
-    """A line across a KL colour bar at the informative threshold."""
+    """A line across a KL colour bar at `threshold`: a dimension with less KL carries less information."""
     colorbar.ax.axhline(threshold, color="white", linewidth=2)
     colorbar.ax.axhline(threshold, color="C1", linewidth=1, linestyle="--")
     colorbar.ax.text(
         1.05,
         threshold,
-        f" {threshold:g}: informative",
+        f" {threshold:g}: less KL, less information",
         transform=colorbar.ax.get_yaxis_transform(),
         va="bottom",
         fontsize=8,

@@ -14,7 +14,7 @@ from sklearn.manifold import TSNE  # noqa: E402
 
 from toolkit import drawing, names  # noqa: E402
 from toolkit.config import IMAGE_SIDE  # noqa: E402
-from toolkit.evaluate import INFORMATIVE_NATS  # noqa: E402
+from toolkit.diagnostics import INFORMATIVE_NATS  # noqa: E402
 from toolkit.samplers import latent_means  # noqa: E402
 
 # t-SNE runs on the first 1,000 test images (about 100 of each class), the same subset for every
@@ -128,21 +128,27 @@ def manifold(images):
     return drawing.image_grids([("2-D latent manifold", _images(images))], columns=int(np.sqrt(len(images))))
 
 
-def kl_bars(kl_per_dim, free_bits: float = 0.0, active: int | None = None):
+def kl_bars(kl_per_dim, information_low=None, free_bits: float = 0.0, active: int | None = None):
     """KL of each latent dimension at the end, on a log scale (a collapsed dimension's few
-    thousandths of a nat stay visible), with the informative threshold marked."""
+    thousandths of a nat stay visible). A dimension's KL bounds its information from above, so one
+    below INFORMATIVE_NATS is uninformative; the informative ones, those whose information bracket
+    (`information_low`, its low ends) clears INFORMATIVE_NATS, are coloured."""
     kl = np.asarray(kl_per_dim)
+    informative = np.asarray(information_low if information_low is not None else np.zeros_like(kl)) > INFORMATIVE_NATS
     fig, ax = plt.subplots(figsize=(max(4.5, 0.3 * len(kl)), 3.2))
-    threshold = free_bits + INFORMATIVE_NATS
-    ax.bar(np.arange(len(kl)), np.maximum(kl, drawing.KL_FLOOR), color=["C0" if k > threshold else "C2" for k in kl])
-    ax.axhline(threshold, color="C1", linestyle="--", label=f"informative: > {threshold:g} nats")
+    ax.bar(np.arange(len(kl)), np.maximum(kl, drawing.KL_FLOOR), color=np.where(informative, "C0", "C2"))
+    ax.axhline(
+        INFORMATIVE_NATS, color="C1", linestyle="--", label=f"{INFORMATIVE_NATS:g} nats: less KL, less information"
+    )
     if free_bits:
         ax.axhline(free_bits, color="C5", linestyle=":", label=f"free-bits floor {free_bits:g}")
-    counts = f"{int((kl > threshold).sum())} informative" + (f", {active} active" if active is not None else "")
+    counts = (f"{int(informative.sum())} informative, " if information_low is not None else "") + (
+        f"{active} active" if active is not None else ""
+    )
     ax.set(
         yscale="log",
         ylim=(drawing.KL_FLOOR, max(1.0, kl.max()) * 2),
-        title=f"KL per latent dimension (test): {counts}",
+        title=f"KL per latent dimension (test){': ' + counts.rstrip(', ') if counts else ''}",
         xlabel="dimension",
         ylabel="nats (log scale)",
     )
@@ -153,9 +159,9 @@ def kl_bars(kl_per_dim, free_bits: float = 0.0, active: int | None = None):
     return fig
 
 
-def kl_heatmap(kl_by_epoch, free_bits: float = 0.0):
-    """KL of each dimension (rows) over epochs (columns), on a log colour scale with the
-    informative threshold marked on its bar: the picture of posterior collapse."""
+def kl_heatmap(kl_by_epoch):
+    """KL of each dimension (rows) over epochs (columns), on a log colour scale with INFORMATIVE_NATS
+    marked on its bar (a dimension below it carries less information): the picture of posterior collapse."""
     matrix = np.maximum(np.asarray(kl_by_epoch).T, drawing.KL_FLOOR)
     fig, ax = plt.subplots(figsize=(max(4.5, 0.25 * matrix.shape[1] + 2.5), max(3, 0.2 * matrix.shape[0] + 1)))
     image = ax.imshow(
@@ -169,7 +175,7 @@ def kl_heatmap(kl_by_epoch, free_bits: float = 0.0):
     )
     colorbar = fig.colorbar(image, ax=ax, label="nats (log scale)")
     drawing.plain_log_ticks(colorbar.ax.yaxis)
-    drawing.mark_threshold(colorbar, free_bits + INFORMATIVE_NATS)
+    drawing.mark_threshold(colorbar, INFORMATIVE_NATS)
     ax.set(title="KL per dimension over epochs (validation)", xlabel="epoch", ylabel="dimension")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

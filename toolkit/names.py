@@ -53,12 +53,26 @@ EPOCH_SECONDS = "time/epoch_s"  # wall seconds of an epoch: its training pass an
 MEAN_EPOCH_SECONDS = "time/mean_epoch_s"
 BEST_EPOCH = "best_epoch"
 EPOCHS_TRAINED = "epochs_trained"  # fewer than the `epochs` param: the run stopped early
+CONVERGED = (
+    "converged"  # 1 when early stopping ended the run (validation stopped improving), 0 when the epoch limit did
+)
 TEST_NLL_IW = test("nll_iw")  # the importance-weighted bound
 TEST_NLL_IW_SE = test("nll_iw_se")  # its standard error, where it is estimated from a subset of the test images
 TEST_PIXEL_ENTROPY = test("pixel_entropy")  # the cross-entropy's floor on grey levels
-TEST_MUTUAL_INFO, TEST_MARGINAL_KL = test("mutual_info"), test("marginal_kl")
-TEST_MUTUAL_INFO_CEILING = test("mutual_info_ceiling")  # log N
+# The rate split (`diagnostics.rate_split`): each part's bracket, and the lower end's mixture estimates
+# over the test posteriors and over the test and training posteriors pooled, each with its log N.
+TEST_MUTUAL_INFO_LOW, TEST_MUTUAL_INFO_HIGH = test("mutual_info_low"), test("mutual_info_high")
+TEST_MARGINAL_KL_LOW, TEST_MARGINAL_KL_HIGH = test("marginal_kl_low"), test("marginal_kl_high")
+TEST_MUTUAL_INFO_MIXTURE, TEST_MUTUAL_INFO_CEILING = test("mutual_info_mixture"), test("mutual_info_ceiling")
+TEST_MUTUAL_INFO_POOLED, TEST_MUTUAL_INFO_POOLED_CEILING = (
+    test("mutual_info_pooled"),
+    test("mutual_info_pooled_ceiling"),
+)
 TEST_PROBE_ACCURACY = test("probe_accuracy")
+# A fixed-σ Gaussian run scored again at the one σ that maximises its test likelihood (`evaluate.best_sigma`).
+TEST_BEST_SIGMA, TEST_RECON_BEST_SIGMA, TEST_NEG_ELBO_BEST_SIGMA = map(
+    test, ("best_sigma", "recon_best_sigma", "neg_elbo_best_sigma")
+)
 
 
 def marginal_kl_dim(d: int) -> str:
@@ -66,15 +80,25 @@ def marginal_kl_dim(d: int) -> str:
     return f"marginal_{kl_dim(d)}"
 
 
+def mutual_info_dim(d: int, end: str) -> str:
+    """The `end` ("low" or "high") of the bracket of I(x; z_d), a term (`test/mutual_info_dim_low/07`)."""
+    return f"mutual_info_dim_{end}/{d:02d}"
+
+
 # Samples and their diagnostics, one key per FID extractor (`fid/fmnist-cnn/samples`). The kinds
-# of images scored, and how a table names each.
-SAMPLES, AGGREGATE_POSTERIOR, SAMPLES_GMM, RECONSTRUCTIONS = "samples", "aggregate_posterior", "samples_gmm", "recon"
+# of images scored, and how a table names each: the VAE's prior (SAMPLES) and aggregate posterior;
+# for either model a Gaussian and a GMM fitted to its training images' posterior means, the same
+# samplers on both sides of any comparison of AE against VAE; the reconstructions.
+SAMPLES, AGGREGATE_POSTERIOR, RECONSTRUCTIONS = "samples", "aggregate_posterior", "recon"
+SAMPLES_GAUSSIAN, SAMPLES_GMM = "samples_fitted_gaussian", "samples_gmm"
 FID_KIND_HEADERS = {
-    SAMPLES: "FID samples",
+    SAMPLES: "FID prior samples",
     AGGREGATE_POSTERIOR: "FID q(z) samples",
+    SAMPLES_GAUSSIAN: "FID fitted-Gaussian samples",
     SAMPLES_GMM: "FID GMM samples",
     RECONSTRUCTIONS: "FID recon",
 }
+OWN_SAMPLES = {"vae": SAMPLES, "ae": SAMPLES_GAUSSIAN}  # each model's own sampler: the nearest-training check's images
 PIXELS = "pixels"  # the memorisation check's other space, beside the extractors'
 
 
@@ -100,6 +124,10 @@ def fid_floor(extractor: str) -> str:
     return f"fid/{extractor}/real_floor"
 
 
+REAL = "real"  # of a reference run: real images scored as samples are (training images against the test set)
+PIXEL_PROBE_ACCURACY = "probe_accuracy/pixels"  # of the domain reference run: the linear probe on raw pixels
+
+
 def precision(extractor: str, kind: str) -> str:
     return f"precision/{extractor}/{kind}"
 
@@ -113,7 +141,7 @@ def prior_hole(extractor: str) -> str:
 
 
 def nearest(space: str) -> str:
-    """The memorisation ratio of the default sampler's images in an extractor's features or PIXELS."""
+    """The memorisation ratio of the model's own samples (OWN_SAMPLES) in an extractor's features or PIXELS."""
     return f"nearest/{space}/{SAMPLES}"
 
 
@@ -127,6 +155,7 @@ FINAL_PREFIXES = (
     "prior_hole/",
     BEST_EPOCH,
     EPOCHS_TRAINED,
+    CONVERGED,
     MEAN_EPOCH_SECONDS,
 )
 
@@ -170,10 +199,10 @@ def hashed_extractor(tag: str) -> str | None:
 
 # --- figures and images --------------------------------------------------------------------------
 # A run's figures (`figures/<name>.png`) and the arrays of images.npz that reports lay out anew;
-# the GMM's samples are SAMPLES_GMM, the name of their FID kind.
+# the fitted Gaussian's and the GMM's samples are SAMPLES_GAUSSIAN and SAMPLES_GMM, the names of their FID kinds.
 ORIGINALS, RECONSTRUCTION_IMAGES, INTERPOLATION = "originals", "reconstructions", "interpolation"
 NORMAL_PRIOR_SAMPLES, LAPLACE_PRIOR_SAMPLES = "samples_normal_prior", "samples_laplace_prior"
-AGGREGATE_SAMPLES, FITTED_GAUSSIAN_SAMPLES = "samples_aggregate_posterior", "samples_fitted_gaussian"
+AGGREGATE_SAMPLES = "samples_aggregate_posterior"  # the fitted Gaussian's samples are SAMPLES_GAUSSIAN
 MANIFOLD, TRAVERSAL, TRAVERSALS = "manifold", "traversal", "traversals"  # TRAVERSAL: the images, TRAVERSALS: the figure
 NEAREST_SAMPLES, NEAREST_PIXELS, NEAREST_FEATURES = "nearest_samples", "nearest_pixels", "nearest_features"
 LATENT_PCA, LATENT_TSNE, LOSS_CURVES, NEAREST_TRAINING = "latent_pca", "latent_tsne", "loss_curves", "nearest_training"

@@ -16,6 +16,7 @@ from toolkit import fid, figures, names
 from toolkit.config import IMAGE_SIDE, RunConfig
 from toolkit.data import CLASS_NAMES, load_splits
 from toolkit.diagnostics import (
+    INFORMATIVE_NATS,
     NEAREST_QUERIES,
     PR_IMAGES,
     PROBE_TRAIN,
@@ -398,7 +399,7 @@ def evaluation(model, config: RunConfig, splits, references) -> Evaluation:
     metrics = {names.test(k): v for k, v in test.items()}
     if config.likelihood == "bernoulli":  # the cross-entropy's floor on grey levels; 0 for binary pixels
         metrics[names.TEST_PIXEL_ENTROPY] = float(pixel_entropy(splits.test.images).mean())
-    latent, rate = latent_metrics(model, splits, test)
+    latent, rate = latent_metrics(model, splits)
     samplers = generation_samplers(model, config, splits.train.images)
     scored, nearest_images = sample_metrics(model, samplers, splits, references, config.fid_samples)
     shown_samplers = figure_samplers(model, config, samplers)
@@ -434,7 +435,9 @@ def log_evaluation(
     run.log_bytes(images_npz(found.images), names.IMAGES_NPZ)
     if not draw:
         return
-    drawing = run_figures(model, config, test, found.images, found.shown_samplers, history, found.test, found.traversed)
+    drawing = run_figures(
+        model, config, test, found.images, found.shown_samplers, history, found.test | found.metrics, found.traversed
+    )
     for name, figure in drawing.items():
         if name not in figures_logged:
             run.log_figure(figure(), name)
@@ -445,10 +448,10 @@ def per_dim(metrics: dict[str, float], prefix: str, latent_dim: int) -> list[flo
     return [metrics[f"{prefix}{names.kl_dim(d)}"] for d in range(latent_dim)]
 
 
-def latent_metrics(model, splits, test: dict[str, float]) -> tuple[dict[str, float], RateSplit | None]:
-    """`test/probe_accuracy` for every run; for a VAE also the rate split of its test KL
-    (`test/mutual_info`, `test/marginal_kl`, `test/marginal_kl_dim/NN`, `test/mutual_info_ceiling`),
-    returned with the aggregate posterior's codes it drew."""
+def latent_metrics(model, splits) -> tuple[dict[str, float], RateSplit | None]:
+    """`test/probe_accuracy` for every run; for a VAE also the rate split of its test posteriors, the
+    training posteriors pooled into its lower end (`rate_metrics`), returned with the aggregate
+    posterior's codes it drew."""
     train, test_images = splits.train, splits.test.images
     mu, logvar = posteriors(model, test_images) if model.variational else (latent_means(model, test_images), None)
     metrics = {
@@ -458,14 +461,30 @@ def latent_metrics(model, splits, test: dict[str, float]) -> tuple[dict[str, flo
     }
     if logvar is None:
         return metrics, None
-    rate = rate_split(mu, logvar, test[names.KL], torch.Generator(device=mu.device).manual_seed(EVAL_SEED))
-    metrics |= {
-        names.TEST_MUTUAL_INFO: rate.mutual_information,
-        names.TEST_MARGINAL_KL: rate.marginal_kl,
+    generator = torch.Generator(device=mu.device).manual_seed(EVAL_SEED)
+    rate = rate_split(mu, logvar, generator, pool=posteriors(model, train.images))
+    return metrics | rate_metrics(rate), rate
+
+
+def rate_metrics(rate: RateSplit) -> dict[str, float]:
+    """The rate split as metrics: each part's bracket, the lower end's two mixture estimates with
+    their ceilings, each dimension's information bracket and marginal KL, and the informative units:
+    the dimensions whose information is above INFORMATIVE_NATS for certain (its bracket's low end)."""
+    dims = rate.dims_information
+    return {
+        names.TEST_MUTUAL_INFO_LOW: rate.information.low,
+        names.TEST_MUTUAL_INFO_HIGH: rate.information.high,
+        names.TEST_MARGINAL_KL_LOW: rate.marginal_kl.low,
+        names.TEST_MARGINAL_KL_HIGH: rate.marginal_kl.high,
+        names.TEST_MUTUAL_INFO_MIXTURE: rate.mixture,
         names.TEST_MUTUAL_INFO_CEILING: rate.ceiling,
+        names.TEST_MUTUAL_INFO_POOLED: rate.pooled_mixture,
+        names.TEST_MUTUAL_INFO_POOLED_CEILING: rate.pooled_ceiling,
+        names.TEST_INFORMATIVE_UNITS: sum(b.low > INFORMATIVE_NATS for b in dims),
         **{names.test(names.marginal_kl_dim(d)): v for d, v in enumerate(rate.marginal_kl_dims)},
+        **{names.test(names.mutual_info_dim(d, "low")): b.low for d, b in enumerate(dims)},
+        **{names.test(names.mutual_info_dim(d, "high")): b.high for d, b in enumerate(dims)},
     }
-    return metrics, rate
 
 
 def generation_samplers(model, config: RunConfig, train_images: torch.Tensor) -> dict:
@@ -586,9 +605,10 @@ def run_figures(
         found[names.MANIFOLD] = lambda: figures.manifold(images[names.MANIFOLD])
     if model.variational:
         kl = per_dim(test_metrics, "", config.latent_dim)
-        found[names.KL_PER_DIM] = lambda: figures.kl_bars(kl, config.free_bits, test_metrics[names.ACTIVE_UNITS])
+        low = [test_metrics.get(names.test(names.mutual_info_dim(d, "low")), 0.0) for d in range(config.latent_dim)]
+        found[names.KL_PER_DIM] = lambda: figures.kl_bars(kl, low, config.free_bits, test_metrics[names.ACTIVE_UNITS])
         found[names.KL_HEATMAP] = lambda: figures.kl_heatmap(
-            [per_dim(h, names.val(""), config.latent_dim) for h in history], config.free_bits
+            [per_dim(h, names.val(""), config.latent_dim) for h in history]
         )
         found[names.TRAVERSALS] = lambda: figures.traversals(
             images[names.TRAVERSAL], traversed, [kl[d] for d in traversed]
