@@ -75,6 +75,37 @@ TEST_BEST_SIGMA, TEST_RECON_BEST_SIGMA, TEST_NEG_ELBO_BEST_SIGMA = map(
 )
 
 
+# The anchor (`toolkit.anchor`), logged into a linear-Gaussian VAE's run after its training: its exact
+# test -log p(x) and -ELBO (`toolkit.ppca`), that of probabilistic PCA's maximum-likelihood fit to the
+# same training images, and the IW bound at each K on every test image with the standard error of
+# its mean gap to the exact value.
+def anchor(term: str) -> str:
+    return f"anchor/{term}"
+
+
+ANCHOR_NLL_EXACT, ANCHOR_NEG_ELBO_EXACT, ANCHOR_NLL_PPCA_FIT = map(
+    anchor, ("nll_exact", "neg_elbo_exact", "nll_ppca_fit")
+)
+ANCHOR_NEG_ELBO_GAP_SE = anchor("neg_elbo_gap_se")  # of the mean gap between the exact -ELBO and -log p(x)
+ANCHOR_PRECISION = anchor("nll_iw_precision")  # a tag: the decoder's precision in the anchor's IW bounds
+
+
+def anchor_nll_iw(k: int) -> str:
+    """The IW bound with K = k on every test image (`anchor/nll_iw/1000`)."""
+    return anchor(f"nll_iw/{k}")
+
+
+def anchor_nll_iw_gap_se(k: int) -> str:
+    """The standard error of the mean gap between that bound and the exact -log p(x)."""
+    return anchor(f"nll_iw_gap_se/{k}")
+
+
+def parse_anchor_nll_iw(key: str) -> int | None:
+    """The K of an `anchor_nll_iw` key; None for any other key."""
+    kind, _, k = key.rpartition("/")
+    return int(k) if kind == anchor("nll_iw") and k.isdigit() else None
+
+
 def marginal_kl_dim(d: int) -> str:
     """KL(q(z_d) || N(0, 1)), a term (`test/marginal_kl_dim/07`)."""
     return f"marginal_{kl_dim(d)}"
@@ -148,6 +179,7 @@ def nearest(space: str) -> str:
 # logged once at the end; the others once per epoch
 FINAL_PREFIXES = (
     "test/",
+    "anchor/",
     "fid/",
     "precision/",
     "recall/",

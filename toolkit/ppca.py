@@ -56,7 +56,7 @@ def decoder_of(model) -> Decoder:
         raise ValueError("the closed forms need a linear decoder with a Gaussian likelihood")
     layer = model.decoder
     return Decoder(
-        layer.weight.detach().double().cpu(), layer.bias.detach().double().cpu(), float(model.log_sigma.exp())
+        layer.weight.detach().double().cpu(), layer.bias.detach().double().cpu(), float(model.log_sigma.detach().exp())
     )
 
 
@@ -96,6 +96,20 @@ def elbo(decoder: Decoder, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tens
     spread = (variance * decoder.weight.pow(2).sum(0)).sum(-1)
     expected = -0.5 * (D * (LOG_2PI + math.log(decoder.sigma**2)) + (squared + spread) / decoder.sigma**2)
     return expected - 0.5 * (mu.pow(2) + variance - 1 - logvar).sum(1)
+
+
+def maximum_likelihood(x: torch.Tensor, latent_dim: int) -> Decoder:
+    """Probabilistic PCA fitted to the rows of x by maximum likelihood, in closed form (Tipping &
+    Bishop 1999): b the mean, σ² the mean variance of the directions left out, W the leading
+    eigenvectors of the covariance scaled by (λ - σ²)^½. No decoder of this latent size gives x a
+    higher likelihood."""
+    x = x.double().cpu()
+    mean = x.mean(0)
+    values, vectors = torch.linalg.eigh(torch.cov((x - mean).T, correction=0))
+    values, vectors = values.flip(0), vectors.flip(1)  # largest first
+    variance = float(values[latent_dim:].mean())
+    weight = vectors[:, :latent_dim] * (values[:latent_dim] - variance).clamp_min(0).sqrt()
+    return Decoder(weight, mean, math.sqrt(variance))
 
 
 def aggregate_posterior(encoder: Encoder, data_mean: torch.Tensor, data_cov: torch.Tensor) -> tuple:

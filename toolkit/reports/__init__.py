@@ -16,6 +16,7 @@ from toolkit.reports.document import check_out
 
 KINDS = {
     "ae-vs-vae": "ae_vs_vae",
+    "anchor": "anchor",
     "beta-sweep": "beta_sweep",
     "latent-dim": "latent_dim",
     "posterior-collapse": "posterior_collapse",
