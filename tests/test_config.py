@@ -29,7 +29,6 @@ from toolkit.config import MLP_ONLY, VAE_ONLY, ConfigError, RunConfig, option
         ("warmup_epochs", -1),
         ("fid", "kid"),
         ("fid_samples", 0),
-        ("sampler", "flow"),
         ("iw_samples", -1),
         ("iw_images", 1),
         ("architecture", "transformer"),
@@ -49,7 +48,7 @@ def test_invalid_value_is_refused_naming_the_field(field, value):
 
 
 def test_params_round_trip_through_strings():
-    config = RunConfig(hidden=(256, 128), beta=0.25, limit=500, free_bits=0.1, fid="off", sampler="gmm", iw_samples=0)
+    config = RunConfig(hidden=(256, 128), beta=0.25, limit=500, free_bits=0.1, fid="off", iw_samples=0)
     params = config.to_params()
     assert all(isinstance(v, str) for v in params.values())
     assert params["hidden"] == "256,128"
@@ -67,7 +66,7 @@ def test_typed_json_round_trip():
 def test_an_ae_logs_only_the_settings_it_uses():
     params = RunConfig(model="ae", beta=4, free_bits=0.5, warmup_epochs=2).to_params()
     assert not set(VAE_ONLY) & set(params)
-    assert {"model", "latent_dim", "hidden", "lr", "seed", "sampler"} <= set(params)
+    assert {"model", "latent_dim", "hidden", "lr", "seed"} <= set(params)
     assert RunConfig.from_params(params) == RunConfig(model="ae")
 
 
@@ -172,7 +171,6 @@ EVERY_FIELD = {
     "limit": "100",
     "fid": "off",
     "fid_samples": "500",
-    "sampler": "gmm",
     "iw_samples": "5",
     "iw_images": "300",
     "figures": "off",

@@ -52,7 +52,7 @@ def test_every_declared_metric_is_logged_by_real_runs(tmp_path, store):
     data = write_idx_set(tmp_path / "data", n_train=300, n_test=200)
     latent = 3
     configs = [
-        RunConfig(model="vae", latent_dim=latent, epochs=1, sampler="gmm", iw_samples=2, iw_images=50, fid_samples=200),
+        RunConfig(model="vae", latent_dim=latent, epochs=1, iw_samples=2, iw_images=50, fid_samples=200),
         RunConfig(model="ae", latent_dim=latent, epochs=1, fid_samples=200),
         RunConfig(
             model="vae",

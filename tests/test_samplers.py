@@ -3,14 +3,16 @@
 import pytest
 import torch
 
+from toolkit import names
 from toolkit.config import RunConfig
 from toolkit.models import build
+from toolkit.pipeline import generation_samplers
 from toolkit.samplers import (
+    AggregatePosterior,
     FittedGaussian,
     FittedMixture,
     LaplacePrior,
     NormalPrior,
-    default_sampler,
     generate,
     interpolation_codes,
     latent_means,
@@ -47,10 +49,26 @@ def test_fitted_mixture_finds_separate_clusters_and_mixes_its_draws():
     assert 0.4 < (z[:500, 0] > 0).float().mean() < 0.6  # components interleaved, not in blocks
 
 
-def test_default_sampler_is_the_prior_for_a_vae_and_a_fitted_gaussian_for_an_ae():
-    vae, ae = (build(RunConfig(model=m, latent_dim=3, hidden=(8,)), "cpu") for m in ("vae", "ae"))
-    assert isinstance(default_sampler(vae, torch.rand(10, 784)), NormalPrior)
-    assert isinstance(default_sampler(ae, torch.rand(10, 784)), FittedGaussian)
+def test_ae_and_vae_are_scored_with_the_same_samplers_fitted_to_their_posterior_means_and_the_vae_also_with_its_prior():
+    images = torch.rand(60, 784, generator=torch.Generator().manual_seed(0))
+    found = {}
+    for model_name in ("vae", "ae"):
+        config = RunConfig(model=model_name, latent_dim=3, hidden=(8,))
+        model = build(config, "cpu").eval()
+        found[model_name] = generation_samplers(model, config, images)
+        codes = latent_means(model, images)
+        torch.testing.assert_close(found[model_name][names.SAMPLES_GAUSSIAN].mean, codes.double().mean(0))
+        assert found[model_name][names.SAMPLES_GMM].gmm.n_features_in_ == 3
+    assert {k: type(v) for k, v in found["ae"].items()} == {
+        names.SAMPLES_GAUSSIAN: FittedGaussian,
+        names.SAMPLES_GMM: FittedMixture,
+    }
+    assert {k: type(v) for k, v in found["vae"].items()} == {
+        names.SAMPLES: NormalPrior,
+        names.AGGREGATE_POSTERIOR: AggregatePosterior,
+        names.SAMPLES_GAUSSIAN: FittedGaussian,
+        names.SAMPLES_GMM: FittedMixture,
+    }
 
 
 def test_generation_is_reproducible_from_its_seed():

@@ -16,7 +16,6 @@ ARCHITECTURES = ("mlp", "conv", "linear")
 DATASETS = ("fashion-mnist", "mnist")
 LIKELIHOODS = ("bernoulli", "gaussian")
 FID_MODES = ("auto", "inception", "off")  # auto: the domain CNN always, Inception too when it is cheap
-SAMPLERS = ("default", "gmm")  # default: the VAE's prior, a Gaussian fitted to the AE's codes
 PRECISIONS = ("fp32", "bf16")
 FIGURE_MODES = ("all", "off")  # off: none drawn at the end of training; `toolkit evaluate` draws them later
 DECODER_SCALES = ("fixed", "learned")  # the Gaussian decoder's σ: fixed at `sigma`, or trained from it
@@ -34,7 +33,7 @@ INPUT_DIM = IMAGE_SIDE * IMAGE_SIDE  # the width of a flattened image, the model
 TRAINING_COPIES = 6
 # What evaluation holds at once, for `memory_bytes`: the IW bound's K x IW_BATCH codes (with their
 # noise, log-densities and a copy in flight: IW_COPIES of them), the codes of up to TRAIN_IMAGES
-# training images (the AE's fitted Gaussian and the GMM sampler are fitted to them) and the
+# training images (every run's fitted Gaussian and GMM samplers are fitted to them) and the
 # covariances fitted to those codes (float64 and GMM_COMPONENTS of them for the GMM, with its
 # working copies: COVARIANCE_COPIES).
 IW_BATCH, IW_COPIES = 100, 4
@@ -108,9 +107,6 @@ class RunConfig:
         FID_MODES,
     )
     fid_samples: int = option(10_000, "generated images per FID")
-    sampler: str = option(
-        "default", "gmm adds FID of samples from a 10-component Gaussian mixture fitted to the training codes", SAMPLERS
-    )
     iw_samples: int = option(100, "K of the importance-weighted NLL bound (VAE); 0 skips it")
     iw_images: int = option(
         2000,
@@ -225,13 +221,11 @@ class RunConfig:
     def evaluation_bytes(self) -> int:
         """A lower bound on the memory evaluation takes at its largest: the weights with the largest
         of the IW bound's codes (VAE) and the training images' codes with the covariances fitted
-        to them (the AE's Gaussian, the GMM sampler), all float32 but the GMM's."""
+        to them (the GMM's, float64, the larger of the two samplers'), all float32 but the GMM's."""
         d = self.latent_dim
         iw = self.iw_samples * IW_BATCH * d * 4 * IW_COPIES if self.model == "vae" else 0
-        gaussian = d * d * 4 if self.model == "ae" else 0
-        gmm = GMM_COMPONENTS * d * d * 8 if self.sampler == "gmm" else 0
         images = min(self.limit or TRAIN_IMAGES, TRAIN_IMAGES)  # a limit beyond the data is refused when it is read
-        codes = images * d * 4 + COVARIANCE_COPIES * max(gaussian, gmm) if gaussian or gmm else 0
+        codes = images * d * 4 + COVARIANCE_COPIES * GMM_COMPONENTS * d * d * 8
         return self.parameter_count() * 4 + max(iw, codes)
 
     def memory_bytes(self) -> int:

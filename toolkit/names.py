@@ -129,7 +129,6 @@ FID_KIND_HEADERS = {
     SAMPLES_GMM: "FID GMM samples",
     RECONSTRUCTIONS: "FID recon",
 }
-OWN_SAMPLES = {"vae": SAMPLES, "ae": SAMPLES_GAUSSIAN}  # each model's own sampler: the nearest-training check's images
 PIXELS = "pixels"  # the memorisation check's other space, beside the extractors'
 
 
@@ -172,7 +171,8 @@ def prior_hole(extractor: str) -> str:
 
 
 def nearest(space: str) -> str:
-    """The memorisation ratio of the model's own samples (OWN_SAMPLES) in an extractor's features or PIXELS."""
+    """The memorisation ratio of the model's own samples (its prior's, else its fitted Gaussian's) in an
+    extractor's features or PIXELS."""
     return f"nearest/{space}/{SAMPLES}"
 
 

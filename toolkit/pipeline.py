@@ -36,11 +36,11 @@ from toolkit.models import build, default_device
 from toolkit.objectives import pixel_entropy
 from toolkit.samplers import (
     AggregatePosterior,
+    FittedGaussian,
     FittedMixture,
     LaplacePrior,
     NormalPrior,
     decode_images,
-    default_sampler,
     generate,
     interpolation_codes,
     latent_means,
@@ -62,7 +62,6 @@ NAME_PREFIX = {
     "batch_size": "bs",
     "likelihood": "",
     "dataset": "",
-    "sampler": "",
     "fid": "fid-",
     "decoder_scale": "sigma-",
     "binarize": "binarize-",
@@ -488,12 +487,17 @@ def rate_metrics(rate: RateSplit) -> dict[str, float]:
 
 
 def generation_samplers(model, config: RunConfig, train_images: torch.Tensor) -> dict:
-    """Samplers whose images are scored by FID, keyed by the metric's suffix."""
-    samplers = {names.SAMPLES: default_sampler(model, train_images)}
+    """Samplers whose images are scored by FID, keyed by the metric's kind: for a VAE its prior and
+    its aggregate posterior; for either model a Gaussian and a 10-component GMM fitted to the
+    training images' posterior means (the AE's codes), so that AE and VAE samples are compared
+    drawn the same way."""
+    samplers = {}
     if model.variational:
+        samplers[names.SAMPLES] = NormalPrior(model.latent_dim)
         samplers[names.AGGREGATE_POSTERIOR] = AggregatePosterior(model, train_images)
-    if config.sampler == "gmm":
-        samplers[names.SAMPLES_GMM] = FittedMixture(latent_means(model, train_images), seed=config.seed)
+    codes = latent_means(model, train_images)
+    samplers[names.SAMPLES_GAUSSIAN] = FittedGaussian(codes)
+    samplers[names.SAMPLES_GMM] = FittedMixture(codes, seed=config.seed)
     return samplers
 
 
@@ -501,14 +505,16 @@ def sample_metrics(model, samplers: dict, splits, references, n: int) -> tuple[d
     """For `n` images of each sampler and the test set's reconstructions, in each reference's
     features: `fid/<extractor>/<name>`, and beside every sampler's FID `precision/<extractor>/<name>`
     and `recall/<extractor>/<name>` (PR_IMAGES of them against the reference's test images); for a VAE
-    `prior_hole/<extractor>`, FID(prior samples) - FID(aggregate posterior's). For the default
-    sampler's images `nearest/<extractor>/samples` and `nearest/pixels/samples`, the memorisation
-    ratio against every training image. Also the nearest-neighbour figure's images."""
+    `prior_hole/<extractor>`, FID(prior samples) - FID(aggregate posterior's). For the model's own
+    samples (its prior's where it has one, else the fitted Gaussian's) `nearest/<extractor>/samples`
+    and `nearest/pixels/samples`, the memorisation ratio against every training image. Also the
+    nearest-neighbour figure's images."""
     if not references:
         return {}, {}
     images = {name: generate(model, sampler, n, EVAL_SEED) for name, sampler in samplers.items()}
     images[names.RECONSTRUCTIONS] = decode_images(model, latent_means(model, splits.test.images))
-    train, samples = splits.train.images, images[names.SAMPLES][:NEAREST_QUERIES]
+    own = names.SAMPLES if names.SAMPLES in images else names.SAMPLES_GAUSSIAN
+    train, samples = splits.train.images, images[own][:NEAREST_QUERIES]
     distances, closest = nearest(samples, train)
     metrics = {names.nearest(names.PIXELS): nearest_ratio(distances, references[0].real.test_nearest_pixels)}
     shown = {names.NEAREST_SAMPLES: samples[:NEAREST_SHOWN], names.NEAREST_PIXELS: train[closest[:NEAREST_SHOWN]]}
@@ -525,7 +531,7 @@ def sample_metrics(model, samplers: dict, splits, references, n: int) -> tuple[d
             metrics[names.prior_hole(name)] = (
                 metrics[names.fid(name, names.SAMPLES)] - metrics[names.fid(name, names.AGGREGATE_POSTERIOR)]
             )
-        distances, closest = nearest(features[names.SAMPLES][:NEAREST_QUERIES], real.train)
+        distances, closest = nearest(features[own][:NEAREST_QUERIES], real.train)
         metrics[names.nearest(name)] = nearest_ratio(distances, real.test_nearest)
         shown.setdefault(names.NEAREST_FEATURES, train[closest[:NEAREST_SHOWN]])
     return metrics, shown
@@ -537,19 +543,15 @@ def showcase_indices(labels: torch.Tensor) -> torch.Tensor:
 
 
 def figure_samplers(model, config: RunConfig, samplers: dict) -> dict:
-    """The samplers whose samples the figures show, keyed by figure name: both priors, and the
-    VAE's aggregate posterior, the AE's fitted Gaussian and the mixture where the run has them."""
+    """The samplers whose samples the figures show, keyed by figure name: both priors, the VAE's
+    aggregate posterior, and the Gaussian and the mixture fitted to either model's codes."""
     shown_samplers = {
         names.NORMAL_PRIOR_SAMPLES: NormalPrior(config.latent_dim),
         names.LAPLACE_PRIOR_SAMPLES: LaplacePrior(config.latent_dim),
     }
     if model.variational:
         shown_samplers[names.AGGREGATE_SAMPLES] = samplers[names.AGGREGATE_POSTERIOR]
-    else:
-        shown_samplers[names.FITTED_GAUSSIAN_SAMPLES] = samplers[names.SAMPLES]
-    if names.SAMPLES_GMM in samplers:
-        shown_samplers[names.SAMPLES_GMM] = samplers[names.SAMPLES_GMM]
-    return shown_samplers
+    return shown_samplers | {kind: samplers[kind] for kind in (names.SAMPLES_GAUSSIAN, names.SAMPLES_GMM)}
 
 
 def figure_images(model, config: RunConfig, test, shown_samplers: dict) -> dict[str, torch.Tensor]:

@@ -1,8 +1,9 @@
 """Ways to draw latent codes, and the images they decode to.
 
 The VAE's own sampler is its prior N(0, I). An AE has no prior, so (as in the reference notebooks) a Gaussian
-is fitted to its training-set codes; a 10-component Gaussian mixture (Ghosh et al. 2020) can be
-fitted instead, for either model.
+is fitted to its training-set codes, and a 10-component Gaussian mixture (Ghosh et al. 2020) can
+be; both are fitted to a VAE's posterior means too, so that the two models' samples can be
+compared drawn the same way.
 """
 
 from __future__ import annotations
@@ -125,13 +126,6 @@ def manifold_codes(side: int = 15, codes: torch.Tensor | None = None) -> torch.T
     else:
         first, second = torch.quantile(codes.cpu().float(), levels, dim=0).T
     return torch.cartesian_prod(second.flip(0), first)[:, [1, 0]]
-
-
-def default_sampler(model, train_images: torch.Tensor):
-    """The VAE's prior, or a Gaussian fitted to the AE's training codes (the reference notebooks' method)."""
-    if model.variational:
-        return NormalPrior(model.latent_dim)
-    return FittedGaussian(latent_means(model, train_images))
 
 
 def generate(model, sampler, n: int, seed: int = 0) -> torch.Tensor:

@@ -538,7 +538,13 @@ def _suggest(trial: optuna.Trial, name: str, value, values: list):
 
 
 def _fid_of_samples(final: dict[str, float]) -> float:
-    found = [value for key, value in final.items() if (fid := names.parse_fid(key)) and fid.kind == names.SAMPLES]
+    """The FID of the model's own samples: the VAE's prior's, the AE's fitted Gaussian's."""
+    found = [
+        value
+        for kind in (names.SAMPLES, names.SAMPLES_GAUSSIAN)
+        for key, value in final.items()
+        if (fid := names.parse_fid(key)) and fid.kind == kind
+    ]
     if not found:
         raise ToolkitError("the multi-objective search needs FID; do not turn it off")
     return found[0]
