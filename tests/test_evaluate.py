@@ -6,8 +6,9 @@ import pytest
 import torch
 from test_train import config, synthetic_splits
 
-from toolkit.evaluate import EVAL_SEED, elbo_metrics, iw_nll
+from toolkit.evaluate import EVAL_SEED, best_sigma, elbo_metrics, iw_nll
 from toolkit.models import build
+from toolkit.objectives import reconstruction_nll
 from toolkit.train import fit
 
 
@@ -69,3 +70,22 @@ def test_the_bound_estimated_from_a_subset_is_within_its_standard_error_of_the_b
         [iw_nll(model, test.subset(order[i : i + 1]), "bernoulli", samples=20).nats for i in range(20)]
     )
     assert bounds.std() / 100**0.5 > 3 * small.standard_error  # the s.e. of 100 images' plain mean bound
+
+
+def test_the_best_sigma_closed_form_is_the_brute_force_optimum_of_the_same_reconstructions():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 784, generator=g, dtype=torch.float64)
+    logits = torch.randn(50, 784, generator=g, dtype=torch.float64)
+
+    def recon(sigma) -> torch.Tensor:
+        """The mean reconstruction term at each σ of `sigma`."""
+        log_sigma = torch.as_tensor(sigma, dtype=torch.float64).log()[..., None]
+        return reconstruction_nll(logits, x, "gaussian", log_sigma).mean(-1)
+
+    sigma, at_best = best_sigma(float(recon(math.sqrt(0.5))), math.sqrt(0.5), 784)
+    grid = torch.logspace(-3, 0, 20_001, dtype=torch.float64)  # σ from 0.001 to 1, 0.035 % apart
+    values = recon(grid)
+    assert sigma == pytest.approx(float(grid[values.argmin()]), rel=4e-4)
+    assert at_best == pytest.approx(float(recon(sigma)), abs=1e-9) and at_best <= float(values.min()) + 1e-9
+    scored_elsewhere = best_sigma(float(recon(0.1)), 0.1, 784)  # the same reconstructions scored at another σ
+    assert scored_elsewhere == pytest.approx((sigma, at_best), rel=1e-9)

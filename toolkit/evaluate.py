@@ -76,6 +76,17 @@ def class_means(nll: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     return {names.recon_class(int(c)): float(nll[labels == c].mean()) for c in labels.unique()}
 
 
+def best_sigma(recon: float, sigma: float, pixels: int) -> tuple[float, float]:
+    """The σ of a Gaussian decoder, one for every pixel of every image, under which its
+    reconstructions are likeliest, and the reconstruction term (nats per image) at that σ, from
+    the term `recon` it had at a fixed σ. With S the squared error summed over an image's D
+    pixels, averaged over the images, recon(σ) = S / (2σ²) + D (ln σ + ½ ln 2π); its minimum is at
+    σ̂² = S / D, the mean squared error per pixel, where it is D/2 · (1 + ln 2π σ̂²). S is read back
+    from `recon` and σ, so that the same reconstructions (the same posterior samples) are scored."""
+    mse = 2 * sigma**2 * (recon / pixels - math.log(sigma) - HALF_LOG_2PI)
+    return math.sqrt(mse), 0.5 * pixels * (1 + math.log(2 * math.pi * mse))
+
+
 class Bound(NamedTuple):
     nats: float  # the importance-weighted bound on -log p(x), per example
     precision: str  # of the decoder's products: "bf16" or "fp32"

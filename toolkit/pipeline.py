@@ -29,7 +29,7 @@ from toolkit.diagnostics import (
     traversal_codes,
     traversal_dims,
 )
-from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, elbo_metrics, iw_nll
+from toolkit.evaluate import BF16_TOLERANCE, EVAL_SEED, best_sigma, elbo_metrics, iw_nll
 from toolkit.group import Member, fit_group
 from toolkit.machine import compute_tags
 from toolkit.models import build, default_device
@@ -398,6 +398,8 @@ def evaluation(model, config: RunConfig, splits, references) -> Evaluation:
     metrics = {names.test(k): v for k, v in test.items()}
     if config.likelihood == "bernoulli":  # the cross-entropy's floor on grey levels; 0 for binary pixels
         metrics[names.TEST_PIXEL_ENTROPY] = float(pixel_entropy(splits.test.images).mean())
+    if config.likelihood == "gaussian" and config.decoder_scale == "fixed":
+        metrics |= at_best_sigma(test, config.sigma, splits.test.images.shape[1])
     latent, rate = latent_metrics(model, splits)
     samplers = generation_samplers(model, config, splits.train.images)
     scored, nearest_images = sample_metrics(model, samplers, splits, references, config.fid_samples)
@@ -409,6 +411,16 @@ def evaluation(model, config: RunConfig, splits, references) -> Evaluation:
         centre = latent_means(model, images[names.ORIGINALS][:1])[0]
         images[names.TRAVERSAL] = decode_images(model, traversal_codes(centre, traversed, rate.codes).to(centre.device))
     return Evaluation(test, metrics | latent | scored, images, shown_samplers, traversed)
+
+
+def at_best_sigma(test: dict[str, float], sigma: float, pixels: int) -> dict[str, float]:
+    """A fixed-σ Gaussian run's test reconstruction and −ELBO scored again at the σ that maximises
+    the likelihood of its reconstructions (`evaluate.best_sigma`); the KL does not depend on σ."""
+    best, recon = best_sigma(test[names.RECON], sigma, pixels)
+    found = {names.TEST_BEST_SIGMA: best, names.TEST_RECON_BEST_SIGMA: recon}
+    if names.KL in test:
+        found[names.TEST_NEG_ELBO_BEST_SIGMA] = recon + test[names.KL]
+    return found
 
 
 def log_evaluation(
