@@ -69,3 +69,12 @@ def test_a_group_ends_each_run_as_it_would_end_alone(tiny_data, store):
         assert [m.step for m in client.get_metric_history(run.info.run_id, names.TRAIN_LOSS)] == (
             [1] if run.info.status == "KILLED" else []
         )
+
+
+def test_a_run_records_whether_early_stopping_ended_it_or_the_epoch_limit_did(tiny_data, store):
+    client = MlflowClient(store)
+    stopped = train_run(replace(TINY, epochs=40, patience=1, lr=0.1), data_dir=tiny_data, quiet=True).run_id
+    limited = train_run(replace(TINY, epochs=2, patience=0), data_dir=tiny_data, quiet=True).run_id
+    found = {run_id: client.get_run(run_id).data.metrics for run_id in (stopped, limited)}
+    assert found[stopped][names.CONVERGED] == 1 and found[stopped][names.EPOCHS_TRAINED] < 40
+    assert found[limited][names.CONVERGED] == 0 and found[limited][names.EPOCHS_TRAINED] == 2

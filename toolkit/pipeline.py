@@ -352,7 +352,11 @@ def evaluate_and_log(
     samples' diagnostics and the FIDs (but those in `already`, which a resumed run logged before it
     was stopped). Returns the final metrics."""
     found = evaluation(model, config, splits, references)
-    metrics = found.metrics | {names.BEST_EPOCH: result.best_epoch, names.EPOCHS_TRAINED: len(result.history)}
+    metrics = found.metrics | {
+        names.BEST_EPOCH: result.best_epoch,
+        names.EPOCHS_TRAINED: len(result.history),
+        names.CONVERGED: float(result.stopped_early),
+    }
     seconds = [h[names.EPOCH_SECONDS] for h in result.history if names.EPOCH_SECONDS in h]  # not in old checkpoints
     if seconds:
         metrics[names.MEAN_EPOCH_SECONDS] = sum(seconds) / len(seconds)
