@@ -14,6 +14,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 from toolkit import fid, names
 from toolkit.config import RunConfig
 from toolkit.data import load_splits
+from toolkit.diagnostics import precision_recall, probe_accuracy
 from toolkit.models import build
 from toolkit.samplers import NormalPrior, generate
 from toolkit.store import location, writing
@@ -94,6 +95,18 @@ def test_a_reference_stored_without_its_real_side_gains_it(tmp_path, store):
         again = fid.domain_reference("fashion-mnist", splits)
         torch.testing.assert_close(again.real.train, first.real.train)
         assert fid.RealSide.from_npz(stored.read_bytes()).train.shape == first.real.train.shape
+
+
+def test_a_reference_keeps_what_real_images_score_as_the_runs_are_scored(tmp_path, store):
+    splits = load_splits("fashion-mnist", write_idx_set(tmp_path / "data", n_train=300, n_test=60), download=False)
+    reference = fid.domain_reference("fashion-mnist", splits)
+    logged = writing.writer().get_run(reference.run_id).data.metrics
+    real = reference.real
+    assert (logged["precision/fmnist-cnn/real"], logged["recall/fmnist-cnn/real"]) == pytest.approx(
+        precision_recall(real.test, real.train[: len(splits.train)])  # training images against the test images
+    )
+    pixels = probe_accuracy(splits.train.images, splits.train.labels, splits.test.images, splits.test.labels)
+    assert logged[names.PIXEL_PROBE_ACCURACY] == pytest.approx(pixels)
 
 
 def test_other_images_get_their_own_extractor(tmp_path, store):

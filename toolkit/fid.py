@@ -8,7 +8,8 @@ Two extractors:
 
 Each (extractor, dataset) has a reference run in the store (experiment `fid-references`) that
 holds the test-set statistics, the real-vs-real floor, the real images' side of the sample
-diagnostics (`RealSide`) and, for the CNN, its weights and accuracy. It is created once and reused
+diagnostics (`RealSide`) and what real images score on them (`real_metrics`) and, for the CNN, its
+weights and accuracy and the linear probe's accuracy on raw pixels. It is created once and reused
 by every run, which is tagged with the extractor's content hash.
 """
 
@@ -32,7 +33,16 @@ from torch import nn
 
 from toolkit import ToolkitError, names
 from toolkit.config import IMAGE_SIDE
-from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, kth_neighbour_radii, nearest
+from toolkit.diagnostics import (
+    NEAREST_QUERIES,
+    PR_IMAGES,
+    PR_K,
+    PROBE_TRAIN,
+    kth_neighbour_radii,
+    nearest,
+    precision_recall,
+    probe_accuracy,
+)
 
 REFERENCE_NOTE = (
     "The FID feature extractors' reference runs: test-set statistics, the real-vs-real floor "
@@ -363,6 +373,25 @@ def domain_reference(dataset: str, splits) -> Reference:
     )
 
 
+def real_metrics(extractor: str, real: RealSide, splits) -> dict[str, float]:
+    """What real images score where a run's samples and codes are scored, the floor of the runs'
+    scores: the first PR_IMAGES training images' precision and recall against the test images
+    (`names.REAL`) in `extractor`'s features and, for the domain CNN (one per dataset), the linear
+    probe's accuracy on raw pixels, fitted as the runs' probes are (`diagnostics.probe_accuracy`)."""
+    found = dict(
+        zip(
+            (names.precision(extractor, names.REAL), names.recall(extractor, names.REAL)),
+            precision_recall(real.test, real.train[:PR_IMAGES], real_radii=real.radii),
+        )
+    )
+    if extractor in DOMAIN_NAMES.values():
+        train = splits.train
+        found[names.PIXEL_PROBE_ACCURACY] = probe_accuracy(
+            train.images[:PROBE_TRAIN], train.labels[:PROBE_TRAIN], splits.test.images, splits.test.labels
+        )
+    return found
+
+
 def inception_reference(dataset: str, splits, weights: Path | None) -> Reference:
     extractor = inception_extractor(weights, splits.train.images.device)
     digest = data_hash(splits)
@@ -385,10 +414,11 @@ def _store_reference(extractor, splits, dataset, digest, recipe, metrics, files)
         "dataset": dataset,
     }
     with writing.start_run(REFERENCE_EXPERIMENT, f"{extractor.name}-{dataset}", tags, REFERENCE_NOTE) as run:
-        run.log_metrics({**metrics, names.fid_floor(extractor.name): floor})
+        real = real_side(extractor, splits.train.images, splits.test.images)
+        floors = {names.fid_floor(extractor.name): floor, **real_metrics(extractor.name, real, splits)}
+        run.log_metrics(metrics | floors)
         buffer = io.BytesIO()
         np.savez(buffer, mu=test_stats[0], sigma=test_stats[1])
-        real = real_side(extractor, splits.train.images, splits.test.images)
         for name, data in {
             **files,
             names.TEST_STATISTICS_FILE: buffer.getvalue(),
@@ -399,7 +429,7 @@ def _store_reference(extractor, splits, dataset, digest, recipe, metrics, files)
 
 
 def _load_reference(found, extractor, splits) -> Reference:
-    """A stored reference; one stored before the real side was kept gains it now."""
+    """A stored reference; one stored before the real side or its `real_metrics` were kept gains them now."""
     from toolkit.store import reading, writing
 
     stats = np.load(io.BytesIO(reading.read_artifact(found.run_id, names.TEST_STATISTICS_FILE)))
@@ -409,6 +439,8 @@ def _load_reference(found, extractor, splits) -> Reference:
     except (reading.ArtifactMissing, KeyError, ValueError, zipfile.BadZipFile):  # absent, or not what it should be
         real = real_side(extractor, splits.train.images, splits.test.images)
         writing.Run(found.run_id).log_bytes(real.npz(), names.REAL_SIDE_FILE)
+    if names.precision(extractor.name, names.REAL) not in found.metrics:
+        writing.Run(found.run_id).log_metrics(real_metrics(extractor.name, real, splits))
     return Reference(extractor, (stats["mu"], stats["sigma"]), floor, found.run_id, real)
 
 
