@@ -49,7 +49,7 @@ REFERENCE_PUBLISHED = {
 }
 OWN_SAMPLER = {
     "vae": (names.NORMAL_PRIOR_SAMPLES, "its prior N(0, I)"),
-    "ae": (names.FITTED_GAUSSIAN_SAMPLES, "a Gaussian fitted to its training codes"),
+    "ae": (names.SAMPLES_GAUSSIAN, "a Gaussian fitted to its training codes"),
 }
 FID_SUBJECTS = {
     names.SAMPLES: "each model's own samples (VAE prior, AE fitted Gaussian)",

@@ -271,7 +271,7 @@ def sample_rows(
     rows = []
     for label, row, name in [
         *((f"β = {b:g}", r, vae_images) for b, (_, r) in zip(betas, vae.iterrows())),
-        *(("AE", r, names.FITTED_GAUSSIAN_SAMPLES) for _, r in ae.iterrows()),
+        *(("AE", r, names.SAMPLES_GAUSSIAN) for _, r in ae.iterrows()),
     ]:
         images = runs.images(row["run_ids"].split()[0])
         if images is not None and name in images:
