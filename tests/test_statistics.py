@@ -254,3 +254,18 @@ def test_a_trend_states_its_clear_steps_and_names_the_others():
     assert claims.trend("z", ["a", "b", "c"], [low, mid, noisy]) == "z rises at 1 of 2 steps; not resolved: b → c"
     assert [row["verdict"] for row in claims.rows] == ["rises", "rises", "falls", "falls", "rises", "not resolved"]
     assert Claims().trend("w", ["a"], [low]) == ""
+
+
+def test_the_prior_hole_is_a_diagnostic_never_bold_as_best(store):
+    runs = []
+    for seed, noise in zip(SEEDS, (-0.5, 0.0, 0.7)):
+        for beta, hole in ((0.5, 5.0), (1.0, 20.0), (2.0, 40.0)):  # clearly smallest at β = 0.5
+            metrics = {"test/kl": 30 / beta, "test/recon": 220 + 4 * beta, "prior_hole/fmnist-cnn": hole + noise * beta}
+            runs.append((RunConfig(beta=beta, seed=seed), metrics | {f"test/kl_dim/{d:02d}": 1.0 for d in range(20)}))
+    fake_study("hole", runs)
+    text = build_report("beta-sweep", "hole").markdown()
+    diagnostics = text.split("## Latent space and samples")[1].split("\n## ")[0]
+    assert "prior hole: FID samples − FID q(z) samples (fmnist-cnn)" in diagnostics
+    assert "**" not in diagnostics.split("| --- |", 1)[1]  # its smallest value is not bold
+    assert "the prior hole, FID (fmnist-cnn) of prior less aggregate-posterior samples rises at every step" in text
+    assert not re.search(r"prior hole[^.]*(lowest|best)", text.split("## Findings")[1])

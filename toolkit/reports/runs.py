@@ -61,7 +61,8 @@ LATENT_COLUMNS = (
 def sample_columns(extractor: str) -> tuple[Column, ...]:
     """The samples' diagnostics in one extractor's features (the default sampler's images)."""
     return (
-        Column(names.prior_hole(extractor), f"prior hole: FID samples − FID q(z) samples ({extractor})"),
+        # a diagnostic of the prior's mismatch, not a quality score: no better direction, never bold as best
+        Column(names.prior_hole(extractor), f"prior hole: FID samples − FID q(z) samples ({extractor})", None),
         Column(names.precision(extractor, names.SAMPLES), f"precision ({extractor})", False, fmt=".3f"),
         Column(names.recall(extractor, names.SAMPLES), f"recall ({extractor})", False, fmt=".3f"),
         Column(names.nearest(extractor), f"nearest-training ratio ({extractor})", None, fmt=".3f"),
