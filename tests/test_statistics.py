@@ -3,6 +3,7 @@ paired differences against scipy.stats on the CSV's own values, bold and finding
 interval excludes zero, a finding that flips when one seed's value moves, no winner from one seed."""
 
 import io
+import itertools
 import math
 import re
 
@@ -14,9 +15,9 @@ from synthetic import fake_study
 
 from toolkit.config import RunConfig
 from toolkit.reports import build_report
-from toolkit.reports.claims import Claims
+from toolkit.reports.claims import Claims, interval
 from toolkit.reports.document import mean_std
-from toolkit.reports.stats import best_of, estimate, holm, paired
+from toolkit.reports.stats import best_of, estimate, family, holm, paired
 
 SEEDS = (42, 43, 44)
 
@@ -68,14 +69,70 @@ def test_estimates_and_paired_differences_are_scipys_t_intervals():
     assert (d.n, d.mean, d.p) == (3, pytest.approx(0.9), pytest.approx(result.pvalue))
     assert (d.low, d.high) == pytest.approx(tuple(result.confidence_interval(0.95)))
     assert not d.clear  # +0.9 [-0.47, 2.27]
-    assert paired({1: 2.0, 2: 3.0}, {1: 1.0, 2: 2.0}).clear  # the same difference at every seed
+    assert not paired({1: 2.0, 2: 3.0}, {1: 1.0, 2: 2.0}).clear  # the same at both seeds: exact p = 0.5
     assert not paired({1: 2.0}, {1: 1.0}).clear  # one seed: no interval, nothing called
 
 
+def sign_flip_p(differences: list[float]) -> float:
+    """The exact sign-flip permutation test, by brute force: the share of the 2^n sign patterns
+    whose sum is as far from zero as the observed one."""
+    sums = [
+        abs(sum(s * d for s, d in zip(signs, differences)))
+        for signs in itertools.product((1, -1), repeat=len(differences))
+    ]
+    return sum(total >= abs(sum(differences)) - 1e-12 for total in sums) / len(sums)
+
+
+def test_a_difference_the_same_at_every_seed_is_judged_by_the_exact_test_not_called_with_three_seeds():
+    d = paired({42: 11.0, 43: 12.0, 44: 13.0}, {42: 12.0, 43: 13.0, 44: 14.0})  # one informative unit fewer at each
+    assert (d.mean, d.n, d.p) == (-1.0, 3, 0.25) and d.p == sign_flip_p([-1.0, -1.0, -1.0])
+    assert not d.clear and d.favours(lower_is_better=False) is None
+    assert math.isnan(d.low) and math.isnan(d.high)  # no 95 % interval exists for it, not [-1, -1]
+    assert interval(d) == "-1.00 at every seed (n = 3, exact p = 0.25)"
+    assert paired({s: 2.0 for s in range(5)}, {s: 1.0 for s in range(5)}).p == 0.0625
+    assert paired({1: 3.0, 2: 3.0, 3: 3.0}, {1: 3.0, 2: 3.0, 3: 3.0}).p == 1.0  # no difference at all
+    assert paired({1: 2.1, 2: 3.1, 3: 0.3}, {1: 1.0, 2: 2.0, 3: -0.8}).p == 0.25  # equal but for float rounding
+    assert paired({s: 2.0 for s in range(6)}, {s: 1.0 for s in range(6)}).clear  # p = 1/32: six seeds resolve it
+
+
+def eleven_at_p_004() -> tuple[dict, dict]:
+    """Eleven settings and a baseline whose paired t-test against each gives p of about 0.04
+    (differences c - 1, c, c + 1 with c near 2.8: t = c √3 on 2 degrees of freedom)."""
+    base = {42: 100.0, 43: 101.0, 44: 99.5}
+    return {
+        f"s{k}": {s: base[s] + 2.8 + 0.005 * k + e for s, e in zip(SEEDS, (-1.0, 0.0, 1.0))} for k in range(11)
+    }, base
+
+
+def test_eleven_differences_clear_alone_are_none_of_them_clear_as_one_family():
+    settings, base = eleven_at_p_004()
+    alone = [paired(values, base) for values in settings.values()]
+    assert all(0.035 < d.p < 0.045 and d.clear for d in alone)
+    found = family({k: (values, base) for k, values in settings.items()}, "comparisons of the table")
+    assert not any(d.clear for d in found.values())
+    assert min(d.adjusted for d in found.values()) == pytest.approx(11 * min(d.p for d in alone))
+    assert {(d.family, d.size) for d in found.values()} == {("comparisons of the table", 11)}
+    levels = sorted(d.level for d in found.values())  # each interval at its Holm step's level
+    assert levels == pytest.approx(sorted(1 - 0.05 / (11 - i) for i in range(11)))
+
+
+def test_the_steps_of_a_trend_are_one_family():
+    step = {s: 2.8 + e for s, e in zip(SEEDS, (-1.0, 0.0, 1.0))}  # p about 0.04 alone
+    values = [{s: 100.0 + i * step[s] for s in SEEDS} for i in range(4)]
+    assert all(paired(after, before).clear for before, after in zip(values, values[1:]))
+    claims = Claims()
+    assert claims.trend("x", ["a", "b", "c", "d"], values) == (
+        "x moves clearly at none of 3 steps; not resolved: a → b, b → c, c → d "
+        "(n = 3 seeds; Holm over the 3 steps of x)"
+    )
+    assert {(row["family"], row["comparisons"]) for row in claims.rows} == {("steps of x", "3")}
+
+
 def test_holm_steps_down_from_the_smallest_p_until_one_fails():
-    assert holm([0.01, 0.04, 0.03]) == [True, False, False]  # 0.01 <= 0.05/3; 0.03 > 0.05/2
-    assert holm([0.01, 0.02, 0.04]) == [True, True, True]  # 0.01 <= 0.0167, 0.02 <= 0.025, 0.04 <= 0.05
-    assert holm([0.001, math.nan]) == [True, False]
+    adjusted = holm([0.01, 0.04, 0.03])  # 0.01 <= 0.05/3; 0.03 > 0.05/2, and the step-down stops there
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06]) and [q <= 0.05 for q in adjusted] == [True, False, False]
+    assert holm([0.01, 0.02, 0.04]) == pytest.approx([0.03, 0.04, 0.04])  # all rejected: 0.0167, 0.025, 0.05
+    assert holm([0.001, math.nan]) == [0.001, pytest.approx(math.nan, nan_ok=True)]  # no p: not counted
 
 
 def test_a_best_of_k_is_named_only_when_it_beats_every_other_after_holm():
@@ -169,8 +226,8 @@ def test_a_one_seed_study_names_no_winner_and_says_how_to_get_intervals(store):
 def test_three_seeds_state_the_clear_steps_of_a_trend_and_the_best_setting(store):
     doc = build_report("beta-sweep", beta_sweep("triple", SEEDS))
     text = doc.markdown()
-    assert "the rate falls at every step (2 of 2 clear)" in text
-    assert "the distortion rises at every step (2 of 2 clear)" in text
+    assert "the rate falls at every step (2 of 2 clear; n = 3 seeds; Holm over the 2 steps of the rate)" in text
+    assert "the distortion rises at every step (2 of 2 clear; n = 3 seeds; Holm over the 2 steps of" in text
     assert "The negative ELBO is lowest at β = 2" in text or "The negative ELBO is lowest at β = 0.5" in text
     rows = table(doc, "results")
     kl = {beta: rows.loc[rows["beta"] == beta, "test/kl"].iloc[0] for beta in (0.5, 1.0, 2.0)}
@@ -246,14 +303,57 @@ def test_mean_and_spread_print_the_spread_to_two_significant_digits():
 
 
 def test_a_trend_states_its_clear_steps_and_names_the_others():
-    low, mid, high = ({42: v, 43: v + 0.1, 44: v - 0.1} for v in (1.0, 2.0, 3.0))
-    noisy = {42: 2.5, 43: 1.6, 44: 2.1}  # against `mid`: +0.5, -0.5, +0.2, its interval spans zero
+    low, mid, high = {42: 1.0, 43: 1.1, 44: 0.9}, {42: 2.0, 43: 2.3, 44: 1.8}, {42: 3.1, 43: 3.3, 44: 2.8}
+    noisy = {42: 2.5, 43: 1.6, 44: 2.1}  # against `mid`: +0.5, -0.7, +0.3, its interval spans zero
     claims = Claims()
-    assert claims.trend("x", ["a", "b", "c"], [low, mid, high]) == "x rises at every step (2 of 2 clear)"
-    assert claims.trend("y", ["a", "b", "c"], [high, mid, low]) == "y falls at every step (2 of 2 clear)"
-    assert claims.trend("z", ["a", "b", "c"], [low, mid, noisy]) == "z rises at 1 of 2 steps; not resolved: b → c"
+    on = "n = 3 seeds; Holm over the 2 steps of"
+    assert claims.trend("x", ["a", "b", "c"], [low, mid, high]) == f"x rises at every step (2 of 2 clear; {on} x)"
+    assert claims.trend("y", ["a", "b", "c"], [high, mid, low]) == f"y falls at every step (2 of 2 clear; {on} y)"
+    assert (
+        claims.trend("z", ["a", "b", "c"], [low, mid, noisy])
+        == f"z rises at 1 of 2 steps; not resolved: b → c ({on} z)"
+    )
     assert [row["verdict"] for row in claims.rows] == ["rises", "rises", "falls", "falls", "rises", "not resolved"]
     assert Claims().trend("w", ["a"], [low]) == ""
+
+
+def collapse_store(store_name: str) -> str:
+    """A posterior-collapse study of twelve settings (warm-up 0-3 epochs by free bits 0, 0.25, 0.5),
+    three seeds each: the baseline's −ELBO is beaten by each other setting with p about 0.04 alone,
+    and warm-up 1 without free bits has one informative unit fewer at every seed."""
+    settings, base = eleven_at_p_004()
+    others = [(w, fb) for w in range(4) for fb in (0.0, 0.25, 0.5) if (w, fb) != (0, 0.0)]
+    neg_elbo = {(0, 0.0): base} | {
+        setting: {s: 2 * base[s] - v for s, v in values.items()} for setting, values in zip(others, settings.values())
+    }
+    runs = []
+    for (warmup, free_bits), values in neg_elbo.items():
+        for seed in SEEDS:
+            informative = 11.0 if (warmup, free_bits) == (1, 0.0) else 12.0
+            metrics = {
+                "test/neg_elbo": values[seed],
+                "test/recon": values[seed] - 20,
+                "test/kl": 20.0,
+                "test/active_units": 14.0,
+                "test/informative_units": informative,
+                **{f"test/kl_dim/{d:02d}": (1.5 if d < informative else 0.01) for d in range(20)},
+            }
+            runs.append((RunConfig(warmup_epochs=warmup, free_bits=free_bits, seed=seed), metrics))
+    fake_study(store_name, runs)
+    return store_name
+
+
+def test_the_table_against_the_baseline_is_one_family_and_bolds_only_what_survives_it(store):
+    doc = build_report("posterior-collapse", collapse_store("collapse"))
+    text = doc.markdown()
+    against = text.split("## Against the baseline")[1].split("\n## ")[0]
+    on = "n = 3 seeds; Holm over the 44 comparisons of the table against the baseline"  # 11 settings × 4
+    assert on in against and "**" not in against.split("|", 1)[1]  # each −ELBO p ≈ 0.04 alone: none survives
+    assert "-1.00 at every seed (n = 3, exact p = 0.25)" in against  # the unit lost at every seed
+    assert f"No setting has clearly more active or informative units than the baseline ({on})." in text
+    comparisons = table(doc, "comparisons")
+    assert set(comparisons["family"]) == {"comparisons of the table against the baseline"}
+    assert set(comparisons["comparisons"]) == {44} and set(comparisons["verdict"]) == {"not resolved"}
 
 
 def test_the_prior_hole_is_a_diagnostic_never_bold_as_best(store):

@@ -16,7 +16,7 @@ from toolkit import ToolkitError, drawing, names
 from toolkit.config import VAE_ONLY
 from toolkit.data import CLASS_NAMES
 from toolkit.reports import plots
-from toolkit.reports.claims import ONE_SEED, Claims, interval, sentence
+from toolkit.reports.claims import ONE_SEED, Claims, Comparison, interval, sentence
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import RunSet, shown_param, vae_first
 from toolkit.reports.sections import (
@@ -29,7 +29,7 @@ from toolkit.reports.sections import (
     settings_section,
     statistics_caption,
 )
-from toolkit.reports.stats import estimate, paired
+from toolkit.reports.stats import estimate, family
 
 # The reference notebook's setting and its published test numbers (nats per image): a reference, not a result.
 REFERENCE_SETTING = {
@@ -172,24 +172,26 @@ def side_by_side(doc: Document, runs: RunSet, pair: dict[str, pd.Series], suffix
 def by_class(doc: Document, runs: RunSet, ids: dict[str, list[str]], prefix: str):
     """Each model's test reconstruction per class, and the AE's less the VAE's paired by seed."""
     classes = CLASS_NAMES.get(runs.values("dataset")[0] if runs.values("dataset") else "", ())
-    rows = []
-    for c, name in enumerate(classes):
-        key = names.test(names.recon_class(c))
-        values = {m: runs.by_seed(ids[m], key) for m in ("vae", "ae")}
-        if not all(values.values()):
-            return
-        d = paired(values["ae"], values["vae"])
-        rows.append(
-            {
-                "class": name,
-                **{m.upper(): f"{estimate(v.values()).mean:.1f}" for m, v in values.items()},
-                "AE − VAE": ("**" if d.clear else "") + interval(d, ".1f") + ("**" if d.clear else ""),
-            }
-        )
+    values = {
+        name: {m: runs.by_seed(ids[m], names.test(names.recon_class(c))) for m in ("vae", "ae")}
+        for c, name in enumerate(classes)
+    }
+    if not all(v for by_model in values.values() for v in by_model.values()):
+        return
+    found = family({name: (v["ae"], v["vae"]) for name, v in values.items()}, "classes")
+    rows = [
+        {
+            "class": name,
+            **{m.upper(): f"{estimate(v.values()).mean:.1f}" for m, v in values[name].items()},
+            "AE − VAE": ("**" if d.clear else "") + interval(d, ".1f") + ("**" if d.clear else ""),
+        }
+        for name, d in found.items()
+    ]
     doc.heading("Reconstruction by class", 3)
     doc.text(
         "Test reconstruction (nats per image) of each class, mean over seeds; AE − VAE paired by seed with its "
-        "95 % interval, **bold** where it excludes zero (each class on its own: ten intervals, no correction)."
+        "interval, **bold** where it survives Holm's correction over the classes (one family), its interval at "
+        "the level Holm's step gives it."
     )
     doc.table(f"{prefix}recon_by_class", pd.DataFrame(rows), markup=["AE − VAE"])
 
@@ -254,34 +256,22 @@ def findings(
     published numbers against this store's intervals where the setting is the reference notebook's."""
     ids = {m: row["run_ids"].split() for m, row in pair.items()}
 
-    def compare(key: str, what: str, fmt: str) -> str:
-        return claims.compare(
-            what, "the AE", "the VAE", runs.by_seed(ids["ae"], key), runs.by_seed(ids["vae"], key), True, fmt, group
-        ).text
+    def comparison(key: str, what: str, fmt: str, lower_is_better: bool = True) -> Comparison:
+        ae, vae = runs.by_seed(ids["ae"], key), runs.by_seed(ids["vae"], key)
+        return Comparison(what, "the AE", "the VAE", ae, vae, lower_is_better, fmt, group)
 
-    text = [
-        sentence(compare(names.TEST_RECON, "reconstruction (nats)", ".2f")),
-        sentence(compare(names.TEST_MSE, "MSE per pixel", ".5f")),
+    comparisons = [
+        comparison(names.TEST_RECON, "reconstruction (nats)", ".2f"),
+        comparison(names.TEST_MSE, "MSE per pixel", ".5f"),
     ]
     if all(runs.by_seed(i, names.TEST_PROBE_ACCURACY) for i in ids.values()):
-        text.append(
-            sentence(
-                claims.compare(
-                    "linear-probe accuracy",
-                    "the AE",
-                    "the VAE",
-                    runs.by_seed(ids["ae"], names.TEST_PROBE_ACCURACY),
-                    runs.by_seed(ids["vae"], names.TEST_PROBE_ACCURACY),
-                    False,
-                    ".3f",
-                    group,
-                ).text
-            )
-        )
+        comparisons.append(comparison(names.TEST_PROBE_ACCURACY, "linear-probe accuracy", ".3f", False))
     for key in sorted(k for k in pair["vae"].index if names.parse_fid(k)):
         if not (np.isnan(pair["vae"][key]) or np.isnan(pair["ae"][key])):
             extractor, what = names.parse_fid(key)
-            text.append(sentence(compare(key, f"FID ({extractor}) of {FID_SUBJECTS[what]}", ".1f")))
+            comparisons.append(comparison(key, f"FID ({extractor}) of {FID_SUBJECTS[what]}", ".1f"))
+    name = "comparisons of the AE with the VAE" + (f" ({group})" if group else "")
+    text = [sentence(said.text) for said in claims.compare(name, comparisons)]
     vae = pair["vae"]
     if names.TEST_ACTIVE_UNITS in vae and not np.isnan(vae[names.TEST_ACTIVE_UNITS]):
         informative = vae.get(names.TEST_INFORMATIVE_UNITS, np.nan)
@@ -316,8 +306,9 @@ def published(runs: RunSet, ids: dict[str, list[str]]) -> str:
 
 def across(runs: RunSet, claims: Claims, groups: dict[str, dict[str, pd.Series]]) -> str:
     """Each model compared between groups (e.g. architectures) on reconstruction and every FID:
-    two groups by their paired difference, more by the best of them after Holm's correction."""
-    text = []
+    two groups by their paired differences, all of them one family, more by the best of them
+    after Holm's correction."""
+    comparisons, text = [], []
     keys = [names.TEST_RECON] + sorted({k for pair in groups.values() for k in pair["vae"].index if names.parse_fid(k)})
     for model in ("vae", "ae"):
         for key in keys:
@@ -333,7 +324,8 @@ def across(runs: RunSet, claims: Claims, groups: dict[str, dict[str, pd.Series]]
             what, fmt = f"the {model.upper()}'s {what}", ".2f" if key == names.TEST_RECON else ".1f"
             if len(values) == 2:
                 (a, va), (b, vb) = values.items()
-                text.append(sentence(claims.compare(what, a, b, va, vb, True, fmt).text))
+                comparisons.append(Comparison(what, a, b, va, vb, True, fmt))
             else:
                 text.append(sentence(claims.best(what, values, True, fmt)))
-    return "**Across settings.** " + " ".join(text)
+    said = claims.compare("comparisons across the settings", comparisons)
+    return "**Across settings.** " + " ".join([sentence(s.text) for s in said] + text)

@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from toolkit import drawing, names
 from toolkit.evaluate import INFORMATIVE_NATS
 from toolkit.reports import plots
-from toolkit.reports.claims import ONE_SEED, Claims, sentence
+from toolkit.reports.claims import ONE_SEED, Claims, Comparison, basis, sentence
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
 from toolkit.reports.sections import (
@@ -370,19 +370,22 @@ def diagnostic_trends(runs: RunSet, claims: Claims, vae: pd.DataFrame, labels: l
 
 
 def _ae_against_every_vae(claims: Claims, what: str, ae: dict, labels: list[str], vae: list[dict], fmt: str) -> str:
-    """Whether the AE is clearly better, clearly worse or unresolved against each VAE (a fixed
-    reference compared with each: every comparison must hold on its own, no correction needed)."""
-    sides = {
-        label: claims.compare(what, "AE", label, ae, values, True, fmt).better for label, values in zip(labels, vae)
-    }
+    """Whether the AE is clearly better, clearly worse or unresolved against each VAE, the
+    comparisons of the AE with every β one family."""
+    said = claims.compare(
+        f"comparisons of the AE with every β by {what}",
+        [Comparison(what, "AE", label, ae, values, True, fmt) for label, values in zip(labels, vae)],
+    )
+    sides = {label: s.better for label, s in zip(labels, said)}
     better = [label for label, side in sides.items() if side == "a"]
     worse = [label for label, side in sides.items() if side == "b"]
     unresolved = [label for label in labels if label not in better + worse]
+    on = basis([s.difference for s in said])
     if len(better) == len(labels):
-        return f"By {what}, the AE is clearly better than every VAE."
+        return f"By {what}, the AE is clearly better than every VAE ({on})."
     parts = [
         f"clearly better than the VAE at {', '.join(better)}" if better else "",
         f"clearly worse than at {', '.join(worse)}" if worse else "",
         f"not resolved against {', '.join(unresolved)}" if unresolved else "",
     ]
-    return f"By {what}, the AE is " + "; ".join(p for p in parts if p) + "."
+    return f"By {what}, the AE is " + "; ".join(p for p in parts if p) + f" ({on})."

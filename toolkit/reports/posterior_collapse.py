@@ -16,7 +16,7 @@ import pandas as pd
 from toolkit import drawing, names
 from toolkit.evaluate import INFORMATIVE_NATS
 from toolkit.reports import plots
-from toolkit.reports.claims import ONE_SEED, Claims, interval
+from toolkit.reports.claims import ONE_SEED, Claims, Comparison, basis, interval
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
 from toolkit.reports.sections import (
@@ -30,7 +30,7 @@ from toolkit.reports.sections import (
     statistics_caption,
     traversal_rows,
 )
-from toolkit.reports.stats import estimate, paired
+from toolkit.reports.stats import Difference, estimate, family
 from toolkit.store.reading import ArtifactMissing
 
 AXES = ("decoder_scale", "sigma", "warmup_epochs", "free_bits")  # what a setting may vary, the grid's rows first
@@ -92,12 +92,16 @@ def build(runs: RunSet, rebuild: str) -> Document:
     baseline = baseline_of(settings)
     claims = Claims()
     doc.heading("Against the baseline")
+    keys = delta_keys(settings, columns)
+    deltas = against_baseline(runs, settings, baseline, keys)
     doc.text(
         f"Every setting minus the baseline ({label(settings.loc[baseline], axes)}), paired by seed: mean "
-        "difference and 95 % interval; **bold** where the interval excludes zero."
+        "difference and interval. The whole table is one family of comparisons, Holm-corrected "
+        f"({basis(list(deltas.values())) if deltas else 'no comparisons'}): **bold** where a difference "
+        "survives the correction, each interval at the level Holm's step gives it."
     )
-    deltas = against_baseline(runs, settings, baseline, axes, columns)
-    doc.table("against_baseline", deltas, markup=[c for c in deltas if c != "setting"])
+    table = baseline_table(settings, deltas, keys, axes)
+    doc.table("against_baseline", table, markup=[c for c in table if c != "setting"])
     first = [row.split()[0] for row in settings["run_ids"]]
     profiles = {i: runs.kl_profiles(row["run_ids"].split()) for i, row in settings.iterrows()}
     doc.heading("KL of every dimension at the end")
@@ -127,7 +131,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
         "KL curves with beta and floor",
         "First seed of each setting.",
     )
-    richest = most_informative(runs, settings, baseline)
+    richest = most_informative(settings, baseline, deltas)
     if richest is not None:
         side_by_side(doc, runs, settings, baseline, richest, axes)
     chosen = [baseline] + ([richest] if richest is not None else [])
@@ -143,7 +147,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
             + (", then the setting with the most informative units." if richest is not None else "."),
         )
     doc.heading("Findings")
-    doc.text(findings(runs, claims, settings, baseline, axes, latent_dim, columns))
+    doc.text(findings(runs, claims, settings, baseline, axes, latent_dim, columns, deltas))
     claims.table(doc)
     run_list(doc, runs)
     return doc
@@ -193,19 +197,36 @@ def baseline_of(settings: pd.DataFrame) -> int:
     return int(settings.index[plain][0]) if plain.any() else int(settings.index[0])
 
 
-def against_baseline(
-    runs: RunSet, settings: pd.DataFrame, baseline: int, axes: list[str], columns: list[Column]
-) -> pd.DataFrame:
-    """Each other setting minus the baseline on units, KL, −ELBO, IW bound and sample FID."""
-    keys = [(key, header) for key, header, _ in DELTAS if key in settings] + [
+def delta_keys(settings: pd.DataFrame, columns: list[Column]) -> list[tuple[str, str]]:
+    """The (metric key, header) of what every setting is compared with the baseline on: units, KL,
+    −ELBO, IW bound and sample FID."""
+    return [(key, header) for key, header, _ in DELTAS if key in settings] + [
         (c.key, c.header) for c in columns if (fid := names.parse_fid(c.key)) and fid.kind == names.SAMPLES
     ]
+
+
+def against_baseline(
+    runs: RunSet, settings: pd.DataFrame, baseline: int, keys: list[tuple[str, str]]
+) -> dict[tuple[int, str], Difference]:
+    """Each other setting (by its index) minus the baseline on each of `keys`, all of them one family."""
     base = settings.loc[baseline, "run_ids"].split()
+    pairs = {
+        (i, key): (runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base, key))
+        for i, row in settings.drop(index=baseline).iterrows()
+        for key, _ in keys
+    }
+    return family(pairs, "comparisons of the table against the baseline")
+
+
+def baseline_table(
+    settings: pd.DataFrame, deltas: dict[tuple[int, str], Difference], keys: list[tuple[str, str]], axes: list[str]
+) -> pd.DataFrame:
+    """The differences from the baseline as a table, a row per other setting, bold where clear."""
     rows = []
-    for _, row in settings.drop(index=baseline).iterrows():
-        cells = {"setting": label(row, axes)}
+    for i in dict.fromkeys(i for i, _ in deltas):
+        cells = {"setting": label(settings.loc[i], axes)}
         for key, header in keys:
-            d = paired(runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base, key))
+            d = deltas[(i, key)]
             cells[header] = f"**{interval(d)}**" if d.clear else interval(d)
         rows.append(cells)
     return pd.DataFrame(rows)
@@ -318,19 +339,16 @@ def kl_curves(settings, histories: pd.DataFrame, first: list[str], latent_dim: i
     return fig
 
 
-def most_informative(runs: RunSet, settings: pd.DataFrame, baseline: int) -> int | None:
+def most_informative(settings: pd.DataFrame, baseline: int, deltas: dict[tuple[int, str], Difference]) -> int | None:
     """The setting with the most informative units (the lowest −ELBO among ties), when it has
-    clearly more than the baseline."""
+    clearly more than the baseline (in the table's family, `deltas`)."""
     key = names.TEST_INFORMATIVE_UNITS
     if key not in settings:
         return None
     ranked = settings.sort_values([key, names.TEST_NEG_ELBO], ascending=[False, True], kind="stable")
     best = int(ranked.index[0])
-    d = paired(
-        runs.by_seed(settings.loc[best, "run_ids"].split(), key),
-        runs.by_seed(settings.loc[baseline, "run_ids"].split(), key),
-    )
-    return best if best != baseline and d.clear and d.mean > 0 else None
+    d = deltas.get((best, key))
+    return best if d is not None and d.clear and d.mean > 0 else None
 
 
 def side_by_side(doc: Document, runs: RunSet, settings, baseline: int, other: int, axes: list[str]):
@@ -374,13 +392,16 @@ def findings(
     axes: list[str],
     latent_dim: int,
     columns: list[Column],
+    deltas: dict[tuple[int, str], Difference],
 ) -> str:
     """How many dimensions collapse in the baseline; which settings have clearly more active or
     informative units; and what each such change costs or buys in KL, −ELBO, IW bound and sample
-    FID, each as far as its paired interval resolves it. A unit count alone never makes a setting
-    'cured': more active units without more informative ones are said to carry next to nothing."""
+    FID, each as far as the table's family of comparisons with the baseline (`deltas`) resolves
+    it. A unit count alone never makes a setting 'cured': more active units without more
+    informative ones are said to carry next to nothing."""
     base = settings.loc[baseline]
     base_ids = base["run_ids"].split()
+    on = f" ({basis(list(deltas.values()))})" if deltas else ""
     text = [] if (settings["n"] > 1).any() else [ONE_SEED]
     text.append(
         f"In the baseline ({label(base, axes)}), {base[names.TEST_ACTIVE_UNITS]:.3g} of {latent_dim} dimensions "
@@ -393,7 +414,7 @@ def findings(
         """'more', 'fewer' or None (not resolved) per setting, each comparison recorded."""
         found = {}
         for i, row in others.iterrows():
-            d = paired(runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base_ids, key))
+            d = deltas[(i, key)]
             found[i] = ("more" if d.mean > 0 else "fewer") if d.clear else None
             claims.record(
                 key.removeprefix(names.test("")).replace("_", " "),
@@ -410,10 +431,12 @@ def findings(
     more_active = [i for i, c in active.items() if c == "more"]
     richer = [i for i, c in informative.items() if c == "more"]
     if not more_active and not richer:
-        text.append("No setting has clearly more active or informative units than the baseline.")
+        text.append(f"No setting has clearly more active or informative units than the baseline{on}.")
         return " ".join(text)
     if more_active:
-        text.append("Clearly more active units than the baseline: " + "; ".join(named[i] for i in more_active) + ".")
+        text.append(
+            f"Clearly more active units than the baseline{on}: " + "; ".join(named[i] for i in more_active) + "."
+        )
     empty = [i for i in more_active if i not in richer]
     if empty:
         held = "; ".join(f"{named[i]}: {_beyond(others.loc[i], latent_dim)}" for i in empty)
@@ -427,13 +450,13 @@ def findings(
     poorer = [i for i, c in informative.items() if c == "fewer"]
     if poorer:
         text.append(
-            "Clearly fewer informative units than the baseline: "
+            f"Clearly fewer informative units than the baseline{on}: "
             + "; ".join(f"{named[i]} ({others.loc[i, names.TEST_INFORMATIVE_UNITS]:.3g})" for i in poorer)
             + "."
         )
     if richer:
         text.append(
-            "Clearly more informative units than the baseline: "
+            f"Clearly more informative units than the baseline{on}: "
             + "; ".join(f"{named[i]} ({others.loc[i, names.TEST_INFORMATIVE_UNITS]:.3g})" for i in richer)
             + "."
         )
@@ -447,9 +470,9 @@ def findings(
     for group, what in ((richer, "with more informative units"), (empty, "with more active units only")):
         if group:
             text.append(
-                f"For the settings {what}, against the baseline: "
+                f"For the settings {what}, against the baseline{on}: "
                 + "; ".join(
-                    _grouped(claims, runs, others.loc[group], base_ids, key, name, better, axes)
+                    _grouped(claims, runs, others.loc[group], base_ids, deltas, key, name, better, axes)
                     for key, name, better in outcomes
                     if key in settings
                 )
@@ -473,24 +496,21 @@ def _grouped(
     runs: RunSet,
     rows: pd.DataFrame,
     base_ids: list[str],
+    deltas: dict[tuple[int, str], Difference],
     key: str,
     what: str,
     better: bool | None,
     axes: list[str],
 ) -> str:
-    """'−ELBO clearly better for A, B; clearly worse for C; not resolved for D' (each comparison recorded)."""
+    """'−ELBO clearly better for A, B; clearly worse for C; not resolved for D', each difference the
+    table's (`deltas`), each comparison recorded."""
     words = {"a": "clearly better", "b": "clearly worse"} if better else {}
     groups: dict[str, list[str]] = {}
-    for _, row in rows.iterrows():
-        said = claims.compare(
-            what,
-            label(row, axes),
-            "the baseline",
-            runs.by_seed(row["run_ids"].split(), key),
-            runs.by_seed(base_ids, key),
-            better,
-        )
-        d = paired(runs.by_seed(row["run_ids"].split(), key), runs.by_seed(base_ids, key))
+    base = runs.by_seed(base_ids, key)
+    for i, row in rows.iterrows():
+        d = deltas[(i, key)]
+        values = runs.by_seed(row["run_ids"].split(), key)
+        said = claims.say(Comparison(what, label(row, axes), "the baseline", values, base, better), d)
         verdict = words.get(said.better) or (
             ("clearly higher" if d.mean > 0 else "clearly lower") if d.clear else "not resolved"
         )

@@ -123,8 +123,10 @@ def statistics_caption(settings: pd.DataFrame) -> str:
     return (
         f"Cells: mean ± sample standard deviation over the n seeds, then the {100 * LEVEL:.0f} % Student-t "
         "interval of the mean. **Bold**: the best value of its column, only where it is clearly better than "
-        "every other row (each paired difference over the shared seeds excludes zero after Holm's correction "
-        "for the k − 1 comparisons)."
+        "every other row (each paired difference over the shared seeds survives Holm's correction for the "
+        "k − 1 comparisons; a difference the same at every seed is judged by the exact sign-flip test, "
+        "p = 2 / 2^n, so never with three seeds). Columns without a better direction (a KL, a count of units, "
+        "the prior hole) are never bold."
     )
 
 

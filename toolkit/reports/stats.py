@@ -1,24 +1,28 @@
 """The statistics behind every number a report compares: a setting's mean over its seeds with a
-95 % interval, two settings compared by the paired difference over the seeds they share, a best
-of k settings that must beat each of the other k - 1 after Holm's correction, and a trend read
-step by step.
+95 % interval, two settings compared by the paired difference over the seeds they share, and
+every family of such comparisons a report makes (a table against its reference, the steps of a
+trend, a best of k against the other k - 1) corrected by Holm's method within that family.
 
 Every interval is Student's t (`scipy.stats.ttest_1samp` and `ttest_rel`): with three seeds a
 bootstrap has only ten distinct resamples. Seeds pair naturally: the same seed gives two
-settings the same shuffles, noise and (where the shapes agree) initial weights. A difference is
-*clear* when its interval excludes zero; nothing else is called a difference.
+settings the same shuffles, noise and (where the shapes agree) initial weights. A difference
+that is the same at every seed has no spread, so no t: it is judged by the exact sign-flip
+permutation test, whose p is 2 / 2^n (0.25 with three seeds), and it has no interval. A
+difference is *clear* when it survives Holm's correction within its family at the family-wise
+level 1 - LEVEL; nothing else is called a difference.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.stats
 
 LEVEL = 0.95
+ALPHA = 1 - LEVEL  # the family-wise error rate of every family of comparisons
 Values = dict  # seed -> a run's value of one metric
 
 
@@ -51,7 +55,11 @@ def estimate(values) -> Estimate:
 
 @dataclass(frozen=True)
 class Difference:
-    """a - b over the seeds both settings have: its mean, interval at `level`, n and p-value."""
+    """a - b over the seeds both settings have: its mean, its interval at `level` (nan where it has
+    none: fewer than two seeds, or the same difference at every seed), n and p-value, and the
+    family of comparisons it was judged in: `family` says what they compare, `size` how many there
+    are with a p, and `adjusted` is its p after Holm's correction within them (its own p when it
+    is alone)."""
 
     mean: float
     low: float
@@ -59,57 +67,89 @@ class Difference:
     n: int
     p: float
     level: float = LEVEL
+    adjusted: float = math.nan
+    family: str = ""
+    size: int = 1
 
     @property
     def clear(self) -> bool:
-        """Whether the interval excludes zero (never with fewer than two shared seeds)."""
-        return self.n >= 2 and (self.low > 0 or self.high < 0)
+        """Whether it survives Holm's correction within its family (never with fewer than two seeds)."""
+        return self.n >= 2 and self.adjusted <= ALPHA
+
+    @property
+    def constant(self) -> bool:
+        """Whether it is the same at every one of two or more seeds: judged by the exact test, no interval."""
+        return self.n >= 2 and math.isnan(self.low)
 
     def favours(self, lower_is_better: bool) -> str | None:
         """'a' or 'b', the better side when the difference is clear; None when it is not."""
         if not self.clear:
             return None
-        return "a" if (self.high < 0) == lower_is_better else "b"
+        return "a" if (self.mean < 0) == lower_is_better else "b"
 
 
 def paired(a: Values, b: Values, level: float = LEVEL) -> Difference:
-    """a - b paired by seed over the seeds with a finite value in both, t interval at `level`."""
+    """a - b paired by seed over the seeds with a finite value in both, alone in its family: its t
+    interval at `level`, or with no spread the exact sign-flip p (`exact_p`) and no interval."""
     seeds = sorted(s for s in a.keys() & b.keys() if _finite(a[s]) and _finite(b[s]))
     x, y = np.array([a[s] for s in seeds], dtype=float), np.array([b[s] for s in seeds], dtype=float)
     d = x - y
     if len(seeds) < 2:
         mean = float(d.mean()) if len(seeds) else math.nan
         return Difference(mean, math.nan, math.nan, len(seeds), math.nan, level)
-    if np.all(d == d[0]):  # no spread: the same difference at every seed (t is undefined)
-        return Difference(float(d[0]), float(d[0]), float(d[0]), len(seeds), 0.0 if d[0] else 1.0, level)
+    if np.allclose(d, d[0], rtol=1e-9, atol=0):  # no spread but the rounding of floats: t is undefined
+        p = exact_p(float(d.mean()), len(seeds))
+        return Difference(float(d.mean()), math.nan, math.nan, len(seeds), p, level, p)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # nearly identical values: scipy says so, the interval holds
         result = scipy.stats.ttest_rel(x, y)
-    interval = result.confidence_interval(level)
-    return Difference(
-        float(d.mean()), float(interval.low), float(interval.high), len(seeds), float(result.pvalue), level
-    )
+    interval, p = result.confidence_interval(level), float(result.pvalue)
+    return Difference(float(d.mean()), float(interval.low), float(interval.high), len(seeds), p, level, p)
+
+
+def exact_p(difference: float, n: int) -> float:
+    """The exact sign-flip permutation test of n paired differences all equal to `difference`: of
+    the 2^n ways to flip their signs only the two with every sign alike reach a sum as far from
+    zero, so p = 2 / 2^n (0.25 with three seeds, 0.0625 with five); 1 for no difference."""
+    return 2 / 2**n if difference else 1.0
 
 
 def _finite(value) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def holm(p_values: list[float], alpha: float = 1 - LEVEL) -> list[bool]:
-    """Holm's step-down test: which of the hypotheses are rejected at family-wise level `alpha`.
-    The i-th smallest p (from 0) is compared with alpha / (m - i), until one fails."""
-    order = sorted(range(len(p_values)), key=lambda i: (math.isnan(p_values[i]), p_values[i]))
-    rejected, going = [False] * len(p_values), True
-    for rank, i in enumerate(order):
-        going = going and not math.isnan(p_values[i]) and p_values[i] <= alpha / (len(p_values) - rank)
-        rejected[i] = going
-    return rejected
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's adjusted p-values: the i-th smallest of the m p-values (from 0) times m - i, never
+    below the one before it, at most 1. A hypothesis is rejected at family-wise level α when its
+    adjusted p is at most α: Holm's step-down test, which compares the i-th smallest p with
+    α / (m - i) until one fails. A nan p (no test) stays nan and is not counted in m."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    adjusted, running = [math.nan] * len(p_values), 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def family(pairs: dict, name: str) -> dict:
+    """The paired differences a - b of `pairs` ({key: (a, b)}) judged as one family of comparisons,
+    `name` saying what they compare (e.g. 'comparisons of the table against the baseline'): each
+    clear only when it survives Holm's correction within the family, its interval at the level
+    Holm's step gives it (1 - α / (m - i) for the i-th smallest p from 0, the last at 1 - α)."""
+    raw = {key: paired(a, b) for key, (a, b) in pairs.items()}
+    adjusted = dict(zip(raw, holm([d.p for d in raw.values()])))
+    tested = sorted((key for key, d in raw.items() if not math.isnan(d.p)), key=lambda key: raw[key].p)
+    levels = {key: 1 - ALPHA / (len(tested) - rank) for rank, key in enumerate(tested)}
+    return {
+        key: replace(paired(a, b, levels.get(key, LEVEL)), adjusted=adjusted[key], family=name, size=len(tested))
+        for key, (a, b) in pairs.items()
+    }
 
 
 @dataclass(frozen=True)
 class Best:
-    """The setting with the best mean and its difference from each other setting, each interval at
-    the level Holm's step gives it (95 % for the last): `clear` when it beats every one of them."""
+    """The setting with the best mean and its difference from each other setting, one family
+    Holm-corrected: `clear` when it beats every one of them."""
 
     label: object
     others: dict  # label -> Difference (best - other)
@@ -122,21 +162,20 @@ class Best:
 
 def best_of(values: dict, lower_is_better: bool = True) -> Best | None:
     """The best of k settings ({label: {seed: value}}), compared with each of the other k - 1 by
-    paired difference, Holm-corrected; None when fewer than two settings have values."""
+    paired difference as one family; None when fewer than two settings have values."""
     means = {label: estimate(v.values()).mean for label, v in values.items()}
     means = {label: m for label, m in means.items() if math.isfinite(m)}
     if len(means) < 2:
         return None
     best = (min if lower_is_better else max)(means, key=means.get)
-    raw = {other: paired(values[best], values[other]) for other in means if other != best}
-    rejected = holm([d.p for d in raw.values()])
-    order = sorted(raw, key=lambda o: (math.isnan(raw[o].p), raw[o].p))
-    levels = {other: 1 - (1 - LEVEL) / (len(raw) - rank) for rank, other in enumerate(order)}
-    others = {other: paired(values[best], values[other], levels[other]) for other in raw}
-    beaten = {other: bool(r) and others[other].favours(lower_is_better) == "a" for other, r in zip(raw, rejected)}
-    return Best(best, others, beaten)
+    others = family(
+        {other: (values[best], values[other]) for other in means if other != best},
+        f"comparisons of the best, {best}, with each other setting",
+    )
+    return Best(best, others, {other: d.favours(lower_is_better) == "a" for other, d in others.items()})
 
 
-def steps(values: list[Values]) -> list[Difference]:
-    """The paired difference of each setting from the one before it (next - previous)."""
-    return [paired(after, before) for before, after in zip(values, values[1:])]
+def steps(values: list[Values], name: str = "steps") -> list[Difference]:
+    """The paired difference of each setting from the one before it (next - previous), the steps
+    one family named `name`."""
+    return list(family(dict(enumerate(zip(values[1:], values))), name).values())
