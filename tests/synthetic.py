@@ -17,7 +17,8 @@ def fake_study(
 ) -> str:
     """An experiment `name` with a parent run and one child per (config, final metrics): every
     test metric also gets a per-epoch validation history over `config.epochs` epochs ending at its
-    final value, and `best_epoch` and `epochs_trained` are the last epoch. The i-th child also gets
+    final value, `best_epoch` and `epochs_trained` are the last epoch, and the run converged (early
+    stopping ended it at that epoch) unless `metrics` says otherwise. The i-th child also gets
     `tags[i]` where given. Returns the parent's id."""
     client = writing.writer()
     experiment = writing.experiment_id(name)
@@ -43,7 +44,7 @@ def fake_study(
         ).info.run_id
         now = int(time.time() * 1000)
         epochs = config.epochs
-        final = {"best_epoch": epochs, "epochs_trained": epochs, **metrics}
+        final = {"best_epoch": epochs, "epochs_trained": epochs, "converged": 1.0, **metrics}
         history = [
             Metric(f"val/{key.removeprefix('test/')}", value + epochs - epoch, now, epoch)
             for key, value in metrics.items()

@@ -45,7 +45,7 @@ def trained(tmp_path_factory, real_data):
     """Train a VAE and an AE with the real command into a private store; return (uri, runs, stderr).
 
     The VAE asks for Inception FID with an unusable weights file (the run must still finish);
-    the AE adds samples from a fitted Gaussian mixture.
+    each scores samples from a Gaussian and a GMM fitted to its codes.
     """
     root = tmp_path_factory.mktemp("e2e")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -53,7 +53,7 @@ def trained(tmp_path_factory, real_data):
     (root / "garbage.pth").write_bytes(b"not a state dict")
     extra = {
         "vae": ["--fid", "inception", "--fid-weights", str(root / "garbage.pth"), "--iw-samples", str(IW_SAMPLES)],
-        "ae": ["--sampler", "gmm"],
+        "ae": [],
     }
     stderr = {}
     for model in ("vae", "ae"):
@@ -127,7 +127,8 @@ def test_every_run_logs_the_diagnostics_of_its_codes_and_samples_and_a_vae_its_r
         assert 0.1 < run["metrics.test/probe_accuracy"] <= 1
         classes = [run[f"metrics.test/recon_class/{c:02d}"] for c in range(10)]
         assert min(classes) < run["metrics.test/recon"] < max(classes)
-        for kind in ("samples", *(("aggregate_posterior",) if model == "vae" else ("samples_gmm",))):
+        prior = ("samples", "aggregate_posterior") if model == "vae" else ()
+        for kind in ("samples_fitted_gaussian", "samples_gmm", *prior):
             assert 0 <= run[f"metrics.precision/fmnist-cnn/{kind}"] <= 1
             assert 0 <= run[f"metrics.recall/fmnist-cnn/{kind}"] <= 1
         assert run["metrics.nearest/pixels/samples"] > 0.5 and run["metrics.nearest/fmnist-cnn/samples"] > 0.5
@@ -204,7 +205,8 @@ def test_images_npz_holds_the_pictures_the_figures_show(trained, real_data, tmp_
         path = MlflowClient(uri).download_artifacts(run["run_id"], "images.npz", str(tmp_path / model))
         images = dict(np.load(path))
         samples = {f"samples_{name}" for name in ("normal_prior", "laplace_prior")}
-        samples |= {"samples_fitted_gaussian", "samples_gmm"} if model == "ae" else {"samples_aggregate_posterior"}
+        samples |= {"samples_fitted_gaussian", "samples_gmm"}
+        samples |= {"samples_aggregate_posterior"} if model == "vae" else set()
         nearest = {"nearest_samples", "nearest_pixels", "nearest_features"}
         assert set(images) == {"originals", "reconstructions", "interpolation"} | samples | nearest | (
             {"traversal"} if model == "vae" else set()
@@ -219,7 +221,8 @@ def test_images_npz_holds_the_pictures_the_figures_show(trained, real_data, tmp_
 
 def test_fids_are_named_after_the_domain_extractor_and_tagged_with_its_hash(trained):
     _, runs, _ = trained
-    expected = {"vae": {"samples", "aggregate_posterior", "recon"}, "ae": {"samples", "samples_gmm", "recon"}}
+    shared = {"samples_fitted_gaussian", "samples_gmm", "recon"}  # drawn the same way for both
+    expected = {"vae": shared | {"samples", "aggregate_posterior"}, "ae": shared}
     hashes = set()
     for model, run in runs.items():
         fids = {k.removeprefix("metrics.") for k in run.index if k.startswith("metrics.fid/") and pd.notna(run[k])}
@@ -304,7 +307,7 @@ def test_a_conv_model_goes_the_same_way_from_the_command_to_a_reloaded_model(mod
     assert run.info.status == "FINISHED" and run.info.run_name.startswith(f"{model_name}-conv-z20")
     assert run.data.params["architecture"] == "conv" and "hidden" not in run.data.params
     assert "(conv 32-64)" in run.data.tags["mlflow.note.content"]
-    assert run.data.metrics["fid/fmnist-cnn/samples"] > 0 and run.data.metrics["time/mean_epoch_s"] > 0
+    assert run.data.metrics["fid/fmnist-cnn/samples_fitted_gaussian"] > 0 and run.data.metrics["time/mean_epoch_s"] > 0
     assert ("test/nll_iw" in run.data.metrics) == (model_name == "vae")
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert {"figures/latent_tsne.png", "figures/reconstructions.png"} <= figures

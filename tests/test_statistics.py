@@ -44,7 +44,7 @@ def ae_vs_vae(store_name: str, recon: dict[str, list[float]], fid: dict[str, lis
     runs = []
     for model in ("vae", "ae"):
         for seed, r, f in zip(SEEDS, recon[model], fid[model]):
-            metrics = {"test/recon": r, "test/mse": r / 20_000, "fid/fmnist-cnn/samples": f}
+            metrics = {"test/recon": r, "test/mse": r / 20_000, "fid/fmnist-cnn/samples_fitted_gaussian": f}
             if model == "vae":
                 metrics |= {
                     "test/kl": 16.0,
@@ -156,11 +156,11 @@ def test_a_difference_inside_the_noise_is_neither_bold_nor_called(store):
     text = doc.markdown()
     rows = results_rows(text)
     assert rows["AE 3"]["recon (nats)"].startswith("**") and not rows["VAE 3"]["recon (nats)"].startswith("**")
-    fid = "FID samples (fmnist-cnn)"
+    fid = "FID fitted-Gaussian samples (fmnist-cnn)"
     assert not rows["AE 3"][fid].startswith("**") and not rows["VAE 3"][fid].startswith("**")
     assert "By reconstruction (nats), the AE is clearly better than the VAE" in text
     assert re.search(
-        r"By FID \(fmnist-cnn\) of each model's own samples .*, the AE and the VAE are not resolved "
+        r"By FID \(fmnist-cnn\) of samples from a Gaussian fitted to the codes, the AE and the VAE are not resolved "
         r"with 3 seeds",
         text,
     )
@@ -238,24 +238,26 @@ def test_every_report_states_the_settings_its_runs_share_and_what_its_nats_compa
     text = build_report("beta-sweep", beta_sweep("stated", SEEDS)).markdown()
     settings = text[text.index("## Settings") : text.index("## Results")]
     assert "`latent_dim` 20" in settings and "`epochs` 30" in settings and "`iw_samples` 100" in settings
-    assert "| varied | `beta` 0.5 / 1.0 / 2.0 |" in settings and "| seeds | 42, 43, 44 (3) |" in settings
+    assert "| varied | `beta` 0.5 / 1.0 / 2.0 |" in settings
+    resolution = "with 3 seeds a paired difference is resolved only where its mean exceeds 2.48 standard deviations"
+    assert f"| seeds | 42, 43, 44 (3): {resolution}" in settings
     assert "| training images | 54,000 |" in settings and "best epoch 30 in 9 runs" in settings
-    assert "0 of 9 stopped early" in settings and "K = 100 importance samples" in settings
+    assert "9 of 9 converged" in settings and "K = 100 importance samples" in settings
     assert "grey levels in [0, 1], not binarised" in settings and "binarised MNIST: about 80–90 nats" in settings
     assert "FID GMM samples" not in text  # no such column: no caption for it
 
 
 def test_an_iw_bound_estimated_from_a_subset_of_the_test_images_says_so_with_its_standard_errors(store):
     every = build_report("beta-sweep", beta_sweep("every-image", SEEDS)).markdown()
-    assert "estimated from" not in every and "`test/nll_iw_se`" not in every
+    assert "estimated for" not in every and "`test/nll_iw_se`" not in every and "on every test image" in every
     errors = tuple(0.06 + 0.001 * i for i in range(9))
     text = build_report("beta-sweep", beta_sweep("subset", SEEDS, errors)).markdown()
     settings = text[text.index("## Settings") : text.index("## Results")]
     assert "`iw_images` 2000" in settings
     assert (
-        "K = 100 importance samples per test image; estimated from 2000 test images drawn at random, as every "
-        "image's −ELBO less their mean gap to the bound, standard error 0.06–0.068 nats (`test/nll_iw_se`) (9 runs); "
-        "precision: fp32"
+        "K = 100 importance samples per image, computed on 2000 test images drawn at random and estimated for the "
+        "whole test set as its −ELBO less their mean gap to the bound, standard error 0.06–0.068 nats "
+        "(`test/nll_iw_se`, the column *IW bound s.e.*) (9 runs); precision: fp32"
     ) in settings
 
 

@@ -69,6 +69,9 @@ TEST_MUTUAL_INFO_POOLED, TEST_MUTUAL_INFO_POOLED_CEILING = (
     test("mutual_info_pooled_ceiling"),
 )
 TEST_PROBE_ACCURACY = test("probe_accuracy")
+# Derived by the reports from what runs log, never logged: a Bernoulli run's reconstruction and -ELBO
+# above their floor, the test pixels' entropy (TEST_PIXEL_ENTROPY).
+RECON_EXCESS, NEG_ELBO_EXCESS = "derived/recon_excess", "derived/neg_elbo_excess"
 # A fixed-σ Gaussian run scored again at the one σ that maximises its test likelihood (`evaluate.best_sigma`).
 TEST_BEST_SIGMA, TEST_RECON_BEST_SIGMA, TEST_NEG_ELBO_BEST_SIGMA = map(
     test, ("best_sigma", "recon_best_sigma", "neg_elbo_best_sigma")

@@ -29,7 +29,7 @@ from toolkit.reports.sections import (
     settings_section,
     statistics_caption,
 )
-from toolkit.reports.stats import estimate, family
+from toolkit.reports.stats import estimate, family, prediction_interval
 
 # The reference notebook's setting and its published test numbers (nats per image): a reference, not a result.
 REFERENCE_SETTING = {
@@ -47,13 +47,16 @@ REFERENCE_PUBLISHED = {
     "vae": {names.TEST_RECON: 225.64, names.TEST_KL: 15.74, names.TEST_NEG_ELBO: 241.38},
     "ae": {names.TEST_RECON: 213.12},
 }
-OWN_SAMPLER = {
-    "vae": (names.NORMAL_PRIOR_SAMPLES, "its prior N(0, I)"),
-    "ae": (names.SAMPLES_GAUSSIAN, "a Gaussian fitted to its training codes"),
+REFERENCE_EPOCHS = 30  # the reference notebook's run trained this many
+# The samples both models draw the same way, and the sampler in words; the VAE's prior samples are shown apart.
+SHARED_SAMPLERS = {
+    names.SAMPLES_GAUSSIAN: "a Gaussian fitted to its codes",
+    names.SAMPLES_GMM: "a 10-component GMM fitted to its codes",
 }
 FID_SUBJECTS = {
-    names.SAMPLES: "each model's own samples (VAE prior, AE fitted Gaussian)",
+    names.SAMPLES: "the VAE's prior samples",
     names.AGGREGATE_POSTERIOR: "the VAE's aggregate-posterior samples",
+    names.SAMPLES_GAUSSIAN: "samples from a Gaussian fitted to the codes",
     names.SAMPLES_GMM: "samples from a GMM fitted to the codes",
     names.RECONSTRUCTIONS: "reconstructions",
 }
@@ -215,14 +218,13 @@ def image_figures(doc: Document, images: dict[str, dict[str, np.ndarray]], prefi
         drawing.image_rows([*rows, ("AE", ae[names.RECONSTRUCTION_IMAGES])], "reconstructions"),
         "originals, VAE and AE reconstructions",
     )
-    own = [(f"{m.upper()}: samples from {OWN_SAMPLER[m][1]}", images[m][OWN_SAMPLER[m][0]]) for m in ("vae", "ae")]
-    doc.figure(f"{prefix}samples", drawing.image_grids(own), "samples of both models")
-    if all(names.SAMPLES_GMM in i for i in images.values()):
-        gmm = [
-            (f"{m.upper()}: samples from a 10-component GMM fitted to its codes", images[m][names.SAMPLES_GMM])
-            for m in ("vae", "ae")
-        ]
-        doc.figure(f"{prefix}samples_gmm", drawing.image_grids(gmm), "GMM samples of both models")
+    for kind, sampler in SHARED_SAMPLERS.items():  # drawn the same way for both; files samples.png, samples_gmm.png
+        if all(kind in i for i in images.values()):
+            grids = [(f"{m.upper()}: samples from {sampler}", images[m][kind]) for m in ("vae", "ae")]
+            name = "samples" if kind == names.SAMPLES_GAUSSIAN else kind
+            doc.figure(f"{prefix}{name}", drawing.image_grids(grids), f"samples of both models from {sampler}")
+    prior = [("VAE: samples from its prior N(0, I), which an AE does not have", vae[names.NORMAL_PRIOR_SAMPLES])]
+    doc.figure(f"{prefix}samples_prior", drawing.image_grids(prior), "the VAE's prior samples")
     doc.figure(
         f"{prefix}interpolation",
         drawing.image_rows(
@@ -273,6 +275,12 @@ def findings(
     name = "comparisons of the AE with the VAE" + (f" ({group})" if group else "")
     text = [sentence(said.text) for said in claims.compare(name, comparisons)]
     vae = pair["vae"]
+    for key in (k for k in vae.index if (fid := names.parse_fid(k)) and fid.kind == names.SAMPLES):
+        if not np.isnan(vae[key]):
+            text.append(
+                f"Apart, as an AE has none: the VAE's prior samples score FID {vae[key]:.1f} "
+                f"({names.parse_fid(key).extractor}; mean over seeds), compared with no AE number."
+            )
     if names.TEST_ACTIVE_UNITS in vae and not np.isnan(vae[names.TEST_ACTIVE_UNITS]):
         informative = vae.get(names.TEST_INFORMATIVE_UNITS, np.nan)
         text.append(
@@ -286,22 +294,29 @@ def findings(
 
 
 def published(runs: RunSet, ids: dict[str, list[str]]) -> str:
-    """The reference notebook's published numbers beside this store's means and 95 % intervals."""
+    """The reference notebook's published numbers, each of a single run, beside this store's means
+    and where one run of this store's setting would fall (`stats.prediction_interval`)."""
     parts = []
     for model, key, what in (("vae", names.TEST_NEG_ELBO, "VAE −ELBO"), ("ae", names.TEST_RECON, "AE reconstruction")):
-        found = estimate(runs.by_seed(ids[model], key).values())
+        values = runs.by_seed(ids[model], key).values()
+        mean, (low, high) = estimate(values).mean, prediction_interval(values)
         value = REFERENCE_PUBLISHED[model][key]
         inside = (
             ""
-            if math.isnan(found.low)
-            else (
-                ", inside its 95 % interval"
-                if found.low <= value <= found.high
-                else f", outside its 95 % interval [{found.low:.2f}, {found.high:.2f}]"
-            )
+            if math.isnan(low)
+            else f", {'inside' if low <= value <= high else 'outside'} its 95 % prediction interval for one run "
+            f"[{low:.2f}, {high:.2f}]"
         )
-        parts.append(f"{what} {found.mean:.2f} here against {value} published ({relative(found.mean, value)}{inside})")
-    return "Against the reference notebook: " + "; ".join(parts) + "."
+        parts.append(f"{what} {mean:.2f} here against {value} published ({relative(mean, value)}{inside})")
+    epochs = " / ".join(runs.values("epochs"))
+    trained = f" The notebook's run trained {REFERENCE_EPOCHS} epochs, these runs at most {epochs}."
+    return (
+        "Against the reference notebook's single run, set beside the interval that holds one more run of this "
+        "setting (mean ± t · sd · √(1 + 1/n) over the seeds): "
+        + "; ".join(parts)
+        + "."
+        + ("" if epochs == str(REFERENCE_EPOCHS) else trained)
+    )
 
 
 def across(runs: RunSet, claims: Claims, groups: dict[str, dict[str, pd.Series]]) -> str:

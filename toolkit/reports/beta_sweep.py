@@ -40,14 +40,10 @@ ORDER = (
 )
 HEADERS = {names.TEST_KL: "rate: KL (nats)", names.TEST_RECON: "distortion: recon (nats)"}
 SAMPLES_SHOWN = 12
-FID_LABELS = {
+FID_LABELS = {  # the AE has the fitted Gaussian's, the GMM's and the reconstructions', each set beside the VAEs' own
     names.SAMPLES: "prior samples",
     names.AGGREGATE_POSTERIOR: "aggregate-posterior samples",
-    names.SAMPLES_GMM: "GMM samples",
-    names.RECONSTRUCTIONS: "reconstructions",
-}
-AE_FID_LABELS = {
-    names.SAMPLES: "fitted-Gaussian samples",
+    names.SAMPLES_GAUSSIAN: "fitted-Gaussian samples",
     names.SAMPLES_GMM: "GMM samples",
     names.RECONSTRUCTIONS: "reconstructions",
 }
@@ -109,14 +105,25 @@ def build(runs: RunSet, rebuild: str) -> Document:
         "Each run's dimensions sorted by their test KL, the mean over seeds of each rank; log colour scale, "
         f"the informative threshold ({floor + INFORMATIVE_NATS:g} nats) marked on its bar.",
     )
-    samples = sample_rows(runs, vae_rows, betas, ae_row)
+    samples = sample_rows(runs, vae_rows, betas, ae_row.iloc[:0])
     if samples:
         doc.heading("Samples")
         doc.text(
             f"The first {SAMPLES_SHOWN} of the 64 samples each run drew for its figures (first run of each "
-            "setting): VAEs from the prior N(0, I), the AE from a Gaussian fitted to its training codes."
+            "setting), the VAEs' from their prior N(0, I), which an AE does not have."
         )
-        doc.figure("samples", drawing.image_rows(samples, "samples at each β"), "samples at each beta")
+        doc.figure("samples", drawing.image_rows(samples, "prior samples at each β"), "samples at each beta")
+    fitted = sample_rows(runs, vae_rows, betas, ae_row, names.SAMPLES_GAUSSIAN)
+    if fitted:
+        doc.text(
+            "Every model drawn the same way, the VAEs beside the AE: from a Gaussian fitted to its training "
+            "codes (posterior means)."
+        )
+        doc.figure(
+            names.SAMPLES_GAUSSIAN,
+            drawing.image_rows(fitted, "fitted-Gaussian samples at each β and of the AE"),
+            "fitted-Gaussian samples at each beta and of the AE",
+        )
     aggregate = sample_rows(runs, vae_rows, betas, ae_row.iloc[:0], "samples_aggregate_posterior")
     if aggregate:
         doc.text(
@@ -211,7 +218,7 @@ def fid_and_active_units(vae, betas, ae, fids: list[Column], latent_dim: int):
             what = names.parse_fid(column.key).kind
             plots.errorbars(ax, betas, vae, column.key, f"VAE {FID_LABELS[what]}", color=f"C{i}")
             if len(ae) and not np.isnan(ae[column.key].iloc[0]):
-                ax.axhline(ae[column.key].iloc[0], color=f"C{i}", linestyle=":", label=f"AE {AE_FID_LABELS[what]}")
+                ax.axhline(ae[column.key].iloc[0], color=f"C{i}", linestyle=":", label=f"AE {FID_LABELS[what]}")
         ax.set(
             xscale="log",
             xlabel="β (log scale)",
@@ -264,18 +271,16 @@ def kl_heatmap(profiles: list[np.ndarray], betas: pd.Series, free_bits: float = 
     return fig
 
 
-def sample_rows(
-    runs: RunSet, vae, betas, ae, vae_images: str = names.NORMAL_PRIOR_SAMPLES
-) -> list[tuple[str, np.ndarray]]:
-    """The first SAMPLES_SHOWN of `vae_images` of each β's first run, then the AE's own samples (if `ae`)."""
+def sample_rows(runs: RunSet, vae, betas, ae, kind: str = names.NORMAL_PRIOR_SAMPLES) -> list[tuple[str, np.ndarray]]:
+    """The first SAMPLES_SHOWN images of `kind` of each β's first run, then the AE's (if `ae`)."""
     rows = []
-    for label, row, name in [
-        *((f"β = {b:g}", r, vae_images) for b, (_, r) in zip(betas, vae.iterrows())),
-        *(("AE", r, names.SAMPLES_GAUSSIAN) for _, r in ae.iterrows()),
+    for label, row in [
+        *((f"β = {b:g}", r) for b, (_, r) in zip(betas, vae.iterrows())),
+        *(("AE", r) for _, r in ae.iterrows()),
     ]:
         images = runs.images(row["run_ids"].split()[0])
-        if images is not None and name in images:
-            rows.append((label, images[name][:SAMPLES_SHOWN]))
+        if images is not None and kind in images:
+            rows.append((label, images[kind][:SAMPLES_SHOWN]))
     return rows
 
 
@@ -329,7 +334,7 @@ def findings(
             text.append(
                 _ae_against_every_vae(
                     claims,
-                    f"FID ({fid.extractor}) of {AE_FID_LABELS[fid.kind]}",
+                    f"FID ({fid.extractor}) of {FID_LABELS[fid.kind]}",
                     runs.by_seed(ae_ids, column.key),
                     labels,
                     per_beta[column.key],

@@ -26,6 +26,7 @@ from toolkit.reports.sections import (
 )
 
 MODELS = (("vae", "VAE"), ("ae", "AE"))
+SAMPLE_KINDS = {names.SAMPLES: "prior samples", names.SAMPLES_GAUSSIAN: "fitted-Gaussian samples"}  # best size of each
 
 
 def build(runs: RunSet, rebuild: str) -> Document:
@@ -131,15 +132,13 @@ def findings(runs: RunSet, claims: Claims, by_model: dict) -> str:
                 + claims.trend(f"the {model.upper()}'s reconstruction", sizes, values)
             )
         )
-        for key in (k for k in frame if (fid := names.parse_fid(k)) and fid.kind == names.SAMPLES):
+        for key in (k for k in frame if (fid := names.parse_fid(k)) and fid.kind in SAMPLE_KINDS):
+            if frame[key].isna().all():  # the AE's prior samples: it has none
+                continue
+            extractor, kind = names.parse_fid(key)
             values = {size: runs.by_seed(ids.split(), key) for size, ids in zip(sizes, frame["run_ids"])}
-            text.append(
-                sentence(
-                    claims.best(
-                        f"the {model.upper()}'s sample FID ({names.parse_fid(key).extractor})", values, True, ".1f"
-                    )
-                )
-            )
+            what = f"the {model.upper()}'s FID of {SAMPLE_KINDS[kind]} ({extractor})"
+            text.append(sentence(claims.best(what, values, True, ".1f")))
     vae = by_model.get("vae")
     if vae is not None and names.TEST_ACTIVE_UNITS in vae:
         informative = vae.get(names.TEST_INFORMATIVE_UNITS, pd.Series(math.nan, index=vae.index))

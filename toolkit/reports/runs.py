@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -44,7 +44,13 @@ TEST_COLUMNS = (
     Column(names.TEST_MSE, "MSE / pixel", fmt=".5f"),
     Column(names.TEST_KL, "KL (nats)", None),
     Column(names.TEST_NEG_ELBO, "−ELBO (nats)"),
+    Column(names.RECON_EXCESS, "recon − pixel entropy (nats)"),
+    Column(names.NEG_ELBO_EXCESS, "−ELBO − pixel entropy (nats)"),
+    Column(names.TEST_RECON_BEST_SIGMA, "recon at best σ (nats)"),
+    Column(names.TEST_NEG_ELBO_BEST_SIGMA, "−ELBO at best σ (nats)"),
+    Column(names.TEST_BEST_SIGMA, "best σ", None, fmt=".4f"),
     Column(names.TEST_NLL_IW, "IW bound (nats)"),
+    Column(names.TEST_NLL_IW_SE, "IW bound s.e. (nats)", None, fmt=".2g"),
     Column(names.TEST_ACTIVE_UNITS, "active units", None, fmt=".3g"),
     Column(names.TEST_INFORMATIVE_UNITS, "informative units", None, fmt=".3g"),
     Column(names.TEST_DECODER_SIGMA, "σ (learned)", None, fmt=".4f"),
@@ -58,13 +64,25 @@ LATENT_COLUMNS = (
 )
 
 
+SCORED_SAMPLES = (names.SAMPLES, names.SAMPLES_GAUSSIAN, names.SAMPLES_GMM)  # the samples with precision columns
+
+
 def sample_columns(extractor: str) -> tuple[Column, ...]:
-    """The samples' diagnostics in one extractor's features (the default sampler's images)."""
+    """The samples' diagnostics in one extractor's features: the prior hole, precision and recall of
+    each of SCORED_SAMPLES, and the nearest-training ratios of the model's own samples."""
     return (
         # a diagnostic of the prior's mismatch, not a quality score: no better direction, never bold as best
         Column(names.prior_hole(extractor), f"prior hole: FID samples − FID q(z) samples ({extractor})", None),
-        Column(names.precision(extractor, names.SAMPLES), f"precision ({extractor})", False, fmt=".3f"),
-        Column(names.recall(extractor, names.SAMPLES), f"recall ({extractor})", False, fmt=".3f"),
+        *(
+            Column(
+                f(extractor, kind),
+                f"{word}, {names.FID_KIND_HEADERS[kind].removeprefix('FID ')} ({extractor})",
+                False,
+                fmt=".3f",
+            )
+            for kind in SCORED_SAMPLES
+            for f, word in ((names.precision, "precision"), (names.recall, "recall"))
+        ),
         Column(names.nearest(extractor), f"nearest-training ratio ({extractor})", None, fmt=".3f"),
         Column(names.nearest(names.PIXELS), "nearest-training ratio (pixels)", None, fmt=".3f"),
     )
@@ -78,6 +96,13 @@ class ExtractorUsed:
     hashes: tuple[str, ...]  # more than one: the runs' FIDs are not comparable with each other
     floor: float | None  # its real-vs-real FID (training against test images)
     reference_run: str | None
+    real: dict = field(default_factory=dict)  # what real images score in its reference run (`fid.real_metrics`)
+
+
+class SeedValues(dict):
+    """A metric of a setting's runs by seed (`RunSet.by_seed`), with how many of them did not converge."""
+
+    unconverged: int = 0
 
 
 class RunSet:
@@ -99,6 +124,33 @@ class RunSet:
         self.runs = runs.sort_values(["order", "start_time", "run_id"], na_position="last").reset_index(drop=True)
         self.finished = self.runs[self.runs["status"] == "FINISHED"].reset_index(drop=True)
         self.excluded = self.runs[self.runs["status"] != "FINISHED"].reset_index(drop=True)
+        self._read_older_ae_samples()
+        _add_excess(self.finished)
+
+    def _read_older_ae_samples(self):
+        """An AE run logged before every run was scored with the same fitted samplers logged its
+        fitted Gaussian's samples as `samples`, the kind now meaning a VAE's prior samples: they
+        are read as the fitted Gaussian's (where the run lacks those), never as prior samples."""
+        ae = (self.param("model") == "ae").to_numpy()
+        for e in self.extractors:
+            for f in (names.fid, names.precision, names.recall):
+                old, new = f"metrics.{f(e.name, names.SAMPLES)}", f"metrics.{f(e.name, names.SAMPLES_GAUSSIAN)}"
+                if old in self.finished:
+                    moved = self.finished[old].where(ae)
+                    self.finished[new] = self.finished[new].fillna(moved) if new in self.finished else moved
+                    self.finished.loc[ae, old] = np.nan
+
+    def converged(self, runs: pd.DataFrame | None = None) -> pd.Series:
+        """Whether each (finished) run converged: early stopping ended it before its epoch limit
+        (`names.CONVERGED`; for a run logged before it, fewer epochs trained than its limit)."""
+        runs = self.finished if runs is None else runs
+        logged = runs.get(f"metrics.{names.CONVERGED}", pd.Series(np.nan, index=runs.index))
+        trained = runs.get(f"metrics.{names.EPOCHS_TRAINED}", pd.Series(np.nan, index=runs.index))
+        return logged.fillna((trained < pd.to_numeric(self.param("epochs", runs))).astype(float)).astype(bool)
+
+    def unconverged(self, run_ids) -> int:
+        """How many of these finished runs did not converge (`converged`)."""
+        return int((~self.converged(self.finished[self.finished["run_id"].isin(list(run_ids))])).sum())
 
     def param(self, name: str, runs: pd.DataFrame | None = None) -> pd.Series:
         """A param of the (finished) runs as strings; None where a run did not log it (an older
@@ -231,14 +283,17 @@ class RunSet:
             rows.append(row)
         return pd.DataFrame(rows)
 
-    def by_seed(self, run_ids, key: str) -> dict[int, float]:
+    def by_seed(self, run_ids, key: str) -> SeedValues:
         """A metric of some finished runs (a setting's) by seed, for comparing settings seed by
-        seed; runs of one setting that share a seed (a run repeated) count with their mean."""
+        seed; runs of one setting that share a seed (a run repeated) count with their mean. It
+        carries how many of those runs did not converge, so that a comparison can say so."""
         rows = self.finished[self.finished["run_id"].isin(list(run_ids))]
         if f"metrics.{key}" not in rows:
-            return {}
+            return SeedValues()
         values = pd.DataFrame({"seed": self.param("seed", rows), "value": rows[f"metrics.{key}"]}).dropna()
-        return {int(seed): float(value) for seed, value in values.groupby("seed")["value"].mean().items()}
+        found = SeedValues({int(seed): float(value) for seed, value in values.groupby("seed")["value"].mean().items()})
+        found.unconverged = self.unconverged(rows.loc[rows[f"metrics.{key}"].notna(), "run_id"])
+        return found
 
     @cached_property
     def extractors(self) -> list[ExtractorUsed]:
@@ -248,14 +303,9 @@ class RunSet:
         for column, name in sorted(tags.items()):
             references = sorted(set(self.finished.get(f"tags.{names.reference_run(name)}", pd.Series()).dropna()))
             reference = references[0] if len(references) == 1 else None
-            found.append(
-                ExtractorUsed(
-                    name,
-                    tuple(sorted(set(self.finished[column].dropna()))),
-                    _floor(name, reference) if reference else None,
-                    reference,
-                )
-            )
+            logged = _reference_metrics(reference) if reference else {}
+            hashes = tuple(sorted(set(self.finished[column].dropna())))
+            found.append(ExtractorUsed(name, hashes, logged.get(names.fid_floor(name)), reference, logged))
         return found
 
     def histories(self, run_ids, keys) -> pd.DataFrame:
@@ -298,12 +348,21 @@ class RunSet:
             return None
 
 
-def _floor(extractor: str, reference_run: str) -> float | None:
-    """The real-vs-real FID its reference run logged for the extractor."""
+def _reference_metrics(reference_run: str) -> dict[str, float]:
+    """What an extractor's reference run logged: the real-vs-real FID and what real images score."""
     try:
-        return reading.final_metrics(reference_run).get(names.fid_floor(extractor))
+        return reading.final_metrics(reference_run)
     except ToolkitError:
-        return None
+        return {}
+
+
+def _add_excess(frame: pd.DataFrame):
+    """Each Bernoulli run's reconstruction and −ELBO less their floor, the test pixels' entropy
+    (`names.RECON_EXCESS`, `names.NEG_ELBO_EXCESS`), as metrics of `frame`."""
+    floor = f"metrics.{names.TEST_PIXEL_ENTROPY}"
+    for key, excess in ((names.TEST_RECON, names.RECON_EXCESS), (names.TEST_NEG_ELBO, names.NEG_ELBO_EXCESS)):
+        if floor in frame and f"metrics.{key}" in frame:
+            frame[f"metrics.{excess}"] = frame[f"metrics.{key}"] - frame[floor]
 
 
 def sort_key(value):

@@ -9,22 +9,24 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import scipy.stats
 
 from toolkit import names
 from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY, RunConfig
 from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, PROBE_TRAIN, RATE_CODES
 from toolkit.reports.document import GENERATED, Document, code, escape, markdown_table, mean_std, number
 from toolkit.reports.document import link as markdown_link
-from toolkit.reports.runs import LATENT_COLUMNS, Column, RunSet, shown_param, sort_key
+from toolkit.reports.runs import LATENT_COLUMNS, SCORED_SAMPLES, Column, RunSet, shown_param, sort_key
 from toolkit.reports.stats import LEVEL, best_of
 from toolkit.store import location
 
 RUNNING_REASON = "still running, or its process died without ending the run"
 FID_SUBJECTS = {
-    names.SAMPLES: "the VAE's drawn from its prior N(0, I), the AE's from a Gaussian fitted to its training codes",
+    names.SAMPLES: "the VAE's drawn from its prior N(0, I) (an AE has none)",
     names.AGGREGATE_POSTERIOR: "the VAE's decoded from its aggregate posterior q(z): a random training "
     "image's posterior q(z|x), one code from it",
-    names.SAMPLES_GMM: "from a 10-component Gaussian mixture fitted to either model's training codes",
+    names.SAMPLES_GAUSSIAN: "from a full-covariance Gaussian fitted to either model's training codes (posterior means)",
+    names.SAMPLES_GMM: "from a 10-component Gaussian mixture fitted to either model's training codes (posterior means)",
     names.RECONSTRUCTIONS: "the decoder means of the test images' posterior means",
 }
 CEILING_NATS = 0.1  # I(x; z) this close to log N is reported as at its ceiling
@@ -146,6 +148,9 @@ def settings_table(
     and interval bounds of the table's columns under the metric keys."""
     shown = pd.DataFrame(labels)
     shown["n"] = settings["n"].astype(str).to_numpy()
+    shown["converged"] = [
+        f"{n - runs.unconverged(ids.split())}/{n}" for n, ids in zip(settings["n"], settings["run_ids"])
+    ]
     for column in columns:
         cells = [cell(row, column) for _, row in settings.iterrows()]
         best = clear_best(runs, settings, column)
@@ -229,7 +234,27 @@ def diagnostics_section(
             f"images, near 0 for copies of the training set."
         )
     doc.text(" ".join(text + [at_ceiling(runs, settings, labels)]) + " " + statistics_caption(settings))
-    settings_table(doc, runs, "diagnostics", settings, labels, columns)
+    real = real_data_row(runs, labels, columns)
+    if real:
+        doc.text(
+            f"The row *real data, no model*: real images scored as a model's samples are ({PR_IMAGES:,} training "
+            "images against the test images, the most precision and recall can say of images as good as real), "
+            "and the linear probe fitted to raw pixels instead of codes."
+        )
+    settings_table(doc, runs, "diagnostics", settings, labels, columns, real)
+
+
+def real_data_row(runs: RunSet, labels: dict[str, list[str]], columns: list[Column]) -> list[dict[str, str]]:
+    """The diagnostics' row of real data, no model, as their FID references logged it
+    (`fid.real_metrics`): under every precision and recall the training images' against the test
+    images, under the linear probe the probe on raw pixels; none where no reference logged them."""
+    found = {}
+    for e in runs.extractors:
+        for f in (names.precision, names.recall):
+            found |= dict.fromkeys((f(e.name, kind) for kind in SCORED_SAMPLES), e.real.get(f(e.name, names.REAL)))
+        found.setdefault(names.TEST_PROBE_ACCURACY, e.real.get(names.PIXEL_PROBE_ACCURACY))
+    cells = {c.header: f"*{found[c.key]:{c.fmt}}*" for c in columns if found.get(c.key) is not None}
+    return [{next(iter(labels)): "real data, no model", **cells}] if cells else []
 
 
 def at_ceiling(runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
@@ -288,7 +313,7 @@ def settings_section(doc: Document, runs: RunSet, columns: list[Column]):
             ", ".join(f"`{k}` {'none' if v in (None, 'None') else escape(v)}" for k, v in shared),
         ),
         ("varied", ", ".join(f"`{k}` {_values(runs, k)}" for k in varied) or "nothing"),
-        ("seeds", f"{escape(', '.join(map(str, seeds)))} ({len(seeds)})"),
+        ("seeds", f"{escape(', '.join(map(str, seeds)))} ({len(seeds)}): {resolution(len(seeds))}"),
         ("training images", _distinct(finished, f"tags.{names.TRAIN_IMAGES}", "{:,}", int)),
         ("training", _epochs(runs)),
     ]
@@ -297,15 +322,17 @@ def settings_section(doc: Document, runs: RunSet, columns: list[Column]):
             (
                 "IW bound",
                 f"K = {_values(runs, 'iw_samples', _users(runs, 'iw_samples'))} "
-                f"importance samples per test image; {_iw_images(runs)}precision: {_precisions(finished)}",
+                f"importance samples per image, {_iw_images(runs)}; precision: {_precisions(finished)}",
             )
         )
     if any(names.parse_fid(c.key) for c in columns):
         rows.append(
             (
                 "FID",
-                f"{_values(runs, 'fid_samples')} generated images per score against the "
-                f"10,000 test images; sampler {_values(runs, 'sampler')}",
+                f"{_values(runs, 'fid_samples')} generated images per score against the 10,000 test images; "
+                "every run's samples from a Gaussian and a 10-component GMM fitted to its training codes "
+                "(posterior means), the same samplers for AE and VAE, and a VAE's from its prior N(0, I) "
+                "and its aggregate posterior",
             )
         )
     if any(c.key == names.MEAN_EPOCH_SECONDS for c in columns):
@@ -348,31 +375,45 @@ def _epochs(runs: RunSet) -> str:
     text = f"at most {_values(runs, 'epochs')} epochs; best epoch " + ", ".join(
         f"{epoch} in {n} run{'s' * (n > 1)}" for epoch, n in best.items()
     )
-    if "metrics.epochs_trained" in frame:
-        stopped = int((frame["metrics.epochs_trained"] < pd.to_numeric(runs.param("epochs"))).sum())
-        text += f"; {stopped} of {len(frame)} stopped early (patience {_values(runs, 'patience')})"
+    text += (
+        f"; {int(runs.converged().sum())} of {len(frame)} converged: early stopping (patience "
+        f"{_values(runs, 'patience')}) ended them before the limit. The tables' *converged* column counts "
+        "them per setting, and every comparison involving a run that did not converge is marked"
+    )
     return text + " (each run's under [Runs](#runs))"
 
 
+def resolution(n: int) -> str:
+    """What `n` seeds can resolve, in words: the smallest paired difference, in standard
+    deviations of its seeds' differences, whose 95 % t interval excludes zero."""
+    if n < 2:
+        return "one seed resolves no difference"
+    factor = scipy.stats.t.ppf((1 + LEVEL) / 2, n - 1) / math.sqrt(n)
+    return (
+        f"with {n} seeds a paired difference is resolved only where its mean exceeds {factor:.2f} standard "
+        f"deviations of its seeds' differences (t({n - 1}) / √{n}, before any correction for its family)"
+    )
+
+
 def _iw_images(runs: RunSet) -> str:
-    """Which runs computed the IW bound on every test image and which estimated it from a subset
-    (`iw_nll`), with the estimates' standard errors; nothing where every run used every image."""
+    """Which test images the runs computed the IW bound on: every one, or a subset from which the
+    bound on every one is estimated (`iw_nll`), with the estimates' standard errors."""
     frame = runs.finished
     bounded = frame[frame[f"metrics.{names.TEST_NLL_IW}"].notna()] if f"metrics.{names.TEST_NLL_IW}" in frame else frame
     column = f"metrics.{names.TEST_NLL_IW_SE}"
     if column not in bounded or bounded[column].isna().all():
-        return ""
+        return "computed on every test image"
     estimated = bounded[bounded[column].notna()]
     low, high = (number(f(estimated[column]), ".2g") for f in (min, max))
     parts = [
-        f"estimated from {_values(runs, 'iw_images', estimated)} test images drawn at random, as every image's "
-        f"−ELBO less their mean gap to the bound, standard error {low if low == high else f'{low}–{high}'} nats "
-        f"(`{names.TEST_NLL_IW_SE}`) "
+        f"computed on {_values(runs, 'iw_images', estimated)} test images drawn at random and estimated for "
+        f"the whole test set as its −ELBO less their mean gap to the bound, standard error "
+        f"{low if low == high else f'{low}–{high}'} nats (`{names.TEST_NLL_IW_SE}`, the column *IW bound s.e.*) "
         f"({len(estimated)} runs)"
     ]
     if len(estimated) < len(bounded):
-        parts.append(f"on every test image ({len(bounded) - len(estimated)} runs)")
-    return " / ".join(parts) + "; "
+        parts.append(f"computed on every test image ({len(bounded) - len(estimated)} runs)")
+    return " / ".join(parts)
 
 
 def _precisions(frame: pd.DataFrame) -> str:
@@ -423,8 +464,9 @@ def comparability(runs: RunSet) -> str:
             "the reconstruction term, −ELBO and IW bound are cross-entropies, not likelihoods of the images: "
             f"their floor is the test pixels' own entropy{entropy}, and they cannot be set beside published "
             "likelihoods (binarised MNIST: about 80–90 nats) or runs with other pixels. Differences between "
-            "the runs of this report are comparable. `--binarize dynamic` gives likelihoods the literature "
-            "can be compared with."
+            "the runs of this report are comparable, and the tables also give the reconstruction and −ELBO "
+            "less that floor, the part a better model could still remove. `--binarize dynamic` gives likelihoods "
+            "the literature can be compared with."
         )
     if ((likelihood == "bernoulli") & (runs.param("binarize") == "dynamic")).any():
         text.append(

@@ -53,6 +53,18 @@ def estimate(values) -> Estimate:
     return Estimate(mean, sd, len(values), float(interval.low), float(interval.high))
 
 
+def prediction_interval(values, level: float = LEVEL) -> tuple[float, float]:
+    """Where one more run of the setting falls with probability `level`, from its runs' finite
+    `values`: mean ± t(n - 1) · sd · √(1 + 1/n), wider than the interval of the mean (± t · sd / √n)
+    by the new run's own spread. What a single run, such as a published one, is compared with;
+    (nan, nan) from fewer than two values."""
+    found = estimate(values)
+    if found.n < 2:
+        return math.nan, math.nan
+    half = scipy.stats.t.ppf((1 + level) / 2, found.n - 1) * found.sd * math.sqrt(1 + 1 / found.n)
+    return found.mean - half, found.mean + half
+
+
 @dataclass(frozen=True)
 class Difference:
     """a - b over the seeds both settings have: its mean, its interval at `level` (nan where it has
