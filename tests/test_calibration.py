@@ -171,3 +171,19 @@ def test_the_published_single_run_is_set_against_the_prediction_interval_not_the
     assert low <= published <= high and published < scipy.stats.ttest_1samp(recon, 0).confidence_interval().low
     assert f"AE reconstruction 213.47 here against {published} published (+0.16%, inside its 95 % prediction " in text
     assert f"interval for one run [{low:.2f}, {high:.2f}]" in text
+
+
+def test_each_setting_says_how_many_of_its_runs_converged_and_their_comparisons_are_marked(store):
+    doc = build_report("ae-vs-vae", ae_vs_vae("converged", unconverged={"vae": {2}}))
+    text = doc.markdown()
+    results = text.split("## Results")[1].split("\n## ")[0]
+    header, _, *lines = [line for line in results.splitlines() if line.startswith("| ")]
+    column = [c.strip() for c in header.split("|")].index("converged")
+    cells = {line.split("|")[1].strip(): line.split("|")[column].strip() for line in lines}
+    assert cells["VAE"] == "2/3" and cells["AE"] == "3/3"
+    settings = text.split("## Settings")[1].split("## Results")[0]
+    assert "5 of 6 converged: early stopping" in settings
+    rows = table(doc, "comparisons")
+    assert (rows["converged"] == "not all: the VAE 1 of 3 runs not converged").all()
+    assert "runs that did not converge: the VAE 1 of 3" in text.split("## Findings")[1]
+    assert (table(build_report("ae-vs-vae", ae_vs_vae("all-converged")), "comparisons")["converged"] == "all").all()

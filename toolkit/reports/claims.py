@@ -56,6 +56,21 @@ def basis(differences: list[Difference]) -> str:
     return f"n = {n} seed{'s' if ns[-1] != 1 else ''}; {correction}"
 
 
+def unconverged(sides: dict) -> str:
+    """The settings among `sides` (label: its values by seed, as `RunSet.by_seed` gives them, which
+    count the runs that did not converge) with runs that did not converge: 'the VAE 1 of 3'; ''
+    when every run converged."""
+    return ", ".join(
+        f"{label} {v.unconverged} of {v.runs}" for label, v in sides.items() if getattr(v, "unconverged", 0)
+    )
+
+
+def not_converged(sides: dict) -> str:
+    """'; runs that did not converge: the VAE 1 of 3', what a finding on `sides` adds; '' when all did."""
+    found = unconverged(sides)
+    return f"; runs that did not converge: {found}" if found else ""
+
+
 class Comparison(NamedTuple):
     """Two settings compared on one quantity: `lower_is_better` None for a quantity without a
     better direction (a KL, a count of units); `context` (e.g. the architecture) goes with `what`
@@ -86,7 +101,11 @@ class Claims:
     def __init__(self):
         self.rows: list[dict[str, str]] = []
 
-    def record(self, what: str, a: str, b: str, d: Difference, verdict: str, fmt: str = ".2f") -> Difference:
+    def record(
+        self, what: str, a: str, b: str, d: Difference, verdict: str, fmt: str = ".2f", sides: dict | None = None
+    ) -> Difference:
+        """A comparison's row; `sides` (a and b: their values by seed) marks one whose runs did not all converge."""
+        note = unconverged(sides or {})
         self.rows.append(
             {
                 "what": what,
@@ -98,6 +117,7 @@ class Claims:
                 "comparisons": str(d.size),
                 "Holm p": number(d.adjusted, ".3g"),
                 "verdict": verdict,
+                "converged": f"not all: {note} runs not converged" if note else "all",
             }
         )
         return d
@@ -114,20 +134,21 @@ class Claims:
         `d`, the comparison's difference as its family judged it."""
         topic = f"{c.what} ({c.context})" if c.context else c.what
         mean_a, mean_b = estimate(c.values_a.values()).mean, estimate(c.values_b.values()).mean
+        sides = {c.a: c.values_a, c.b: c.values_b}
         numbers = (
             f"{number(mean_a, c.fmt)} against {number(mean_b, c.fmt)} "
-            f"({c.a} − {c.b} {interval(d, c.fmt)}; {basis([d])})"
+            f"({c.a} − {c.b} {interval(d, c.fmt)}; {basis([d])}{not_converged(sides)})"
         )
         side = d.favours(c.lower_is_better) if c.lower_is_better is not None else None
         if side is not None:
             winner, loser = (c.a, c.b) if side == "a" else (c.b, c.a)
-            self.record(topic, c.a, c.b, d, f"{winner} better", c.fmt)
+            self.record(topic, c.a, c.b, d, f"{winner} better", c.fmt, sides)
             return Said(f"by {c.what}, {winner} is clearly better than {loser}: {numbers}", side, d)
         if d.clear:  # a quantity without a better direction
             word = "higher" if d.mean > 0 else "lower"
-            self.record(topic, c.a, c.b, d, f"{c.a} {word}", c.fmt)
+            self.record(topic, c.a, c.b, d, f"{c.a} {word}", c.fmt, sides)
             return Said(f"{c.what} is clearly {word} for {c.a} than for {c.b}: {numbers}", None, d)
-        self.record(topic, c.a, c.b, d, "not resolved", c.fmt)
+        self.record(topic, c.a, c.b, d, "not resolved", c.fmt, sides)
         return Said(f"by {c.what}, {c.a} and {c.b} are not resolved with {seeds(d.n)}: {numbers}", None, d)
 
     def best(self, what: str, values: dict, lower_is_better: bool, fmt: str = ".2f") -> str:
@@ -140,8 +161,9 @@ class Claims:
         mean = estimate(values[found.label].values()).mean
         for other, d in sorted(found.others.items(), key=lambda item: (math.isnan(item[1].p), item[1].p)):
             verdict = f"{found.label} better" if found.beaten[other] else "not resolved"
-            self.record(what, str(found.label), str(other), d, verdict, fmt)
-        k, on = len(found.others), basis(list(found.others.values()))
+            sides = {str(found.label): values[found.label], str(other): values[other]}
+            self.record(what, str(found.label), str(other), d, verdict, fmt, sides)
+        k, on = len(found.others), basis(list(found.others.values())) + not_converged(values)
         if found.clear:
             return (
                 f"{what} is {word} at {found.label} ({number(mean, fmt)}), clearly better than each of the other "
@@ -160,13 +182,13 @@ class Claims:
         if not moves:
             return ""
         words = []
-        for (before, after), d in zip(zip(labels, labels[1:]), moves):
+        for (before, after), d, pair in zip(zip(labels, labels[1:]), moves, zip(values, values[1:])):
             word = ("rises" if d.mean > 0 else "falls") if d.clear else "not resolved"
-            self.record(what, after, before, d, word, fmt)
+            self.record(what, after, before, d, word, fmt, dict(zip((before, after), pair)))
             words.append(word)
         clear = [w for w in words if w != "not resolved"]
         unresolved = [f"{a} → {b}" for (a, b), w in zip(zip(labels, labels[1:]), words) if w == "not resolved"]
-        on = basis(moves)
+        on = basis(moves) + not_converged(dict(zip(labels, values)))
         if len(set(clear)) == 1 and not unresolved:
             return f"{what} {clear[0]} at every step ({len(moves)} of {len(moves)} clear; {on})"
         counts = (
@@ -189,6 +211,8 @@ class Claims:
             "survives (its Holm p is at most that); anything else is not resolved with these seeds. Its interval "
             "is at the level its step gives it, so one after the first that fails may exclude zero and still "
             "not be resolved. A difference that is the same at every seed has no spread and no t interval: it "
-            "is judged by the exact sign-flip test, whose p is 2 / 2^n (0.25 with three seeds, never clear)."
+            "is judged by the exact sign-flip test, whose p is 2 / 2^n (0.25 with three seeds, never clear). "
+            "*Converged*: whether every run on both sides stopped by early stopping before its epoch limit; "
+            "a comparison of runs still improving when they stopped may change with longer training."
         )
         doc.table(name, pd.DataFrame(self.rows))

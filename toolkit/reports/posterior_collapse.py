@@ -435,6 +435,10 @@ def findings(
                 d,
                 found[i] or "not resolved",
                 ".1f",
+                {
+                    label(row, axes): runs.by_seed(row["run_ids"].split(), key),
+                    "the baseline": runs.by_seed(base_ids, key),
+                },
             )
         return found
 

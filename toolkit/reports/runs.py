@@ -100,8 +100,10 @@ class ExtractorUsed:
 
 
 class SeedValues(dict):
-    """A metric of a setting's runs by seed (`RunSet.by_seed`), with how many of them did not converge."""
+    """A metric of a setting's runs by seed (`RunSet.by_seed`), with how many runs it has and how
+    many of them did not converge."""
 
+    runs: int = 0
     unconverged: int = 0
 
 
@@ -292,7 +294,8 @@ class RunSet:
             return SeedValues()
         values = pd.DataFrame({"seed": self.param("seed", rows), "value": rows[f"metrics.{key}"]}).dropna()
         found = SeedValues({int(seed): float(value) for seed, value in values.groupby("seed")["value"].mean().items()})
-        found.unconverged = self.unconverged(rows.loc[rows[f"metrics.{key}"].notna(), "run_id"])
+        logged = rows.loc[rows[f"metrics.{key}"].notna(), "run_id"]
+        found.runs, found.unconverged = len(logged), self.unconverged(logged)
         return found
 
     @cached_property
