@@ -482,3 +482,26 @@ def test_the_index_lists_every_report_with_its_runs_date_and_first_finding(repor
     with pytest.raises(ToolkitError, match="not an index the toolkit wrote"):
         write_index(tmp_path)
     assert (tmp_path / "README.md").read_text() == "my notes"
+
+
+def test_the_readme_findings_are_the_reports_findings_word_for_word(reports, tmp_path):
+    from toolkit.reports.index import FINDINGS_END, FINDINGS_START, write_readme_findings
+
+    folder = next(iter(reports.values())).parent.parent
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Mine\n\nkept\n\n{FINDINGS_START}\nstale words\n{FINDINGS_END}\n\nkept too\n")
+    text = write_readme_findings(folder, readme).read_text()
+    assert text.startswith("# Mine\n\nkept\n\n") and text.endswith(f"{FINDINGS_END}\n\nkept too\n")
+    assert "stale words" not in text
+    items = [line for line in text.splitlines() if line.startswith("- [")]
+    assert len(items) == len(reports)
+    for item in items:
+        target = re.search(r"\]\(([^)]+)\)", item).group(1)
+        report = (tmp_path / target).read_text()
+        said = report.split("\n## Findings\n", 1)[1].split("\n## ", 1)[0]
+        for paragraph in (p.strip() for p in said.split("\n\n") if p.strip() and not p.startswith("|")):
+            assert paragraph.replace("\n", " ") in item  # nothing added, nothing left out
+    readme.write_text("# no block\n")
+    with pytest.raises(ToolkitError, match="has no findings block"):
+        write_readme_findings(folder, readme)
+    assert readme.read_text() == "# no block\n"

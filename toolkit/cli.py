@@ -120,9 +120,11 @@ def cmd_report(args):
     from toolkit.reports import REPORTS_DIR, write_report
 
     if args.kind == "index":
-        from toolkit.reports.index import write_index
+        from toolkit.reports.index import write_index, write_readme_findings
 
         print(f"index written: {write_index(args.out or REPORTS_DIR)}")
+        if args.readme:
+            print(f"findings written: {write_readme_findings(args.out or REPORTS_DIR, args.readme)}")
         return
     _, path = write_report(args.kind, args.experiment, args.parent, args.out, args.study, args.storage)
     print(f"report written: {path}")
@@ -213,6 +215,9 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="output directory (default: reports/<experiment>)")
     report.add_argument("--study", default=None, help="Optuna study, for the study kind (default: the experiment name)")
     report.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in mlruns/optuna.db)")
+    report.add_argument(
+        "--readme", default=None, help="index: also write the reports' findings into this README's findings block"
+    )
     report.set_defaults(func=cmd_report)
     ui = sub.add_parser("ui", help="start the MLflow UI on the tracking store")
     ui.add_argument("--host", default=UI_HOST)

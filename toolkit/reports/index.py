@@ -1,6 +1,8 @@
 """`toolkit report index`: one page over every report in a folder (`reports/README.md`), each
 with its experiment, date, number of runs and main finding, read from the reports themselves
-(not from the store): the index says what the reports say, as they stand on disk."""
+(not from the store): the index says what the reports say, as they stand on disk. With
+`--readme`, the same reports' findings, word for word, replace a marked block of a README, so
+that its summary says no more than the comparisons the reports made."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from toolkit.reports.claims import ONE_SEED
 from toolkit.reports.document import MARKER, markdown_table
 
 TITLE = "# Reports"
+FINDINGS_START = "<!-- findings: written by `toolkit report index --readme` from the reports' findings -->"
+FINDINGS_END = "<!-- end of findings -->"
 SENTENCE = re.compile(r"(.+?[.!?])(?:\s|$)")
 
 
@@ -52,14 +56,39 @@ def provenance(text: str) -> dict[str, str]:
     return found
 
 
+def findings(text: str) -> list[str]:
+    """The paragraphs of a report's Findings section (its tables left out)."""
+    if "\n## Findings\n" not in text:
+        return []
+    section = text.split("\n## Findings\n", 1)[1].split("\n## ", 1)[0]
+    return [p.strip() for p in section.split("\n\n") if p.strip() and not p.strip().startswith(("|", "<", "!"))]
+
+
 def main_finding(text: str) -> str:
     """The first sentence of a report's Findings that states something (not the one-seed caveat)."""
-    if "\n## Findings\n" not in text:
-        return "–"
-    section = text.split("\n## Findings\n", 1)[1].split("\n## ", 1)[0]
-    paragraphs = [p.replace(ONE_SEED, "").strip() for p in section.split("\n\n")]
-    first = next((SENTENCE.match(p) for p in paragraphs if p and not p.startswith("|")), None)
+    paragraphs = [p.replace(ONE_SEED, "").strip() for p in findings(text)]
+    first = next((SENTENCE.match(p) for p in paragraphs if p), None)
     return first.group(1) if first else "–"
+
+
+def write_readme_findings(folder: Path, readme: Path) -> Path:
+    """Replace the block between FINDINGS_START and FINDINGS_END in `readme` with one item per report
+    in `folder`: its link and its findings, word for word."""
+    readme, folder = Path(readme), Path(folder)
+    text = readme.read_text(errors="replace") if readme.is_file() else ""
+    if FINDINGS_START not in text or FINDINGS_END not in text.split(FINDINGS_START, 1)[1]:
+        raise ToolkitError(f"{readme} has no findings block: add the lines {FINDINGS_START} and {FINDINGS_END}")
+    items = []
+    for report in sorted(folder.glob("*/README.md")):
+        found = report.read_text(errors="replace")
+        if found.startswith(MARKER) and findings(found):
+            title = next((line[2:] for line in found.splitlines() if line.startswith("# ")), report.parent.name)
+            link = Path(os.path.relpath(report, readme.parent)).as_posix()
+            items.append(f"- [{title}]({link}): " + " ".join(p.replace("\n", " ") for p in findings(found)))
+    before, rest = text.split(FINDINGS_START, 1)
+    after = rest.split(FINDINGS_END, 1)[1]
+    _replace(readme, before + FINDINGS_START + "\n\n" + "\n".join(items) + "\n\n" + FINDINGS_END + after)
+    return readme
 
 
 def write_index(folder: Path) -> Path:
@@ -86,9 +115,14 @@ def write_index(folder: Path) -> Path:
         )
         + "\n"
     )
-    handle, staging = tempfile.mkstemp(prefix=".README.md.", dir=folder)
+    _replace(index, text)
+    return index
+
+
+def _replace(path: Path, text: str):
+    """Write `text` to `path` whole or not at all (a reader never sees half a file)."""
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(handle, "w") as out:
         out.write(text)
     os.chmod(staging, 0o644)
-    os.replace(staging, index)
-    return index
+    os.replace(staging, path)
