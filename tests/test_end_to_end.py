@@ -134,9 +134,18 @@ def test_every_run_logs_the_diagnostics_of_its_codes_and_samples_and_a_vae_its_r
         assert run["metrics.nearest/pixels/samples"] > 0.5 and run["metrics.nearest/fmnist-cnn/samples"] > 0.5
     vae = runs["vae"]
     assert (
-        0 < vae["metrics.test/mutual_info"] <= vae["metrics.test/mutual_info_ceiling"] == pytest.approx(np.log(10_000))
+        0
+        < vae["metrics.test/mutual_info_mixture"]
+        <= vae["metrics.test/mutual_info_ceiling"]
+        == pytest.approx(np.log(10_000))
     )
-    assert vae["metrics.test/mutual_info"] + vae["metrics.test/marginal_kl"] == pytest.approx(vae["metrics.test/kl"])
+    assert vae["metrics.test/mutual_info_pooled_ceiling"] > vae["metrics.test/mutual_info_ceiling"]  # training pooled
+    low, high = vae["metrics.test/mutual_info_low"], vae["metrics.test/mutual_info_high"]
+    assert 0 < low <= vae["metrics.test/mutual_info_pooled"] and low < high <= vae["metrics.test/kl"] + 0.5
+    assert low + vae["metrics.test/marginal_kl_high"] == pytest.approx(vae["metrics.test/kl"], abs=1e-3)
+    assert vae["metrics.test/informative_units"] == sum(
+        vae[f"metrics.test/mutual_info_dim_low/{d:02d}"] > 0.1 for d in range(LATENT)
+    )
     assert all(vae[f"metrics.test/marginal_kl_dim/{d:02d}"] >= -0.05 for d in range(LATENT))
     assert vae["metrics.prior_hole/fmnist-cnn"] == pytest.approx(
         vae["metrics.fid/fmnist-cnn/samples"] - vae["metrics.fid/fmnist-cnn/aggregate_posterior"]

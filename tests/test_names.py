@@ -43,6 +43,7 @@ def declared_metrics(extractor: str, latent_dim: int) -> set[str]:
     }
     built |= {names.prior_hole(extractor), names.nearest(extractor), names.nearest(names.PIXELS)}
     built |= {names.test(k(d)) for k in (names.kl_dim, names.marginal_kl_dim) for d in range(latent_dim)}
+    built |= {names.test(names.mutual_info_dim(d, end)) for end in ("low", "high") for d in range(latent_dim)}
     built |= {names.test(names.recon_class(0)), names.BETA_EFF, names.BEST_EPOCH, names.EPOCHS_TRAINED}
     built |= {split(term) for split in (names.train, names.val) for term in (names.LOSS, names.RECON, names.KL)}
     return constants | built

@@ -269,30 +269,38 @@ def test_the_times_of_runs_trained_together_say_what_they_measure(store):
     assert "trained together" not in build_report("beta-sweep", beta_sweep("timed-alone", SEEDS, tags=[{}])).markdown()
 
 
-def test_the_diagnostics_name_the_settings_whose_information_is_at_its_log_n_ceiling(store):
+def test_the_diagnostics_tabulate_the_rate_split_as_brackets_and_read_no_trend_from_a_bound(store):
     runs = []
     for seed in (42, 43):
-        for beta, information in ((0.5, 9.205), (1.0, 8.4), (2.0, 7.0)):
+        for beta, (low, high) in ((0.5, (9.9, 17.5)), (1.0, (8.9, 12.0)), (2.0, (6.8, 7.4))):
             runs.append(
                 (
                     RunConfig(beta=beta, seed=seed),
                     {
                         "test/kl": 20.0,
                         "test/recon": 230.0,
-                        "test/mutual_info": information + seed / 1e4,
-                        "test/marginal_kl": 20 - information,
-                        "test/mutual_info_ceiling": math.log(10_000),
+                        "test/mutual_info_low": low + seed / 1e3,
+                        "test/mutual_info_high": high + seed / 1e3,
+                        "test/marginal_kl_low": 20 - high,
+                        "test/marginal_kl_high": 20 - low,
+                        "test/mutual_info_mixture": min(low, 9.2),
+                        "test/mutual_info_pooled": low,
                         "test/probe_accuracy": 0.8,
                         **{f"test/kl_dim/{d:02d}": 1.0 for d in range(20)},
                     },
                 )
             )
-    fake_study("ceiling", runs)
-    text = build_report("beta-sweep", "ceiling").markdown().split("## Latent space and samples")[1]
-    assert "**At the ceiling** (within 0.1 nats of log N = 9.21): β 0.5, model VAE." in text
-    assert "β 1, model" not in text.split("**At the ceiling**")[1].split("\n")[0]
-    rows = [line for line in text.splitlines() if line.startswith("| 0.5 | VAE")]
-    assert rows and "9.21" in rows[0]
+    fake_study("brackets", runs)
+    text = build_report("beta-sweep", "brackets").markdown()
+    latent = text.split("## Latent space and samples")[1]
+    assert "I(x; z) is measured at β 2, model VAE; elsewhere only bracketed." in latent
+    rows = [line for line in latent.splitlines() if line.startswith("| 0.5 | VAE")]
+    assert rows and "in [9.94, 17.54]" in rows[0] and "in [2.50, 10.10]" in rows[0]
+    assert "7.14 (measured: [6.84, 7.44])" in latent and "![the rate and the brackets of its two parts" in latent
+    assert (
+        "the information I(x; z)" not in text
+        and "I(x; z) is β = 0.5: in [9.94, 17.54]; β = 1: in [8.94, 12.04]; β = 2: 7.14 (measured" in text
+    )
 
 
 def test_mean_and_spread_print_the_spread_to_two_significant_digits():

@@ -12,13 +12,14 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from toolkit import drawing, names
-from toolkit.evaluate import INFORMATIVE_NATS
+from toolkit.diagnostics import INFORMATIVE_NATS
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, Comparison, basis, sentence
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
 from toolkit.reports.sections import (
     TRAVERSAL_CAPTION,
+    bracket_cell,
     diagnostics_section,
     fid_caption,
     provenance,
@@ -356,22 +357,36 @@ def findings(
 
 
 def diagnostic_trends(runs: RunSet, claims: Claims, vae: pd.DataFrame, labels: list[str]) -> list[str]:
-    """How the rate's two parts and the prior hole move with β, each trend as far as the seeds resolve it."""
-    found = [
-        (names.TEST_MUTUAL_INFO, "the information I(x; z)"),
-        (names.TEST_MARGINAL_KL, "the marginal KL(q(z) ‖ p(z))"),
-        *(
-            (names.prior_hole(e.name), f"the prior hole, FID ({e.name}) of prior less aggregate-posterior samples")
-            for e in runs.extractors
-        ),
-    ]
-    text = []
-    for key, what in found:
+    """The rate's two parts at each β as brackets (no trend is read from a bound), and how the prior
+    hole moves with β, as far as the seeds resolve it."""
+    text = [rate_split_brackets(vae, labels)] if names.TEST_MUTUAL_INFO_LOW in vae else []
+    for e in runs.extractors:
+        key, what = (
+            names.prior_hole(e.name),
+            f"the prior hole, FID ({e.name}) of prior less aggregate-posterior samples",
+        )
         if key in vae and vae[key].notna().any():
             values = [runs.by_seed(ids.split(), key) for ids in vae["run_ids"]]
             means = ", ".join(f"{v:.2f}" for v in vae[key])
             text.append(f"Across β, {claims.trend(what, labels, values, '.2f')} (means {means}).")
     return text
+
+
+def rate_split_brackets(vae: pd.DataFrame, labels: list[str]) -> str:
+    """I(x; z) and KL(q(z) ‖ p(z)) at each β in words: a value where the bracket measures it, the
+    bracket elsewhere."""
+    parts = []
+    for what, (low, high) in (
+        ("I(x; z)", (names.TEST_MUTUAL_INFO_LOW, names.TEST_MUTUAL_INFO_HIGH)),
+        ("KL(q(z) ‖ p(z))", (names.TEST_MARGINAL_KL_LOW, names.TEST_MARGINAL_KL_HIGH)),
+    ):
+        cells = [f"{label}: {bracket_cell(a, b)}" for label, a, b in zip(labels, vae[low], vae[high])]
+        parts.append(f"{what} is " + "; ".join(cells))
+    return (
+        "In nats, "
+        + ". ".join(parts)
+        + ". A trend is read only from measured values, and the brackets are what the estimators can say."
+    )
 
 
 def _ae_against_every_vae(claims: Claims, what: str, ae: dict, labels: list[str], vae: list[dict], fmt: str) -> str:

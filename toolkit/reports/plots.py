@@ -3,9 +3,11 @@ of means over seeds."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from toolkit import names
 from toolkit.reports.stats import estimate
 
 BARS = "Error bars: 95 % Student-t intervals of the mean over the seeds (none where a setting has one seed)."
@@ -44,3 +46,28 @@ def curves(ax, histories: pd.DataFrame, key: str, label: str, **style):
             alpha=0.2,
             linewidth=0,
         )
+
+
+def rate_split(settings: pd.DataFrame, labels: list[str]):
+    """Each setting's rate and its two parts as brackets (the seeds' means of their ends): I(x; z)
+    and KL(q(z) ‖ p(z)) as bars from low to high end, beside the mixture estimates of the lower end
+    over the test images alone and pooled with the training images."""
+    x = np.arange(len(settings))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(x) + 2), 3.6))
+    for offset, (what, low, high, colour) in zip(
+        (-0.12, 0.12),
+        (
+            ("I(x; z)", names.TEST_MUTUAL_INFO_LOW, names.TEST_MUTUAL_INFO_HIGH, "C0"),
+            ("KL(q(z) ‖ p(z))", names.TEST_MARGINAL_KL_LOW, names.TEST_MARGINAL_KL_HIGH, "C1"),
+        ),
+    ):
+        bottom, top = settings[low].to_numpy(), settings[high].to_numpy()
+        ax.bar(x + offset, top - bottom, bottom=bottom, width=0.2, color=colour, alpha=0.6, label=f"{what}: bracket")
+    ax.plot(x, settings[names.TEST_KL], "k_", markersize=18, label="rate (KL)")
+    ax.plot(x - 0.12, settings[names.TEST_MUTUAL_INFO_MIXTURE], "v", color="C2", label="mixture estimate, test")
+    ax.plot(x - 0.12, settings[names.TEST_MUTUAL_INFO_POOLED], "^", color="C3", label="… test and training")
+    ax.set(xticks=x, ylabel="nats", ylim=(0, None), title="The rate split: what the estimators can say")
+    ax.set_xticklabels(labels, rotation=30 if max(map(len, labels)) > 8 else 0, ha="right")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig

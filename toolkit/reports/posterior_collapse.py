@@ -15,7 +15,7 @@ import pandas as pd
 
 from toolkit import drawing, names
 from toolkit.config import SQRT_HALF
-from toolkit.evaluate import INFORMATIVE_NATS
+from toolkit.diagnostics import INFORMATIVE_NATS
 from toolkit.reports import plots
 from toolkit.reports.claims import ONE_SEED, Claims, Comparison, basis, interval
 from toolkit.reports.document import Document, escape

@@ -31,12 +31,13 @@ BEFORE_LOGGED = {"architecture": "mlp", "binarize": "none"}  # settings added la
 @dataclass(frozen=True)
 class Column:
     """A metric as a table shows it: the run's metric key, a header with units, which way is
-    better, and its number format."""
+    better, and its number format; or a bracket (`diagnostics.Bracket`), its two ends' keys."""
 
     key: str
     header: str
     lower_is_better: bool | None = True
     fmt: str = ".1f"
+    upper: str | None = None  # a bracket's: the metric key of its high end, `key` being its low end
 
 
 TEST_COLUMNS = (
@@ -58,8 +59,10 @@ TEST_COLUMNS = (
 TIME_COLUMN = Column(names.MEAN_EPOCH_SECONDS, "s / epoch", None, fmt=".2f")  # wall time, last in tables
 # The latent space's and the samples' diagnostics (`toolkit.diagnostics`), shown in a table of their own.
 LATENT_COLUMNS = (
-    Column(names.TEST_MUTUAL_INFO, "I(x; z) (nats)", None, fmt=".2f"),
-    Column(names.TEST_MARGINAL_KL, "KL(q(z) ‖ p(z)) (nats)", None, fmt=".2f"),
+    Column(names.TEST_MUTUAL_INFO_LOW, "I(x; z) (nats)", None, ".2f", names.TEST_MUTUAL_INFO_HIGH),
+    Column(names.TEST_MARGINAL_KL_LOW, "KL(q(z) ‖ p(z)) (nats)", None, ".2f", names.TEST_MARGINAL_KL_HIGH),
+    Column(names.TEST_MUTUAL_INFO_MIXTURE, "I(x; z) mixture estimate, test (nats)", None, fmt=".2f"),
+    Column(names.TEST_MUTUAL_INFO_POOLED, "I(x; z) mixture estimate, test and training (nats)", None, fmt=".2f"),
     Column(names.TEST_PROBE_ACCURACY, "linear probe accuracy", False, fmt=".3f"),
 )
 
@@ -153,6 +156,11 @@ class RunSet:
     def unconverged(self, run_ids) -> int:
         """How many of these finished runs did not converge (`converged`)."""
         return int((~self.converged(self.finished[self.finished["run_id"].isin(list(run_ids))])).sum())
+
+    def converged_share(self, run_ids) -> str:
+        """'2/3': how many of these runs' finished ones converged, of how many."""
+        finished = int(self.finished["run_id"].isin(list(run_ids)).sum())
+        return f"{finished - self.unconverged(run_ids)}/{finished}"
 
     def param(self, name: str, runs: pd.DataFrame | None = None) -> pd.Series:
         """A param of the (finished) runs as strings; None where a run did not log it (an older
@@ -266,7 +274,7 @@ class RunSet:
     ) -> pd.DataFrame:
         """One row per setting (the values of the params `by`): n, the run ids, and for each
         column its mean (named by the metric key), sample standard deviation (key + '_std') and
-        95 % interval of the mean (key + '_low', key + '_high')."""
+        95 % interval of the mean (key + '_low', key + '_high'); a bracket's two ends each so."""
         runs = self.finished if runs is None else runs
         columns = self.columns(runs) if columns is None else columns
         keys = [tuple(row) for row in zip(*(self.param(p, runs) for p in by))] if by else [()] * len(runs)
@@ -274,14 +282,9 @@ class RunSet:
         for key in sorted(set(keys), key=lambda k: tuple(sort_key(v) for v in k)):
             group = runs[[k == key for k in keys]]
             row = {p: v for p, v in zip(by, key)} | {"n": len(group), "run_ids": " ".join(group["run_id"])}
-            for column in columns:
-                found = estimate(group[f"metrics.{column.key}"] if f"metrics.{column.key}" in group else [])
-                row |= {
-                    column.key: found.mean,
-                    f"{column.key}_std": found.sd,
-                    f"{column.key}_low": found.low,
-                    f"{column.key}_high": found.high,
-                }
+            for key in (k for column in columns for k in (column.key, column.upper) if k):
+                found = estimate(group[f"metrics.{key}"] if f"metrics.{key}" in group else [])
+                row |= {key: found.mean, f"{key}_std": found.sd, f"{key}_low": found.low, f"{key}_high": found.high}
             rows.append(row)
         return pd.DataFrame(rows)
 

@@ -13,7 +13,18 @@ import scipy.stats
 
 from toolkit import names
 from toolkit.config import GAUSSIAN_ONLY, MLP_ONLY, VAE_ONLY, RunConfig
-from toolkit.diagnostics import NEAREST_QUERIES, PR_IMAGES, PR_K, PROBE_TRAIN, RATE_CODES
+from toolkit.diagnostics import (
+    BRACKET_SE,
+    INFORMATIVE_NATS,
+    MARGINAL_CODES,
+    MEASURED_NATS,
+    NEAREST_QUERIES,
+    PR_IMAGES,
+    PR_K,
+    PROBE_TRAIN,
+    RATE_CODES,
+)
+from toolkit.reports import plots
 from toolkit.reports.document import GENERATED, Document, code, escape, markdown_table, mean_std, number
 from toolkit.reports.document import link as markdown_link
 from toolkit.reports.runs import LATENT_COLUMNS, SCORED_SAMPLES, Column, RunSet, shown_param, sort_key
@@ -29,7 +40,6 @@ FID_SUBJECTS = {
     names.SAMPLES_GMM: "from a 10-component Gaussian mixture fitted to either model's training codes (posterior means)",
     names.RECONSTRUCTIONS: "the decoder means of the test images' posterior means",
 }
-CEILING_NATS = 0.1  # I(x; z) this close to log N is reported as at its ceiling
 # Settings a report does not list under its runs' shared settings: said elsewhere, or no setting of the model.
 NOT_LISTED = ("seed",)
 
@@ -148,16 +158,16 @@ def settings_table(
     and interval bounds of the table's columns under the metric keys."""
     shown = pd.DataFrame(labels)
     shown["n"] = settings["n"].astype(str).to_numpy()
-    shown["converged"] = [
-        f"{n - runs.unconverged(ids.split())}/{n}" for n, ids in zip(settings["n"], settings["run_ids"])
-    ]
+    shown["converged"] = [runs.converged_share(ids.split()) for ids in settings["run_ids"]]
     for column in columns:
         cells = [cell(row, column) for _, row in settings.iterrows()]
         best = clear_best(runs, settings, column)
         shown[column.header] = [f"**{c}**" if i == best else c for i, c in enumerate(cells)]
     for extra in extra_rows:
         shown.loc[len(shown)] = [extra.get(header, "") for header in shown.columns]
-    stats = [f"{c.key}{part}" for c in columns for part in ("", "_std", "_low", "_high")]
+    stats = [
+        f"{key}{part}" for c in columns for key in (c.key, c.upper) if key for part in ("", "_std", "_low", "_high")
+    ]
     kept = [c for c in settings if "/" not in c and c != "run_ids"]  # a metric key has a '/', a param none
     doc.table(name, shown, settings[[*kept, *stats, "run_ids"]], markup=[c.header for c in columns])
 
@@ -184,12 +194,26 @@ def results_table(
 
 
 def cell(row: pd.Series, column: Column) -> str:
-    """'241.50 ± 0.02 [241.45, 241.55]' (mean ± sd [95 % interval]), or the value of a single run."""
+    """'241.50 ± 0.02 [241.45, 241.55]' (mean ± sd [95 % interval]), or the value of a single run; a
+    bracket's cell (`bracket_cell`)."""
+    if column.upper:
+        return bracket_cell(row[column.key], row[column.upper], column.fmt)
     text = mean_std(row[column.key], row[f"{column.key}_std"], row["n"], column.fmt)
     low, high = row[f"{column.key}_low"], row[f"{column.key}_high"]
     if row["n"] < 2 or math.isnan(low) or low == high:  # one seed, or the same value at every seed
         return text
     return f"{text} [{low:{column.fmt}}, {high:{column.fmt}}]"
+
+
+def bracket_cell(low: float, high: float, fmt: str = ".2f") -> str:
+    """'in [9.96, 12.10]' for a quantity known only to lie in its bracket (the seeds' means of its
+    ends: the mean's own bracket), '5.02 (measured: [4.84, 5.06])' where the bracket is at most
+    MEASURED_NATS wide."""
+    if math.isnan(low) or math.isnan(high):
+        return "—"
+    if high - low <= MEASURED_NATS:
+        return f"{(low + high) / 2:{fmt}} (measured: [{low:{fmt}}, {high:{fmt}}])"
+    return f"in [{low:{fmt}}, {high:{fmt}}]"
 
 
 def clear_best(runs: RunSet, settings: pd.DataFrame, column: Column) -> int | None:
@@ -216,10 +240,19 @@ def diagnostics_section(
         text.append(
             f"Test split. The rate (KL) splits into I(x; z), the information the codes carry about the "
             f"image, and KL(q(z) ‖ p(z)), the aggregate posterior's mismatch with the prior (Hoffman & "
-            f"Johnson 2016): q(z) is the mixture of the posteriors of all N test images, the expectations "
-            f"are Monte Carlo over one code from each of {RATE_CODES:,} of them, and I(x; z) can reach at "
-            f"most log N (9.21 nats for 10,000 images), where it stops measuring. Linear probe: a logistic "
-            f"regression from {PROBE_TRAIN:,} training images' posterior means to their classes, its "
+            f"Johnson 2016). Neither has a closed form, so each is bracketed. Below, I(x; z) is at least the "
+            f"mixture estimate (one code from each of {RATE_CODES:,} test images, q(z) the mixture of the "
+            f"posteriors of the test and training images together; it cannot exceed log N and falls short "
+            f"well before it, so its value over the test images alone is shown beside it: where the two "
+            f"differ, neither has converged). Above, I(x; z) is at most the rate less the sum of the "
+            f"dimensions' marginal KLs KL(q(z_u) ‖ N(0, 1)) (well estimated in one dimension, "
+            f"{MARGINAL_CODES:,} codes, leave-one-out mixtures), which bound KL(q(z) ‖ p(z)) from below. "
+            f"Each end includes {BRACKET_SE:g} Monte Carlo standard errors; the marginal KL's bracket is "
+            f"the rate less the information's. A value is *measured* only where its bracket is at most "
+            f"{MEASURED_NATS:g} nat wide; elsewhere the table gives the bracket (the seeds' means of its "
+            f"ends), and no trend is read from it. Informative units are those whose own information "
+            f"I(x; z_u), bracketed the same way, is above {INFORMATIVE_NATS:g} nats for certain. Linear "
+            f"probe: a logistic regression from {PROBE_TRAIN:,} training images' posterior means to their classes, its "
             f"accuracy on the test set."
         )
     if keys - latent:  # the samples' diagnostics
@@ -233,7 +266,7 @@ def diagnostics_section(
             f"on) over that of {NEAREST_QUERIES:,} test images; about 1 for samples as novel as unseen "
             f"images, near 0 for copies of the training set."
         )
-    doc.text(" ".join(text + [at_ceiling(runs, settings, labels)]) + " " + statistics_caption(settings))
+    doc.text(" ".join(text + [measured(settings, labels)]) + " " + statistics_caption(settings))
     real = real_data_row(runs, labels, columns)
     if real:
         doc.text(
@@ -242,6 +275,17 @@ def diagnostics_section(
             "and the linear probe fitted to raw pixels instead of codes."
         )
     settings_table(doc, runs, "diagnostics", settings, labels, columns, real)
+    bracketed = settings[names.TEST_MUTUAL_INFO_LOW].notna() if names.TEST_MUTUAL_INFO_LOW in settings else []
+    if any(bracketed):
+        rows = [", ".join(cells[i] for cells in labels.values()) for i, b in enumerate(bracketed) if b]
+        doc.figure(
+            "rate_split",
+            plots.rate_split(settings[bracketed].reset_index(drop=True), rows),
+            "the rate and the brackets of its two parts at each setting",
+            "Bars: each part's bracket, the seeds' means of its ends; where a bar is short the part is "
+            "measured, elsewhere only bounded. Triangles: the mixture estimates the lower end of I(x; z) "
+            "comes from; where the pooled one stands above the test one, the lower end has not converged.",
+        )
 
 
 def real_data_row(runs: RunSet, labels: dict[str, list[str]], columns: list[Column]) -> list[dict[str, str]]:
@@ -257,20 +301,16 @@ def real_data_row(runs: RunSet, labels: dict[str, list[str]], columns: list[Colu
     return [{next(iter(labels)): "real data, no model", **cells}] if cells else []
 
 
-def at_ceiling(runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
-    """Which settings' I(x; z) is within CEILING_NATS of the log N it cannot exceed, said in words."""
-    ceiling = runs.finished.get(f"metrics.{names.TEST_MUTUAL_INFO_CEILING}", pd.Series(dtype=float)).min()
-    if names.TEST_MUTUAL_INFO not in settings or math.isnan(ceiling):
+def measured(settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
+    """Which settings' I(x; z) the bracket measures (at most MEASURED_NATS wide), said in words."""
+    low, high = names.TEST_MUTUAL_INFO_LOW, names.TEST_MUTUAL_INFO_HIGH
+    if low not in settings or high not in settings:
         return ""
-    rows = [i for i, value in enumerate(settings[names.TEST_MUTUAL_INFO]) if value >= ceiling - CEILING_NATS]
-    if not rows:
-        return f"No setting's I(x; z) comes within {CEILING_NATS:g} nats of its ceiling log N = {ceiling:.2f}."
+    rows = [i for i, (a, b) in enumerate(zip(settings[low], settings[high])) if b - a <= MEASURED_NATS]
+    if len(rows) == len(settings):
+        return "I(x; z) is measured at every setting."
     named = "; ".join(", ".join(f"{header} {cells[i]}" for header, cells in labels.items()) for i in rows)
-    return (
-        f"**At the ceiling** (within {CEILING_NATS:g} nats of log N = {ceiling:.2f}): {escape(named)}. There the "
-        "posteriors barely overlap, every test image is told apart, and the estimate bounds the information from "
-        "below instead of measuring it; their marginal KL is correspondingly an upper bound."
-    )
+    return f"I(x; z) is measured at {escape(named) if rows else 'no setting'}; elsewhere only bracketed."
 
 
 def traversal_rows(runs: RunSet, run_id: str, label: str, most: int = 4) -> list[tuple[str, object]]:
