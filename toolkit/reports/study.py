@@ -166,6 +166,8 @@ def trials_table(trials, targets: list[str], runs: RunSet | None) -> tuple[pd.Da
         column = f"metrics.{key}"
         if column in finals:
             data[key] = [finals[column].get(r, float("nan")) for r in data["run_id"]]
+    if runs is not None:  # of every seed's run of the trial
+        data["converged"] = [runs.converged_share(t.user_attrs.get(names.RUN_IDS, {}).values()) for t in trials]
     shown = data.drop(columns=["run_id"]).astype(object)
     formats = {
         **{t: ".2f" for t in targets},
