@@ -262,7 +262,8 @@ def diagnostics_section(
             f"mismatch costs. Precision (samples within the real images' manifold) and recall (real images "
             f"within the samples') after Kynkäänniemi et al. 2019, k = {PR_K} nearest neighbours, "
             f"{PR_IMAGES:,} samples against {PR_IMAGES:,} test images. Nearest-training ratio: the median "
-            f"distance of {NEAREST_QUERIES:,} samples to their nearest training image (of all the run trained "
+            f"distance of {NEAREST_QUERIES:,} of the model's own samples (a VAE's prior's, an AE's fitted "
+            f"Gaussian's) to their nearest training image (of all the run trained "
             f"on) over that of {NEAREST_QUERIES:,} test images; about 1 for samples as novel as unseen "
             f"images, near 0 for copies of the training set."
         )
