@@ -154,16 +154,18 @@ class LogWeights(NamedTuple):
 
 
 @torch.no_grad()
-def iw_log_weights(model, split, likelihood: str, samples: int, batch: int = IW_BATCH) -> LogWeights:
+def iw_log_weights(
+    model, split, likelihood: str, samples: int, batch: int = IW_BATCH, allow_bf16: bool = True
+) -> LogWeights:
     """`samples` codes z_k ~ q(z|x) of every image of `split` (EVAL_SEED) and their log-weights,
-    the decoder under bf16 autocast where `iw_nll` says so."""
+    the decoder under bf16 autocast where `iw_nll` says so, unless `allow_bf16` is False."""
     model.eval()
     generator = torch.Generator(device=split.images.device).manual_seed(EVAL_SEED)
     precision, shift, found = "fp32", None, []
     for i, (x, _) in enumerate(split.batches(batch)):
         mu, logvar = model.encode(x)
         eps = torch.randn((samples, *mu.shape), generator=generator, device=mu.device)
-        if i == 0 and fast_bf16(x.device):
+        if i == 0 and allow_bf16 and fast_bf16(x.device):
             exact = _log_weights(model, x, mu, logvar, eps, likelihood, torch.float32)
             fast = _log_weights(model, x, mu, logvar, eps, likelihood, torch.bfloat16)
             shift = float((_log_mean_exp(fast[1]) - _log_mean_exp(exact[1])).mean())

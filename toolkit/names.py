@@ -90,7 +90,6 @@ ANCHOR_NLL_EXACT, ANCHOR_NEG_ELBO_EXACT, ANCHOR_NLL_PPCA_FIT = map(
     anchor, ("nll_exact", "neg_elbo_exact", "nll_ppca_fit")
 )
 ANCHOR_NEG_ELBO_GAP_SE = anchor("neg_elbo_gap_se")  # of the mean gap between the exact -ELBO and -log p(x)
-ANCHOR_PRECISION = anchor("nll_iw_precision")  # a tag: the decoder's precision in the anchor's IW bounds
 
 
 def anchor_nll_iw(k: int) -> str:
