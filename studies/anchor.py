@@ -5,7 +5,12 @@ own IW bound at K = 1, 10, 100, 1,000 and 5,000 on every test image. Writes repo
 
 --published also trains toolkit.anchor.COMPARISON, the run meant to be set beside a published
 likelihood: the reference MLP VAE (784-400-20, standard normal prior) on dynamically binarised pixels,
-its IW bound with K = 1,000 on every test image.
+its IW bound with K = 1,000 on every test image. It was not run for the committed report: no
+published number could be read to set it beside (the report says why), and on this 2-core CPU,
+shared with other work (load 5), an epoch of it took 71 to 85 s and its bound on every test image
+would take about 9.5 minutes (1,000 samples of 500 images: 28 s, in bf16); the same MLP trains at
+about 1.5 s an epoch on an idle 2-core EPYC (the β sweep's report), but published models of this
+kind train far longer (Burda et al. 2015: 3,280 passes over the data).
 Run: python studies/anchor.py [--quick] [--published]
 """
 
