@@ -452,7 +452,8 @@ def test_workers_are_bounded_by_the_machines_cores_and_memory():
     cores = os.cpu_count() or 1
     with pytest.raises(ToolkitError, match=f"workers: this machine has {cores} cores, so at most {cores} workers"):
         check_workers(cores + 1, RunConfig())
-    large = RunConfig(latent_dim=int(0.6 * physical_memory()) // (100 * 100 * 4 * 4))  # one fits, two do not
+    per_unit = RunConfig(hidden=(2,)).training_bytes() - RunConfig(hidden=(1,)).training_bytes()
+    large = RunConfig(hidden=(int(0.6 * physical_memory()) // per_unit,))  # one fits, two do not
     check_workers(1, large)
     if cores >= 2:
         with pytest.raises(ToolkitError, match="workers: 2 workers need about .* GiB, more than .*; use at most 1"):

@@ -274,9 +274,10 @@ def test_a_model_is_refused_exactly_when_training_or_evaluating_it_needs_more_th
     layers = [784, *hidden, head], [latent_dim, *reversed(hidden), 784]
     parameters = sum((a + 1) * b for sizes in layers for a, b in zip(sizes, sizes[1:]))
     training = parameters * 4 * 6  # weights, gradients, Adam's moments, best weights, checkpoint
-    # the IW bound's 100 x 100 codes (VAE), or 60,000 training codes and the Gaussian fitted to them (AE)
-    held = 100 * 100 * latent_dim * 4 * 4 if model == "vae" else 60_000 * latent_dim * 4 + 3 * latent_dim**2 * 4
-    evaluation = parameters * 4 + held
+    # the IW bound's 100 x 100 codes (VAE), or, for either model, 60,000 training codes and the 10 covariances
+    # of the GMM fitted to them (float64, three working copies)
+    iw = 100 * 100 * latent_dim * 4 * 4 if model == "vae" else 0
+    evaluation = parameters * 4 + max(iw, 60_000 * latent_dim * 4 + 3 * 10 * latent_dim**2 * 8)
     too_large = max(training, evaluation) > physical_memory()
     config = RunConfig(model=model, latent_dim=latent_dim, hidden=hidden)  # any size reads back: a larger machine's
     try:

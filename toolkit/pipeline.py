@@ -513,7 +513,8 @@ def generation_samplers(model, config: RunConfig, train_images: torch.Tensor) ->
         samplers[names.AGGREGATE_POSTERIOR] = AggregatePosterior(model, train_images)
     codes = latent_means(model, train_images)
     samplers[names.SAMPLES_GAUSSIAN] = FittedGaussian(codes)
-    samplers[names.SAMPLES_GMM] = FittedMixture(codes, seed=config.seed)
+    if len(codes) > 1:  # a mixture needs two codes to fit; a one-image run has only its Gaussian
+        samplers[names.SAMPLES_GMM] = FittedMixture(codes, seed=config.seed)
     return samplers
 
 
@@ -567,7 +568,9 @@ def figure_samplers(model, config: RunConfig, samplers: dict) -> dict:
     }
     if model.variational:
         shown_samplers[names.AGGREGATE_SAMPLES] = samplers[names.AGGREGATE_POSTERIOR]
-    return shown_samplers | {kind: samplers[kind] for kind in (names.SAMPLES_GAUSSIAN, names.SAMPLES_GMM)}
+    return shown_samplers | {
+        kind: samplers[kind] for kind in (names.SAMPLES_GAUSSIAN, names.SAMPLES_GMM) if kind in samplers
+    }
 
 
 def figure_images(model, config: RunConfig, test, shown_samplers: dict) -> dict[str, torch.Tensor]:
