@@ -20,7 +20,9 @@ from toolkit.objectives import HALF_LOG_2PI, kl_per_dim
 # part has a closed form, and the mixture estimator of I_q(x; z) (the InfoNCE bound, Poole et al. 2019)
 # is biased low long before its ceiling log N, so each part is bracketed:
 # - below, the mixture estimator over the test posteriors and, tighter, over the test and training
-#   posteriors together (a larger N; both are shown, so that a reader sees whether it has converged);
+#   posteriors together (a larger N; both are shown, so that a reader sees whether it has converged;
+#   the pooled one treats the training images as further draws of the test images' distribution, which
+#   holds as far as the encoder generalises, and the test-only one needs no such assumption);
 # - above, the rate less the sum of the dimensions' marginal KLs, a lower bound on KL(q(z) || p(z)) for a
 #   factorised prior; each 1-D marginal density is the mixture of the other posteriors (leave-one-out),
 #   whose log is low in expectation (Jensen), so the upper end errs upwards.
