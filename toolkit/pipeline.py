@@ -404,8 +404,9 @@ def evaluation(model, config: RunConfig, splits, references) -> Evaluation:
         metrics[names.TEST_PIXEL_ENTROPY] = float(pixel_entropy(splits.test.images).mean())
     if config.likelihood == "gaussian" and config.decoder_scale == "fixed":
         metrics |= at_best_sigma(test, config.sigma, splits.test.images.shape[1])
-    latent, rate = latent_metrics(model, splits)
-    samplers = generation_samplers(model, config, splits.train.images)
+    train = encoded(model, splits.train.images)  # once, for the rate split, the probe and the fitted samplers
+    latent, rate = latent_metrics(model, splits, train)
+    samplers = generation_samplers(model, config, splits.train.images, train[0])
     scored, nearest_images = sample_metrics(model, samplers, splits, references, config.fid_samples)
     shown_samplers = figure_samplers(model, config, samplers)
     images = figure_images(model, config, splits.test, shown_samplers) | nearest_images
@@ -463,21 +464,22 @@ def per_dim(metrics: dict[str, float], prefix: str, latent_dim: int) -> list[flo
     return [metrics[f"{prefix}{names.kl_dim(d)}"] for d in range(latent_dim)]
 
 
-def latent_metrics(model, splits) -> tuple[dict[str, float], RateSplit | None]:
+def encoded(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The posterior means and log-variances of `images` (a VAE), or the codes and None (an AE)."""
+    return posteriors(model, images) if model.variational else (latent_means(model, images), None)
+
+
+def latent_metrics(model, splits, train: tuple) -> tuple[dict[str, float], RateSplit | None]:
     """`test/probe_accuracy` for every run; for a VAE also the rate split of its test posteriors, the
-    training posteriors pooled into its lower end (`rate_metrics`), returned with the aggregate
-    posterior's codes it drew."""
-    train, test_images = splits.train, splits.test.images
-    mu, logvar = posteriors(model, test_images) if model.variational else (latent_means(model, test_images), None)
-    metrics = {
-        names.TEST_PROBE_ACCURACY: probe_accuracy(
-            latent_means(model, train.images[:PROBE_TRAIN]), train.labels[:PROBE_TRAIN], mu, splits.test.labels
-        )
-    }
+    training posteriors (`train`, as `encoded` gives them) pooled into its lower end
+    (`rate_metrics`), returned with the aggregate posterior's codes it drew."""
+    mu, logvar = encoded(model, splits.test.images)
+    labels = splits.train.labels[:PROBE_TRAIN]
+    metrics = {names.TEST_PROBE_ACCURACY: probe_accuracy(train[0][:PROBE_TRAIN], labels, mu, splits.test.labels)}
     if logvar is None:
         return metrics, None
     generator = torch.Generator(device=mu.device).manual_seed(EVAL_SEED)
-    rate = rate_split(mu, logvar, generator, pool=posteriors(model, train.images))
+    rate = rate_split(mu, logvar, generator, pool=train)
     return metrics | rate_metrics(rate), rate
 
 
@@ -502,16 +504,18 @@ def rate_metrics(rate: RateSplit) -> dict[str, float]:
     }
 
 
-def generation_samplers(model, config: RunConfig, train_images: torch.Tensor) -> dict:
+def generation_samplers(
+    model, config: RunConfig, train_images: torch.Tensor, codes: torch.Tensor | None = None
+) -> dict:
     """Samplers whose images are scored by FID, keyed by the metric's kind: for a VAE its prior and
     its aggregate posterior; for either model a Gaussian and a 10-component GMM fitted to the
     training images' posterior means (the AE's codes), so that AE and VAE samples are compared
-    drawn the same way."""
+    drawn the same way. `codes`: those posterior means, where the caller has them."""
     samplers = {}
     if model.variational:
         samplers[names.SAMPLES] = NormalPrior(model.latent_dim)
         samplers[names.AGGREGATE_POSTERIOR] = AggregatePosterior(model, train_images)
-    codes = latent_means(model, train_images)
+    codes = latent_means(model, train_images) if codes is None else codes
     samplers[names.SAMPLES_GAUSSIAN] = FittedGaussian(codes)
     if len(codes) > 1:  # a mixture needs two codes to fit; a one-image run has only its Gaussian
         samplers[names.SAMPLES_GMM] = FittedMixture(codes, seed=config.seed)
