@@ -312,6 +312,26 @@ def test_mean_and_spread_print_the_spread_to_two_significant_digits():
     assert mean_std(math.nan, math.nan, 0) == ""
 
 
+def test_when_no_run_converged_the_findings_say_so_once_and_not_after_every_comparison(store):
+    runs = [
+        (
+            RunConfig(beta=beta, seed=seed),
+            {"test/kl": 30 / beta + seed / 100, "test/recon": 220 + 4 * beta + seed % 3}
+            | {f"test/kl_dim/{d:02d}": 1.0 for d in range(20)},
+        )
+        for seed in SEEDS
+        for beta in (0.5, 1.0, 2.0)
+    ]
+    fake_study("unconverged", [(config, metrics | {"converged": 0.0}) for config, metrics in runs])
+    doc = build_report("beta-sweep", "unconverged")
+    found = doc.markdown().split("## Findings")[1].split("\n## ")[0]
+    assert found.count("No run here converged") == 1 and "did not converge" not in found
+    assert set(table(doc, "comparisons")["converged"]) == {"none"}
+    fake_study("one unconverged", runs[:-1] + [(runs[-1][0], runs[-1][1] | {"converged": 0.0})])
+    found = build_report("beta-sweep", "one unconverged").markdown().split("## Findings")[1]
+    assert "No run here converged" not in found and "runs that did not converge: β = 2 1 of 3" in found
+
+
 def test_a_trend_states_its_clear_steps_and_names_the_others():
     low, mid, high = {42: 1.0, 43: 1.1, 44: 0.9}, {42: 2.0, 43: 2.3, 44: 1.8}, {42: 3.1, 43: 3.3, 44: 2.8}
     noisy = {42: 2.5, 43: 1.6, 44: 2.1}  # against `mid`: +0.5, -0.7, +0.3, its interval spans zero
@@ -330,7 +350,9 @@ def test_a_trend_states_its_clear_steps_and_names_the_others():
 def collapse_store(store_name: str) -> str:
     """A posterior-collapse study of twelve settings (warm-up 0-3 epochs by free bits 0, 0.25, 0.5),
     three seeds each: the baseline's −ELBO is beaten by each other setting with p about 0.04 alone,
-    and warm-up 1 without free bits has one informative unit fewer at every seed."""
+    and warm-up 1 without free bits has one informative unit fewer at every seed. The informative
+    units carry 1.5 nats of KL each and at least 0.8 nats of information; the next dimension has as
+    much KL but at most 0.05 nats of information, the rest 0.01 nats of KL."""
     settings, base = eleven_at_p_004()
     others = [(w, fb) for w in range(4) for fb in (0.0, 0.25, 0.5) if (w, fb) != (0, 0.0)]
     neg_elbo = {(0, 0.0): base} | {
@@ -346,7 +368,9 @@ def collapse_store(store_name: str) -> str:
                 "test/kl": 20.0,
                 "test/active_units": 14.0,
                 "test/informative_units": informative,
-                **{f"test/kl_dim/{d:02d}": (1.5 if d < informative else 0.01) for d in range(20)},
+                **{f"test/kl_dim/{d:02d}": (1.5 if d <= informative else 0.01) for d in range(20)},
+                **{f"test/mutual_info_dim_low/{d:02d}": (0.8 if d < informative else 0.0) for d in range(20)},
+                **{f"test/mutual_info_dim_high/{d:02d}": (1.5 if d < informative else 0.05) for d in range(20)},
             }
             runs.append((RunConfig(warmup_epochs=warmup, free_bits=free_bits, seed=seed), metrics))
     fake_study(store_name, runs)
@@ -364,6 +388,19 @@ def test_the_table_against_the_baseline_is_one_family_and_bolds_only_what_surviv
     comparisons = table(doc, "comparisons")
     assert set(comparisons["family"]) == {"comparisons of the table against the baseline"}
     assert set(comparisons["comparisons"]) == {44} and set(comparisons["verdict"]) == {"not resolved"}
+
+
+def test_the_kl_of_informative_units_counts_the_units_whose_own_information_is_bracketed_above_the_threshold(
+    store,
+):
+    text = build_report("posterior-collapse", collapse_store("split")).markdown()
+    rows = results_rows(text).values()
+    # 1.5 nats in each of 12 (11) informative dims; the 1.5 of one more dim with no information is the rest's
+    assert {(row["KL of informative dims (nats)"], row["KL of the other dims (nats)"]) for row in rows} == {
+        ("18.0 ± 0", "1.57 ± 0"),
+        ("16.5 ± 0", "1.58 ± 0"),
+    }
+    assert "informative* when its own information I(x; z_u) exceeds 0.1 nats for certain" in text
 
 
 def test_the_prior_hole_is_a_diagnostic_never_bold_as_best(store):

@@ -16,7 +16,7 @@ from toolkit import ToolkitError, drawing, names
 from toolkit.config import VAE_ONLY
 from toolkit.data import CLASS_NAMES
 from toolkit.reports import plots
-from toolkit.reports.claims import ONE_SEED, Claims, Comparison, interval, sentence
+from toolkit.reports.claims import Claims, Comparison, interval, sentence
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import RunSet, shown_param, vae_first
 from toolkit.reports.sections import (
@@ -112,7 +112,8 @@ def build(runs: RunSet, rebuild: str) -> Document:
     results_table(doc, runs, "results", settings, labels, columns, extra)
     diagnostics_section(doc, runs, settings, labels, diagnostics)
     groups = pairs_by_group(settings, by[1:])
-    claims, findings_text = Claims(), [] if (settings["n"] > 1).any() else [ONE_SEED]
+    claims = Claims(runs)
+    findings_text = claims.opening((settings["n"] > 1).any())
     for group, pair in groups.items():
         suffix = f": {group}" if group else ""
         side_by_side(doc, runs, pair, suffix, group.replace(", ", "_").replace(" ", "-") + "_" if group else "")

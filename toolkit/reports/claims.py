@@ -25,6 +25,12 @@ ONE_SEED = (
 )
 
 
+NONE_CONVERGED = (
+    "No run here converged: every one stopped at its epoch limit with its validation loss still improving, "
+    "so each comparison below may change with longer training."
+)
+
+
 def sentence(text: str) -> str:
     """`text` as a sentence: capitalised, with a full stop; '' stays ''."""
     return f"{text[0].upper()}{text[1:]}." if text else ""
@@ -48,11 +54,14 @@ def interval(d: Difference, fmt: str = ".2f") -> str:
 def basis(differences: list[Difference]) -> str:
     """What the finding on `differences` (one family's) rests on: 'n = 3 seeds; Holm over the 66
     comparisons of the table against the baseline' (the seeds' range where they differ), or 'n = 3
-    seeds; no correction: alone in its family'."""
+    seeds; no correction: alone in its family', or '…; no test without two seeds' where none has a p."""
     ns = sorted({d.n for d in differences})
     n = str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
     d = differences[0]
-    correction = f"Holm over the {d.size} {d.family}" if d.size > 1 else "no correction: alone in its family"
+    if d.size > 1:
+        correction = f"Holm over the {d.size} {d.family}"
+    else:
+        correction = "no correction: alone in its family" if d.size else "no test without two seeds"
     return f"n = {n} seed{'s' if ns[-1] != 1 else ''}; {correction}"
 
 
@@ -63,12 +72,6 @@ def unconverged(sides: dict) -> str:
     return ", ".join(
         f"{label} {v.unconverged} of {v.runs}" for label, v in sides.items() if getattr(v, "unconverged", 0)
     )
-
-
-def not_converged(sides: dict) -> str:
-    """'; runs that did not converge: the VAE 1 of 3', what a finding on `sides` adds; '' when all did."""
-    found = unconverged(sides)
-    return f"; runs that did not converge: {found}" if found else ""
 
 
 class Comparison(NamedTuple):
@@ -98,14 +101,29 @@ class Said(NamedTuple):
 class Claims:
     """The comparisons a report's findings state, kept as the rows of one table."""
 
-    def __init__(self):
+    def __init__(self, runs=None):
+        """`runs`, the report's `RunSet`: when none of them converged, the findings say so once
+        (`opening`) instead of after every comparison."""
         self.rows: list[dict[str, str]] = []
+        self.none_converged = runs is not None and not runs.converged().any()
+
+    def opening(self, several_seeds: bool) -> list[str]:
+        """The findings' first sentences: that no difference is resolved when no setting has two
+        seeds (ONE_SEED), that none of the runs converged (NONE_CONVERGED)."""
+        return ([] if several_seeds else [ONE_SEED]) + ([NONE_CONVERGED] if self.none_converged else [])
+
+    def not_converged(self, sides: dict) -> str:
+        """'; runs that did not converge: the VAE 1 of 3', what a finding on `sides` adds; '' when
+        all did, or when none in the report did (`opening` says it once)."""
+        found = "" if self.none_converged else unconverged(sides)
+        return f"; runs that did not converge: {found}" if found else ""
 
     def record(
         self, what: str, a: str, b: str, d: Difference, verdict: str, fmt: str = ".2f", sides: dict | None = None
     ) -> Difference:
         """A comparison's row; `sides` (a and b: their values by seed) marks one whose runs did not all converge."""
         note = unconverged(sides or {})
+        converged = "none" if self.none_converged else f"not all: {note} runs not converged" if note else "all"
         self.rows.append(
             {
                 "what": what,
@@ -117,7 +135,7 @@ class Claims:
                 "comparisons": str(d.size),
                 "Holm p": number(d.adjusted, ".3g"),
                 "verdict": verdict,
-                "converged": f"not all: {note} runs not converged" if note else "all",
+                "converged": converged,
             }
         )
         return d
@@ -137,7 +155,7 @@ class Claims:
         sides = {c.a: c.values_a, c.b: c.values_b}
         numbers = (
             f"{number(mean_a, c.fmt)} against {number(mean_b, c.fmt)} "
-            f"({c.a} − {c.b} {interval(d, c.fmt)}; {basis([d])}{not_converged(sides)})"
+            f"({c.a} − {c.b} {interval(d, c.fmt)}; {basis([d])}{self.not_converged(sides)})"
         )
         side = d.favours(c.lower_is_better) if c.lower_is_better is not None else None
         if side is not None:
@@ -163,7 +181,7 @@ class Claims:
             verdict = f"{found.label} better" if found.beaten[other] else "not resolved"
             sides = {str(found.label): values[found.label], str(other): values[other]}
             self.record(what, str(found.label), str(other), d, verdict, fmt, sides)
-        k, on = len(found.others), basis(list(found.others.values())) + not_converged(values)
+        k, on = len(found.others), basis(list(found.others.values())) + self.not_converged(values)
         if found.clear:
             return (
                 f"{what} is {word} at {found.label} ({number(mean, fmt)}), clearly better than each of the other "
@@ -188,7 +206,7 @@ class Claims:
             words.append(word)
         clear = [w for w in words if w != "not resolved"]
         unresolved = [f"{a} → {b}" for (a, b), w in zip(zip(labels, labels[1:]), words) if w == "not resolved"]
-        on = basis(moves) + not_converged(dict(zip(labels, values)))
+        on = basis(moves) + self.not_converged(dict(zip(labels, values)))
         if len(set(clear)) == 1 and not unresolved:
             return f"{what} {clear[0]} at every step ({len(moves)} of {len(moves)} clear; {on})"
         counts = (

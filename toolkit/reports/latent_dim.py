@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from toolkit import drawing, names
 from toolkit.reports import plots
-from toolkit.reports.claims import ONE_SEED, Claims, sentence
+from toolkit.reports.claims import Claims, sentence
 from toolkit.reports.document import Document, escape, render_png
 from toolkit.reports.runs import RunSet, vae_first
 from toolkit.reports.sections import (
@@ -65,7 +65,7 @@ def build(runs: RunSet, rebuild: str) -> Document:
         )
         doc.images_side_by_side(manifolds)
     doc.heading("Findings")
-    claims = Claims()
+    claims = Claims(runs)
     doc.text(findings(runs, claims, by_model))
     claims.table(doc)
     run_list(doc, runs)
@@ -121,7 +121,7 @@ def against_size(by_model: dict, fids: list):
 def findings(runs: RunSet, claims: Claims, by_model: dict) -> str:
     """Per model: how reconstruction moves with the latent size, step by step, and which size has
     the best sample FID, each as far as the seeds resolve it; the VAE's active and informative units."""
-    text = [] if any((frame["n"] > 1).any() for frame in by_model.values()) else [ONE_SEED]
+    text = claims.opening(any((frame["n"] > 1).any() for frame in by_model.values()))
     for model, frame in by_model.items():
         sizes, recon = [f"{s} dimensions" for s in frame["latent_dim"]], frame[names.TEST_RECON].to_numpy()
         values = [runs.by_seed(ids.split(), names.TEST_RECON) for ids in frame["run_ids"]]

@@ -1,6 +1,6 @@
 """`posterior-collapse`: VAEs under KL warm-up, free bits and (for a Gaussian decoder) its scale σ.
 For each setting: active and informative units and the KL each kind carries, the final KL of
-every dimension against the free-bits floor and the informative threshold, the KL of every
+every dimension against the free-bits floor and the KL below which no dimension informs, the KL of every
 dimension over the epochs, the KL curve with the effective β; every setting against the baseline
 on units, KL, −ELBO, IW bound and FID, with paired intervals; the baseline beside the setting with
 the most informative units; findings that never call collapse cured on a unit count alone."""
@@ -17,7 +17,7 @@ from toolkit import drawing, names
 from toolkit.config import SQRT_HALF
 from toolkit.diagnostics import INFORMATIVE_NATS
 from toolkit.reports import plots
-from toolkit.reports.claims import ONE_SEED, Claims, Comparison, basis, interval
+from toolkit.reports.claims import Claims, Comparison, basis, interval
 from toolkit.reports.document import Document, escape
 from toolkit.reports.runs import Column, RunSet
 from toolkit.reports.sections import (
@@ -89,17 +89,18 @@ def build(runs: RunSet, rebuild: str) -> Document:
         "at its best σ: the one σ for every pixel under which its reconstructions are likeliest (σ̂² their "
         "squared error per pixel), its reconstruction and −ELBO there (the KL does not change), the numbers "
         "to set beside a learned σ's. A dimension is *active* when "
-        "its posterior mean varies over the data (variance > 0.01, Burda et al. 2015) and *informative* when it "
-        f"is active and its test KL exceeds the free-bits floor by {INFORMATIVE_NATS:g} nats (a dimension's KL "
-        "bounds what it tells about the image; free bits hold dimensions at the floor whatever they carry). "
-        f"The KL columns split each run's KL between those dimensions and the rest. {fid_caption(columns)} "
+        "its posterior mean varies over the data (variance > 0.01, Burda et al. 2015) and *informative* when "
+        f"its own information I(x; z_u) exceeds {INFORMATIVE_NATS:g} nats for certain: the low end of its "
+        "bracket (see the diagnostics) is above it. Its KL only bounds that information from above, and free "
+        "bits hold a dimension's KL at the floor whatever it carries. The KL columns split each run's KL "
+        f"between the informative dimensions and the rest. {fid_caption(columns)} "
         f"{statistics_caption(settings)}"
     )
     labels = {HEADERS[name]: [shown(name, v) for v in settings[name]] for name in axes}
     results_table(doc, runs, "results", settings, labels, columns)
     diagnostics_section(doc, runs, settings, labels, diagnostics)
     baseline = baseline_of(settings)
-    claims = Claims()
+    claims = Claims(runs)
     doc.heading("Against the baseline")
     keys = delta_keys(settings, columns)
     deltas = against_baseline(runs, settings, baseline, keys)
@@ -119,8 +120,9 @@ def build(runs: RunSet, rebuild: str) -> Document:
         kl_bars(settings, profiles, axes),
         "final KL per dimension per setting",
         "Each run's dimensions sorted by their test KL, the mean over seeds of each rank; "
-        f"{plots.BARS[0].lower()}{plots.BARS[1:]} Red dotted: the free-bits floor; black dashed: the "
-        f"informative threshold, {INFORMATIVE_NATS:g} nats above it. Symmetric-log scale, linear below 0.1 nats; "
+        f"{plots.BARS[0].lower()}{plots.BARS[1:]} Red dotted: the free-bits floor; black dashed: "
+        f"{INFORMATIVE_NATS:g} nats, below which a dimension's KL leaves it no room to be informative. "
+        "Symmetric-log scale, linear below 0.1 nats; "
         "intervals are cut at zero, below which a KL cannot go.",
     )
     matrices = [kl_by_epoch(runs, r) for r in first]
@@ -128,8 +130,8 @@ def build(runs: RunSet, rebuild: str) -> Document:
         doc.heading("KL of every dimension over the epochs")
         doc.text(
             "Validation KL of each dimension per epoch (first seed of each setting), dimensions sorted by their "
-            "final KL; one log colour scale for all settings, each setting's informative threshold (its free "
-            f"bits + {INFORMATIVE_NATS:g} nats) marked on the bar."
+            f"final KL; one log colour scale for all settings, {INFORMATIVE_NATS:g} nats marked on the bar: "
+            "below it a dimension cannot be informative."
         )
         doc.figure("kl_heatmaps", kl_heatmaps(settings, matrices, axes), "KL heatmaps")
     doc.heading("KL over the epochs")
@@ -163,18 +165,22 @@ def build(runs: RunSet, rebuild: str) -> Document:
 
 
 def split_kl(runs: RunSet):
-    """Add to each finished VAE run the KL of its dimensions above the informative threshold (its
-    free bits plus INFORMATIVE_NATS) and of the rest, as the metrics `derived/kl_informative`
-    and `derived/kl_rest`."""
+    """Add to each finished VAE run the KL of its informative dimensions (the low end of their
+    information bracket above INFORMATIVE_NATS, as `test/informative_units` counts them) and of the
+    rest, as the metrics `derived/kl_informative` and `derived/kl_rest`; nan for a run that logged
+    no information brackets."""
     frame = runs.finished
-    keys = [f"metrics.{names.test(names.kl_dim(d))}" for d in range(runs.latent_dim)]
-    keys = [key for key in keys if key in frame]
-    dims = frame[keys].to_numpy(dtype=float)
-    floor = pd.to_numeric(runs.param("free_bits"), errors="coerce").fillna(0).to_numpy()[:, None] + INFORMATIVE_NATS
-    above = np.where(dims > floor, dims, 0.0)
-    vae = (runs.param("model") == "vae").to_numpy()
-    frame["metrics.derived/kl_informative"] = np.where(vae, np.nansum(above, axis=1), np.nan)
-    frame["metrics.derived/kl_rest"] = np.where(vae, np.nansum(dims, axis=1) - np.nansum(above, axis=1), np.nan)
+    dims = range(runs.latent_dim)
+    kl = [f"metrics.{names.test(names.kl_dim(d))}" for d in dims]
+    low = [f"metrics.{names.test(names.mutual_info_dim(d, 'low'))}" for d in dims]
+    if not all(key in frame for key in kl + low):
+        frame["metrics.derived/kl_informative"] = frame["metrics.derived/kl_rest"] = np.nan
+        return
+    kl, low = frame[kl].to_numpy(dtype=float), frame[low].to_numpy(dtype=float)
+    informative = np.where(low > INFORMATIVE_NATS, kl, 0.0)
+    measured = (runs.param("model") == "vae").to_numpy() & ~np.isnan(low).any(axis=1)
+    frame["metrics.derived/kl_informative"] = np.where(measured, informative.sum(axis=1), np.nan)
+    frame["metrics.derived/kl_rest"] = np.where(measured, kl.sum(axis=1) - informative.sum(axis=1), np.nan)
 
 
 HEADERS = {
@@ -261,7 +267,7 @@ def _grid(settings: pd.DataFrame, axes: list[str], width: float = 3.4, height: f
 
 def kl_bars(settings, profiles: dict[int, np.ndarray], axes: list[str]):
     """Final test KL of each dimension, sorted (mean over seeds per rank, with its interval), per
-    setting, with the free-bits floor and the informative threshold."""
+    setting, with the free-bits floor and the KL below which no dimension is informative."""
     fig, cells = _grid(settings, axes, sharey=True)
     for ax, row in cells:
         found = [estimate(column) for column in profiles[row.name].T]
@@ -278,9 +284,7 @@ def kl_bars(settings, profiles: dict[int, np.ndarray], axes: list[str]):
         )  # the interval is cut at the axis' floor
         if floor > 0:
             ax.axhline(floor, color="C5", linestyle=":", label="free-bits floor")
-        ax.axhline(
-            floor + INFORMATIVE_NATS, color="black", linestyle="--", linewidth=0.8, label="informative threshold"
-        )
+        ax.axhline(INFORMATIVE_NATS, color="black", linestyle="--", linewidth=0.8, label=f"{INFORMATIVE_NATS:g} nats")
         ax.set_yscale("log")
         ax.set_ylim(drawing.KL_FLOOR, 2 * max(1.0, float(np.nanmax(mean))))
         informative = row.get(names.TEST_INFORMATIVE_UNITS, math.nan)
@@ -304,7 +308,7 @@ def kl_by_epoch(runs: RunSet, run_id: str) -> np.ndarray | None:
 
 def kl_heatmaps(settings, matrices: list[np.ndarray], axes: list[str]):
     """Validation KL of each dimension per epoch, one panel per setting, on one log colour scale
-    with each setting's informative threshold marked on its bar."""
+    with INFORMATIVE_NATS, below which no dimension is informative, marked on its bar."""
     norm = drawing.kl_norm(max(float(m.max()) for m in matrices))
     fig, cells = _grid(settings, axes, width=3.2, height=2.6, sharex=True, sharey=True, layout="constrained")
     for (ax, row), matrix in zip(cells, matrices):
@@ -323,8 +327,7 @@ def kl_heatmaps(settings, matrices: list[np.ndarray], axes: list[str]):
     fig.supxlabel("epoch")
     fig.supylabel("latent dimension, sorted by final KL")
     colorbar = fig.colorbar(image, ax=[ax for ax, _ in cells], label="KL (nats, log scale)")
-    for floor in sorted({float(f) for f in settings["free_bits"]}):
-        drawing.mark_threshold(colorbar, floor + INFORMATIVE_NATS)
+    drawing.mark_threshold(colorbar, INFORMATIVE_NATS)
     return fig
 
 
@@ -414,7 +417,7 @@ def findings(
     base = settings.loc[baseline]
     base_ids = base["run_ids"].split()
     on = f" ({basis(list(deltas.values()))})" if deltas else ""
-    text = [] if (settings["n"] > 1).any() else [ONE_SEED]
+    text = claims.opening((settings["n"] > 1).any())
     text.append(
         f"In the baseline ({label(base, axes)}), {base[names.TEST_ACTIVE_UNITS]:.3g} of {latent_dim} dimensions "
         f"are active and {base[names.TEST_INFORMATIVE_UNITS]:.3g} informative, with {base[names.TEST_KL]:.1f} nats of "

@@ -278,7 +278,7 @@ def diagnostics_section(
     settings_table(doc, runs, "diagnostics", settings, labels, columns, real)
     bracketed = settings[names.TEST_MUTUAL_INFO_LOW].notna() if names.TEST_MUTUAL_INFO_LOW in settings else []
     if any(bracketed):
-        rows = [", ".join(cells[i] for cells in labels.values()) for i, b in enumerate(bracketed) if b]
+        rows = [setting_name(labels, i) for i, b in enumerate(bracketed) if b]
         doc.figure(
             "rate_split",
             plots.rate_split(settings[bracketed].reset_index(drop=True), rows),
@@ -310,8 +310,13 @@ def measured(settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
     rows = [i for i, (a, b) in enumerate(zip(settings[low], settings[high])) if b - a <= MEASURED_NATS]
     if len(rows) == len(settings):
         return "I(x; z) is measured at every setting."
-    named = "; ".join(", ".join(f"{header} {cells[i]}" for header, cells in labels.items()) for i in rows)
+    named = "; ".join(setting_name(labels, i) for i in rows)
     return f"I(x; z) is measured at {escape(named) if rows else 'no setting'}; elsewhere only bracketed."
+
+
+def setting_name(labels: dict[str, list[str]], i: int) -> str:
+    """The i-th setting of a table named by its label columns: 'β 0.5, model VAE'."""
+    return ", ".join(f"{header} {cells[i]}" for header, cells in labels.items())
 
 
 def traversal_rows(runs: RunSet, run_id: str, label: str, most: int = 4) -> list[tuple[str, object]]:
