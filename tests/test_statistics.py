@@ -264,7 +264,7 @@ def test_an_iw_bound_estimated_from_a_subset_of_the_test_images_says_so_with_its
 def test_the_times_of_runs_trained_together_say_what_they_measure(store):
     text = build_report("beta-sweep", beta_sweep("timed", SEEDS, tags=[{"group_size": "3"}] * 6)).markdown()
     settings = text.split("## Settings")[1].split("## Results")[0]
-    assert "| machine (times) | a test CPU, 2 torch threads, torch 2.14.1; wall seconds per epoch" in settings
+    assert "| machine (times) | a test CPU, torch threads: 2, torch 2.14.1; wall seconds per epoch" in settings
     assert "6 of 9 runs trained together in groups of 3 (a run's share of its group's training pass" in settings
     assert "trained together" not in build_report("beta-sweep", beta_sweep("timed-alone", SEEDS, tags=[{}])).markdown()
 
@@ -285,6 +285,7 @@ def test_the_diagnostics_tabulate_the_rate_split_as_brackets_and_read_no_trend_f
                         "test/marginal_kl_high": 20 - low,
                         "test/mutual_info_mixture": min(low, 9.2),
                         "test/mutual_info_pooled": low,
+                        "test/mutual_info_pooled_ceiling": 9.95,
                         "test/probe_accuracy": 0.8,
                         **{f"test/kl_dim/{d:02d}": 1.0 for d in range(20)},
                     },
@@ -294,6 +295,7 @@ def test_the_diagnostics_tabulate_the_rate_split_as_brackets_and_read_no_trend_f
     text = build_report("beta-sweep", "brackets").markdown()
     latent = text.split("## Latent space and samples")[1]
     assert "I(x; z) is measured at β 2, model VAE; elsewhere only bracketed." in latent
+    assert "At β 0.5, model VAE the pooled estimate is within 0.1 nats of its ceiling, log N = 9.95 nats" in latent
     rows = [line for line in latent.splitlines() if line.startswith("| 0.5 | VAE")]
     assert rows and "in [9.94, 17.54]" in rows[0] and "in [2.50, 10.10]" in rows[0]
     assert "7.14 (measured: [6.84, 7.44])" in latent and "![the rate and the brackets of its two parts" in latent

@@ -32,6 +32,7 @@ RATE_CODES = 2000  # codes z ~ q(z|x), one for each of the first RATE_CODES test
 MARGINAL_CODES = 1000  # of them, those the 1-D marginals are evaluated at
 BRACKET_SE = 3.0
 MEASURED_NATS = 1.0
+SATURATED_NATS = 0.1  # a mixture estimate this close to its ceiling log N is limited by N, not by I(x; z)
 MIXTURE_ENTRIES = 8_000_000  # codes x posteriors in one log-density matrix (64 MB in float64)
 # A dimension is informative when its information I(x; z_u) is above this for certain (its bracket's
 # low end): under 0.1 nats a unit tells apart about e^0.1 = 1.1 kinds of image, nothing. Neither

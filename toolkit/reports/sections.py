@@ -23,6 +23,7 @@ from toolkit.diagnostics import (
     PR_K,
     PROBE_TRAIN,
     RATE_CODES,
+    SATURATED_NATS,
 )
 from toolkit.reports import plots
 from toolkit.reports.document import GENERATED, Document, code, escape, markdown_table, mean_std, number
@@ -157,7 +158,7 @@ def settings_table(
     appended to the markdown only. The CSV holds the full-precision means, standard deviations
     and interval bounds of the table's columns under the metric keys."""
     shown = pd.DataFrame(labels)
-    shown["n"] = settings["n"].astype(str).to_numpy()
+    shown["n"] = settings["n"].astype(int).astype(str).to_numpy()  # a float when the frame was joined with an empty one
     shown["converged"] = [runs.converged_share(ids.split()) for ids in settings["run_ids"]]
     for column in columns:
         cells = [cell(row, column) for _, row in settings.iterrows()]
@@ -267,7 +268,11 @@ def diagnostics_section(
             f"on) over that of {NEAREST_QUERIES:,} test images; about 1 for samples as novel as unseen "
             f"images, near 0 for copies of the training set."
         )
-    doc.text(" ".join(text + [measured(settings, labels)]) + " " + statistics_caption(settings))
+    doc.text(
+        " ".join(text + [measured(settings, labels), saturated(runs, settings, labels)])
+        + " "
+        + statistics_caption(settings)
+    )
     real = real_data_row(runs, labels, columns)
     if real:
         doc.text(
@@ -312,6 +317,24 @@ def measured(settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
         return "I(x; z) is measured at every setting."
     named = "; ".join(setting_name(labels, i) for i in rows)
     return f"I(x; z) is measured at {escape(named) if rows else 'no setting'}; elsewhere only bracketed."
+
+
+def saturated(runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
+    """Which settings' pooled mixture estimate, the lower end of I(x; z), is within SATURATED_NATS of
+    its ceiling log N, said in words: there the bracket's lower end is set by N, not by the codes."""
+    estimate, ceiling = names.TEST_MUTUAL_INFO_POOLED, f"metrics.{names.TEST_MUTUAL_INFO_POOLED_CEILING}"
+    if estimate not in settings or ceiling not in runs.finished:
+        return ""
+    top = float(runs.finished[ceiling].max())
+    rows = [i for i, value in enumerate(settings[estimate]) if value >= top - SATURATED_NATS]
+    if not rows:
+        return ""
+    where = "every setting" if len(rows) == len(settings) else escape("; ".join(setting_name(labels, i) for i in rows))
+    return (
+        f"At {where} the pooled estimate is within {SATURATED_NATS:g} nats of its ceiling, log N = {top:.2f} "
+        "nats: the lower end is set by the number of posteriors, not by the codes, and I(x; z) may lie anywhere "
+        "in its bracket."
+    )
 
 
 def setting_name(labels: dict[str, list[str]], i: int) -> str:
@@ -478,7 +501,7 @@ def _machine(frame: pd.DataFrame) -> str:
     cpu, threads, torch, gpu = (
         f"tags.{tag}" for tag in (names.MACHINE_CPU, names.MACHINE_THREADS, names.MACHINE_TORCH, names.MACHINE_GPU)
     )
-    parts = [_distinct(frame, cpu), f"{_distinct(frame, threads)} torch threads", f"torch {_distinct(frame, torch)}"]
+    parts = [_distinct(frame, cpu), f"torch threads: {_distinct(frame, threads)}", f"torch {_distinct(frame, torch)}"]
     if gpu in frame and frame[gpu].notna().any():
         parts.append(_distinct(frame, gpu))
     group = f"tags.{names.GROUP_SIZE}"
