@@ -7,6 +7,7 @@ import itertools
 import math
 import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +15,7 @@ import scipy.stats
 from synthetic import fake_study
 
 from toolkit.config import RunConfig
-from toolkit.reports import build_report
+from toolkit.reports import build_report, plots
 from toolkit.reports.claims import Claims, interval
 from toolkit.reports.document import mean_std
 from toolkit.reports.stats import best_of, estimate, family, holm, paired
@@ -303,6 +304,18 @@ def test_the_diagnostics_tabulate_the_rate_split_as_brackets_and_read_no_trend_f
         "the information I(x; z)" not in text
         and "I(x; z) is β = 0.5: in [9.94, 17.54]; β = 1: in [8.94, 12.04]; β = 2: 7.14 (measured" in text
     )
+
+
+def test_the_rate_split_figure_draws_the_ceilings_log_n_of_both_mixture_estimates():
+    ends = {"mutual_info_low": 9.0, "mutual_info_high": 15.0, "marginal_kl_low": 5.0, "marginal_kl_high": 11.0}
+    settings = pd.DataFrame(
+        {f"test/{key}": [value] for key, value in ends.items()}
+        | {"test/kl": [20.0], "test/mutual_info_mixture": [9.2], "test/mutual_info_pooled": [11.0]}
+    )
+    fig = plots.rate_split(settings, ["β 1"], {"log N, test": 9.21, "log N, test and training": 11.07})
+    drawn = {line.get_label(): list(line.get_ydata()) for line in fig.axes[0].lines}
+    assert drawn["log N, test"] == [9.21, 9.21] and drawn["log N, test and training"] == [11.07, 11.07]
+    plt.close(fig)
 
 
 def test_mean_and_spread_print_the_spread_to_two_significant_digits():

@@ -48,12 +48,13 @@ def curves(ax, histories: pd.DataFrame, key: str, label: str, **style):
         )
 
 
-def rate_split(settings: pd.DataFrame, labels: list[str]):
+def rate_split(settings: pd.DataFrame, labels: list[str], ceilings: dict[str, float]):
     """Each setting's rate and its two parts as brackets (the seeds' means of their ends): I(x; z)
     and KL(q(z) ‖ p(z)) as bars from low to high end, beside the mixture estimates of the lower end
-    over the test images alone and pooled with the training images."""
+    over the test images alone and pooled with the training images, and their ceilings log N
+    (`ceilings`: a line's label, its height)."""
     x = np.arange(len(settings))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(x) + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(x) + 2) + 2.2, 3.6))
     for offset, (what, low, high, colour) in zip(
         (-0.12, 0.12),
         (
@@ -66,8 +67,10 @@ def rate_split(settings: pd.DataFrame, labels: list[str]):
     ax.plot(x, settings[names.TEST_KL], "k_", markersize=18, label="rate (KL)")
     ax.plot(x - 0.12, settings[names.TEST_MUTUAL_INFO_MIXTURE], "v", color="C2", label="mixture estimate, test")
     ax.plot(x - 0.12, settings[names.TEST_MUTUAL_INFO_POOLED], "^", color="C3", label="… test and training")
+    for (label, height), style in zip(ceilings.items(), (":", "--")):
+        ax.axhline(height, color="0.4", linestyle=style, linewidth=0.8, label=label)
     ax.set(xticks=x, ylabel="nats", ylim=(0, None), title="The rate split: what the estimators can say")
     ax.set_xticklabels(labels, rotation=30 if max(map(len, labels)) > 8 else 0, ha="right")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig

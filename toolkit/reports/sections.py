@@ -286,11 +286,12 @@ def diagnostics_section(
         rows = [setting_name(labels, i) for i, b in enumerate(bracketed) if b]
         doc.figure(
             "rate_split",
-            plots.rate_split(settings[bracketed].reset_index(drop=True), rows),
+            plots.rate_split(settings[bracketed].reset_index(drop=True), rows, ceilings(runs)),
             "the rate and the brackets of its two parts at each setting",
             "Bars: each part's bracket, the seeds' means of its ends; where a bar is short the part is "
             "measured, elsewhere only bounded. Triangles: the mixture estimates the lower end of I(x; z) "
-            "comes from; where the pooled one stands above the test one, the lower end has not converged.",
+            "comes from; where the pooled one stands above the test one, the lower end has not converged. "
+            "Grey lines: their ceilings, log N; an estimate at its line is limited by N.",
         )
 
 
@@ -317,6 +318,19 @@ def measured(settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
         return "I(x; z) is measured at every setting."
     named = "; ".join(setting_name(labels, i) for i in rows)
     return f"I(x; z) is measured at {escape(named) if rows else 'no setting'}; elsewhere only bracketed."
+
+
+def ceilings(runs: RunSet) -> dict[str, float]:
+    """The mixture estimates' ceilings log N, test and pooled, as the runs logged them: a label and
+    a height for each that any run logged."""
+    found = {}
+    for key, label in (
+        (names.TEST_MUTUAL_INFO_CEILING, "log N, test"),
+        (names.TEST_MUTUAL_INFO_POOLED_CEILING, "log N, test and training"),
+    ):
+        if f"metrics.{key}" in runs.finished and runs.finished[f"metrics.{key}"].notna().any():
+            found[label] = float(runs.finished[f"metrics.{key}"].max())
+    return found
 
 
 def saturated(runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
