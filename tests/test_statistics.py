@@ -418,6 +418,34 @@ def test_the_kl_of_informative_units_counts_the_units_whose_own_information_is_b
     assert "informative* when its own information I(x; z_u) exceeds 0.1 nats for certain" in text
 
 
+def test_units_active_but_not_informative_are_described_by_their_kl_not_called_empty(store):
+    runs = []
+    for seed, active, elbo in zip(SEEDS, (10.0, 11.0, 10.0), (240.0, 241.0, 240.5)):
+        for free_bits, extra in ((0.0, 0.0), (0.25, 6.0 + (seed - 43) / 2)):  # +6, +6.5 or +5.5 active units
+            floor = free_bits or 0.01
+            kl = [1.5] * 8 + [floor] * 8 + [0.01] * 4  # 8 informative dims, 8 more at the free-bits floor
+            metrics = {
+                "test/kl": sum(kl),
+                "test/neg_elbo": elbo + 4 * free_bits,
+                "test/recon": elbo - sum(kl),
+                "test/active_units": active + extra,
+                "test/informative_units": 8.0,
+                **{f"test/kl_dim/{d:02d}": k for d, k in enumerate(kl)},
+                **{f"test/mutual_info_dim_low/{d:02d}": (0.8 if d < 8 else 0.0) for d in range(20)},
+                **{f"test/mutual_info_dim_high/{d:02d}": min(k, 1.5) for d, k in enumerate(kl)},
+            }
+            runs.append((RunConfig(free_bits=free_bits, seed=seed), metrics))
+    fake_study("active only", runs)
+    found = build_report("posterior-collapse", "active only").markdown().split("## Findings")[1]
+    assert "Clearly more active units than the baseline" in found and "warm-up 0, free bits 0.25" in found
+    assert (
+        "Of these, not clearly more informative ones: warm-up 0, free bits 0.25. Their dimensions that are not "
+        "informative (whose own information is not above 0.1 nats for certain), which the active-unit count "
+        "includes: warm-up 0, free bits 0.25: 12 dimensions with 2.04 nats of KL together, 0.170 each, against a "
+        "free-bits floor of 0.25." in found
+    )
+
+
 def test_the_prior_hole_is_a_diagnostic_never_bold_as_best(store):
     runs = []
     for seed, noise in zip(SEEDS, (-0.5, 0.0, 0.7)):

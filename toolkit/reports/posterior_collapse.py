@@ -462,9 +462,8 @@ def findings(
         text.append(
             "Of these, not clearly more informative ones: "
             + "; ".join(named[i] for i in empty)
-            + f". Their dimensions beyond the informative ones hold little KL ({held}): they sit at the "
-            "free-bits floor where there is one (KL below it is not penalised) or near zero, and the "
-            "active-unit count includes them."
+            + ". Their dimensions that are not informative (whose own information is not above "
+            f"{INFORMATIVE_NATS:g} nats for certain), which the active-unit count includes: {held}."
         )
     poorer = [i for i, c in informative.items() if c == "fewer"]
     if poorer:
@@ -501,12 +500,12 @@ def findings(
 
 
 def _beyond(row: pd.Series, latent_dim: int) -> str:
-    """'11.7 dimensions with 3.29 nats together, 0.281 each, against a floor of 0.25'."""
+    """'11.7 dimensions with 3.29 nats of KL together, 0.281 each, against a free-bits floor of 0.25'."""
     count = latent_dim - row[names.TEST_INFORMATIVE_UNITS]
     each = row["derived/kl_rest"] / count if count else math.nan
     return (
-        f"{count:.3g} dimensions with {row['derived/kl_rest']:.2f} nats together, {each:.3f} each, against a "
-        f"floor of {float(row['free_bits']):g}"
+        f"{count:.3g} dimensions with {row['derived/kl_rest']:.2f} nats of KL together, {each:.3f} each, against a "
+        f"free-bits floor of {float(row['free_bits']):g}"
     )
 
 
