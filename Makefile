@@ -33,6 +33,7 @@ test: install data test-packages
 	$(BIN)/pytest -q
 
 bench: install data
+	$(BIN)/python benchmarks/training_share.py
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/eval_speed.py
 	$(BIN)/python benchmarks/sweep_throughput.py
