@@ -37,17 +37,16 @@ from pathlib import Path
 
 import optuna
 import torch
+from training_share import timed_paths
 
 from toolkit.config import IMAGE_SIDE, RunConfig
 from toolkit.data import load_splits
 from toolkit.evaluate import IW_ROWS
 from toolkit.fid import BATCH as FID_BATCH
 from toolkit.fid import CnnFeatures, DomainCNN
-from toolkit.group import Member, fit_group
 from toolkit.models import build, default_device
 from toolkit.store import writing
 from toolkit.studies import QUICK, Execution, Study, run_study
-from toolkit.train import fit
 
 GRID = {f"beta{beta:g}": {"beta": beta} for beta in (0.5, 0.75, 1, 1.5, 2, 4)}
 SEARCH_BASE = RunConfig(epochs=8, limit=3000, fid="off", iw_samples=0, patience=0)
@@ -107,21 +106,12 @@ BETA_SWEEP = [(beta, seed) for beta in (0.1, 0.25, 0.5, 1, 2, 4, 8) for seed in 
 
 def grouped_against_alone(data_dir: str | None, precision: str, group: int) -> tuple[float, float]:
     """Runs per hour of training (one epoch each) of the β sweep's VAE runs: alone, then grouped,
-    in turns of `group` runs (each turn times the same runs both ways, so that a drift in the
-    machine's speed falls on both)."""
+    in turns of `group` runs (`training_share.timed_paths`)."""
     configs = [replace(RunConfig(epochs=1, precision=precision), beta=b, seed=s) for b, s in BETA_SWEEP]
     splits = load_splits("fashion-mnist", data_dir, None, default_device())
-    fit(build(configs[0]), splits, configs[0], quiet=True)  # warm: first-call costs of torch and the optimiser
-    alone = grouped = 0.0
-    for first in range(0, len(configs), group):
-        turn = configs[first : first + group]
-        start = time.perf_counter()
-        for config in turn:
-            fit(build(config), splits, config, quiet=True)
-        alone += time.perf_counter() - start
-        start = time.perf_counter()
-        fit_group([Member(config) for config in turn], splits)
-        grouped += time.perf_counter() - start
+    turns = [configs[first : first + group] for first in range(0, len(configs), group)]
+    seconds = [(timed_paths(turn, splits, warm=i == 0), len(turn)) for i, turn in enumerate(turns)]
+    alone, grouped = (sum(found[path] * n for found, n in seconds) for path in ("alone", "grouped"))
     return len(configs) / alone * 3600, len(configs) / grouped * 3600
 
 

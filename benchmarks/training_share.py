@@ -64,9 +64,12 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def timed_paths(configs: list[RunConfig], splits) -> dict[str, float]:
-    """Seconds per run-epoch of `configs` trained alone, one after another, and as one group."""
-    fit(build(configs[0]), splits, configs[0], quiet=True)  # warm: first-call costs of torch and the optimiser
+def timed_paths(configs: list[RunConfig], splits, warm: bool = True) -> dict[str, float]:
+    """Seconds per run-epoch of `configs` trained alone, one after another, and as one group (the
+    same runs both ways, so that a drift in the machine's speed falls on both); `warm` first trains
+    one run untimed, for the first-call costs of torch and the optimiser."""
+    if warm:
+        fit(build(configs[0]), splits, configs[0], quiet=True)
     start = time.perf_counter()
     for config in configs:
         fit(build(config), splits, config, quiet=True)

@@ -177,10 +177,10 @@ def split_kl(runs: RunSet):
         frame["metrics.derived/kl_informative"] = frame["metrics.derived/kl_rest"] = np.nan
         return
     kl, low = frame[kl].to_numpy(dtype=float), frame[low].to_numpy(dtype=float)
-    informative = np.where(low > INFORMATIVE_NATS, kl, 0.0)
+    informative = np.where(low > INFORMATIVE_NATS, kl, 0.0).sum(axis=1)
     measured = (runs.param("model") == "vae").to_numpy() & ~np.isnan(low).any(axis=1)
-    frame["metrics.derived/kl_informative"] = np.where(measured, informative.sum(axis=1), np.nan)
-    frame["metrics.derived/kl_rest"] = np.where(measured, kl.sum(axis=1) - informative.sum(axis=1), np.nan)
+    frame["metrics.derived/kl_informative"] = np.where(measured, informative, np.nan)
+    frame["metrics.derived/kl_rest"] = np.where(measured, kl.sum(axis=1) - informative, np.nan)
 
 
 HEADERS = {

@@ -32,6 +32,10 @@ from toolkit.reports.runs import LATENT_COLUMNS, SCORED_SAMPLES, Column, RunSet,
 from toolkit.reports.stats import LEVEL, best_of
 from toolkit.store import location
 
+CEILINGS = {  # the mixture estimates' ceilings log N, and how the rate-split figure labels them
+    names.TEST_MUTUAL_INFO_CEILING: "log N, test",
+    names.TEST_MUTUAL_INFO_POOLED_CEILING: "log N, test and training",
+}
 RUNNING_REASON = "still running, or its process died without ending the run"
 FID_SUBJECTS = {
     names.SAMPLES: "the VAE's drawn from its prior N(0, I) (an AE has none)",
@@ -268,8 +272,9 @@ def diagnostics_section(
             f"on) over that of {NEAREST_QUERIES:,} test images; about 1 for samples as novel as unseen "
             f"images, near 0 for copies of the training set."
         )
+    logged_ceilings = ceilings(runs)
     doc.text(
-        " ".join(text + [measured(settings, labels), saturated(runs, settings, labels)])
+        " ".join(text + [measured(settings, labels), saturated(settings, labels, logged_ceilings)])
         + " "
         + statistics_caption(settings)
     )
@@ -286,7 +291,11 @@ def diagnostics_section(
         rows = [setting_name(labels, i) for i, b in enumerate(bracketed) if b]
         doc.figure(
             "rate_split",
-            plots.rate_split(settings[bracketed].reset_index(drop=True), rows, ceilings(runs)),
+            plots.rate_split(
+                settings[bracketed].reset_index(drop=True),
+                rows,
+                {CEILINGS[key]: height for key, height in logged_ceilings.items()},
+            ),
             "the rate and the brackets of its two parts at each setting",
             "Bars: each part's bracket, the seeds' means of its ends; where a bar is short the part is "
             "measured, elsewhere only bounded. Triangles: the mixture estimates the lower end of I(x; z) "
@@ -321,25 +330,22 @@ def measured(settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
 
 
 def ceilings(runs: RunSet) -> dict[str, float]:
-    """The mixture estimates' ceilings log N, test and pooled, as the runs logged them: a label and
-    a height for each that any run logged."""
-    found = {}
-    for key, label in (
-        (names.TEST_MUTUAL_INFO_CEILING, "log N, test"),
-        (names.TEST_MUTUAL_INFO_POOLED_CEILING, "log N, test and training"),
-    ):
-        if f"metrics.{key}" in runs.finished and runs.finished[f"metrics.{key}"].notna().any():
-            found[label] = float(runs.finished[f"metrics.{key}"].max())
-    return found
+    """The mixture estimates' ceilings log N (CEILINGS' metrics) that any run logged, by metric key."""
+    logged = {key: f"metrics.{key}" for key in CEILINGS}
+    return {
+        key: float(runs.finished[column].max())
+        for key, column in logged.items()
+        if column in runs.finished and runs.finished[column].notna().any()
+    }
 
 
-def saturated(runs: RunSet, settings: pd.DataFrame, labels: dict[str, list[str]]) -> str:
+def saturated(settings: pd.DataFrame, labels: dict[str, list[str]], logged_ceilings: dict[str, float]) -> str:
     """Which settings' pooled mixture estimate, the lower end of I(x; z), is within SATURATED_NATS of
-    its ceiling log N, said in words: there the bracket's lower end is set by N, not by the codes."""
-    estimate, ceiling = names.TEST_MUTUAL_INFO_POOLED, f"metrics.{names.TEST_MUTUAL_INFO_POOLED_CEILING}"
-    if estimate not in settings or ceiling not in runs.finished:
+    its ceiling log N (`logged_ceilings`, as `ceilings` gives them), said in words: there the
+    bracket's lower end is set by N, not by the codes."""
+    estimate, top = names.TEST_MUTUAL_INFO_POOLED, logged_ceilings.get(names.TEST_MUTUAL_INFO_POOLED_CEILING)
+    if estimate not in settings or top is None:
         return ""
-    top = float(runs.finished[ceiling].max())
     rows = [i for i, value in enumerate(settings[estimate]) if value >= top - SATURATED_NATS]
     if not rows:
         return ""
